@@ -1,0 +1,3 @@
+//! rusted-replication: will hold the raft-rs driven propose → WAL → replicate → commit → apply path
+//! and the peer transport (issue 5). Not built yet.
+#![forbid(unsafe_code)]

@@ -1,0 +1,221 @@
+//! The group-commit writer thread and the segment preallocator.
+//!
+//! Appenders encode their records into the pending chunks under one mutex (see [`crate::wal`]).
+//! The writer takes everything pending at once, writes each chunk with one write, fdatasyncs,
+//! publishes the new entries in the view, then completes the group. A chunk that starts a new
+//! segment is written into a preallocated `.tmp` file, synced, renamed to its segment name, and
+//! the directory is synced, all before the group completes. The previous segment is always
+//! synced before the first byte of the next one is written, and one group is synced before the
+//! next group is written: recovery relies on both (see [`crate::frame`]).
+#![forbid(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::error::{IoContext, Result, WalError};
+use crate::io::IoBackend;
+use crate::segment::{create_preallocated, sync_dir, Prealloc, SegmentFile, SegmentHeader};
+use crate::view::Op;
+use crate::wal::{Chunk, Shared};
+
+/// Alignment of O_DIRECT writes.
+pub const DIRECT_ALIGN: usize = 4096;
+
+/// The segment being appended to.
+#[derive(Debug)]
+pub(crate) struct Current {
+    pub seg: SegmentFile,
+    pub file: File,
+    /// Write position (end of the valid frames).
+    pub off: u64,
+    /// With O_DIRECT: bytes of the partial block before `off`.
+    pub tail_block: Vec<u8>,
+}
+
+/// Opens a segment for appending, with O_DIRECT when asked.
+pub(crate) fn open_for_append(path: &Path, direct: bool) -> std::io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.write(true);
+    if direct {
+        o.custom_flags(libc::O_DIRECT);
+    }
+    o.open(path)
+}
+
+/// Keeps one preallocated segment file ready.
+#[derive(Debug)]
+pub(crate) struct Allocator {
+    rx: Option<Receiver<std::io::Result<PathBuf>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Allocator {
+    pub(crate) fn start(dir: PathBuf, size: u64, how: Prealloc) -> Self {
+        let (tx, rx) = sync_channel(0);
+        let thread = std::thread::Builder::new()
+            .name("wal-prealloc".into())
+            .spawn(move || {
+                for n in 0u64.. {
+                    let path = dir.join(format!("{n:08}.tmp"));
+                    let r = create_preallocated(&path, size, how).map(|_| path.clone());
+                    let failed = r.is_err();
+                    if tx.send(r).is_err() {
+                        let _ = std::fs::remove_file(&path);
+                        return;
+                    }
+                    if failed {
+                        return;
+                    }
+                }
+            })
+            .ok();
+        Allocator { rx: Some(rx), thread }
+    }
+
+    /// The next preallocated file (waits for it).
+    fn take(&self) -> std::io::Result<PathBuf> {
+        match self.rx.as_ref().map(|rx| rx.recv()) {
+            Some(Ok(r)) => r,
+            _ => Err(std::io::Error::other("segment preallocator stopped")),
+        }
+    }
+}
+
+impl Drop for Allocator {
+    fn drop(&mut self) {
+        self.rx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The writer's own state.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    pub shared: Arc<Shared>,
+    pub backend: Box<dyn IoBackend>,
+    pub current: Current,
+    pub allocator: Allocator,
+    pub direct: bool,
+    /// Reused buffer for aligned O_DIRECT writes.
+    pub scratch: Vec<u8>,
+}
+
+impl Writer {
+    /// The thread body: take, write, sync, publish, complete; until closed or failed.
+    pub(crate) fn run(mut self) {
+        while let Some((group, chunks)) = self.shared.take_pending() {
+            let started = Instant::now();
+            match self.write_group(&chunks) {
+                Ok(bytes) => {
+                    self.shared.stats.record_group(chunks.len(), bytes, started.elapsed());
+                    self.shared.publish(group, chunks);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "wal write failed; the log is closed to writes");
+                    self.shared.fail(e.to_string());
+                    return;
+                }
+            }
+        }
+    }
+
+    fn write_group(&mut self, chunks: &[Chunk]) -> Result<u64> {
+        let mut bytes = 0;
+        for c in chunks {
+            bytes += c.buf.len() as u64;
+            match c.new_segment {
+                None => {
+                    debug_assert_eq!(c.seq, self.current.seg.seq);
+                    debug_assert_eq!(c.base, self.current.off, "chunks continue the segment");
+                    self.append_current(&c.buf)?;
+                }
+                Some(h) => self.start_segment(h, &c.buf)?,
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Writes `buf` at the end of the current segment and fdatasyncs it.
+    fn append_current(&mut self, buf: &[u8]) -> Result<()> {
+        let cur = &mut self.current;
+        let path = cur.seg.path.clone();
+        if self.direct {
+            // Rewrite the partial block before the end, then the new bytes, padded with zeros
+            // to the alignment; the padding is past the end and reads as the end marker.
+            let start = cur.off - cur.tail_block.len() as u64;
+            debug_assert_eq!(start % DIRECT_ALIGN as u64, 0);
+            let len = cur.tail_block.len() + buf.len();
+            let padded = len.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+            self.scratch.clear();
+            self.scratch.resize(padded + DIRECT_ALIGN, 0);
+            let a = self.scratch.as_ptr().align_offset(DIRECT_ALIGN);
+            let view = &mut self.scratch[a..a + padded];
+            view[..cur.tail_block.len()].copy_from_slice(&cur.tail_block);
+            view[cur.tail_block.len()..len].copy_from_slice(buf);
+            self.backend.write_sync(&cur.file, start, view, true).at(&path)?;
+            let end = start + len as u64;
+            let keep = (end % DIRECT_ALIGN as u64) as usize;
+            cur.tail_block.clear();
+            cur.tail_block.extend_from_slice(&view[len - keep..len]);
+            cur.off = end;
+        } else {
+            self.backend.write_sync(&cur.file, cur.off, buf, true).at(&path)?;
+            cur.off += buf.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Starts segment `h` with `buf` (its header and first frames) in a preallocated file.
+    fn start_segment(&mut self, h: SegmentHeader, buf: &[u8]) -> Result<()> {
+        let dir = self.shared.dir.clone();
+        let tmp = self.allocator.take().at(&dir)?;
+        let path = dir.join(h.file_name());
+        let file = open_for_append(&tmp, self.direct).at(&tmp)?;
+        // The previous segment was synced by its own chunk's write; start the new one.
+        let seg = SegmentFile { seq: h.seq, first_index: h.first_index, path: path.clone() };
+        self.current = Current { seg, file, off: 0, tail_block: Vec::new() };
+        self.append_current(buf)?;
+        std::fs::rename(&tmp, &path).at(&path)?;
+        sync_dir(&dir).at(&dir)?;
+        let read = File::open(&path).at(&path)?;
+        self.shared.add_segment(self.current.seg.clone(), read);
+        Ok(())
+    }
+}
+
+/// Applies a finished group's ops to a view (shared by the writer's publish step).
+pub(crate) fn ops_of(chunks: Vec<Chunk>) -> impl Iterator<Item = Op> {
+    chunks.into_iter().flat_map(|c| c.ops.into_iter())
+}
+
+/// Creates the first segment of an empty log: header written, synced, renamed, dir synced.
+pub(crate) fn create_first_segment(
+    dir: &Path,
+    size: u64,
+    how: Prealloc,
+) -> Result<(SegmentFile, Vec<u8>)> {
+    std::fs::create_dir_all(dir).at(dir)?;
+    let h = SegmentHeader { seq: 0, first_index: 0 };
+    let tmp = dir.join("first.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let f = create_preallocated(&tmp, size, how).at(&tmp)?;
+    let bytes = h.encode();
+    std::os::unix::fs::FileExt::write_all_at(&f, &bytes, 0).at(&tmp)?;
+    f.sync_data().at(&tmp)?;
+    let path = dir.join(h.file_name());
+    std::fs::rename(&tmp, &path).at(&path)?;
+    sync_dir(dir).at(dir)?;
+    Ok((SegmentFile { seq: 0, first_index: 0, path }, bytes.to_vec()))
+}
+
+/// Error for a writer that could not start.
+pub(crate) fn spawn_error(e: std::io::Error) -> WalError {
+    WalError::Io { path: PathBuf::from("<wal writer thread>"), source: e }
+}
