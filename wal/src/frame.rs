@@ -38,6 +38,9 @@ pub enum RecordType {
     Metadata = 4,
     /// Logical truncation of every entry after an index (raft log conflict).
     Truncate = 5,
+    /// The latest snapshot marker restated at the start of a segment: records the marker only,
+    /// with no effect on which entries are live.
+    SnapshotState = 6,
 }
 
 impl RecordType {
@@ -49,6 +52,7 @@ impl RecordType {
             3 => Self::Snapshot,
             4 => Self::Metadata,
             5 => Self::Truncate,
+            6 => Self::SnapshotState,
             _ => return None,
         })
     }

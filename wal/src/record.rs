@@ -15,6 +15,7 @@
 //! |               | 16     | n    | conf state (opaque bytes)  |
 //! | 4 Metadata    | 0      | n    | opaque bytes               |
 //! | 5 Truncate    | 0      | 8    | drop every entry after this index |
+//! | 6 SnapshotState | 0    | 16+n | as Snapshot; restated at a segment start, entries untouched |
 #![forbid(unsafe_code)]
 
 use crate::frame::{encode_frame, frame_len, RecordType};
@@ -82,6 +83,16 @@ pub enum Record<'a> {
         /// The last index kept.
         after: u64,
     },
+    /// Records the latest snapshot marker without touching the entries (what a new segment
+    /// starts with, so released segments do not take the marker with them).
+    SnapshotState {
+        /// Snapshot index.
+        index: u64,
+        /// Snapshot term.
+        term: u64,
+        /// Conf state bytes.
+        conf_state: &'a [u8],
+    },
 }
 
 impl Record<'_> {
@@ -90,7 +101,9 @@ impl Record<'_> {
         match self {
             Record::Entry { data, .. } => 16 + data.len(),
             Record::HardState(_) => 24,
-            Record::Snapshot { conf_state, .. } => 16 + conf_state.len(),
+            Record::Snapshot { conf_state, .. } | Record::SnapshotState { conf_state, .. } => {
+                16 + conf_state.len()
+            }
             Record::Metadata(m) => m.len(),
             Record::Truncate { .. } => 8,
         }
@@ -111,6 +124,12 @@ impl Record<'_> {
                 &[&hs.term.to_le_bytes(), &hs.vote.to_le_bytes(), &hs.commit.to_le_bytes()],
             ),
             Record::Snapshot { index, term, conf_state } => encode_frame(out, RecordType::Snapshot, batch,
+                &[&index.to_le_bytes(), &term.to_le_bytes(), conf_state],
+            ),
+            Record::SnapshotState { index, term, conf_state } => encode_frame(
+                out,
+                RecordType::SnapshotState,
+                batch,
                 &[&index.to_le_bytes(), &term.to_le_bytes(), conf_state],
             ),
             Record::Metadata(m) => encode_frame(out, RecordType::Metadata, batch, &[m]),
@@ -151,6 +170,15 @@ pub enum Decoded<'a> {
         /// The last index kept.
         after: u64,
     },
+    /// See [`Record::SnapshotState`].
+    SnapshotState {
+        /// Snapshot index.
+        index: u64,
+        /// Snapshot term.
+        term: u64,
+        /// Conf state bytes.
+        conf_state: &'a [u8],
+    },
 }
 
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
@@ -175,6 +203,11 @@ pub fn decode_payload(ty: RecordType, p: &[u8]) -> Option<Decoded<'_>> {
         }),
         RecordType::HardState => return None,
         RecordType::Snapshot => Decoded::Snapshot {
+            index: u64_at(p, 0)?,
+            term: u64_at(p, 8)?,
+            conf_state: p.get(16..)?,
+        },
+        RecordType::SnapshotState => Decoded::SnapshotState {
             index: u64_at(p, 0)?,
             term: u64_at(p, 8)?,
             conf_state: p.get(16..)?,

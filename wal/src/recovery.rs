@@ -106,7 +106,10 @@ pub fn scan(dir: &Path, opts: ScanOptions) -> Result<Recovered> {
         let is_last = i + 1 == segs.len();
         let data = std::fs::read(&seg.path).at(&seg.path)?;
         report.segments += 1;
-        match scan_segment(&seg, &data, is_last, opts, &mut view, &mut report) {
+        view.floating = i == 0;
+        let scanned = scan_segment(&seg, &data, is_last, opts, &mut view, &mut report);
+        view.floating = false;
+        match scanned {
             Ok(end) => {
                 if is_last {
                     let nonzero_end = data.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
@@ -156,6 +159,7 @@ pub fn scan(dir: &Path, opts: ScanOptions) -> Result<Recovered> {
             }
         }
     }
+    view.finish_replay();
     if opts.mutate && (report.torn_tail.is_some() || report.repaired.is_some()) {
         sync_dir(dir).at(dir)?;
     }
@@ -214,10 +218,10 @@ fn scan_segment(
             },
             Frame::End => {
                 let junk = data.get(off..).unwrap_or(&[]).iter().any(|&b| b != 0);
-                if !junk || is_last {
+                if !junk {
                     return Ok(off);
                 }
-                "non-zero bytes after the end of the segment's records".to_string()
+                "zeros where a record should be, with non-zero bytes after them".to_string()
             }
             Frame::Bad(b) => b.to_string(),
         };
@@ -235,8 +239,7 @@ fn later_group_follows(data: &[u8], bad: usize, max: u32) -> bool {
     while y + FRAME_HEADER_LEN <= data.len() {
         // Cheap filters before the checksum: a plausible type and a batch start after `bad`
         // and not after `y`.
-        let ty = data[y + 8];
-        if (1..=5).contains(&ty) {
+        if crate::frame::RecordType::from_u8(data[y + 8]).is_some() {
             let b = u32::from_le_bytes([data[y + 9], data[y + 10], data[y + 11], data[y + 12]]);
             if b as usize > bad && b as usize <= y {
                 if let Frame::Record { ty, payload, .. } = decode_frame(data, y, max) {
@@ -259,6 +262,9 @@ fn to_op(d: Decoded<'_>, seg: u64, off: usize, len: usize) -> Op {
         Decoded::HardState(hs) => Op::HardState(hs),
         Decoded::Snapshot { index, term, conf_state } => {
             Op::Snapshot(SnapshotMarker { index, term, conf_state: conf_state.to_vec() })
+        }
+        Decoded::SnapshotState { index, term, conf_state } => {
+            Op::SnapshotState(SnapshotMarker { index, term, conf_state: conf_state.to_vec() })
         }
         Decoded::Metadata(m) => Op::Metadata(m.to_vec()),
         Decoded::Truncate { after } => Op::Truncate { after },

@@ -110,6 +110,8 @@ pub enum Op {
     HardState(HardState),
     /// A snapshot marker.
     Snapshot(SnapshotMarker),
+    /// A restated snapshot marker (entries untouched).
+    SnapshotState(SnapshotMarker),
     /// Metadata.
     Metadata(Vec<u8>),
     /// A truncation.
@@ -132,6 +134,10 @@ pub struct LogView {
     pub snapshot: Option<SnapshotMarker>,
     /// Latest metadata.
     pub metadata: Option<Vec<u8>>,
+    /// Set while replaying the oldest surviving segment: what preceded it was released, so an
+    /// entry or truncation below the first live index (a conflict that rewrote released
+    /// entries) restarts the live range instead of being a gap.
+    pub floating: bool,
 }
 
 impl LogView {
@@ -140,12 +146,20 @@ impl LogView {
     pub fn apply(&mut self, op: Op) -> Result<()> {
         match op {
             Op::Entry { index, loc } => {
+                if self.floating && index != 0 && index < self.span.first {
+                    self.locs.clear();
+                    self.span = Span { first: index, next: index };
+                }
                 let keep = self.span.check_entry(index)?;
                 self.locs.truncate(keep as usize);
                 self.span.push_entry(index);
                 self.locs.push_back(loc);
             }
             Op::Truncate { after } => {
+                if self.floating && after + 1 < self.span.first {
+                    self.locs.clear();
+                    self.span = Span { first: after + 1, next: after + 1 };
+                }
                 let keep = self.span.check_truncate(after)?;
                 self.locs.truncate(keep as usize);
                 self.span.truncate(after);
@@ -157,6 +171,7 @@ impl LogView {
                 }
                 self.snapshot = Some(s);
             }
+            Op::SnapshotState(s) => self.snapshot = Some(s),
             Op::Metadata(m) => self.metadata = Some(m),
         }
         debug_assert_eq!(
@@ -176,6 +191,14 @@ impl LogView {
             }
             self.locs.pop_front();
             self.span.first += 1;
+        }
+    }
+
+    /// Ends a replay: a log whose entries were all released or covered by its latest snapshot
+    /// restarts right after the snapshot.
+    pub fn finish_replay(&mut self) {
+        if let (0, Some(s)) = (self.span.first, &self.snapshot) {
+            self.span = Span { first: s.index + 1, next: s.index + 1 };
         }
     }
 

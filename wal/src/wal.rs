@@ -257,7 +257,7 @@ pub struct Wal {
 /// The frames that restate the current state at the start of a segment.
 fn state_records<'a>(t: &'a Tail) -> impl Iterator<Item = Record<'a>> {
     let hs = t.hard_state.map(Record::HardState);
-    let snap = t.snapshot.as_ref().map(|s| Record::Snapshot {
+    let snap = t.snapshot.as_ref().map(|s| Record::SnapshotState {
         index: s.index,
         term: s.term,
         conf_state: &s.conf_state,
@@ -450,6 +450,7 @@ impl Wal {
                     span.snapshot(index);
                     snap_len = r.frame_len();
                 }
+                Record::SnapshotState { .. } => snap_len = r.frame_len(),
                 Record::HardState(_) => hs_len = r.frame_len(),
                 Record::Metadata(_) => meta_len = r.frame_len(),
             }
@@ -513,6 +514,11 @@ impl Wal {
                 let s = SnapshotMarker { index, term, conf_state: conf_state.to_vec() };
                 tail.snapshot = Some(s.clone());
                 Op::Snapshot(s)
+            }
+            Record::SnapshotState { index, term, conf_state } => {
+                let s = SnapshotMarker { index, term, conf_state: conf_state.to_vec() };
+                tail.snapshot = Some(s.clone());
+                Op::SnapshotState(s)
             }
             Record::Metadata(m) => {
                 tail.metadata = Some(m.to_vec());
