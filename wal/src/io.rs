@@ -20,22 +20,50 @@ pub trait IoBackend: Send + std::fmt::Debug {
     fn write_sync(&mut self, file: &File, off: u64, buf: &[u8], sync: bool) -> io::Result<()>;
 }
 
-/// `pwrite` + `fdatasync` through std.
+/// `pwrite` + `fdatasync`, or `pwritev2(RWF_DSYNC)`.
 #[derive(Debug, Default)]
-pub struct PwriteBackend;
+pub struct PwriteBackend {
+    /// Make writes durable with RWF_DSYNC instead of a following fdatasync.
+    pub dsync: bool,
+}
 
 impl IoBackend for PwriteBackend {
     fn name(&self) -> &'static str {
         "pwrite"
     }
 
-    fn write_sync(&mut self, file: &File, off: u64, buf: &[u8], sync: bool) -> io::Result<()> {
-        file.write_all_at(buf, off)?;
-        if sync {
-            file.sync_data()?;
+    fn write_sync(&mut self, file: &File, mut off: u64, mut buf: &[u8], sync: bool) -> io::Result<()> {
+        if !(sync && self.dsync) || buf.is_empty() {
+            file.write_all_at(buf, off)?;
+            if sync {
+                file.sync_data()?;
+            }
+            return Ok(());
+        }
+        while !buf.is_empty() {
+            let n = rustix::io::pwritev2(
+                file,
+                &[std::io::IoSlice::new(buf)],
+                off,
+                rustix::io::ReadWriteFlags::DSYNC,
+            )?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::WriteZero, "pwritev2 wrote nothing"));
+            }
+            buf = &buf[n..];
+            off += n as u64;
         }
         Ok(())
     }
+}
+
+/// How a write group is made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncStyle {
+    /// The write carries RWF_DSYNC (one operation).
+    Dsync,
+    /// The write is followed by fdatasync.
+    Fdatasync,
 }
 
 /// Which backend to use.
@@ -62,15 +90,16 @@ impl std::str::FromStr for IoMode {
 }
 
 /// Builds the backend for `mode`.
-pub fn make_backend(mode: IoMode) -> io::Result<Box<dyn IoBackend>> {
+pub fn make_backend(mode: IoMode, sync: SyncStyle) -> io::Result<Box<dyn IoBackend>> {
+    let dsync = sync == SyncStyle::Dsync;
     match mode {
-        IoMode::Pwrite => Ok(Box::new(PwriteBackend)),
-        IoMode::Uring => Ok(Box::new(crate::sys::UringBackend::new()?)),
-        IoMode::Auto => match crate::sys::UringBackend::new() {
+        IoMode::Pwrite => Ok(Box::new(PwriteBackend { dsync })),
+        IoMode::Uring => Ok(Box::new(crate::sys::UringBackend::new(dsync)?)),
+        IoMode::Auto => match crate::sys::UringBackend::new(dsync) {
             Ok(b) => Ok(Box::new(b)),
             Err(e) => {
                 tracing::warn!(error = %e, "io_uring unavailable, falling back to pwrite");
-                Ok(Box::new(PwriteBackend))
+                Ok(Box::new(PwriteBackend { dsync }))
             }
         },
     }

@@ -43,7 +43,7 @@ mod writer;
 
 pub use durable::Durable;
 pub use error::{Result, WalError};
-pub use io::{make_backend, FaultPlan, FaultyBackend, IoBackend, IoMode, PwriteBackend};
+pub use io::{make_backend, FaultPlan, FaultyBackend, IoBackend, IoMode, PwriteBackend, SyncStyle};
 pub use record::{Entry, HardState, Record, SnapshotMarker};
 pub use recovery::RecoveryReport;
 pub use segment::Prealloc;

@@ -1,9 +1,10 @@
 //! The only module of this crate with `unsafe` code: the io_uring backend.
 //!
-//! One ring per writer thread. A group write is submitted as a write SQE linked (IO_LINK) to an
-//! fdatasync SQE, so the kernel runs the sync right after the write without a second round trip;
-//! the call returns only after both completions were reaped, which is what keeps the borrowed
-//! buffer alive for as long as the kernel may read it.
+//! One ring per writer thread. A durable group write is either one write SQE flagged RWF_DSYNC
+//! (the default: measured fastest, especially with O_DIRECT where it can become a FUA write) or
+//! a write SQE linked (IO_LINK) to an fdatasync SQE. The call returns only after every
+//! completion was reaped, which is what keeps the borrowed buffer alive for as long as the
+//! kernel may read it.
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -23,6 +24,8 @@ const SYNC_TAG: u64 = 2;
 pub struct UringBackend {
     ring: IoUring,
     broken: bool,
+    /// Make writes durable with RWF_DSYNC instead of a linked fdatasync.
+    dsync: bool,
 }
 
 impl std::fmt::Debug for UringBackend {
@@ -33,10 +36,12 @@ impl std::fmt::Debug for UringBackend {
 
 impl UringBackend {
     /// Sets up a small ring; fails where io_uring is unavailable (old kernel, seccomp, sysctl).
-    pub fn new() -> io::Result<Self> {
+    /// With `dsync`, a durable write is one write op flagged RWF_DSYNC; otherwise a write linked
+    /// to an fdatasync.
+    pub fn new(dsync: bool) -> io::Result<Self> {
         let ring = IoUring::new(8)?;
         // Probe once with a no-op so a ring that can be created but not used is caught here.
-        let mut b = UringBackend { ring, broken: false };
+        let mut b = UringBackend { ring, broken: false, dsync };
         b.submit_and_reap(&[opcode::Nop::new().build().user_data(0)])?;
         Ok(b)
     }
@@ -104,16 +109,18 @@ impl IoBackend for UringBackend {
             let link_sync = sync && last;
             let mut entries = Vec::with_capacity(2);
             if n > 0 {
+                let dsync = link_sync && self.dsync;
                 let mut w = opcode::Write::new(fd, buf.as_ptr(), n as u32)
                     .offset(off)
+                    .rw_flags(if dsync { libc::RWF_DSYNC } else { 0 })
                     .build()
                     .user_data(WRITE_TAG);
-                if link_sync {
+                if link_sync && !dsync {
                     w = w.flags(squeue::Flags::IO_LINK);
                 }
                 entries.push(w);
             }
-            if link_sync {
+            if link_sync && (n == 0 || !self.dsync) {
                 entries.push(
                     opcode::Fsync::new(fd)
                         .flags(types::FsyncFlags::DATASYNC)
@@ -125,7 +132,7 @@ impl IoBackend for UringBackend {
                 return Ok(());
             }
             let mut written = 0usize;
-            let mut synced = false;
+            let mut synced = n > 0 && link_sync && self.dsync;
             for (tag, res) in self.submit_and_reap(&entries)? {
                 match tag {
                     WRITE_TAG if res < 0 => return Err(io::Error::from_raw_os_error(-res)),

@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::durable::{Durable, Signal};
 use crate::error::{IoContext, Result, WalError};
 use crate::frame::{decode_frame, Frame};
-use crate::io::{make_backend, IoBackend, IoMode};
+use crate::io::{make_backend, IoBackend, IoMode, SyncStyle};
 use crate::record::{decode_payload, Decoded, Entry, HardState, Record, SnapshotMarker};
 use crate::recovery::{scan, RecoveryReport, ScanOptions, TailPos};
 use crate::segment::{sync_dir, Prealloc, SegmentFile, SegmentHeader, HEADER_LEN};
@@ -48,6 +48,8 @@ pub struct WalOptions {
     pub io: IoMode,
     /// Open segments with O_DIRECT (aligned 4 KiB writes, no page cache).
     pub direct_io: bool,
+    /// How a group is made durable.
+    pub sync: SyncStyle,
     /// How new segments get their space.
     pub prealloc: Prealloc,
     /// Truncate the log at damage instead of refusing to open.
@@ -65,6 +67,7 @@ impl std::fmt::Debug for WalOptions {
             .field("max_record_bytes", &self.max_record_bytes)
             .field("io", &self.io)
             .field("direct_io", &self.direct_io)
+            .field("sync", &self.sync)
             .field("prealloc", &self.prealloc)
             .field("repair", &self.repair)
             .field("max_pending_bytes", &self.max_pending_bytes)
@@ -79,7 +82,8 @@ impl Default for WalOptions {
             segment_size: DEFAULT_SEGMENT_SIZE,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             io: IoMode::Auto,
-            direct_io: false,
+            direct_io: true,
+            sync: SyncStyle::Dsync,
             prealloc: Prealloc::ZeroFill,
             repair: false,
             max_pending_bytes: 64 << 20,
@@ -157,6 +161,9 @@ struct Pending {
     tail: Tail,
     closed: bool,
     failed: Option<String>,
+    /// The writer is waiting on `work` (only then is it signalled: a futex wake per append
+    /// would cost a syscall each).
+    writer_idle: bool,
 }
 
 /// A segment readers can read.
@@ -196,7 +203,9 @@ impl Shared {
     pub(crate) fn take_pending(&self) -> Option<(u64, Vec<Chunk>)> {
         let mut p = lock(&self.pending);
         while p.chunks.is_empty() && !p.closed {
+            p.writer_idle = true;
             p = self.work.wait(p).unwrap_or_else(|e| e.into_inner());
+            p.writer_idle = false;
         }
         if p.chunks.is_empty() {
             return None;
@@ -295,7 +304,7 @@ impl Wal {
         };
         let backend = match &opts.backend_factory {
             Some(f) => f(),
-            None => make_backend(opts.io),
+            None => make_backend(opts.io, opts.sync),
         }
         .at(&dir)?;
         let backend_name = backend.name();
@@ -338,6 +347,7 @@ impl Wal {
                 tail: t,
                 closed: false,
                 failed: None,
+                writer_idle: false,
             }),
             work: Condvar::new(),
             space: Condvar::new(),
@@ -418,8 +428,12 @@ impl Wal {
             Self::encode_one(&mut *p, r, opts);
         }
         let group = p.group;
+        let wake = p.writer_idle;
+        p.writer_idle = false;
         drop(p);
-        self.shared.work.notify_one();
+        if wake {
+            self.shared.work.notify_one();
+        }
         Ok(Durable::new(group, self.shared.signal.clone()))
     }
 

@@ -6,9 +6,9 @@ use rusted_wal::{HardState, IoMode, Record, Wal, WalError, WalOptions};
 
 #[test]
 fn append_read_reopen_on_every_backend() {
-    for (io, direct) in modes() {
+    for (io, direct, sync) in modes() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = WalOptions { direct_io: direct, ..small_opts(io) };
+        let opts = WalOptions { direct_io: direct, sync, ..small_opts(io) };
         {
             let (w, rep) = Wal::open(dir.path(), opts.clone()).unwrap();
             assert_eq!(rep.records, 0);

@@ -13,9 +13,9 @@ fn data_of(thread: usize, k: usize) -> Vec<u8> {
 
 #[test]
 fn concurrent_appenders_all_acknowledged_records_survive_in_order() {
-    for (io, direct) in modes() {
+    for (io, direct, sync) in modes() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = WalOptions { direct_io: direct, segment_size: 256 * 1024, ..small_opts(io) };
+        let opts = WalOptions { direct_io: direct, sync, segment_size: 256 * 1024, ..small_opts(io) };
         let (w, _) = Wal::open(dir.path(), opts.clone()).unwrap();
         let w = Arc::new(w);
         // Indexes are assigned under a lock (as raft does); durability is awaited outside it.

@@ -10,7 +10,7 @@ use rusted_wal::{make_backend, FaultPlan, FaultyBackend, IoBackend, IoMode, Reco
 
 fn faulty_opts(plan: Arc<FaultPlan>, io: IoMode) -> WalOptions {
     let factory = move || -> std::io::Result<Box<dyn IoBackend>> {
-        Ok(Box::new(FaultyBackend::new(make_backend(io)?, plan.clone())))
+        Ok(Box::new(FaultyBackend::new(make_backend(io, rusted_wal::SyncStyle::Dsync)?, plan.clone())))
     };
     WalOptions { backend_factory: Some(Arc::new(factory)), ..small_opts(io) }
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use rusted_wal::{Entry, IoMode, Prealloc, Record, Wal, WalOptions};
+use rusted_wal::{Entry, IoMode, Prealloc, Record, SyncStyle, Wal, WalOptions};
 
 /// Small segments so tests cross many segment boundaries.
 pub fn small_opts(io: IoMode) -> WalOptions {
@@ -62,12 +62,19 @@ pub fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
     v
 }
 
-/// Every backend mode this machine can run.
-pub fn modes() -> Vec<(IoMode, bool)> {
-    let mut v = vec![(IoMode::Pwrite, false), (IoMode::Pwrite, true)];
-    if rusted_wal::UringBackend::new().is_ok() {
-        v.push((IoMode::Uring, false));
-        v.push((IoMode::Uring, true));
+/// Every write path this machine can run: backend × O_DIRECT × sync style.
+pub fn modes() -> Vec<(IoMode, bool, SyncStyle)> {
+    let mut ios = vec![IoMode::Pwrite];
+    if rusted_wal::UringBackend::new(false).is_ok() {
+        ios.push(IoMode::Uring);
+    }
+    let mut v = Vec::new();
+    for io in ios {
+        for direct in [false, true] {
+            for sync in [SyncStyle::Dsync, SyncStyle::Fdatasync] {
+                v.push((io, direct, sync));
+            }
+        }
     }
     v
 }
