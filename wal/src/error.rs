@@ -51,6 +51,9 @@ pub enum WalError {
         /// Last index held.
         last: u64,
     },
+    /// An index above [`crate::record::MAX_INDEX`].
+    #[error("wal: index {0} exceeds the maximum log index")]
+    IndexTooLarge(u64),
     /// A record is larger than the configured maximum or than a segment can hold.
     #[error("wal: record of {size} bytes exceeds the limit of {limit} bytes")]
     RecordTooLarge {

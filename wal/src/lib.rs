@@ -32,6 +32,7 @@
 mod durable;
 mod error;
 pub mod frame;
+pub mod fuzz_harness;
 mod io;
 pub mod record;
 mod recovery;

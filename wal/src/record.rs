@@ -20,6 +20,10 @@
 
 use crate::frame::{encode_frame, frame_len, RecordType};
 
+/// Largest entry, snapshot or truncation index the log accepts (written or read): keeps every
+/// `index + 1` in range whatever the bytes on disk say.
+pub const MAX_INDEX: u64 = u64::MAX / 2;
+
 /// A raft log entry as read back from the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -189,9 +193,40 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 }
 
 /// Decodes a payload whose frame was already verified. `None` if the payload is too short or
-/// too long for its type (a record that passed its checksum but was written by a different
-/// format is still rejected, never misread).
+/// too long for its type, or carries an index above [`MAX_INDEX`] (a record that passed its
+/// checksum but was written by a different format is still rejected, never misread).
 pub fn decode_payload(ty: RecordType, p: &[u8]) -> Option<Decoded<'_>> {
+    let d = decode_unchecked(ty, p)?;
+    (d.index() <= MAX_INDEX).then_some(d)
+}
+
+impl Decoded<'_> {
+    /// The index the record carries (0 for kinds without one).
+    fn index(&self) -> u64 {
+        match *self {
+            Decoded::Entry { index, .. }
+            | Decoded::Snapshot { index, .. }
+            | Decoded::SnapshotState { index, .. } => index,
+            Decoded::Truncate { after } => after,
+            Decoded::HardState(_) | Decoded::Metadata(_) => 0,
+        }
+    }
+}
+
+impl Record<'_> {
+    /// The index the record carries (0 for kinds without one).
+    pub fn index(&self) -> u64 {
+        match *self {
+            Record::Entry { index, .. }
+            | Record::Snapshot { index, .. }
+            | Record::SnapshotState { index, .. } => index,
+            Record::Truncate { after } => after,
+            Record::HardState(_) | Record::Metadata(_) => 0,
+        }
+    }
+}
+
+fn decode_unchecked(ty: RecordType, p: &[u8]) -> Option<Decoded<'_>> {
     Some(match ty {
         RecordType::Entry => {
             Decoded::Entry { index: u64_at(p, 0)?, term: u64_at(p, 8)?, data: p.get(16..)? }
@@ -261,6 +296,17 @@ mod tests {
             };
             assert!(same, "{r:?} decoded as {d:?}");
         }
+    }
+
+    #[test]
+    fn indexes_above_the_maximum_are_rejected() {
+        let mut p = (MAX_INDEX + 1).to_le_bytes().to_vec();
+        p.extend_from_slice(&[0; 8]);
+        assert!(decode_payload(RecordType::Entry, &p).is_none());
+        assert!(decode_payload(RecordType::Snapshot, &p).is_none());
+        assert!(decode_payload(RecordType::Truncate, &p[..8]).is_none());
+        p[..8].copy_from_slice(&MAX_INDEX.to_le_bytes());
+        assert!(decode_payload(RecordType::Entry, &p).is_some());
     }
 
     #[test]

@@ -451,6 +451,9 @@ impl Wal {
         let mut meta_len = tail.metadata.as_ref().map_or(0, |m| 13 + m.len());
         let fit = opts.segment_size as usize - HEADER_LEN;
         for r in records {
+            if r.index() > crate::record::MAX_INDEX {
+                return Err(WalError::IndexTooLarge(r.index()));
+            }
             match *r {
                 Record::Entry { index, .. } => {
                     span.check_entry(index)?;

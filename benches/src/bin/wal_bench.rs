@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
-use rusted_wal::{IoMode, Prealloc, Record, Wal, WalOptions};
+use rusted_wal::{IoMode, Prealloc, Record, SyncStyle, Wal, WalOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
@@ -24,6 +24,14 @@ enum Mode {
     Pwrite,
     /// No group commit: one pwrite + fdatasync per append.
     Naive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SyncArg {
+    /// Writes flagged RWF_DSYNC.
+    Dsync,
+    /// Write, then fdatasync.
+    Fdatasync,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -47,16 +55,23 @@ struct Args {
     /// Write path.
     #[arg(long, value_enum, default_value_t = Mode::Uring)]
     mode: Mode,
-    /// Open segments with O_DIRECT.
+    /// Buffered writes instead of O_DIRECT (the WAL's default is O_DIRECT).
     #[arg(long)]
-    direct: bool,
+    buffered: bool,
+    /// How a group is made durable (naive mode always uses fdatasync).
+    #[arg(long, value_enum, default_value_t = SyncArg::Dsync)]
+    sync: SyncArg,
+    /// Writers are async tasks on a 2-thread tokio runtime instead of OS threads.
+    #[arg(long)]
+    tasks: bool,
     /// How segments are preallocated.
     #[arg(long, value_enum, default_value_t = PreallocArg::Zero)]
     prealloc: PreallocArg,
     /// Directory for the log (a fresh subdirectory per run is created and removed).
     #[arg(long, default_value = "./wal-bench.data")]
     dir: PathBuf,
-    /// Run writers 1, 16, 64, 256 × modes uring, pwrite, naive and print a markdown table.
+    /// Run writers 1, 16, 64, 256 × modes uring, pwrite, naive (thread writers, then task
+    /// writers) and print a markdown table.
     #[arg(long)]
     matrix: bool,
     /// Writer counts for --matrix.
@@ -90,7 +105,11 @@ fn new_hist() -> Histogram<u64> {
 fn run_wal(a: &Args, mode: Mode, writers: usize, dir: &Path) -> Result<Outcome, String> {
     let opts = WalOptions {
         io: if mode == Mode::Uring { IoMode::Uring } else { IoMode::Pwrite },
-        direct_io: a.direct,
+        direct_io: !a.buffered,
+        sync: match a.sync {
+            SyncArg::Dsync => SyncStyle::Dsync,
+            SyncArg::Fdatasync => SyncStyle::Fdatasync,
+        },
         prealloc: match a.prealloc {
             PreallocArg::Fallocate => Prealloc::Fallocate,
             PreallocArg::Zero => Prealloc::ZeroFill,
@@ -103,6 +122,14 @@ fn run_wal(a: &Args, mode: Mode, writers: usize, dir: &Path) -> Result<Outcome, 
     let payload = vec![0xABu8; a.record_size];
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(a.duration);
+    if a.tasks {
+        let hist = run_tasks(&wal, &next, &payload, writers, deadline)?;
+        let elapsed = start.elapsed();
+        let s = wal.stats();
+        let backend = format!("{}{} tasks", wal.backend(), if wal.direct_io() { "+O_DIRECT" } else { "" });
+        wal.close().map_err(|e| e.to_string())?;
+        return Ok(Outcome { appends: s.records, fsyncs: s.groups, elapsed, hist, backend });
+    }
     let threads: Vec<_> = (0..writers)
         .map(|_| {
             let (wal, next, payload) = (wal.clone(), next.clone(), payload.clone());
@@ -137,6 +164,50 @@ fn run_wal(a: &Args, mode: Mode, writers: usize, dir: &Path) -> Result<Outcome, 
     Ok(Outcome { appends: s.records, fsyncs: s.groups, elapsed, hist, backend })
 }
 
+/// The same load from async tasks on a 2-worker tokio runtime (as the server's handlers).
+fn run_tasks(
+    wal: &Arc<Wal>,
+    next: &Arc<Mutex<u64>>,
+    payload: &[u8],
+    writers: usize,
+    deadline: Instant,
+) -> Result<Histogram<u64>, String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..writers)
+            .map(|_| {
+                let (wal, next, payload) = (wal.clone(), next.clone(), payload.to_vec());
+                tokio::spawn(async move {
+                    let mut h = new_hist();
+                    while Instant::now() < deadline {
+                        let t0 = Instant::now();
+                        let d = {
+                            let mut n = next.lock().map_err(|e| e.to_string())?;
+                            let d = wal
+                                .append(&[Record::Entry { index: *n, term: 1, data: &payload }])
+                                .map_err(|e| e.to_string())?;
+                            *n += 1;
+                            d
+                        };
+                        d.await.map_err(|e| e.to_string())?;
+                        h.saturating_record(t0.elapsed().as_nanos() as u64);
+                    }
+                    Ok::<_, String>(h)
+                })
+            })
+            .collect();
+        let mut hist = new_hist();
+        for t in tasks {
+            let h = t.await.map_err(|e| e.to_string())??;
+            hist.add(&h).map_err(|e| e.to_string())?;
+        }
+        Ok(hist)
+    })
+}
+
 fn run_naive(a: &Args, writers: usize, dir: &Path) -> Result<Outcome, String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let path = dir.join("naive.log");
@@ -151,14 +222,14 @@ fn run_naive(a: &Args, writers: usize, dir: &Path) -> Result<Outcome, String> {
     ));
     let mut o = OpenOptions::new();
     o.write(true);
-    if a.direct {
+    if !a.buffered {
         o.custom_flags(libc::O_DIRECT);
     }
     let file = o.open(&path).map_err(|e| e.to_string())?;
     // The same framing as the WAL, so only the commit policy differs.
     let mut frame = Vec::new();
     Record::Entry { index: 1, term: 1, data: &vec![0xABu8; a.record_size] }.encode(&mut frame, 0);
-    let block = if a.direct { frame.len().div_ceil(4096) * 4096 } else { frame.len() };
+    let block = if !a.buffered { frame.len().div_ceil(4096) * 4096 } else { frame.len() };
     let mut aligned = vec![0u8; block + 4096];
     let at = aligned.as_ptr().align_offset(4096);
     aligned[at..at + frame.len()].copy_from_slice(&frame);
@@ -202,7 +273,7 @@ fn run_naive(a: &Args, writers: usize, dir: &Path) -> Result<Outcome, String> {
         fsyncs: appends,
         elapsed: start.elapsed(),
         hist,
-        backend: format!("naive pwrite{}", if a.direct { "+O_DIRECT" } else { "" }),
+        backend: format!("naive pwrite{}", if !a.buffered { "+O_DIRECT" } else { "" }),
     })
 }
 
@@ -247,7 +318,9 @@ fn main() {
     }
     let modes = [Mode::Uring, Mode::Pwrite, Mode::Naive];
     let mut rows = Vec::new();
-    for &w in &a.matrix_writers {
+    let mut a = a;
+    for (tasks, w) in [false, true].into_iter().flat_map(|t| a.matrix_writers.clone().into_iter().map(move |w| (t, w))) {
+        a.tasks = tasks;
         let mut outs = Vec::new();
         for m in modes {
             match run(&a, m, w) {
@@ -261,16 +334,16 @@ fn main() {
                 }
             }
         }
-        rows.push((w, outs));
+        rows.push((if tasks { "tasks" } else { "threads" }, w, outs));
     }
     println!();
     println!(
         "| writers | uring appends/s | uring p99 µs | pwrite appends/s | pwrite p99 µs | naive appends/s | naive p99 µs | uring ÷ naive | records/fsync (uring) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (w, o) in rows {
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (kind, w, o) in rows {
         println!(
-            "| {w} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1}× | {:.1} |",
+            "| {w} {kind} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1}× | {:.1} |",
             o[0].rate(),
             o[0].q(0.99),
             o[1].rate(),
