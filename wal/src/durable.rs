@@ -15,8 +15,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::Thread;
 use std::task::{Context, Poll, Waker};
+use std::thread::Thread;
 
 use crate::error::{Result, WalError};
 

@@ -217,9 +217,6 @@ mod tests {
         let mut buf = Vec::new();
         encode_frame(&mut buf, RecordType::Metadata, 0, &[&[7u8; 50]]);
         assert_eq!(decode_frame(&buf, 0, 10), Frame::Bad(BadFrame::TooLong { len: 50 }));
-        assert_eq!(
-            decode_frame(&buf[..30], 0, 100),
-            Frame::Bad(BadFrame::PastEnd { len: 50 })
-        );
+        assert_eq!(decode_frame(&buf[..30], 0, 100), Frame::Bad(BadFrame::PastEnd { len: 50 }));
     }
 }

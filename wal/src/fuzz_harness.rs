@@ -72,7 +72,8 @@ fn fix_checksums(file: &mut [u8]) {
     }
     let mut off = HEADER_LEN;
     while off + FRAME_HEADER_LEN <= file.len() {
-        let len = u32::from_le_bytes([file[off], file[off + 1], file[off + 2], file[off + 3]]) as usize;
+        let len =
+            u32::from_le_bytes([file[off], file[off + 1], file[off + 2], file[off + 3]]) as usize;
         let end = off + FRAME_HEADER_LEN + len;
         if end > file.len() || file[off..off + FRAME_HEADER_LEN].iter().all(|&b| b == 0) {
             break;

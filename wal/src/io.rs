@@ -32,7 +32,13 @@ impl IoBackend for PwriteBackend {
         "pwrite"
     }
 
-    fn write_sync(&mut self, file: &File, mut off: u64, mut buf: &[u8], sync: bool) -> io::Result<()> {
+    fn write_sync(
+        &mut self,
+        file: &File,
+        mut off: u64,
+        mut buf: &[u8],
+        sync: bool,
+    ) -> io::Result<()> {
         if !(sync && self.dsync) || buf.is_empty() {
             file.write_all_at(buf, off)?;
             if sync {

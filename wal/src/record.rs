@@ -121,13 +121,22 @@ impl Record<'_> {
     /// Appends this record's frame to `out`, as part of the write group starting at `batch`.
     pub fn encode(&self, out: &mut Vec<u8>, batch: u32) {
         match *self {
-            Record::Entry { index, term, data } => encode_frame(out, RecordType::Entry, batch,
+            Record::Entry { index, term, data } => encode_frame(
+                out,
+                RecordType::Entry,
+                batch,
                 &[&index.to_le_bytes(), &term.to_le_bytes(), data],
             ),
-            Record::HardState(hs) => encode_frame(out, RecordType::HardState, batch,
+            Record::HardState(hs) => encode_frame(
+                out,
+                RecordType::HardState,
+                batch,
                 &[&hs.term.to_le_bytes(), &hs.vote.to_le_bytes(), &hs.commit.to_le_bytes()],
             ),
-            Record::Snapshot { index, term, conf_state } => encode_frame(out, RecordType::Snapshot, batch,
+            Record::Snapshot { index, term, conf_state } => encode_frame(
+                out,
+                RecordType::Snapshot,
+                batch,
                 &[&index.to_le_bytes(), &term.to_le_bytes(), conf_state],
             ),
             Record::SnapshotState { index, term, conf_state } => encode_frame(
@@ -282,9 +291,10 @@ mod tests {
             };
             let d = decode_payload(ty, payload).expect("decodes");
             let same = match (r, d) {
-                (Record::Entry { index, term, data }, Decoded::Entry { index: i, term: t, data: x }) => {
-                    index == i && term == t && data == x
-                }
+                (
+                    Record::Entry { index, term, data },
+                    Decoded::Entry { index: i, term: t, data: x },
+                ) => index == i && term == t && data == x,
                 (Record::HardState(a), Decoded::HardState(b)) => a == b,
                 (
                     Record::Snapshot { index, term, conf_state },

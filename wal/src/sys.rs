@@ -101,7 +101,13 @@ impl IoBackend for UringBackend {
         "io_uring"
     }
 
-    fn write_sync(&mut self, file: &File, mut off: u64, mut buf: &[u8], sync: bool) -> io::Result<()> {
+    fn write_sync(
+        &mut self,
+        file: &File,
+        mut off: u64,
+        mut buf: &[u8],
+        sync: bool,
+    ) -> io::Result<()> {
         let fd = types::Fd(file.as_raw_fd());
         loop {
             let n = buf.len().min(MAX_IO);

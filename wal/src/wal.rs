@@ -23,7 +23,9 @@ use crate::record::{decode_payload, Decoded, Entry, HardState, Record, SnapshotM
 use crate::recovery::{scan, RecoveryReport, ScanOptions, TailPos};
 use crate::segment::{sync_dir, Prealloc, SegmentFile, SegmentHeader, HEADER_LEN};
 use crate::view::{Loc, LogView, Op, Span};
-use crate::writer::{create_first_segment, open_for_append, spawn_error, Allocator, Current, Writer};
+use crate::writer::{
+    create_first_segment, open_for_append, spawn_error, Allocator, Current, Writer,
+};
 
 /// Builds an I/O backend for the writer (tests wrap one to inject faults).
 pub type BackendFactory = Arc<dyn Fn() -> std::io::Result<Box<dyn IoBackend>> + Send + Sync>;
@@ -287,18 +289,17 @@ impl Wal {
             )));
         }
         std::fs::create_dir_all(&dir).at(&dir)?;
-        let scan_opts =
-            ScanOptions { max_record_bytes: opts.max_record_bytes, repair: opts.repair, mutate: true };
+        let scan_opts = ScanOptions {
+            max_record_bytes: opts.max_record_bytes,
+            repair: opts.repair,
+            mutate: true,
+        };
         let rec = scan(&dir, scan_opts)?;
         let (segments, tail) = match rec.tail {
             Some(t) => (rec.segments, t),
             None => {
                 let (seg, header) = create_first_segment(&dir, opts.segment_size, opts.prealloc)?;
-                let t = TailPos {
-                    seg: seg.clone(),
-                    offset: HEADER_LEN as u64,
-                    tail_block: header,
-                };
+                let t = TailPos { seg: seg.clone(), offset: HEADER_LEN as u64, tail_block: header };
                 (vec![seg], t)
             }
         };
@@ -372,8 +373,7 @@ impl Wal {
             .name("wal-writer".into())
             .spawn(move || writer.run())
             .map_err(spawn_error)?;
-        let wal =
-            Wal { shared, writer: Mutex::new(Some(handle)), backend: backend_name, direct };
+        let wal = Wal { shared, writer: Mutex::new(Some(handle)), backend: backend_name, direct };
         Ok((wal, rec.report))
     }
 
@@ -387,7 +387,10 @@ impl Wal {
             .iter()
             .map(|s| {
                 let f = File::open(&s.path).at(&s.path)?;
-                Ok((s.seq, SegRead { first_index: s.first_index, path: s.path.clone(), file: Arc::new(f) }))
+                Ok((
+                    s.seq,
+                    SegRead { first_index: s.first_index, path: s.path.clone(), file: Arc::new(f) },
+                ))
             })
             .collect::<Result<_>>()?;
         let view = ViewState { log: rec.view, segs };
@@ -425,7 +428,7 @@ impl Wal {
         }
         Self::validate(&p.tail, records, opts)?;
         for r in records {
-            Self::encode_one(&mut *p, r, opts);
+            Self::encode_one(&mut p, r, opts);
         }
         let group = p.group;
         let wake = p.writer_idle;
@@ -507,7 +510,14 @@ impl Wal {
         }
         if p.chunks.last().is_none_or(|c| c.seq != p.tail.seq) {
             let (seq, base) = (p.tail.seq, p.tail.off);
-            p.chunks.push(Chunk { new_segment: None, seq, base, buf: Vec::new(), ops: Vec::new(), records: 0 });
+            p.chunks.push(Chunk {
+                new_segment: None,
+                seq,
+                base,
+                buf: Vec::new(),
+                ops: Vec::new(),
+                records: 0,
+            });
         }
         let off = p.tail.off;
         let seq = p.tail.seq;
@@ -699,7 +709,11 @@ pub struct Inspection {
 
 fn check_range(span: &Span, lo: u64, hi: u64) -> Result<()> {
     if lo < span.first || span.first == 0 {
-        return Err(if span.first == 0 { WalError::Unavailable(lo) } else { WalError::Compacted(lo) });
+        return Err(if span.first == 0 {
+            WalError::Unavailable(lo)
+        } else {
+            WalError::Compacted(lo)
+        });
     }
     if hi > span.next {
         return Err(WalError::Unavailable(hi - 1));
@@ -707,7 +721,13 @@ fn check_range(span: &Span, lo: u64, hi: u64) -> Result<()> {
     Ok(())
 }
 
-fn read_entries(v: &ViewState, lo: u64, hi: u64, max_bytes: u64, max_rec: u32) -> Result<Vec<Entry>> {
+fn read_entries(
+    v: &ViewState,
+    lo: u64,
+    hi: u64,
+    max_bytes: u64,
+    max_rec: u32,
+) -> Result<Vec<Entry>> {
     if lo >= hi {
         return Ok(Vec::new());
     }
@@ -737,7 +757,11 @@ fn read_entries(v: &ViewState, lo: u64, hi: u64, max_bytes: u64, max_rec: u32) -
         seg.file.read_exact_at(&mut buf, first.off).at(&seg.path)?;
         for (i, l) in &run {
             let at = (l.off - first.off) as usize;
-            let bad = |reason: String| WalError::Corrupt { path: seg.path.clone(), offset: l.off, reason };
+            let bad = |reason: String| WalError::Corrupt {
+                path: seg.path.clone(),
+                offset: l.off,
+                reason,
+            };
             let e = match decode_frame(&buf, at, max_rec) {
                 Frame::Record { ty, payload, .. } => match decode_payload(ty, payload) {
                     Some(Decoded::Entry { index, term, data }) if index == *i && term == l.term => {

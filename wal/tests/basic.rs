@@ -1,4 +1,5 @@
 //! Behaviour of append, read, truncate, release and reopen, on every backend.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is the test failing
 mod common;
 
 use common::*;
@@ -14,7 +15,8 @@ fn append_read_reopen_on_every_backend() {
             assert_eq!(rep.records, 0);
             assert_eq!((w.first_index(), w.last_index()), (0, 0));
             append_range(&w, 1, 400);
-            w.append_sync(&[Record::HardState(HardState { term: 1, vote: 2, commit: 399 })]).unwrap();
+            w.append_sync(&[Record::HardState(HardState { term: 1, vote: 2, commit: 399 })])
+                .unwrap();
             w.append_sync(&[Record::Metadata(b"cluster-7")]).unwrap();
             assert!(w.segment_count() > 3, "{io:?} crossed segments");
             assert_eq!(all(&w), (1..400).map(|i| entry(i, 1)).collect::<Vec<_>>());
@@ -29,7 +31,10 @@ fn append_read_reopen_on_every_backend() {
         // Appending continues after reopen.
         append_range(&w, 400, 420);
         assert_eq!(w.last_index(), 419);
-        assert_eq!(w.entries(410, 415, u64::MAX).unwrap(), (410..415).map(|i| entry(i, 1)).collect::<Vec<_>>());
+        assert_eq!(
+            w.entries(410, 415, u64::MAX).unwrap(),
+            (410..415).map(|i| entry(i, 1)).collect::<Vec<_>>()
+        );
     }
 }
 
@@ -70,7 +75,10 @@ fn invalid_appends_are_refused_whole() {
     let big = vec![0u8; 9 * 1024];
     let e = w.append(&[Record::Entry { index: 4, term: 1, data: &big }]);
     assert!(matches!(e, Err(WalError::RecordTooLarge { .. })), "{e:?}");
-    assert!(matches!(w.append(&[Record::Entry { index: 0, term: 1, data: b"" }]), Err(WalError::IndexGap { .. })));
+    assert!(matches!(
+        w.append(&[Record::Entry { index: 0, term: 1, data: b"" }]),
+        Err(WalError::IndexGap { .. })
+    ));
     assert!(matches!(w.entries(0, 2, u64::MAX), Err(WalError::Compacted(0))));
     assert!(matches!(w.entries(2, 9, u64::MAX), Err(WalError::Unavailable(8))));
     // Still usable afterwards.
@@ -98,7 +106,11 @@ fn release_prefix_drops_whole_segments_and_keeps_state() {
     drop(w);
     let (w, _) = Wal::open(dir.path(), opts).unwrap();
     assert_eq!(w.first_index(), first);
-    assert_eq!(w.hard_state(), Some(HardState { term: 4, vote: 1, commit: 0 }), "restated in every segment");
+    assert_eq!(
+        w.hard_state(),
+        Some(HardState { term: 4, vote: 1, commit: 0 }),
+        "restated in every segment"
+    );
     assert_eq!(all(&w).len() as u64, 1000 - first);
 }
 

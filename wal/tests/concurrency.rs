@@ -1,5 +1,6 @@
 //! Many appenders at once, threads and async tasks: every acknowledged record is present after
 //! reopen, in order, and group commit actually groups.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is the test failing
 mod common;
 
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,8 @@ fn data_of(thread: usize, k: usize) -> Vec<u8> {
 fn concurrent_appenders_all_acknowledged_records_survive_in_order() {
     for (io, direct, sync) in modes() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = WalOptions { direct_io: direct, sync, segment_size: 256 * 1024, ..small_opts(io) };
+        let opts =
+            WalOptions { direct_io: direct, sync, segment_size: 256 * 1024, ..small_opts(io) };
         let (w, _) = Wal::open(dir.path(), opts.clone()).unwrap();
         let w = Arc::new(w);
         // Indexes are assigned under a lock (as raft does); durability is awaited outside it.
@@ -31,7 +33,9 @@ fn concurrent_appenders_all_acknowledged_records_survive_in_order() {
                         let d = data_of(t, k);
                         let (idx, h) = {
                             let mut n = next.lock().unwrap();
-                            let h = w.append(&[Record::Entry { index: *n, term: 1, data: &d }]).unwrap();
+                            let h = w
+                                .append(&[Record::Entry { index: *n, term: 1, data: &d }])
+                                .unwrap();
                             *n += 1;
                             (*n - 1, h)
                         };
@@ -46,7 +50,8 @@ fn concurrent_appenders_all_acknowledged_records_survive_in_order() {
                 })
             })
             .collect();
-        let mut acked: Vec<(u64, Vec<u8>)> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        let mut acked: Vec<(u64, Vec<u8>)> =
+            handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
         acked.sort();
         let stats = w.stats();
         assert_eq!(stats.records, (threads * per) as u64);
@@ -64,10 +69,13 @@ fn concurrent_appenders_all_acknowledged_records_survive_in_order() {
 #[test]
 fn backpressure_bounds_pending_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = WalOptions { max_pending_bytes: 4096, segment_size: 1 << 20, ..small_opts(IoMode::Auto) };
+    let opts =
+        WalOptions { max_pending_bytes: 4096, segment_size: 1 << 20, ..small_opts(IoMode::Auto) };
     let (w, _) = Wal::open(dir.path(), opts).unwrap();
     let big = vec![7u8; 3000];
-    let hs: Vec<_> = (1..=50u64).map(|i| w.append(&[Record::Entry { index: i, term: 1, data: &big }]).unwrap()).collect();
+    let hs: Vec<_> = (1..=50u64)
+        .map(|i| w.append(&[Record::Entry { index: i, term: 1, data: &big }]).unwrap())
+        .collect();
     for h in hs {
         h.wait().unwrap();
     }

@@ -2,6 +2,7 @@
 //! and check that recovery yields exactly a prefix of the acknowledged records — the records
 //! before the damage — or, when the damage is in data that was synced before the last write
 //! group, an error naming the segment and the damaged record's offset.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is the test failing
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -154,7 +155,8 @@ fn bit_flips_in_the_last_records_are_a_prefix_or_a_named_error() {
         f.check(&d, Some(pos), pos + 1, &format!("bit flip at {pos}"));
         if pos % 3 == 0 {
             // With repair the log always opens, holding the records before the damage.
-            let opts = WalOptions { segment_size: 64 * 1024, repair: true, ..WalOptions::default() };
+            let opts =
+                WalOptions { segment_size: 64 * 1024, repair: true, ..WalOptions::default() };
             let (w, _) = Wal::open(&d, opts).unwrap();
             let before = f.placed.iter().position(|p| pos < p.end).unwrap_or(f.placed.len());
             assert_eq!(all(&w), f.entries[..before], "repaired after flip at {pos}");
@@ -203,10 +205,17 @@ fn damage_in_an_older_segment_is_an_error_unless_repaired() {
     assert_eq!(got, (1..=got.len() as u64).map(|i| entry(i, 1)).collect::<Vec<_>>());
     // A missing middle segment is named too.
     drop(w);
-    append_range(&Wal::open(tmp.path(), small_opts(IoMode::Pwrite)).unwrap().0, got.len() as u64 + 1, 400);
+    append_range(
+        &Wal::open(tmp.path(), small_opts(IoMode::Pwrite)).unwrap().0,
+        got.len() as u64 + 1,
+        400,
+    );
     let segs = segments(tmp.path());
     std::fs::remove_file(&segs[1]).unwrap();
-    assert!(matches!(Wal::open(tmp.path(), small_opts(IoMode::Pwrite)), Err(WalError::MissingSegment { .. })));
+    assert!(matches!(
+        Wal::open(tmp.path(), small_opts(IoMode::Pwrite)),
+        Err(WalError::MissingSegment { .. })
+    ));
 }
 
 #[test]
@@ -228,6 +237,9 @@ fn garbage_files_never_panic() {
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join(name), &bytes).unwrap();
         let _ = Wal::inspect(&d, 1 << 20);
-        let _ = Wal::open(&d, WalOptions { repair: round % 2 == 0, segment_size: 8192, ..WalOptions::default() });
+        let _ = Wal::open(
+            &d,
+            WalOptions { repair: round % 2 == 0, segment_size: 8192, ..WalOptions::default() },
+        );
     }
 }

@@ -1,16 +1,22 @@
 //! Injected faults: a failed fdatasync or a torn write closes the log (no retry-and-pretend),
 //! every waiter of the failed group gets the error, and reopening yields a prefix that contains
 //! every acknowledged record. Each case is replayable from its seed.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is the test failing
 mod common;
 
 use std::sync::Arc;
 
 use common::*;
-use rusted_wal::{make_backend, FaultPlan, FaultyBackend, IoBackend, IoMode, Record, Wal, WalError, WalOptions};
+use rusted_wal::{
+    make_backend, FaultPlan, FaultyBackend, IoBackend, IoMode, Record, Wal, WalError, WalOptions,
+};
 
 fn faulty_opts(plan: Arc<FaultPlan>, io: IoMode) -> WalOptions {
     let factory = move || -> std::io::Result<Box<dyn IoBackend>> {
-        Ok(Box::new(FaultyBackend::new(make_backend(io, rusted_wal::SyncStyle::Dsync)?, plan.clone())))
+        Ok(Box::new(FaultyBackend::new(
+            make_backend(io, rusted_wal::SyncStyle::Dsync)?,
+            plan.clone(),
+        )))
     };
     WalOptions { backend_factory: Some(Arc::new(factory)), ..small_opts(io) }
 }
@@ -61,6 +67,10 @@ fn seeded_faults_never_lose_acknowledged_records() {
             .unwrap_or_else(|e| panic!("seed {seed}: reopen failed: {e}"));
         let got = all(&w);
         assert!(got.len() >= acked.len(), "seed {seed}: lost acknowledged records");
-        assert_eq!(got, (1..=got.len() as u64).map(|i| entry(i, 1)).collect::<Vec<_>>(), "seed {seed}");
+        assert_eq!(
+            got,
+            (1..=got.len() as u64).map(|i| entry(i, 1)).collect::<Vec<_>>(),
+            "seed {seed}"
+        );
     }
 }

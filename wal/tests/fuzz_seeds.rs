@@ -1,5 +1,6 @@
 //! Runs the `wal_recovery` fuzz harness over real logs and mutations of them (the same inputs
 //! the fuzz/ seed corpus holds), so the harness is exercised by the default suite.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is the test failing
 mod common;
 
 use common::*;
@@ -92,6 +93,7 @@ fn write_fuzz_seed_corpus() {
     let segs = real_segments();
     for flags in 0..8u8 {
         std::fs::write(out.join(format!("real-{flags}")), pack(flags, &segs)).unwrap();
-        std::fs::write(out.join(format!("last-{flags}")), pack(flags, &segs[segs.len() - 1..])).unwrap();
+        std::fs::write(out.join(format!("last-{flags}")), pack(flags, &segs[segs.len() - 1..]))
+            .unwrap();
     }
 }

@@ -1,5 +1,6 @@
 //! Property test against a Vec model: random append / conflict / truncate-suffix /
 //! release-prefix / snapshot / hard-state / reopen sequences.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is the test failing
 mod common;
 
 use common::*;
@@ -9,13 +10,28 @@ use rusted_wal::{Entry, HardState, IoMode, Record, Wal};
 #[derive(Debug, Clone)]
 enum Op {
     /// Append `n` entries after the last, in one or several appends.
-    Append { n: u64, split: bool, size: usize },
+    Append {
+        n: u64,
+        split: bool,
+        size: usize,
+    },
     /// Rewrite from `back` entries before the end with a new term (raft conflict).
-    Conflict { back: u64, n: u64 },
-    TruncateSuffix { back: u64 },
-    ReleasePrefix { frac: u8 },
-    Snapshot { ahead: u64 },
-    HardState { commit: u64 },
+    Conflict {
+        back: u64,
+        n: u64,
+    },
+    TruncateSuffix {
+        back: u64,
+    },
+    ReleasePrefix {
+        frac: u8,
+    },
+    Snapshot {
+        ahead: u64,
+    },
+    HardState {
+        commit: u64,
+    },
     Reopen,
 }
 
@@ -42,7 +58,11 @@ struct Model {
 
 impl Model {
     fn next(&self) -> u64 {
-        if self.first == 0 { 1 } else { self.first + self.entries.len() as u64 }
+        if self.first == 0 {
+            1
+        } else {
+            self.first + self.entries.len() as u64
+        }
     }
 }
 
@@ -62,7 +82,10 @@ fn run(ops: Vec<Op>, io: IoMode) {
                 let es: Vec<Entry> = (start..start + n)
                     .map(|i| Entry { index: i, term: m.term, data: data(i, m.term, size) })
                     .collect();
-                let recs: Vec<Record<'_>> = es.iter().map(|e| Record::Entry { index: e.index, term: e.term, data: &e.data }).collect();
+                let recs: Vec<Record<'_>> = es
+                    .iter()
+                    .map(|e| Record::Entry { index: e.index, term: e.term, data: &e.data })
+                    .collect();
                 if split {
                     let hs: Vec<_> = recs.chunks(3).map(|c| w.append(c).unwrap()).collect();
                     for h in hs {
@@ -83,8 +106,13 @@ fn run(ops: Vec<Op>, io: IoMode) {
                 let back = back.min(m.entries.len() as u64 - 1);
                 let from = m.next() - 1 - back;
                 m.term += 1;
-                let es: Vec<Entry> = (from..from + n).map(|i| Entry { index: i, term: m.term, data: data(i, m.term, 20) }).collect();
-                let recs: Vec<Record<'_>> = es.iter().map(|e| Record::Entry { index: e.index, term: e.term, data: &e.data }).collect();
+                let es: Vec<Entry> = (from..from + n)
+                    .map(|i| Entry { index: i, term: m.term, data: data(i, m.term, 20) })
+                    .collect();
+                let recs: Vec<Record<'_>> = es
+                    .iter()
+                    .map(|e| Record::Entry { index: e.index, term: e.term, data: &e.data })
+                    .collect();
                 w.append_sync(&recs).unwrap();
                 m.entries.truncate((from - m.first) as usize);
                 m.entries.extend(es);
@@ -106,13 +134,22 @@ fn run(ops: Vec<Op>, io: IoMode) {
                 w.release_prefix(upto).unwrap();
                 // Whole segments only: anything from the model's first to upto+1 may be the new first.
                 let f = w.first_index();
-                assert!(f >= m.first && f <= upto + 1, "first {f} after release to {upto} (model first {})", m.first);
+                assert!(
+                    f >= m.first && f <= upto + 1,
+                    "first {f} after release to {upto} (model first {})",
+                    m.first
+                );
                 m.entries.drain(..(f - m.first) as usize);
                 m.first = f;
             }
             Op::Snapshot { ahead } => {
                 let idx = m.next() - 1 + ahead;
-                w.append_sync(&[Record::Snapshot { index: idx, term: m.term, conf_state: b"voters" }]).unwrap();
+                w.append_sync(&[Record::Snapshot {
+                    index: idx,
+                    term: m.term,
+                    conf_state: b"voters",
+                }])
+                .unwrap();
                 if ahead > 0 || m.entries.is_empty() || idx + 1 >= m.next() {
                     m.entries.clear();
                     m.first = idx + 1;
@@ -143,7 +180,7 @@ fn run(ops: Vec<Op>, io: IoMode) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn wal_matches_vec_model(ops in prop::collection::vec(op(), 1..40), uring in any::<bool>()) {

@@ -126,7 +126,8 @@ fn run_wal(a: &Args, mode: Mode, writers: usize, dir: &Path) -> Result<Outcome, 
         let hist = run_tasks(&wal, &next, &payload, writers, deadline)?;
         let elapsed = start.elapsed();
         let s = wal.stats();
-        let backend = format!("{}{} tasks", wal.backend(), if wal.direct_io() { "+O_DIRECT" } else { "" });
+        let backend =
+            format!("{}{} tasks", wal.backend(), if wal.direct_io() { "+O_DIRECT" } else { "" });
         wal.close().map_err(|e| e.to_string())?;
         return Ok(Outcome { appends: s.records, fsyncs: s.groups, elapsed, hist, backend });
     }
@@ -250,7 +251,8 @@ fn run_naive(a: &Args, writers: usize, dir: &Path) -> Result<Outcome, String> {
                         if *off + block as u64 > size {
                             *off = 0;
                         }
-                        file.write_all_at(&buf[*at..*at + block], *off).map_err(|e| e.to_string())?;
+                        file.write_all_at(&buf[*at..*at + block], *off)
+                            .map_err(|e| e.to_string())?;
                         file.sync_data().map_err(|e| e.to_string())?;
                         *off += block as u64;
                     }
@@ -319,7 +321,10 @@ fn main() {
     let modes = [Mode::Uring, Mode::Pwrite, Mode::Naive];
     let mut rows = Vec::new();
     let mut a = a;
-    for (tasks, w) in [false, true].into_iter().flat_map(|t| a.matrix_writers.clone().into_iter().map(move |w| (t, w))) {
+    for (tasks, w) in [false, true]
+        .into_iter()
+        .flat_map(|t| a.matrix_writers.clone().into_iter().map(move |w| (t, w)))
+    {
         a.tasks = tasks;
         let mut outs = Vec::new();
         for m in modes {

@@ -1,4 +1,5 @@
 //! Helpers shared by the WAL integration tests.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is the test failing
 #![allow(dead_code)]
 
 use std::path::Path;
