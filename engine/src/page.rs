@@ -1,0 +1,221 @@
+//! Page layout: the header every page starts with, and bounds-checked views of branch and leaf
+//! pages as they sit in the map.
+//!
+//! Page header (16 bytes, little-endian):
+//!
+//! | offset | size | field                                                          |
+//! |--------|------|----------------------------------------------------------------|
+//! | 0      | 8    | page id (must equal the page's position in the file)           |
+//! | 8      | 2    | kind: 1 branch, 2 leaf, 4 meta, 8 freelist                     |
+//! | 10     | 2    | count: elements on the page (branch, leaf)                      |
+//! | 12     | 4    | overflow: further pages this one spans (the node is contiguous) |
+//!
+//! Leaf body: `count` elements of 12 bytes, then the keys and values they point to.
+//!
+//! | offset (in element) | size | field                                        |
+//! |---------------------|------|----------------------------------------------|
+//! | 0                   | 4    | pos: offset of the key from the page start   |
+//! | 4                   | 4    | key length                                   |
+//! | 8                   | 4    | value length (the value follows the key)     |
+//!
+//! Branch body: `count` elements of 16 bytes, then the keys (each the first key of its child).
+//!
+//! | offset (in element) | size | field                                        |
+//! |---------------------|------|----------------------------------------------|
+//! | 0                   | 4    | pos: offset of the key from the page start   |
+//! | 4                   | 4    | key length                                   |
+//! | 8                   | 8    | child page id                                |
+//!
+//! Views check the header and element table when opened and every key and value offset when
+//! read, so a damaged page reads as an error, never as out-of-bounds memory; `validate` also
+//! checks the key order (used by the consistency check).
+#![forbid(unsafe_code)]
+
+use crate::error::{EngineError, Result};
+
+/// Page id.
+pub type PageId = u64;
+
+/// Size of the page header.
+pub const PAGE_HEADER: usize = 16;
+/// Size of a leaf element.
+pub const LEAF_ELEM: usize = 12;
+/// Size of a branch element.
+pub const BRANCH_ELEM: usize = 16;
+
+/// Page kinds.
+pub const KIND_BRANCH: u16 = 1;
+/// Leaf page.
+pub const KIND_LEAF: u16 = 2;
+/// Meta page.
+pub const KIND_META: u16 = 4;
+/// Freelist page.
+pub const KIND_FREELIST: u16 = 8;
+
+pub(crate) fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+pub(crate) fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// The decoded page header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Page id.
+    pub id: PageId,
+    /// Kind.
+    pub kind: u16,
+    /// Element count.
+    pub count: u16,
+    /// Overflow pages.
+    pub overflow: u32,
+}
+
+impl Header {
+    /// Reads a header from the first 16 bytes of `b` (the caller checked the length).
+    pub fn read(b: &[u8]) -> Header {
+        Header {
+            id: u64_at(b, 0),
+            kind: u16_at(b, 8),
+            count: u16_at(b, 10),
+            overflow: u32_at(b, 12),
+        }
+    }
+
+    /// Writes this header into the first 16 bytes of `b`.
+    pub fn write(&self, b: &mut [u8]) {
+        b[0..8].copy_from_slice(&self.id.to_le_bytes());
+        b[8..10].copy_from_slice(&self.kind.to_le_bytes());
+        b[10..12].copy_from_slice(&self.count.to_le_bytes());
+        b[12..16].copy_from_slice(&self.overflow.to_le_bytes());
+    }
+}
+
+/// A verified view of a branch or leaf page (including its overflow pages).
+#[derive(Debug, Clone, Copy)]
+pub struct PageView<'a> {
+    /// The page's bytes, `(1 + overflow) * page_size` long.
+    pub bytes: &'a [u8],
+    /// Its header.
+    pub header: Header,
+}
+
+impl<'a> PageView<'a> {
+    /// Checks the header and every element of a node page. `bytes` must be exactly the page
+    /// and its overflow pages.
+    pub fn new(bytes: &'a [u8], id: PageId) -> Result<Self> {
+        let corrupt = |why: &str| EngineError::Corrupt { page: id, reason: why.to_string() };
+        if bytes.len() < PAGE_HEADER {
+            return Err(corrupt("page shorter than its header"));
+        }
+        let header = Header::read(bytes);
+        if header.id != id {
+            return Err(corrupt(&format!("page claims id {}", header.id)));
+        }
+        let elem = match header.kind {
+            KIND_LEAF => LEAF_ELEM,
+            KIND_BRANCH => BRANCH_ELEM,
+            k => return Err(corrupt(&format!("unexpected page kind {k} in a tree"))),
+        };
+        let n = header.count as usize;
+        if header.kind == KIND_BRANCH && n == 0 {
+            return Err(corrupt("branch page without children"));
+        }
+        let elems_end = PAGE_HEADER + n * elem;
+        if elems_end > bytes.len() {
+            return Err(corrupt("element table runs past the page"));
+        }
+        Ok(PageView { bytes, header })
+    }
+
+    /// Checks every element's bounds and the key order (O(n); reads check lazily instead).
+    pub fn validate(&self) -> Result<()> {
+        for i in 0..self.len() {
+            let k = self.key(i)?;
+            if self.is_leaf() {
+                self.value(i)?;
+            }
+            if i > 0 && self.key(i - 1)? >= k {
+                return Err(self.corrupt(&format!("keys out of order at element {i}")));
+            }
+        }
+        Ok(())
+    }
+
+    fn corrupt(&self, why: &str) -> EngineError {
+        EngineError::Corrupt { page: self.header.id, reason: why.to_string() }
+    }
+
+    /// Is this a leaf?
+    pub fn is_leaf(&self) -> bool {
+        self.header.kind == KIND_LEAF
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.header.count as usize
+    }
+
+    /// No elements?
+    pub fn is_empty(&self) -> bool {
+        self.header.count == 0
+    }
+
+    fn elem(&self, i: usize) -> usize {
+        PAGE_HEADER + i * if self.is_leaf() { LEAF_ELEM } else { BRANCH_ELEM }
+    }
+
+    /// Key of element `i` (< len).
+    pub fn key(&self, i: usize) -> Result<&'a [u8]> {
+        let e = self.elem(i);
+        let pos = u32_at(self.bytes, e) as usize;
+        let klen = u32_at(self.bytes, e + 4) as usize;
+        pos.checked_add(klen)
+            .filter(|_| pos >= self.elems_end())
+            .and_then(|end| self.bytes.get(pos..end))
+            .ok_or_else(|| self.corrupt(&format!("key {i} points outside the page")))
+    }
+
+    /// Value of leaf element `i` (< len).
+    pub fn value(&self, i: usize) -> Result<&'a [u8]> {
+        debug_assert!(self.is_leaf());
+        let e = self.elem(i);
+        let pos = u32_at(self.bytes, e) as usize;
+        let klen = u32_at(self.bytes, e + 4) as usize;
+        let vlen = u32_at(self.bytes, e + 8) as usize;
+        pos.checked_add(klen)
+            .and_then(|start| Some((start, start.checked_add(vlen)?)))
+            .and_then(|(start, end)| self.bytes.get(start..end))
+            .ok_or_else(|| self.corrupt(&format!("value {i} points outside the page")))
+    }
+
+    /// Child page of branch element `i` (< len).
+    pub fn child(&self, i: usize) -> PageId {
+        debug_assert!(!self.is_leaf());
+        u64_at(self.bytes, self.elem(i) + 8)
+    }
+
+    fn elems_end(&self) -> usize {
+        self.elem(self.len())
+    }
+
+    /// Index of the first element whose key is ≥ `key` (binary search).
+    pub fn lower_bound(&self, key: &[u8]) -> Result<usize> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.key(mid)? < key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+}

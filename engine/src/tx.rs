@@ -1,0 +1,367 @@
+//! Read and write transactions, and buckets (named trees listed in a catalog tree).
+//!
+//! The catalog maps a bucket name to a 16-byte value: the bucket's root page id and a sequence
+//! number, both little-endian u64.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, MutexGuard};
+
+use crate::cursor::{get, Cursor};
+use crate::db::{BucketChange, Db, DbInner, Snapshot, WriterState};
+use crate::error::{EngineError, Result};
+use crate::node::NodeId;
+use crate::page::u64_at;
+use crate::tree::{Dirty, Pages};
+
+/// Largest key (as bbolt's MaxKeySize).
+pub const MAX_KEY_SIZE: usize = 32768;
+/// Largest value (as bbolt's MaxValueSize, 2^31 - 2).
+pub const MAX_VALUE_SIZE: usize = (1 << 31) - 2;
+
+fn bucket_root(v: &[u8], name: &[u8]) -> Result<(NodeId, u64)> {
+    if v.len() != 16 {
+        return Err(EngineError::Corrupt {
+            page: 0,
+            reason: format!(
+                "catalog entry for {:?} has {} bytes",
+                String::from_utf8_lossy(name),
+                v.len()
+            ),
+        });
+    }
+    Ok((u64_at(v, 0), u64_at(v, 8)))
+}
+
+fn not_found(name: &[u8]) -> EngineError {
+    EngineError::BucketNotFound(String::from_utf8_lossy(name).into_owned())
+}
+
+/// A consistent, read-only view of the store as of the transaction it started from.
+/// Any number may be open at once, alongside the writer. Cheap to hold: it pins the pages it
+/// can see (they are not reused until it is dropped) and the map it reads them from.
+#[derive(Debug)]
+pub struct ReadTx {
+    snap: Snapshot,
+    pages: Pages,
+    db: Arc<DbInner>,
+}
+
+impl ReadTx {
+    pub(crate) fn new(db: Arc<DbInner>, snap: Snapshot) -> Self {
+        let pages = snap.pages();
+        ReadTx { snap, pages, db }
+    }
+
+    fn pages(&self) -> &Pages {
+        &self.pages
+    }
+
+    /// The transaction id this view shows.
+    pub fn txid(&self) -> u64 {
+        self.snap.meta.txid
+    }
+
+    /// The user fields (applied index, term) as of this view.
+    pub fn user(&self) -> [u64; 2] {
+        self.snap.meta.user
+    }
+
+    fn root(&self, bucket: &[u8]) -> Result<NodeId> {
+        let v =
+            get(self.pages(), self.snap.meta.catalog, bucket)?.ok_or_else(|| not_found(bucket))?;
+        Ok(bucket_root(v, bucket)?.0)
+    }
+
+    /// The bucket's sequence number.
+    pub fn sequence(&self, bucket: &[u8]) -> Result<u64> {
+        let v =
+            get(self.pages(), self.snap.meta.catalog, bucket)?.ok_or_else(|| not_found(bucket))?;
+        Ok(bucket_root(v, bucket)?.1)
+    }
+
+    /// Does the bucket exist?
+    pub fn has_bucket(&self, bucket: &[u8]) -> Result<bool> {
+        Ok(get(self.pages(), self.snap.meta.catalog, bucket)?.is_some())
+    }
+
+    /// Bucket names, in order.
+    pub fn buckets(&self) -> Result<Vec<Vec<u8>>> {
+        let mut c = Cursor::new(self.pages(), self.snap.meta.catalog);
+        let mut out = Vec::new();
+        let mut it = c.first()?;
+        while let Some((k, _)) = it {
+            out.push(k.to_vec());
+            it = c.next()?;
+        }
+        Ok(out)
+    }
+
+    /// The value of `key` in `bucket`, borrowed from the map (zero-copy).
+    pub fn get(&self, bucket: &[u8], key: &[u8]) -> Result<Option<&[u8]>> {
+        let root = self.root(bucket)?;
+        get(self.pages(), root, key)
+    }
+
+    /// A cursor over `bucket`.
+    pub fn cursor(&self, bucket: &[u8]) -> Result<Cursor<'_, Pages>> {
+        let root = self.root(bucket)?;
+        Ok(Cursor::new(self.pages(), root))
+    }
+
+    /// Calls `f` for each entry of `bucket` with key in `[from, to)` (`to` empty: no end),
+    /// in order, until it returns false.
+    pub fn scan(
+        &self,
+        bucket: &[u8],
+        from: &[u8],
+        to: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        let mut c = self.cursor(bucket)?;
+        let mut it = c.seek(from)?;
+        while let Some((k, v)) = it {
+            if (!to.is_empty() && k >= to) || !f(k, v) {
+                break;
+            }
+            it = c.next()?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn pages_for_check(&self) -> (&Pages, NodeId, &crate::meta::Meta) {
+        (self.pages(), self.snap.meta.catalog, &self.snap.meta)
+    }
+}
+
+impl Drop for ReadTx {
+    fn drop(&mut self) {
+        self.db.end_read(self.snap.meta.txid);
+    }
+}
+
+#[derive(Debug, Clone)]
+struct BucketState {
+    root: NodeId,
+    seq: u64,
+    dirty: bool,
+}
+
+/// The single write transaction. Edits are copy-on-write and invisible to readers until
+/// [`WriteTx::commit`] (or [`WriteTx::commit_nosync`]) returns; dropping it rolls back.
+pub struct WriteTx<'db> {
+    pub(crate) db: &'db Db,
+    pub(crate) guard: MutexGuard<'db, WriterState>,
+    pub(crate) snap: Snapshot,
+    buckets: BTreeMap<Vec<u8>, Option<BucketState>>,
+    catalog: NodeId,
+    user: [u64; 2],
+    dirty: Option<Dirty>,
+}
+
+impl std::fmt::Debug for WriteTx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteTx").field("txid", &(self.snap.meta.txid + 1)).finish_non_exhaustive()
+    }
+}
+
+impl<'db> WriteTx<'db> {
+    pub(crate) fn new(db: &'db Db, guard: MutexGuard<'db, WriterState>, snap: Snapshot) -> Self {
+        let catalog = snap.meta.catalog;
+        let user = snap.meta.user;
+        WriteTx { db, guard, snap, buckets: BTreeMap::new(), catalog, user, dirty: None }
+    }
+
+    /// The dirty set, created on first use.
+    fn dirty(&mut self) -> &mut Dirty {
+        if self.dirty.is_none() {
+            self.dirty = Some(Dirty::new(self.snap.pages(), self.db.fill_percent()));
+        }
+        match self.dirty.as_mut() {
+            Some(d) => d,
+            None => unreachable!("set just above"),
+        }
+    }
+
+    fn state(&mut self, bucket: &[u8]) -> Result<Option<BucketState>> {
+        if let Some(s) = self.buckets.get(bucket) {
+            return Ok(s.clone());
+        }
+        let catalog = self.catalog;
+        let found = match get(self.dirty(), catalog, bucket)? {
+            Some(v) => {
+                let (root, seq) = bucket_root(v, bucket)?;
+                Some(BucketState { root, seq, dirty: false })
+            }
+            None => None,
+        };
+        self.buckets.insert(bucket.to_vec(), found.clone());
+        Ok(found)
+    }
+
+    /// Creates a bucket.
+    pub fn create_bucket(&mut self, name: &[u8]) -> Result<()> {
+        check_key(name)?;
+        if self.state(name)?.is_some() {
+            return Err(EngineError::BucketExists(String::from_utf8_lossy(name).into_owned()));
+        }
+        let root = self.dirty().empty_leaf();
+        self.buckets.insert(name.to_vec(), Some(BucketState { root, seq: 0, dirty: true }));
+        Ok(())
+    }
+
+    /// Creates a bucket unless it exists.
+    pub fn create_bucket_if_missing(&mut self, name: &[u8]) -> Result<()> {
+        if self.state(name)?.is_none() {
+            self.create_bucket(name)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a bucket and frees its pages.
+    pub fn delete_bucket(&mut self, name: &[u8]) -> Result<()> {
+        let s = self.state(name)?.ok_or_else(|| not_found(name))?;
+        self.dirty().free_tree(s.root, 0)?;
+        let catalog = self.catalog;
+        let (c, _) = self.dirty().delete(catalog, name)?;
+        self.catalog = c;
+        self.buckets.insert(name.to_vec(), None);
+        Ok(())
+    }
+
+    fn root(&mut self, bucket: &[u8]) -> Result<BucketState> {
+        self.state(bucket)?.ok_or_else(|| not_found(bucket))
+    }
+
+    /// Sets `key` to `value` in `bucket`.
+    pub fn put(&mut self, bucket: &[u8], key: &[u8], value: &[u8]) -> Result<()> {
+        check_key(key)?;
+        if value.len() > MAX_VALUE_SIZE {
+            return Err(EngineError::InvalidArgument(format!(
+                "value of {} bytes is too large",
+                value.len()
+            )));
+        }
+        let mut s = self.root(bucket)?;
+        s.root = self.dirty().put(s.root, key, value)?;
+        s.dirty = true;
+        self.buckets.insert(bucket.to_vec(), Some(s));
+        Ok(())
+    }
+
+    /// Removes `key` from `bucket`; returns whether it was there.
+    pub fn delete(&mut self, bucket: &[u8], key: &[u8]) -> Result<bool> {
+        let mut s = self.root(bucket)?;
+        let (r, found) = self.dirty().delete(s.root, key)?;
+        if found {
+            s.root = r;
+            s.dirty = true;
+            self.buckets.insert(bucket.to_vec(), Some(s));
+        }
+        Ok(found)
+    }
+
+    /// The value of `key` in `bucket`, as this transaction sees it.
+    pub fn get(&mut self, bucket: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let s = self.root(bucket)?;
+        Ok(get(self.dirty(), s.root, key)?.map(<[u8]>::to_vec))
+    }
+
+    /// Calls `f` for each entry of `bucket` with key in `[from, to)` (`to` empty: no end),
+    /// in order, until it returns false.
+    pub fn scan(
+        &mut self,
+        bucket: &[u8],
+        from: &[u8],
+        to: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        let s = self.root(bucket)?;
+        let d: &Dirty = self.dirty();
+        let mut c = Cursor::new(d, s.root);
+        let mut it = c.seek(from)?;
+        while let Some((k, v)) = it {
+            if !to.is_empty() && k >= to {
+                break;
+            }
+            if !f(k, v) {
+                break;
+            }
+            it = c.next()?;
+        }
+        Ok(())
+    }
+
+    /// Next value of the bucket's sequence (as bbolt's NextSequence).
+    pub fn next_sequence(&mut self, bucket: &[u8]) -> Result<u64> {
+        let mut s = self.root(bucket)?;
+        s.seq += 1;
+        s.dirty = true;
+        let seq = s.seq;
+        self.buckets.insert(bucket.to_vec(), Some(s));
+        Ok(seq)
+    }
+
+    /// Sets the bucket's sequence.
+    pub fn set_sequence(&mut self, bucket: &[u8], seq: u64) -> Result<()> {
+        let mut s = self.root(bucket)?;
+        s.seq = seq;
+        s.dirty = true;
+        self.buckets.insert(bucket.to_vec(), Some(s));
+        Ok(())
+    }
+
+    /// Sets the user fields stored in the meta (the MVCC layer's applied index and term).
+    pub fn set_user(&mut self, user: [u64; 2]) {
+        self.user = user;
+    }
+
+    /// Commits and makes it durable (data pages, fdatasync, meta, fdatasync).
+    pub fn commit(self) -> Result<u64> {
+        self.finish(true)
+    }
+
+    /// Commits without syncing: readers see it at once; it becomes durable with the next
+    /// synced commit or [`Db::sync`]. After a crash the store is back at the last synced
+    /// commit, intact (pages a synced meta can reach are not reused before a later sync).
+    pub fn commit_nosync(self) -> Result<u64> {
+        self.finish(false)
+    }
+
+    fn finish(mut self, sync: bool) -> Result<u64> {
+        // Write dirty buckets into the catalog, then spill everything.
+        let changed: Vec<(Vec<u8>, BucketChange)> = self
+            .buckets
+            .iter()
+            .filter_map(|(k, s)| {
+                s.as_ref()
+                    .filter(|s| s.dirty)
+                    .map(|s| (k.clone(), BucketChange { root: s.root, seq: s.seq }))
+            })
+            .collect();
+        let dirty = match self.dirty.take() {
+            Some(d) => d,
+            None if self.user == self.snap.meta.user && changed.is_empty() => {
+                return Ok(self.snap.meta.txid)
+            }
+            None => Dirty::new(self.snap.pages(), self.db.fill_percent()),
+        };
+        let db = self.db;
+        let catalog = self.catalog;
+        let user = self.user;
+        db.commit(&mut self.guard, &self.snap, dirty, catalog, changed, user, sync)
+    }
+}
+
+fn check_key(key: &[u8]) -> Result<()> {
+    if key.is_empty() {
+        return Err(EngineError::InvalidArgument("key required".into()));
+    }
+    if key.len() > MAX_KEY_SIZE {
+        return Err(EngineError::InvalidArgument(format!(
+            "key of {} bytes is too large",
+            key.len()
+        )));
+    }
+    Ok(())
+}

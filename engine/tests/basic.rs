@@ -1,0 +1,273 @@
+//! Larger loads, sequential density, overflow values, concurrency of readers with the writer,
+//! remapping, defrag and damaged files.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is the test failing
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use rusted_engine::{Db, DbOptions, EngineError};
+
+fn opts() -> DbOptions {
+    DbOptions { initial_mmap_size: 1 << 20, ..DbOptions::default() }
+}
+
+#[test]
+fn bulk_random_and_sequential_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path().join("db"), opts()).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    tx.create_bucket(b"seq").unwrap();
+    tx.create_bucket(b"rnd").unwrap();
+    tx.commit().unwrap();
+    let n = 200_000u64;
+    let mut x = 88172645463325252u64;
+    for batch in 0..(n / 1000) {
+        let mut tx = db.begin_write().unwrap();
+        for i in batch * 1000..(batch + 1) * 1000 {
+            tx.put(b"seq", &i.to_be_bytes(), &[7u8; 100]).unwrap();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            tx.put(b"rnd", &x.to_be_bytes(), &[9u8; 100]).unwrap();
+        }
+        tx.commit_nosync().unwrap();
+    }
+    db.sync().unwrap();
+    let report = db.check().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.keys, 2 * n);
+    let tx = db.begin_read().unwrap();
+    for i in (0..n).step_by(997) {
+        assert_eq!(tx.get(b"seq", &i.to_be_bytes()).unwrap(), Some(&[7u8; 100][..]));
+    }
+    let mut c = tx.cursor(b"seq").unwrap();
+    let (mut count, mut it) = (0u64, c.first().unwrap());
+    while let Some((k, _)) = it {
+        assert_eq!(k, count.to_be_bytes());
+        count += 1;
+        it = c.next().unwrap();
+    }
+    assert_eq!(count, n);
+    // Sequential keys pack pages nearly full: 100-byte values + 8-byte keys + 12-byte elements
+    // → ~34 per 4 KiB page, so ~5,900 leaves for 200k keys; random ones sit near half full.
+    let s = db.stats();
+    let pages_per_key = (s.pages - s.free_pages) as f64 / (2 * n) as f64;
+    assert!(pages_per_key < 0.06, "{pages_per_key} pages per key");
+}
+
+#[test]
+fn large_values_use_overflow_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let db = Db::open(&path, opts()).unwrap();
+        let mut tx = db.begin_write().unwrap();
+        tx.create_bucket(b"b").unwrap();
+        for i in 0..20u32 {
+            tx.put(b"b", &i.to_be_bytes(), &vec![i as u8; 10_000 + i as usize * 1000]).unwrap();
+        }
+        tx.commit().unwrap();
+        let mut tx = db.begin_write().unwrap();
+        for i in (0..20u32).step_by(2) {
+            tx.delete(b"b", &i.to_be_bytes()).unwrap();
+        }
+        tx.commit().unwrap();
+        assert!(db.check().unwrap().problems.is_empty());
+    }
+    let db = Db::open(&path, opts()).unwrap();
+    let tx = db.begin_read().unwrap();
+    for i in 0..20u32 {
+        let v = tx.get(b"b", &i.to_be_bytes()).unwrap();
+        if i % 2 == 0 {
+            assert!(v.is_none());
+        } else {
+            assert_eq!(v.unwrap(), vec![i as u8; 10_000 + i as usize * 1000].as_slice());
+        }
+    }
+}
+
+#[test]
+fn readers_see_a_stable_snapshot_while_the_writer_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    // A tiny initial map so the writer remaps while readers hold the old one.
+    let db = Arc::new(
+        Db::open(dir.path().join("db"), DbOptions { initial_mmap_size: 64 * 1024, ..opts() })
+            .unwrap(),
+    );
+    {
+        let mut tx = db.begin_write().unwrap();
+        tx.create_bucket(b"b").unwrap();
+        for i in 0..1000u32 {
+            tx.put(b"b", &i.to_be_bytes(), &0u64.to_le_bytes()).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (db, stop) = (db.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut views = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let tx = db.begin_read().unwrap();
+                    // Every value in one view carries the same generation, and the count is fixed.
+                    let sum = |tx: &rusted_engine::ReadTx| {
+                        let mut c = tx.cursor(b"b").unwrap();
+                        let (mut n, mut gens, mut it) =
+                            (0, std::collections::BTreeSet::new(), c.first().unwrap());
+                        while let Some((_, v)) = it {
+                            n += 1;
+                            gens.insert(v[..8].to_vec());
+                            it = c.next().unwrap();
+                        }
+                        (n, gens)
+                    };
+                    let a = sum(&tx);
+                    std::thread::yield_now();
+                    let b = sum(&tx);
+                    assert_eq!(a, b, "a view changed under its reader");
+                    assert_eq!(a.1.len(), 1, "a view mixed two commits");
+                    assert_eq!(a.0, 1000);
+                    views += 1;
+                }
+                views
+            })
+        })
+        .collect();
+    for generation in 1..300u64 {
+        let mut tx = db.begin_write().unwrap();
+        for i in 0..1000u32 {
+            // Growing values force new pages and remaps.
+            let mut v = generation.to_le_bytes().to_vec();
+            v.resize(8 + (generation as usize % 50) * 4, 1);
+            tx.put(b"b", &i.to_be_bytes(), &v).unwrap();
+        }
+        if generation % 3 == 0 {
+            tx.commit().unwrap();
+        } else {
+            tx.commit_nosync().unwrap();
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+    assert!(db.check().unwrap().problems.is_empty());
+}
+
+#[test]
+fn defrag_shrinks_and_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path().join("db"), opts()).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    tx.create_bucket(b"b").unwrap();
+    for i in 0..50_000u32 {
+        tx.put(b"b", &i.to_be_bytes(), &[3u8; 200]).unwrap();
+    }
+    tx.set_user([42, 7]);
+    tx.commit().unwrap();
+    let mut tx = db.begin_write().unwrap();
+    for i in 0..50_000u32 {
+        if i % 10 != 0 {
+            tx.delete(b"b", &i.to_be_bytes()).unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    let old_reader = db.begin_read().unwrap();
+    let r = db.defrag().unwrap();
+    assert!(r.after < r.before / 3, "{r:?}");
+    // A reader from before the swap still reads the old file.
+    assert_eq!(old_reader.get(b"b", &10u32.to_be_bytes()).unwrap(), Some(&[3u8; 200][..]));
+    drop(old_reader);
+    let tx = db.begin_read().unwrap();
+    assert_eq!(tx.user(), [42, 7]);
+    let mut n = 0;
+    tx.scan(b"b", b"", b"", |k, _| {
+        assert_eq!(u32::from_be_bytes(k.try_into().unwrap()) % 10, 0);
+        n += 1;
+        true
+    })
+    .unwrap();
+    assert_eq!(n, 5000);
+    drop(tx);
+    assert!(db.check().unwrap().problems.is_empty());
+    let mut tx = db.begin_write().unwrap();
+    tx.put(b"b", b"after", b"defrag").unwrap();
+    tx.commit().unwrap();
+}
+
+#[test]
+fn damaged_files_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let db = Db::open(&path, opts()).unwrap();
+        let mut tx = db.begin_write().unwrap();
+        tx.create_bucket(b"b").unwrap();
+        for i in 0..5000u32 {
+            tx.put(b"b", &i.to_be_bytes(), &[1u8; 64]).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let good = std::fs::read(&path).unwrap();
+    // Garbage and truncations (a zero-length file is a new store, as in bbolt).
+    for bytes in [vec![0u8; 100], vec![0xAB; 20_000], good[..5000].to_vec()] {
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(
+            matches!(Db::open(&path, opts()), Err(EngineError::BadFile { .. })),
+            "{} bytes",
+            bytes.len()
+        );
+    }
+    // Both metas gone: a clear error.
+    let mut b = good.clone();
+    b[16..20].fill(0);
+    b[4096 + 16..4096 + 20].fill(0);
+    std::fs::write(&path, &b).unwrap();
+    assert!(matches!(Db::open(&path, opts()), Err(EngineError::BadFile { .. })));
+    // One meta damaged: the other is used.
+    let mut b = good.clone();
+    b[40] ^= 0xFF;
+    std::fs::write(&path, &b).unwrap();
+    assert!(Db::open(&path, opts()).is_ok());
+    // Damage inside tree pages: reads give Corrupt errors, never panic.
+    let pages = good.len() / 4096;
+    for p in 2..pages.min(60) {
+        let mut b = good.clone();
+        for k in (p * 4096..(p + 1) * 4096).step_by(37) {
+            b[k] = b[k].wrapping_add(0x5A);
+        }
+        std::fs::write(&path, &b).unwrap();
+        if let Ok(db) = Db::open(&path, opts()) {
+            if let Ok(tx) = db.begin_read() {
+                let _ = tx.scan(b"b", b"", b"", |_, _| true);
+                let _ = tx.get(b"b", &77u32.to_be_bytes());
+            }
+            let _ = db.check();
+        }
+    }
+}
+
+#[test]
+fn second_open_of_the_same_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let _a = Db::open(&path, opts()).unwrap();
+    assert!(matches!(Db::open(&path, opts()), Err(EngineError::BadFile { .. })));
+}
+
+#[test]
+fn bad_arguments_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path().join("db"), opts()).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    assert!(matches!(tx.put(b"nope", b"k", b"v"), Err(EngineError::BucketNotFound(_))));
+    tx.create_bucket(b"b").unwrap();
+    assert!(matches!(tx.create_bucket(b"b"), Err(EngineError::BucketExists(_))));
+    assert!(matches!(tx.put(b"b", b"", b"v"), Err(EngineError::InvalidArgument(_))));
+    assert!(matches!(tx.put(b"b", &vec![1u8; 40_000], b"v"), Err(EngineError::InvalidArgument(_))));
+    assert!(matches!(
+        Db::open(dir.path().join("x"), DbOptions { page_size: 1000, ..opts() }),
+        Err(EngineError::InvalidOption(_))
+    ));
+}
