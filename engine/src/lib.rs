@@ -26,6 +26,7 @@ pub mod cursor;
 mod db;
 mod error;
 pub mod freelist;
+pub mod fuzz_harness;
 pub mod meta;
 mod mmap;
 pub mod node;
