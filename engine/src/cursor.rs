@@ -4,7 +4,7 @@
 
 use crate::error::{EngineError, Result};
 use crate::node::{Node, NodeId};
-use crate::page::PageView;
+use crate::page::{key_cmp, PageView};
 
 /// Maximum tree depth followed (a cycle in damaged pages would otherwise loop forever).
 pub const MAX_DEPTH: usize = 64;
@@ -71,19 +71,30 @@ impl<'a> NodeRef<'a> {
     pub fn lower_bound(&self, key: &[u8]) -> Result<usize> {
         match *self {
             NodeRef::Page(p) => p.lower_bound(key),
-            NodeRef::Dirty(Node::Leaf(v)) => Ok(v.partition_point(|e| e.0.as_slice() < key)),
-            NodeRef::Dirty(Node::Branch(v)) => Ok(v.partition_point(|e| e.0.as_slice() < key)),
+            NodeRef::Dirty(Node::Leaf(v)) => Ok(v.partition_point(|e| key_cmp(&e.0, key).is_lt())),
+            NodeRef::Dirty(Node::Branch(v)) => {
+                Ok(v.partition_point(|e| key_cmp(&e.0, key).is_lt()))
+            }
         }
     }
 
     /// The child of a branch that may hold `key`: the last whose first key is ≤ `key`
     /// (the first child also takes everything below its key).
+    #[inline]
     pub fn child_for(&self, key: &[u8]) -> Result<usize> {
-        let i = self.lower_bound(key)?;
-        if i < self.len() && self.key(i)? == key {
-            Ok(i)
-        } else {
-            Ok(i.saturating_sub(1))
+        Ok(match self.search(key)? {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        })
+    }
+
+    /// `Ok(i)`: key `i` equals `key`; `Err(i)`: `i` is where it would go.
+    #[inline]
+    pub fn search(&self, key: &[u8]) -> Result<Result<usize, usize>> {
+        match *self {
+            NodeRef::Page(p) => p.search(key),
+            NodeRef::Dirty(Node::Leaf(v)) => Ok(v.binary_search_by(|e| key_cmp(&e.0, key))),
+            NodeRef::Dirty(Node::Branch(v)) => Ok(v.binary_search_by(|e| key_cmp(&e.0, key))),
         }
     }
 }
@@ -99,14 +110,10 @@ pub fn get<'a, S: Source>(src: &'a S, root: NodeId, key: &[u8]) -> Result<Option
     let mut n = src.node(root)?;
     for _ in 0..MAX_DEPTH {
         if n.is_leaf() {
-            let i = n.lower_bound(key)?;
-            if i < n.len() {
-                let (k, v) = n.entry(i)?;
-                if k == key {
-                    return Ok(Some(v));
-                }
-            }
-            return Ok(None);
+            return match n.search(key)? {
+                Ok(i) => Ok(Some(n.entry(i)?.1)),
+                Err(_) => Ok(None),
+            };
         }
         if n.is_empty() {
             return Ok(None);

@@ -2,8 +2,9 @@
 //! the consistency check.
 //!
 //! File: page 0 and 1 are the meta pages ([`crate::meta`]); page 2 the first freelist and page 3
-//! the first (empty) catalog leaf of a new file. The file grows in chunks (doubling up to 1 GiB
-//! steps), sparse; every page below a durable meta's high-water mark is inside the file.
+//! the first (empty) catalog leaf of a new file. The file grows in steps of an eighth of its
+//! size (1 MiB to 256 MiB), sparse; every page below a durable meta's high-water mark is inside
+//! the file.
 //!
 //! Commit: dirty nodes are written to free pages (copy-on-write; pages a reader or the durable
 //! meta can still reach are pending, not free), then fdatasync, then the meta page — always
@@ -285,10 +286,10 @@ impl Db {
         }
         // Pages this transaction replaced, and the old freelist, are pending from now on.
         for &(id, overflow) in &dirty.freed {
-            w.freelist.free(txid, id, overflow);
+            w.freelist.free(txid, id, overflow)?;
         }
         let old_overflow = Header::read(snap.pages().raw(snap.meta.freelist)?).overflow;
-        w.freelist.free(txid, snap.meta.freelist, old_overflow);
+        w.freelist.free(txid, snap.meta.freelist, old_overflow)?;
         let n = w.freelist.pages_needed(ps);
         let fl_id = w.freelist.allocate(n).unwrap_or_else(|| {
             let id = hwm;
@@ -301,7 +302,9 @@ impl Db {
         // Grow the file (sparse) to hold every page.
         let needed = hwm * ps as u64;
         if needed > w.file_len {
-            let step = w.file_len.clamp(1 << 20, 1 << 30);
+            // Grow by an eighth of the file (1 MiB .. 256 MiB): few size changes for fdatasync
+            // to journal, little slack.
+            let step = (w.file_len / 8).clamp(1 << 20, 256 << 20);
             let new_len = needed.max(w.file_len + step).div_ceil(1 << 16) << 16;
             w.file.set_len(new_len).at(&self.path)?;
             w.file_len = new_len;

@@ -12,7 +12,7 @@
 //! Pending pages are written as free: after a restart no reader can see them.
 #![forbid(unsafe_code)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::error::{EngineError, Result};
 use crate::page::{u64_at, Header, PageId, KIND_FREELIST, PAGE_HEADER};
@@ -22,6 +22,8 @@ use crate::page::{u64_at, Header, PageId, KIND_FREELIST, PAGE_HEADER};
 pub struct Freelist {
     free: BTreeSet<PageId>,
     pending: BTreeMap<u64, Vec<PageId>>,
+    /// Every pending id, for the double-free check.
+    pending_ids: HashSet<PageId>,
 }
 
 impl Freelist {
@@ -56,19 +58,38 @@ impl Freelist {
         Some(start)
     }
 
-    /// Marks the `1 + overflow` pages at `id` freed by transaction `txid` (pending).
-    pub fn free(&mut self, txid: u64, id: PageId, overflow: u32) {
-        let v = self.pending.entry(txid).or_default();
-        for p in id..=id + overflow as u64 {
-            debug_assert!(!self.free.contains(&p), "page {p} freed twice");
-            v.push(p);
+    /// Marks the `1 + overflow` pages at `id` freed by transaction `txid` (pending). A page
+    /// that is free or pending already means the file is damaged (a tree reaches a free page,
+    /// or reaches one page twice): an error, and nothing is changed.
+    pub fn free(&mut self, txid: u64, id: PageId, overflow: u32) -> Result<()> {
+        let end = id.checked_add(overflow as u64).ok_or(EngineError::Corrupt {
+            page: id,
+            reason: format!("overflow {overflow} wraps around"),
+        })?;
+        for p in id..=end {
+            if self.free.contains(&p) || self.pending_ids.contains(&p) {
+                return Err(EngineError::Corrupt {
+                    page: p,
+                    reason: "page freed twice: reachable from a tree and free, or reached twice"
+                        .into(),
+                });
+            }
         }
+        let v = self.pending.entry(txid).or_default();
+        for p in id..=end {
+            v.push(p);
+            self.pending_ids.insert(p);
+        }
+        Ok(())
     }
 
     /// Makes the pages freed by transactions `<= upto` reusable (no reader can see them).
     pub fn release(&mut self, upto: u64) {
         let keep = self.pending.split_off(&(upto.saturating_add(1)));
         for (_, ids) in std::mem::replace(&mut self.pending, keep) {
+            for p in &ids {
+                self.pending_ids.remove(p);
+            }
             self.free.extend(ids);
         }
     }
@@ -130,12 +151,12 @@ impl Freelist {
                 return Err(bad(format!("freelist holds invalid or repeated page {p}")));
             }
         }
-        Ok(Freelist { free, pending: BTreeMap::new() })
+        Ok(Freelist { free, pending: BTreeMap::new(), pending_ids: HashSet::new() })
     }
 
     /// Is `id` free or pending?
     pub fn contains(&self, id: PageId) -> bool {
-        self.free.contains(&id) || self.pending.values().any(|v| v.contains(&id))
+        self.free.contains(&id) || self.pending_ids.contains(&id)
     }
 }
 
@@ -146,16 +167,17 @@ mod tests {
     #[test]
     fn allocate_release_roundtrip() {
         let mut f = Freelist::default();
-        f.free(5, 10, 2); // 10, 11, 12
-        f.free(6, 20, 0);
+        f.free(5, 10, 2).unwrap(); // 10, 11, 12
+        f.free(6, 20, 0).unwrap();
+        assert!(f.free(7, 11, 0).is_err(), "double free is refused");
         assert_eq!(f.allocate(1), None, "pending pages are not reusable");
         f.release(5);
         assert_eq!(f.allocate(3), Some(10));
         f.release(6);
         assert_eq!(f.allocate(2), None);
         assert_eq!(f.allocate(1), Some(20));
-        f.free(7, 30, 0);
-        f.free(7, 31, 0);
+        f.free(7, 30, 0).unwrap();
+        f.free(7, 31, 0).unwrap();
         let b = f.encode(4, f.pages_needed(4096), 4096);
         let g = Freelist::decode(&b, 4, 100).unwrap();
         assert_eq!(g.all_ids(), vec![30, 31]);

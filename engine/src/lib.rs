@@ -38,4 +38,4 @@ pub use cursor::Cursor;
 pub use db::{CheckReport, Db, DbOptions, DefragReport, Stats};
 pub use error::{EngineError, Result};
 pub use tree::Pages;
-pub use tx::{ReadTx, WriteTx, MAX_KEY_SIZE, MAX_VALUE_SIZE};
+pub use tx::{Bucket, ReadTx, WriteTx, MAX_KEY_SIZE, MAX_VALUE_SIZE};

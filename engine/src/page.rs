@@ -104,6 +104,28 @@ pub struct PageView<'a> {
     pub bytes: &'a [u8],
     /// Its header.
     pub header: Header,
+    /// Element size (leaf or branch).
+    elem: usize,
+    /// End of the element table (checked ≤ `bytes.len()`).
+    elems_end: usize,
+}
+
+/// Compares keys; the first 8 bytes as one big-endian integer (most keys differ there: MVCC
+/// revisions, hashes), then the rest bytewise. Same order as slice comparison.
+#[inline]
+pub fn key_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    if a.len() >= 8 && b.len() >= 8 {
+        let mut x = [0u8; 8];
+        let mut y = [0u8; 8];
+        x.copy_from_slice(&a[..8]);
+        y.copy_from_slice(&b[..8]);
+        match u64::from_be_bytes(x).cmp(&u64::from_be_bytes(y)) {
+            std::cmp::Ordering::Equal => a[8..].cmp(&b[8..]),
+            o => o,
+        }
+    } else {
+        a.cmp(b)
+    }
 }
 
 impl<'a> PageView<'a> {
@@ -131,7 +153,7 @@ impl<'a> PageView<'a> {
         if elems_end > bytes.len() {
             return Err(corrupt("element table runs past the page"));
         }
-        Ok(PageView { bytes, header })
+        Ok(PageView { bytes, header, elem, elems_end })
     }
 
     /// Checks every element's bounds and the key order (O(n); reads check lazily instead).
@@ -141,13 +163,14 @@ impl<'a> PageView<'a> {
             if self.is_leaf() {
                 self.value(i)?;
             }
-            if i > 0 && self.key(i - 1)? >= k {
+            if i > 0 && key_cmp(self.key(i - 1)?, k).is_ge() {
                 return Err(self.corrupt(&format!("keys out of order at element {i}")));
             }
         }
         Ok(())
     }
 
+    #[cold]
     fn corrupt(&self, why: &str) -> EngineError {
         EngineError::Corrupt { page: self.header.id, reason: why.to_string() }
     }
@@ -167,19 +190,26 @@ impl<'a> PageView<'a> {
         self.header.count == 0
     }
 
+    #[inline]
     fn elem(&self, i: usize) -> usize {
-        PAGE_HEADER + i * if self.is_leaf() { LEAF_ELEM } else { BRANCH_ELEM }
+        PAGE_HEADER + i * self.elem
     }
 
     /// Key of element `i` (< len).
+    #[inline]
     pub fn key(&self, i: usize) -> Result<&'a [u8]> {
         let e = self.elem(i);
-        let pos = u32_at(self.bytes, e) as usize;
-        let klen = u32_at(self.bytes, e + 4) as usize;
-        pos.checked_add(klen)
-            .filter(|_| pos >= self.elems_end())
-            .and_then(|end| self.bytes.get(pos..end))
-            .ok_or_else(|| self.corrupt(&format!("key {i} points outside the page")))
+        let (pos, klen) = match self.bytes.get(e..e + 8) {
+            Some(h) => (
+                u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize,
+                u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize,
+            ),
+            None => return Err(self.corrupt(&format!("element {i} beyond the table"))),
+        };
+        match self.bytes.get(pos..pos.saturating_add(klen)) {
+            Some(k) if pos >= self.elems_end => Ok(k),
+            _ => Err(self.corrupt(&format!("key {i} points outside the page"))),
+        }
     }
 
     /// Value of leaf element `i` (< len).
@@ -201,16 +231,29 @@ impl<'a> PageView<'a> {
         u64_at(self.bytes, self.elem(i) + 8)
     }
 
-    fn elems_end(&self) -> usize {
-        self.elem(self.len())
+    /// Binary search: `Ok(i)` where key `i` equals `key`, else `Err(i)` with `i` the index of
+    /// the first greater key.
+    #[inline]
+    pub fn search(&self, key: &[u8]) -> Result<Result<usize, usize>> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match key_cmp(self.key(mid)?, key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(Ok(mid)),
+            }
+        }
+        Ok(Err(lo))
     }
 
     /// Index of the first element whose key is ≥ `key` (binary search).
+    #[inline]
     pub fn lower_bound(&self, key: &[u8]) -> Result<usize> {
         let (mut lo, mut hi) = (0, self.len());
         while lo < hi {
             let mid = (lo + hi) / 2;
-            if self.key(mid)? < key {
+            if key_cmp(self.key(mid)?, key).is_lt() {
                 lo = mid + 1;
             } else {
                 hi = mid;

@@ -103,6 +103,11 @@ impl ReadTx {
         get(self.pages(), root, key)
     }
 
+    /// A handle on `bucket` with its root resolved once (use it for many reads).
+    pub fn bucket(&self, bucket: &[u8]) -> Result<Bucket<'_>> {
+        Ok(Bucket { pages: self.pages(), root: self.root(bucket)? })
+    }
+
     /// A cursor over `bucket`.
     pub fn cursor(&self, bucket: &[u8]) -> Result<Cursor<'_, Pages>> {
         let root = self.root(bucket)?;
@@ -131,6 +136,25 @@ impl ReadTx {
 
     pub(crate) fn pages_for_check(&self) -> (&Pages, NodeId, &crate::meta::Meta) {
         (self.pages(), self.snap.meta.catalog, &self.snap.meta)
+    }
+}
+
+/// A bucket of a read transaction, its root resolved.
+#[derive(Debug, Clone, Copy)]
+pub struct Bucket<'a> {
+    pages: &'a Pages,
+    root: NodeId,
+}
+
+impl<'a> Bucket<'a> {
+    /// The value of `key`, borrowed from the map.
+    pub fn get(&self, key: &[u8]) -> Result<Option<&'a [u8]>> {
+        get(self.pages, self.root, key)
+    }
+
+    /// A cursor over the bucket.
+    pub fn cursor(&self) -> Cursor<'a, Pages> {
+        Cursor::new(self.pages, self.root)
     }
 }
 

@@ -9,7 +9,9 @@ fn real_file(page_size: usize) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     {
-        let db = Db::open(&path, DbOptions { page_size, initial_mmap_size: 0, ..DbOptions::default() }).unwrap();
+        let db =
+            Db::open(&path, DbOptions { page_size, initial_mmap_size: 0, ..DbOptions::default() })
+                .unwrap();
         let mut tx = db.begin_write().unwrap();
         for b in [&b"key"[..], b"meta", b"lease"] {
             tx.create_bucket(b).unwrap();
@@ -53,6 +55,20 @@ fn harness_survives_real_and_mutated_files() {
         let dir = tempfile::tempdir().unwrap();
         pagefile_open(&b, dir.path());
     }
+}
+
+/// Inputs that once crashed the fuzz target (kept in `tests/fuzz_regressions/`).
+#[test]
+fn fuzz_regressions_stay_fixed() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let input = std::fs::read(e.unwrap().path()).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        pagefile_open(&input, tmp.path());
+        n += 1;
+    }
+    assert!(n > 0, "the regression inputs are in the repository");
 }
 
 #[test]
