@@ -56,6 +56,8 @@ impl Default for DbOptions {
 pub(crate) struct Snapshot {
     pub meta: Meta,
     pub map: Arc<Map>,
+    /// Which file (defrag swaps in a new one whose txids start over).
+    pub epoch: u64,
 }
 
 impl Snapshot {
@@ -87,8 +89,11 @@ impl DbInner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn end_read(&self, txid: u64) {
+    pub(crate) fn end_read(&self, epoch: u64, txid: u64) {
         let mut s = self.lock();
+        if epoch != s.snap.epoch {
+            return; // a reader of a file defrag replaced: it pins nothing in the current one
+        }
         if let Some(n) = s.readers.get_mut(&txid) {
             *n -= 1;
             if *n == 0 {
@@ -175,7 +180,7 @@ impl Db {
         let (meta, slot) = choose_meta(&file, &path, file_len, opts.page_size)?;
         let map =
             Arc::new(Map::new(&file, (file_len as usize).max(opts.initial_mmap_size)).at(&path)?);
-        let snap = Snapshot { meta, map };
+        let snap = Snapshot { meta, map, epoch: 0 };
         let freelist = {
             let pages = snap.pages();
             Freelist::decode(pages.raw(meta.freelist)?, meta.freelist, meta.hwm)?
@@ -316,15 +321,17 @@ impl Db {
             w.file.sync_data().at(&self.path)?;
             slot = Some(self.write_meta(&w.file, &meta, ps)?);
         }
-        // Publish.
-        let mut s = self.inner.lock();
-        let map = if w.file_len as usize > s.snap.map.len() {
-            let len = (w.file_len as usize).max(s.snap.map.len() * 2);
+        // Publish. A bigger map, when needed, is made before taking the lock readers use, so
+        // begin_read never waits for an mmap call.
+        let map = if w.file_len as usize > snap.map.len() {
+            let len = (w.file_len as usize).max(snap.map.len() * 2);
             Arc::new(Map::new(&w.file, len).at(&self.path)?)
         } else {
-            s.snap.map.clone()
+            snap.map.clone()
         };
-        s.snap = Snapshot { meta, map };
+        let mut s = self.inner.lock();
+        let epoch = s.snap.epoch;
+        s.snap = Snapshot { meta, map, epoch };
         if let Some(slot) = slot {
             s.durable_txid = txid;
             s.durable_slot = slot;
@@ -494,11 +501,14 @@ impl Db {
         let map = Arc::new(
             Map::new(&file, (file_len as usize).max(self.opts.initial_mmap_size)).at(&self.path)?,
         );
-        let snap = Snapshot { meta, map };
-        let freelist = Freelist::decode(snap.pages().raw(meta.freelist)?, meta.freelist, meta.hwm)?;
+        let freelist = {
+            let probe = Snapshot { meta, map: map.clone(), epoch: 0 };
+            Freelist::decode(probe.pages().raw(meta.freelist)?, meta.freelist, meta.hwm)?
+        };
         *w = WriterState { freelist, file, file_len };
         let mut s = self.inner.lock();
-        s.snap = snap;
+        s.snap = Snapshot { meta, map, epoch: s.snap.epoch + 1 };
+        s.readers.clear();
         s.durable_txid = meta.txid;
         s.durable_slot = slot;
         // Readers of the old file keep their own txids; new ones count from the new file's.

@@ -160,7 +160,7 @@ impl<'a> Bucket<'a> {
 
 impl Drop for ReadTx {
     fn drop(&mut self) {
-        self.db.end_read(self.snap.meta.txid);
+        self.db.end_read(self.snap.epoch, self.snap.meta.txid);
     }
 }
 
