@@ -222,8 +222,11 @@ fn main() {
     // 64 KiB initial map: dozens of remaps during a 200k-key sequential load).
     let stall = {
         let db = std::sync::Arc::new(
-            Db::open(dir.path().join("remap"), DbOptions { initial_mmap_size: 64 << 10, ..DbOptions::default() })
-                .expect("open"),
+            Db::open(
+                dir.path().join("remap"),
+                DbOptions { initial_mmap_size: 64 << 10, ..DbOptions::default() },
+            )
+            .expect("open"),
         );
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let reader = {
@@ -254,7 +257,10 @@ fn main() {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         reader.join().expect("reader")
     };
-    println!("worst begin_read+get while the file grew through remaps: {:?} over {} reads", stall.0, stall.1);
+    println!(
+        "worst begin_read+get while the file grew through remaps: {:?} over {} reads",
+        stall.0, stall.1
+    );
 
     // Criterion on the same loaded stores.
     let mut c = Criterion::default()

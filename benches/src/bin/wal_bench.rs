@@ -102,6 +102,21 @@ fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
 }
 
+/// Appends the next entry: the index is taken under the lock (as raft assigns indexes), the
+/// durability handle is awaited by the caller outside it.
+fn append_next(
+    wal: &Wal,
+    next: &Mutex<u64>,
+    payload: &[u8],
+) -> Result<rusted_wal::Durable, String> {
+    let mut n = next.lock().map_err(|e| e.to_string())?;
+    let d = wal
+        .append(&[Record::Entry { index: *n, term: 1, data: payload }])
+        .map_err(|e| e.to_string())?;
+    *n += 1;
+    Ok(d)
+}
+
 fn run_wal(a: &Args, mode: Mode, writers: usize, dir: &Path) -> Result<Outcome, String> {
     let opts = WalOptions {
         io: if mode == Mode::Uring { IoMode::Uring } else { IoMode::Pwrite },
@@ -138,15 +153,7 @@ fn run_wal(a: &Args, mode: Mode, writers: usize, dir: &Path) -> Result<Outcome, 
                 let mut h = new_hist();
                 while Instant::now() < deadline {
                     let t0 = Instant::now();
-                    let d = {
-                        let mut n = next.lock().map_err(|e| e.to_string())?;
-                        let d = wal
-                            .append(&[Record::Entry { index: *n, term: 1, data: &payload }])
-                            .map_err(|e| e.to_string())?;
-                        *n += 1;
-                        d
-                    };
-                    d.wait().map_err(|e| e.to_string())?;
+                    append_next(&wal, &next, &payload)?.wait().map_err(|e| e.to_string())?;
                     h.saturating_record(t0.elapsed().as_nanos() as u64);
                 }
                 Ok(h)
@@ -185,15 +192,7 @@ fn run_tasks(
                     let mut h = new_hist();
                     while Instant::now() < deadline {
                         let t0 = Instant::now();
-                        let d = {
-                            let mut n = next.lock().map_err(|e| e.to_string())?;
-                            let d = wal
-                                .append(&[Record::Entry { index: *n, term: 1, data: &payload }])
-                                .map_err(|e| e.to_string())?;
-                            *n += 1;
-                            d
-                        };
-                        d.await.map_err(|e| e.to_string())?;
+                        append_next(&wal, &next, &payload)?.await.map_err(|e| e.to_string())?;
                         h.saturating_record(t0.elapsed().as_nanos() as u64);
                     }
                     Ok::<_, String>(h)
