@@ -100,6 +100,7 @@ impl Node {
                 b[e + 8..e + 12].copy_from_slice(&(third as u32).to_le_bytes());
             } else {
                 b[e + 8..e + 16].copy_from_slice(&third.to_le_bytes());
+                b[e + 16..e + 24].copy_from_slice(&crate::page::key_prefix(key).to_le_bytes());
             }
             b[data..data + key.len()].copy_from_slice(key);
             data += key.len();

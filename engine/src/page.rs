@@ -18,13 +18,17 @@
 //! | 4                   | 4    | key length                                   |
 //! | 8                   | 4    | value length (the value follows the key)     |
 //!
-//! Branch body: `count` elements of 16 bytes, then the keys (each the first key of its child).
+//! Branch body: `count` elements of 24 bytes, then the keys (each the first key of its child).
 //!
 //! | offset (in element) | size | field                                        |
 //! |---------------------|------|----------------------------------------------|
 //! | 0                   | 4    | pos: offset of the key from the page start   |
 //! | 4                   | 4    | key length                                   |
 //! | 8                   | 8    | child page id                                |
+//! | 16                  | 8    | key prefix: first 8 key bytes, zero-padded, as a big-endian integer |
+//!
+//! The prefix lets a search compare within the element table and touch the key only on a tie
+//! (different prefixes order keys exactly as the keys do).
 //!
 //! Views check the header and element table when opened and every key and value offset when
 //! read, so a damaged page reads as an error, never as out-of-bounds memory; `validate` also
@@ -41,7 +45,16 @@ pub const PAGE_HEADER: usize = 16;
 /// Size of a leaf element.
 pub const LEAF_ELEM: usize = 12;
 /// Size of a branch element.
-pub const BRANCH_ELEM: usize = 16;
+pub const BRANCH_ELEM: usize = 24;
+
+/// The first 8 bytes of `key`, zero-padded, as a big-endian integer.
+#[inline]
+pub fn key_prefix(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = key.len().min(8);
+    b[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(b)
+}
 
 /// Page kinds.
 pub const KIND_BRANCH: u16 = 1;
@@ -166,6 +179,9 @@ impl<'a> PageView<'a> {
             if i > 0 && key_cmp(self.key(i - 1)?, k).is_ge() {
                 return Err(self.corrupt(&format!("keys out of order at element {i}")));
             }
+            if !self.is_leaf() && self.prefix(i) != key_prefix(k) {
+                return Err(self.corrupt(&format!("key prefix of element {i} disagrees with its key")));
+            }
         }
         Ok(())
     }
@@ -225,6 +241,12 @@ impl<'a> PageView<'a> {
             .ok_or_else(|| self.corrupt(&format!("value {i} points outside the page")))
     }
 
+    /// The stored key prefix of branch element `i` (< len).
+    #[inline]
+    pub fn prefix(&self, i: usize) -> u64 {
+        u64_at(self.bytes, self.elem(i) + 16)
+    }
+
     /// Child page of branch element `i` (< len).
     pub fn child(&self, i: usize) -> PageId {
         debug_assert!(!self.is_leaf());
@@ -236,9 +258,19 @@ impl<'a> PageView<'a> {
     #[inline]
     pub fn search(&self, key: &[u8]) -> Result<Result<usize, usize>> {
         let (mut lo, mut hi) = (0, self.len());
+        let kp = key_prefix(key);
+        let branch = !self.is_leaf();
         while lo < hi {
             let mid = (lo + hi) / 2;
-            match key_cmp(self.key(mid)?, key) {
+            let ord = if branch {
+                match self.prefix(mid).cmp(&kp) {
+                    std::cmp::Ordering::Equal => key_cmp(self.key(mid)?, key),
+                    o => o,
+                }
+            } else {
+                key_cmp(self.key(mid)?, key)
+            };
+            match ord {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
                 std::cmp::Ordering::Equal => return Ok(Ok(mid)),
