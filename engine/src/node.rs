@@ -91,48 +91,58 @@ impl Node {
         };
         debug_assert!(self.len() <= u16::MAX as usize, "nodes are split long before 64k elements");
         Header { id, kind, count: self.len() as u16, overflow: (pages - 1) as u32 }.write(b);
-        let mut data = PAGE_HEADER + self.len() * elem;
-        let mut put = |i: usize, key: &[u8], tail: &[u8], third: u64, b: &mut [u8]| {
-            let e = PAGE_HEADER + i * elem;
-            b[e..e + 4].copy_from_slice(&(data as u32).to_le_bytes());
-            b[e + 4..e + 8].copy_from_slice(&(key.len() as u32).to_le_bytes());
-            if elem == LEAF_ELEM {
-                b[e + 8..e + 12].copy_from_slice(&(third as u32).to_le_bytes());
-            } else {
-                b[e + 8..e + 16].copy_from_slice(&third.to_le_bytes());
-                b[e + 16..e + 24].copy_from_slice(&crate::page::key_prefix(key).to_le_bytes());
-            }
-            b[data..data + key.len()].copy_from_slice(key);
-            data += key.len();
-            b[data..data + tail.len()].copy_from_slice(tail);
-            data += tail.len();
-        };
+        let n = self.len();
+        let mut data = PAGE_HEADER + n * elem;
         match self {
             Node::Leaf(v) => {
+                let slots = PAGE_HEADER + 4 * n;
                 for (i, (k, x)) in v.iter().enumerate() {
-                    put(i, k, x, x.len() as u64, b);
+                    let p = PAGE_HEADER + 4 * i;
+                    b[p..p + 4].copy_from_slice(&crate::page::leaf_prefix(k).to_le_bytes());
+                    let e = slots + 8 * i;
+                    debug_assert!(data <= u16::MAX as usize && k.len() <= u16::MAX as usize);
+                    b[e..e + 2].copy_from_slice(&(data as u16).to_le_bytes());
+                    b[e + 2..e + 4].copy_from_slice(&(k.len() as u16).to_le_bytes());
+                    b[e + 4..e + 8].copy_from_slice(&(x.len() as u32).to_le_bytes());
+                    b[data..data + k.len()].copy_from_slice(k);
+                    data += k.len();
+                    b[data..data + x.len()].copy_from_slice(x);
+                    data += x.len();
                 }
             }
             Node::Branch(v) => {
                 for (i, (k, c)) in v.iter().enumerate() {
                     debug_assert_eq!(c & DIRTY, 0, "children are written before their parent");
-                    put(i, k, &[], *c, b);
+                    let e = PAGE_HEADER + i * elem;
+                    b[e..e + 4].copy_from_slice(&(data as u32).to_le_bytes());
+                    b[e + 4..e + 8].copy_from_slice(&(k.len() as u32).to_le_bytes());
+                    b[e + 8..e + 16].copy_from_slice(&c.to_le_bytes());
+                    b[e + 16..e + 24].copy_from_slice(&crate::page::key_prefix(k).to_le_bytes());
+                    b[data..data + k.len()].copy_from_slice(k);
+                    data += k.len();
                 }
             }
         }
         debug_assert_eq!(data, self.size());
     }
 
-    /// Splits an oversized node into nodes of at most `threshold` bytes each (a single element
-    /// larger than that gets a node of its own, written with overflow pages).
+    /// Splits an oversized node into nodes of at most `threshold` bytes each. A leaf entry
+    /// larger than that gets a leaf of its own (written with overflow pages); a branch part
+    /// always keeps at least two children (as bbolt's minimum keys per page), since splitting a
+    /// branch into single-child parts would only add levels — such a branch may overflow.
     pub fn split(self, threshold: usize) -> Vec<Node> {
-        fn chunks<T>(v: Vec<T>, threshold: usize, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
-            let mut out = Vec::new();
+        fn chunks<T>(
+            v: Vec<T>,
+            threshold: usize,
+            min: usize,
+            size: impl Fn(&T) -> usize,
+        ) -> Vec<Vec<T>> {
+            let mut out: Vec<Vec<T>> = Vec::new();
             let mut cur = Vec::new();
             let mut cur_size = PAGE_HEADER;
             for e in v {
                 let s = size(&e);
-                if !cur.is_empty() && cur_size + s > threshold {
+                if cur.len() >= min && cur_size + s > threshold {
                     out.push(std::mem::take(&mut cur));
                     cur_size = PAGE_HEADER;
                 }
@@ -140,16 +150,19 @@ impl Node {
                 cur.push(e);
             }
             if !cur.is_empty() {
-                out.push(cur);
+                match out.last_mut() {
+                    Some(last) if cur.len() < min => last.extend(cur),
+                    _ => out.push(cur),
+                }
             }
             out
         }
         match self {
-            Node::Leaf(v) => chunks(v, threshold, |(k, x)| LEAF_ELEM + k.len() + x.len())
+            Node::Leaf(v) => chunks(v, threshold, 1, |(k, x)| LEAF_ELEM + k.len() + x.len())
                 .into_iter()
                 .map(Node::Leaf)
                 .collect(),
-            Node::Branch(v) => chunks(v, threshold, |(k, _)| BRANCH_ELEM + k.len())
+            Node::Branch(v) => chunks(v, threshold, 2, |(k, _)| BRANCH_ELEM + k.len())
                 .into_iter()
                 .map(Node::Branch)
                 .collect(),

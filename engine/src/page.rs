@@ -10,13 +10,19 @@
 //! | 10     | 2    | count: elements on the page (branch, leaf)                      |
 //! | 12     | 4    | overflow: further pages this one spans (the node is contiguous) |
 //!
-//! Leaf body: `count` elements of 12 bytes, then the keys and values they point to.
+//! Leaf body: `count` key prefixes of 4 bytes, then `count` elements of 8 bytes, then the keys
+//! and values they point to (12 bytes of overhead per entry).
 //!
-//! | offset (in element) | size | field                                        |
-//! |---------------------|------|----------------------------------------------|
-//! | 0                   | 4    | pos: offset of the key from the page start   |
-//! | 4                   | 4    | key length                                   |
-//! | 8                   | 4    | value length (the value follows the key)     |
+//! | offset                  | size | field                                                   |
+//! |-------------------------|------|---------------------------------------------------------|
+//! | 16 + 4i                 | 4    | prefix of key i: first 4 bytes, zero-padded, big-endian integer |
+//! | 16 + 4n + 8i            | 2    | pos: offset of key i from the page start                |
+//! | 16 + 4n + 8i + 2        | 2    | key length (keys are at most 32 KiB)                    |
+//! | 16 + 4n + 8i + 4        | 4    | value length (the value follows the key)                |
+//!
+//! The prefixes sit together so a search reads a few cache lines of them and touches a key
+//! only on a tie. A leaf with more than one entry never exceeds one page (≤ 64 KiB), so `pos`
+//! fits 16 bits; a single oversized entry has its key right after the table.
 //!
 //! Branch body: `count` elements of 24 bytes, then the keys (each the first key of its child).
 //!
@@ -42,8 +48,19 @@ pub type PageId = u64;
 
 /// Size of the page header.
 pub const PAGE_HEADER: usize = 16;
-/// Size of a leaf element.
+/// Bytes of overhead per leaf entry (a 4-byte prefix and an 8-byte element).
 pub const LEAF_ELEM: usize = 12;
+/// Size of a leaf element proper (after the prefixes).
+const LEAF_SLOT: usize = 8;
+
+/// The first 4 bytes of `key`, zero-padded, as a big-endian integer.
+#[inline]
+pub fn leaf_prefix(key: &[u8]) -> u32 {
+    let mut b = [0u8; 4];
+    let n = key.len().min(4);
+    b[..n].copy_from_slice(&key[..n]);
+    u32::from_be_bytes(b)
+}
 /// Size of a branch element.
 pub const BRANCH_ELEM: usize = 24;
 
@@ -117,8 +134,10 @@ pub struct PageView<'a> {
     pub bytes: &'a [u8],
     /// Its header.
     pub header: Header,
-    /// Element size (leaf or branch).
+    /// Element size (leaf slot or branch element).
     elem: usize,
+    /// Start of the element table.
+    slots: usize,
     /// End of the element table (checked ≤ `bytes.len()`).
     elems_end: usize,
 }
@@ -153,20 +172,20 @@ impl<'a> PageView<'a> {
         if header.id != id {
             return Err(corrupt(&format!("page claims id {}", header.id)));
         }
-        let elem = match header.kind {
-            KIND_LEAF => LEAF_ELEM,
-            KIND_BRANCH => BRANCH_ELEM,
+        let n = header.count as usize;
+        let (elem, slots) = match header.kind {
+            KIND_LEAF => (LEAF_SLOT, PAGE_HEADER + 4 * n),
+            KIND_BRANCH => (BRANCH_ELEM, PAGE_HEADER),
             k => return Err(corrupt(&format!("unexpected page kind {k} in a tree"))),
         };
-        let n = header.count as usize;
         if header.kind == KIND_BRANCH && n == 0 {
             return Err(corrupt("branch page without children"));
         }
-        let elems_end = PAGE_HEADER + n * elem;
+        let elems_end = slots + n * elem;
         if elems_end > bytes.len() {
             return Err(corrupt("element table runs past the page"));
         }
-        Ok(PageView { bytes, header, elem, elems_end })
+        Ok(PageView { bytes, header, elem, slots, elems_end })
     }
 
     /// Checks every element's bounds and the key order (O(n); reads check lazily instead).
@@ -179,8 +198,15 @@ impl<'a> PageView<'a> {
             if i > 0 && key_cmp(self.key(i - 1)?, k).is_ge() {
                 return Err(self.corrupt(&format!("keys out of order at element {i}")));
             }
-            if !self.is_leaf() && self.prefix(i) != key_prefix(k) {
-                return Err(self.corrupt(&format!("key prefix of element {i} disagrees with its key")));
+            let prefix_ok = if self.is_leaf() {
+                self.leaf_prefix(i) == leaf_prefix(k)
+            } else {
+                self.prefix(i) == key_prefix(k)
+            };
+            if !prefix_ok {
+                return Err(
+                    self.corrupt(&format!("key prefix of element {i} disagrees with its key"))
+                );
             }
         }
         Ok(())
@@ -208,19 +234,29 @@ impl<'a> PageView<'a> {
 
     #[inline]
     fn elem(&self, i: usize) -> usize {
-        PAGE_HEADER + i * self.elem
+        self.slots + i * self.elem
+    }
+
+    /// (key position, key length) of element `i`.
+    #[inline]
+    fn key_loc(&self, i: usize) -> Option<(usize, usize)> {
+        let e = self.elem(i);
+        let h = self.bytes.get(e..e + 8)?;
+        Some(if self.is_leaf() {
+            (u16::from_le_bytes([h[0], h[1]]) as usize, u16::from_le_bytes([h[2], h[3]]) as usize)
+        } else {
+            (
+                u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize,
+                u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize,
+            )
+        })
     }
 
     /// Key of element `i` (< len).
     #[inline]
     pub fn key(&self, i: usize) -> Result<&'a [u8]> {
-        let e = self.elem(i);
-        let (pos, klen) = match self.bytes.get(e..e + 8) {
-            Some(h) => (
-                u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize,
-                u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize,
-            ),
-            None => return Err(self.corrupt(&format!("element {i} beyond the table"))),
+        let Some((pos, klen)) = self.key_loc(i) else {
+            return Err(self.corrupt(&format!("element {i} beyond the table")));
         };
         match self.bytes.get(pos..pos.saturating_add(klen)) {
             Some(k) if pos >= self.elems_end => Ok(k),
@@ -231,14 +267,18 @@ impl<'a> PageView<'a> {
     /// Value of leaf element `i` (< len).
     pub fn value(&self, i: usize) -> Result<&'a [u8]> {
         debug_assert!(self.is_leaf());
-        let e = self.elem(i);
-        let pos = u32_at(self.bytes, e) as usize;
-        let klen = u32_at(self.bytes, e + 4) as usize;
-        let vlen = u32_at(self.bytes, e + 8) as usize;
+        let (pos, klen) = self.key_loc(i).unwrap_or((usize::MAX, 0));
+        let vlen = u32_at(self.bytes, self.elem(i) + 4) as usize;
         pos.checked_add(klen)
             .and_then(|start| Some((start, start.checked_add(vlen)?)))
             .and_then(|(start, end)| self.bytes.get(start..end))
             .ok_or_else(|| self.corrupt(&format!("value {i} points outside the page")))
+    }
+
+    /// The stored key prefix of leaf element `i` (< len).
+    #[inline]
+    pub fn leaf_prefix(&self, i: usize) -> u32 {
+        u32_at(self.bytes, PAGE_HEADER + 4 * i)
     }
 
     /// The stored key prefix of branch element `i` (< len).
@@ -259,16 +299,15 @@ impl<'a> PageView<'a> {
     pub fn search(&self, key: &[u8]) -> Result<Result<usize, usize>> {
         let (mut lo, mut hi) = (0, self.len());
         let kp = key_prefix(key);
+        let lp = leaf_prefix(key);
         let branch = !self.is_leaf();
         while lo < hi {
             let mid = (lo + hi) / 2;
-            let ord = if branch {
-                match self.prefix(mid).cmp(&kp) {
-                    std::cmp::Ordering::Equal => key_cmp(self.key(mid)?, key),
-                    o => o,
-                }
-            } else {
-                key_cmp(self.key(mid)?, key)
+            let ord =
+                if branch { self.prefix(mid).cmp(&kp) } else { self.leaf_prefix(mid).cmp(&lp) };
+            let ord = match ord {
+                std::cmp::Ordering::Equal => key_cmp(self.key(mid)?, key),
+                o => o,
             };
             match ord {
                 std::cmp::Ordering::Less => lo = mid + 1,

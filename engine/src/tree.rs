@@ -139,7 +139,8 @@ impl Dirty {
     /// (first key, id) of each part (the first part keeps `d`).
     fn place(&mut self, d: NodeId, n: Node, at_end: bool) -> Vec<(Vec<u8>, NodeId)> {
         let ps = self.pages.page_size;
-        let parts = if n.size() > ps && n.len() > 1 {
+        let min = if matches!(n, Node::Branch(_)) { 4 } else { 2 };
+        let parts = if n.size() > ps && n.len() >= min {
             let threshold = if at_end { ps } else { ((ps as f64) * self.fill) as usize };
             n.split(threshold.max(ps / 4))
         } else {
@@ -322,6 +323,14 @@ impl Dirty {
             }
         }
         let ps = self.pages.page_size;
+        // Edits keep every node with more than one entry within a page; only a damaged page
+        // copied as it was can break that (and its key offsets would not fit the leaf format).
+        if matches!(n, Node::Leaf(_)) && n.len() > 1 && n.size() > ps {
+            return Err(EngineError::Corrupt {
+                page: id,
+                reason: "oversized node copied from a damaged page".into(),
+            });
+        }
         let pg = alloc(n.pages(ps));
         let mut buf = Vec::new();
         n.write(pg, ps, &mut buf);

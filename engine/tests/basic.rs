@@ -271,3 +271,36 @@ fn bad_arguments_are_errors() {
         Err(EngineError::InvalidOption(_))
     ));
 }
+
+#[test]
+fn keys_larger_than_half_a_page_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let key = |i: u32| {
+        let mut k = i.to_be_bytes().to_vec();
+        k.resize(10_000 + (i as usize % 3) * 5000, b'k');
+        k
+    };
+    {
+        let db = Db::open(&path, DbOptions { page_size: 4096, ..opts() }).unwrap();
+        let mut tx = db.begin_write().unwrap();
+        tx.create_bucket(b"b").unwrap();
+        for i in 0..300u32 {
+            tx.put(b"b", &key(i), &i.to_le_bytes()).unwrap();
+        }
+        tx.commit().unwrap();
+        let mut tx = db.begin_write().unwrap();
+        for i in (0..300u32).step_by(2) {
+            assert!(tx.delete(b"b", &key(i)).unwrap());
+        }
+        tx.commit().unwrap();
+        let r = db.check().unwrap();
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+    }
+    let db = Db::open(&path, opts()).unwrap();
+    let tx = db.begin_read().unwrap();
+    for i in 0..300u32 {
+        let got = tx.get(b"b", &key(i)).unwrap();
+        assert_eq!(got.is_some(), i % 2 == 1, "key {i}");
+    }
+}
