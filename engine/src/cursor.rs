@@ -132,6 +132,8 @@ pub struct Cursor<'a, S: Source> {
     src: &'a S,
     root: NodeId,
     stack: Vec<(NodeRef<'a>, usize)>,
+    /// Ran off the end (seek past the last key, or next at the last): prev gives the last.
+    past_end: bool,
 }
 
 impl<S: Source> std::fmt::Debug for Cursor<'_, S> {
@@ -149,7 +151,7 @@ pub type Item<'a> = (&'a [u8], &'a [u8]);
 impl<'a, S: Source> Cursor<'a, S> {
     /// A cursor over the tree at `root` (not positioned yet).
     pub fn new(src: &'a S, root: NodeId) -> Self {
-        Cursor { src, root, stack: Vec::with_capacity(8) }
+        Cursor { src, root, stack: Vec::with_capacity(8), past_end: false }
     }
 
     fn push(&mut self, id: NodeId, at_end: bool) -> Result<()> {
@@ -215,6 +217,7 @@ impl<'a, S: Source> Cursor<'a, S> {
 
     /// First entry.
     pub fn first(&mut self) -> Result<Option<Item<'a>>> {
+        self.past_end = false;
         self.stack.clear();
         self.push(self.root, false)?;
         self.descend(false)?;
@@ -223,6 +226,7 @@ impl<'a, S: Source> Cursor<'a, S> {
 
     /// Last entry.
     pub fn last(&mut self) -> Result<Option<Item<'a>>> {
+        self.past_end = false;
         self.stack.clear();
         self.push(self.root, true)?;
         self.descend(true)?;
@@ -231,6 +235,13 @@ impl<'a, S: Source> Cursor<'a, S> {
 
     /// First entry with key ≥ `key`.
     pub fn seek(&mut self, key: &[u8]) -> Result<Option<Item<'a>>> {
+        self.past_end = false;
+        let r = self.seek_inner(key)?;
+        self.past_end = r.is_none();
+        Ok(r)
+    }
+
+    fn seek_inner(&mut self, key: &[u8]) -> Result<Option<Item<'a>>> {
         self.stack.clear();
         let mut n = self.src.node(self.root)?;
         loop {
@@ -269,8 +280,7 @@ impl<'a, S: Source> Cursor<'a, S> {
     pub fn seek_back(&mut self, key: &[u8]) -> Result<Option<Item<'a>>> {
         match self.seek(key)? {
             Some((k, v)) if k == key => Ok(Some((k, v))),
-            Some(_) => self.prev(),
-            None => self.last(),
+            _ => self.prev(),
         }
     }
 
@@ -279,6 +289,7 @@ impl<'a, S: Source> Cursor<'a, S> {
     pub fn next(&mut self) -> Result<Option<Item<'a>>> {
         if self.stack.is_empty() || !self.step(true)? {
             self.stack.clear();
+            self.past_end = true;
             return Ok(None);
         }
         self.current(true)
@@ -286,6 +297,9 @@ impl<'a, S: Source> Cursor<'a, S> {
 
     /// Previous entry.
     pub fn prev(&mut self) -> Result<Option<Item<'a>>> {
+        if self.past_end {
+            return self.last();
+        }
         if self.stack.is_empty() || !self.step(false)? {
             self.stack.clear();
             return Ok(None);

@@ -181,10 +181,7 @@ impl Db {
         let map =
             Arc::new(Map::new(&file, (file_len as usize).max(opts.initial_mmap_size)).at(&path)?);
         let snap = Snapshot { meta, map, epoch: 0 };
-        let freelist = {
-            let pages = snap.pages();
-            Freelist::decode(pages.raw(meta.freelist)?, meta.freelist, meta.hwm)?
-        };
+        let freelist = load_freelist(&snap)?;
         let inner = Arc::new(DbInner {
             state: Mutex::new(State {
                 snap,
@@ -267,7 +264,10 @@ impl Db {
         user: [u64; 2],
         sync: bool,
     ) -> Result<u64> {
-        let txid = snap.meta.txid + 1;
+        let txid = snap.meta.txid.checked_add(1).ok_or_else(|| EngineError::Corrupt {
+            page: 0,
+            reason: "transaction id overflow".into(),
+        })?;
         let ps = snap.meta.page_size as usize;
         let mut hwm = snap.meta.hwm;
         let mut out: Vec<(PageId, Vec<u8>)> = Vec::new();
@@ -354,6 +354,11 @@ impl Db {
         let w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let (meta, durable) = {
             let s = self.inner.lock();
+            if let Some(m) = &s.poisoned {
+                // A failed commit may have lost pages of earlier no-sync commits: never write a
+                // meta that would point at them.
+                return Err(EngineError::Poisoned(m.clone()));
+            }
             (s.snap.meta, s.durable_txid)
         };
         if durable == meta.txid {
@@ -455,7 +460,9 @@ impl Db {
     pub fn defrag(&self) -> Result<DefragReport> {
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let before = w.file_len;
-        let tmp = self.path.with_extension("defrag");
+        let mut tmp_name = self.path.file_name().unwrap_or_default().to_os_string();
+        tmp_name.push(".defrag-tmp");
+        let tmp = self.path.with_file_name(tmp_name);
         let _ = std::fs::remove_file(&tmp);
         let src = self.begin_read()?;
         {
@@ -489,21 +496,31 @@ impl Db {
             dst.sync()?;
         }
         drop(src);
+        // Lock the new file before it takes the name, so nobody can slip in between.
+        let file = OpenOptions::new().read(true).write(true).open(&tmp).at(&tmp)?;
+        lock_file(&file, &tmp)?;
         std::fs::rename(&tmp, &self.path).at(&self.path)?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
-        }
-        // Swap the new file in.
-        let file = OpenOptions::new().read(true).write(true).open(&self.path).at(&self.path)?;
-        lock_file(&file, &self.path)?;
-        let file_len = file.metadata().at(&self.path)?.len();
-        let (meta, slot) = choose_meta(&file, &self.path, file_len, self.opts.page_size)?;
-        let map = Arc::new(
-            Map::new(&file, (file_len as usize).max(self.opts.initial_mmap_size)).at(&self.path)?,
-        );
-        let freelist = {
-            let probe = Snapshot { meta, map: map.clone(), epoch: 0 };
-            Freelist::decode(probe.pages().raw(meta.freelist)?, meta.freelist, meta.hwm)?
+        // From here on the name holds the new file: any failure must stop further writes to
+        // the old (now unlinked) one.
+        let swapped = (|| -> Result<(Meta, u64, Arc<Map>, Freelist, u64)> {
+            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
+            }
+            let file_len = file.metadata().at(&self.path)?.len();
+            let (meta, slot) = choose_meta(&file, &self.path, file_len, self.opts.page_size)?;
+            let map = Arc::new(
+                Map::new(&file, (file_len as usize).max(self.opts.initial_mmap_size))
+                    .at(&self.path)?,
+            );
+            let freelist = load_freelist(&Snapshot { meta, map: map.clone(), epoch: 0 })?;
+            Ok((meta, slot, map, freelist, file_len))
+        })();
+        let (meta, slot, map, freelist, file_len) = match swapped {
+            Ok(x) => x,
+            Err(e) => {
+                self.poison(&e);
+                return Err(e);
+            }
         };
         *w = WriterState { freelist, file, file_len };
         let mut s = self.inner.lock();
@@ -518,6 +535,9 @@ impl Db {
 
 impl Drop for Db {
     fn drop(&mut self) {
+        if self.inner.lock().poisoned.is_some() {
+            return;
+        }
         if let Err(e) = self.sync() {
             tracing::warn!(error = %e, "page store: final sync failed");
         }
@@ -598,6 +618,15 @@ fn write_pages(file: &File, path: &Path, mut out: Vec<(PageId, Vec<u8>)>, ps: us
     Ok(())
 }
 
+/// Reads the freelist a meta points to (never listing its own pages as free).
+fn load_freelist(snap: &Snapshot) -> Result<Freelist> {
+    let pages = snap.pages();
+    let raw = pages.raw(snap.meta.freelist)?;
+    let mut f = Freelist::decode(raw, snap.meta.freelist, snap.meta.hwm)?;
+    f.exclude(snap.meta.freelist, Header::read(raw).overflow);
+    Ok(f)
+}
+
 /// Writes the four pages of a new file; returns its length.
 fn init_file(file: &File, path: &Path, ps: usize) -> Result<u64> {
     let mut b = vec![0u8; 4 * ps];
@@ -643,22 +672,38 @@ fn choose_meta(file: &File, path: &Path, file_len: u64, default_ps: usize) -> Re
         let b = read(ps)?;
         Meta::read(&b).ok().filter(|m| m.page_size as u64 == ps)
     });
-    let mut best: Option<(Meta, u64)> = None;
     let mut why = Vec::new();
-    match m0 {
-        Some(Ok(m)) if fits(&m) => best = Some((m, 0)),
-        Some(Ok(m)) => why.push(format!("meta 0: pages up to {} beyond the file", m.hwm)),
-        Some(Err(e)) => why.push(format!("meta 0: {e}")),
-        None => why.push("meta 0: file too short".into()),
-    }
-    match m1 {
-        Some(m) if fits(&m) => {
-            if best.is_none_or(|(b, _)| m.txid > b.txid) {
-                best = Some((m, 1));
-            }
+    let m0 = match m0 {
+        Some(Ok(m)) => Some(m),
+        Some(Err(e)) => {
+            why.push(format!("meta 0: {e}"));
+            None
         }
-        Some(m) => why.push(format!("meta 1: pages up to {} beyond the file", m.hwm)),
-        None => why.push("meta 1: unreadable or invalid".into()),
+        None => {
+            why.push("meta 0: file too short".into());
+            None
+        }
+    };
+    if m1.is_none() {
+        why.push("meta 1: unreadable or invalid".into());
     }
-    best.ok_or_else(|| bad_file(path, why.join("; ")))
+    // The newest valid meta decides. If its pages do not fit the file, the file lost data
+    // (truncated): falling back to the older meta could read pages since reused, so refuse.
+    let newest = match (m0, m1) {
+        (Some(a), Some(b)) if b.txid > a.txid => Some((b, 1)),
+        (Some(a), _) => Some((a, 0)),
+        (None, Some(b)) => Some((b, 1)),
+        (None, None) => None,
+    };
+    match newest {
+        Some((m, slot)) if fits(&m) => Ok((m, slot)),
+        Some((m, slot)) => Err(bad_file(
+            path,
+            format!(
+                "meta {slot} (txid {}) needs {} pages but the file is shorter (truncated?)",
+                m.txid, m.hwm
+            ),
+        )),
+        None => Err(bad_file(path, why.join("; "))),
+    }
 }

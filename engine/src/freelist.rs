@@ -154,6 +154,14 @@ impl Freelist {
         Ok(Freelist { free, pending: BTreeMap::new(), pending_ids: HashSet::new() })
     }
 
+    /// Removes the run `id..=id+overflow` from the free set (the freelist's own pages, which a
+    /// damaged file might also list as free).
+    pub fn exclude(&mut self, id: PageId, overflow: u32) {
+        for p in id..=id.saturating_add(overflow as u64) {
+            self.free.remove(&p);
+        }
+    }
+
     /// Is `id` free or pending?
     pub fn contains(&self, id: PageId) -> bool {
         self.free.contains(&id) || self.pending_ids.contains(&id)

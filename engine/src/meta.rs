@@ -115,6 +115,9 @@ impl Meta {
             txid: u64_at(b, 56),
             user: [u64_at(b, 64), u64_at(b, 72)],
         };
+        if m.txid == u64::MAX {
+            return Err(BadMeta::Invalid("transaction id at its maximum".into()));
+        }
         if !m.page_size.is_power_of_two() || !(1024..=65536).contains(&m.page_size) {
             return Err(BadMeta::Invalid(format!("page size {}", m.page_size)));
         }

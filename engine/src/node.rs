@@ -34,7 +34,14 @@ impl Node {
         } else {
             let mut v = Vec::with_capacity(n);
             for i in 0..n {
-                v.push((p.key(i)?.to_vec(), p.child(i)));
+                let c = p.child(i);
+                if c & DIRTY != 0 || c < 2 {
+                    return Err(crate::error::EngineError::Corrupt {
+                        page: p.header.id,
+                        reason: format!("child {i} has impossible page id {c:#x}"),
+                    });
+                }
+                v.push((p.key(i)?.to_vec(), c));
             }
             Ok(Node::Branch(v))
         }

@@ -108,7 +108,14 @@ impl Dirty {
     /// Makes `id` dirty (copying its page) and returns the dirty id.
     fn cow(&mut self, id: NodeId) -> Result<NodeId> {
         if id & DIRTY != 0 {
-            return Ok(id);
+            // Only ids made by add() are dirty; anything else came from damaged bytes.
+            return match self.nodes.get((id & !DIRTY) as usize) {
+                Some(Some(_)) => Ok(id),
+                _ => Err(EngineError::Corrupt {
+                    page: id,
+                    reason: "not a node of this transaction".into(),
+                }),
+            };
         }
         let v = self.pages.view(id)?;
         let n = Node::from_page(&v)?;

@@ -20,17 +20,18 @@ pub const MAX_KEY_SIZE: usize = 32768;
 pub const MAX_VALUE_SIZE: usize = (1 << 31) - 2;
 
 fn bucket_root(v: &[u8], name: &[u8]) -> Result<(NodeId, u64)> {
+    let bad = |why: String| EngineError::Corrupt {
+        page: 0,
+        reason: format!("catalog entry for {:?}: {why}", String::from_utf8_lossy(name)),
+    };
     if v.len() != 16 {
-        return Err(EngineError::Corrupt {
-            page: 0,
-            reason: format!(
-                "catalog entry for {:?} has {} bytes",
-                String::from_utf8_lossy(name),
-                v.len()
-            ),
-        });
+        return Err(bad(format!("{} bytes", v.len())));
     }
-    Ok((u64_at(v, 0), u64_at(v, 8)))
+    let root = u64_at(v, 0);
+    if root & crate::node::DIRTY != 0 || root < 2 {
+        return Err(bad(format!("impossible root page {root:#x}")));
+    }
+    Ok((root, u64_at(v, 8)))
 }
 
 fn not_found(name: &[u8]) -> EngineError {
@@ -181,6 +182,9 @@ pub struct WriteTx<'db> {
     catalog: NodeId,
     user: [u64; 2],
     dirty: Option<Dirty>,
+    /// An edit failed part-way (damaged pages): the dirty set may be inconsistent, so the
+    /// transaction can only be rolled back.
+    failed: Option<String>,
 }
 
 impl std::fmt::Debug for WriteTx<'_> {
@@ -193,7 +197,16 @@ impl<'db> WriteTx<'db> {
     pub(crate) fn new(db: &'db Db, guard: MutexGuard<'db, WriterState>, snap: Snapshot) -> Self {
         let catalog = snap.meta.catalog;
         let user = snap.meta.user;
-        WriteTx { db, guard, snap, buckets: BTreeMap::new(), catalog, user, dirty: None }
+        WriteTx {
+            db,
+            guard,
+            snap,
+            buckets: BTreeMap::new(),
+            catalog,
+            user,
+            dirty: None,
+            failed: None,
+        }
     }
 
     /// The dirty set, created on first use.
@@ -205,6 +218,14 @@ impl<'db> WriteTx<'db> {
             Some(d) => d,
             None => unreachable!("set just above"),
         }
+    }
+
+    /// Records a failed edit (see `failed`) and passes the error on.
+    fn fail<T>(&mut self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            self.failed.get_or_insert_with(|| e.to_string());
+        }
+        r
     }
 
     fn state(&mut self, bucket: &[u8]) -> Result<Option<BucketState>> {
@@ -245,9 +266,11 @@ impl<'db> WriteTx<'db> {
     /// Deletes a bucket and frees its pages.
     pub fn delete_bucket(&mut self, name: &[u8]) -> Result<()> {
         let s = self.state(name)?.ok_or_else(|| not_found(name))?;
-        self.dirty().free_tree(s.root, 0)?;
+        let r = self.dirty().free_tree(s.root, 0);
+        self.fail(r)?;
         let catalog = self.catalog;
-        let (c, _) = self.dirty().delete(catalog, name)?;
+        let r = self.dirty().delete(catalog, name);
+        let (c, _) = self.fail(r)?;
         self.catalog = c;
         self.buckets.insert(name.to_vec(), None);
         Ok(())
@@ -267,7 +290,8 @@ impl<'db> WriteTx<'db> {
             )));
         }
         let mut s = self.root(bucket)?;
-        s.root = self.dirty().put(s.root, key, value)?;
+        let r = self.dirty().put(s.root, key, value);
+        s.root = self.fail(r)?;
         s.dirty = true;
         self.buckets.insert(bucket.to_vec(), Some(s));
         Ok(())
@@ -276,7 +300,8 @@ impl<'db> WriteTx<'db> {
     /// Removes `key` from `bucket`; returns whether it was there.
     pub fn delete(&mut self, bucket: &[u8], key: &[u8]) -> Result<bool> {
         let mut s = self.root(bucket)?;
-        let (r, found) = self.dirty().delete(s.root, key)?;
+        let r = self.dirty().delete(s.root, key);
+        let (r, found) = self.fail(r)?;
         if found {
             s.root = r;
             s.dirty = true;
@@ -353,6 +378,12 @@ impl<'db> WriteTx<'db> {
     }
 
     fn finish(mut self, sync: bool) -> Result<u64> {
+        if let Some(m) = &self.failed {
+            return Err(EngineError::Corrupt {
+                page: 0,
+                reason: format!("transaction not committed: an edit failed ({m})"),
+            });
+        }
         // Write dirty buckets into the catalog, then spill everything.
         let changed: Vec<(Vec<u8>, BucketChange)> = self
             .buckets

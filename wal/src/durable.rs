@@ -13,18 +13,27 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::thread::Thread;
 
 use crate::error::{Result, WalError};
 
+/// One blocked `wait()` call. `done` flips once: either a waker claims it (and unparks the
+/// thread, which must then pass the wake-up on) or the thread leaves on its own (and a waker
+/// popping the stale entry later skips it without counting it as a wake-up).
+#[derive(Debug)]
+struct Waiter {
+    thread: Thread,
+    done: AtomicBool,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     poisoned: Option<String>,
     wakers: Vec<(u64, Waker)>,
-    threads: Vec<(u64, Thread)>,
+    threads: Vec<(u64, Arc<Waiter>)>,
 }
 
 /// Shared between the writer and every handle.
@@ -32,8 +41,8 @@ struct Inner {
 pub(crate) struct Signal {
     durable: AtomicU64,
     inner: Mutex<Inner>,
-    /// Threads of completed groups still to be unparked.
-    to_wake: crossbeam_queue::SegQueue<Thread>,
+    /// Waiters of completed groups still to be unparked.
+    to_wake: crossbeam_queue::SegQueue<Arc<Waiter>>,
 }
 
 /// Threads each waker (the writer, then every woken thread) unparks.
@@ -70,8 +79,8 @@ impl Signal {
             }
         }
         // Wake outside the lock so woken threads never find it taken.
-        for t in threads {
-            self.to_wake.push(t);
+        for w in threads {
+            self.to_wake.push(w);
         }
         self.wake_some();
         for w in wakers {
@@ -79,12 +88,15 @@ impl Signal {
         }
     }
 
-    /// Unparks up to [`FANOUT`] queued threads.
+    /// Unparks up to [`FANOUT`] queued waiters that are still waiting (entries of waiters that
+    /// already left are dropped without counting).
     fn wake_some(&self) {
-        for _ in 0..FANOUT {
-            match self.to_wake.pop() {
-                Some(t) => t.unpark(),
-                None => break,
+        let mut woken = 0;
+        while woken < FANOUT {
+            let Some(w) = self.to_wake.pop() else { break };
+            if !w.done.swap(true, Ordering::AcqRel) {
+                w.thread.unpark();
+                woken += 1;
             }
         }
     }
@@ -96,11 +108,13 @@ impl Signal {
             g.poisoned.get_or_insert(msg);
             (std::mem::take(&mut g.threads), std::mem::take(&mut g.wakers))
         };
-        for (_, t) in threads {
-            t.unpark();
+        for (_, w) in threads {
+            w.done.store(true, Ordering::Release);
+            w.thread.unpark();
         }
-        while let Some(t) = self.to_wake.pop() {
-            t.unpark();
+        while let Some(w) = self.to_wake.pop() {
+            w.done.store(true, Ordering::Release);
+            w.thread.unpark();
         }
         for (_, w) in wakers {
             w.wake();
@@ -138,31 +152,40 @@ impl Durable {
 
     /// Blocks the thread until durable, or until the log fails.
     pub fn wait(&self) -> Result<()> {
-        let mut parked = false;
-        loop {
+        if self.is_durable() {
+            return Ok(());
+        }
+        let me = Arc::new(Waiter { thread: std::thread::current(), done: AtomicBool::new(false) });
+        let mut registered = false;
+        let result = loop {
             if self.is_durable() {
-                if parked {
-                    // Pass the wake-up on (see the module docs).
-                    self.sig.wake_some();
-                }
-                return Ok(());
+                break Ok(());
             }
             {
                 let mut g = self.sig.lock();
                 // Re-check under the lock: `complete` stores before it takes the lock, so either
                 // we see the store here or it sees our registration.
                 if self.is_durable() {
-                    return Ok(());
+                    break Ok(());
                 }
                 if let Some(m) = &g.poisoned {
-                    return Err(WalError::Poisoned(m.clone()));
+                    break Err(WalError::Poisoned(m.clone()));
                 }
-                g.threads.push((self.group, std::thread::current()));
+                if !registered {
+                    g.threads.push((self.group, me.clone()));
+                    registered = true;
+                }
             }
-            // A spurious or stale unpark just loops (and may register again: harmless).
+            // A spurious unpark just loops; the registration stays the same.
             std::thread::park();
-            parked = true;
+        };
+        if registered {
+            // Leave: if a waker claimed us, it counted on us to pass the wake-up on; if not,
+            // our entry is now stale and will be skipped. Passing it on either way is harmless.
+            me.done.store(true, Ordering::Release);
+            self.sig.wake_some();
         }
+        result
     }
 }
 

@@ -232,20 +232,17 @@ fn scan_segment(
     }
 }
 
-/// Is there, anywhere after `bad`, a valid frame written by a later write group than the one
-/// `bad` belongs to? Then the damage at `bad` is in data that was synced.
+/// Is there, anywhere after `bad`, the first frame of a later write group? Then the damage at
+/// `bad` is in a group that was synced before that one was written. A group's first frame sits
+/// exactly at the offset its `batch` field names, which payload bytes cannot fake by accident.
 fn later_group_follows(data: &[u8], bad: usize, max: u32) -> bool {
     let mut y = bad + 1;
     while y + FRAME_HEADER_LEN <= data.len() {
-        // Cheap filters before the checksum: a plausible type and a batch start after `bad`
-        // and not after `y`.
-        if crate::frame::RecordType::from_u8(data[y + 8]).is_some() {
-            let b = u32::from_le_bytes([data[y + 9], data[y + 10], data[y + 11], data[y + 12]]);
-            if b as usize > bad && b as usize <= y {
-                if let Frame::Record { ty, payload, .. } = decode_frame(data, y, max) {
-                    if decode_payload(ty, payload).is_some() {
-                        return true;
-                    }
+        let b = u32::from_le_bytes([data[y + 9], data[y + 10], data[y + 11], data[y + 12]]);
+        if b as usize == y && crate::frame::RecordType::from_u8(data[y + 8]).is_some() {
+            if let Frame::Record { ty, payload, .. } = decode_frame(data, y, max) {
+                if decode_payload(ty, payload).is_some() {
+                    return true;
                 }
             }
         }

@@ -69,23 +69,27 @@ impl UringBackend {
         }
         let want = entries.len();
         let mut got = Vec::with_capacity(want);
-        let mut retries = 0u32;
+        let mut submitted = false;
         while got.len() < want {
             match self.ring.submit_and_wait(want - got.len()) {
-                Ok(_) => {}
+                Ok(_) => submitted = true,
+                // Transient: retry (the entries stay queued or in flight meanwhile).
                 Err(e)
-                    if retries < 10_000
-                        && matches!(
-                            e.raw_os_error(),
-                            Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::EBUSY)
-                        ) =>
-                {
-                    retries += 1;
-                    continue;
-                }
-                Err(e) => {
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::EBUSY)
+                    ) => {}
+                Err(e) if !submitted => {
+                    // Nothing reached the kernel in this call or before: give up; the queued
+                    // entries are never submitted (broken).
                     self.broken = true;
                     return Err(e);
+                }
+                Err(e) => {
+                    // The kernel holds entries pointing into the caller's buffer and we cannot
+                    // wait for them: returning would let the buffer be freed under the kernel.
+                    tracing::error!(error = %e, "io_uring wait failed with operations in flight");
+                    std::process::abort();
                 }
             }
             for cqe in self.ring.completion() {
@@ -115,7 +119,8 @@ impl IoBackend for UringBackend {
             let link_sync = sync && last;
             let mut entries = Vec::with_capacity(2);
             if n > 0 {
-                let dsync = link_sync && self.dsync;
+                // With RWF_DSYNC every piece carries the flag: it only covers its own range.
+                let dsync = sync && self.dsync;
                 let mut w = opcode::Write::new(fd, buf.as_ptr(), n as u32)
                     .offset(off)
                     .rw_flags(if dsync { libc::RWF_DSYNC } else { 0 })
@@ -139,6 +144,7 @@ impl IoBackend for UringBackend {
             }
             let mut written = 0usize;
             let mut synced = n > 0 && link_sync && self.dsync;
+            let sync_only = n == 0;
             for (tag, res) in self.submit_and_reap(&entries)? {
                 match tag {
                     WRITE_TAG if res < 0 => return Err(io::Error::from_raw_os_error(-res)),
@@ -146,7 +152,7 @@ impl IoBackend for UringBackend {
                         return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0"))
                     }
                     WRITE_TAG => written = res as usize,
-                    SYNC_TAG if res == -libc::ECANCELED => {} // short write broke the link
+                    SYNC_TAG if res == -libc::ECANCELED && !sync_only => {} // short write broke the link
                     SYNC_TAG if res < 0 => return Err(io::Error::from_raw_os_error(-res)),
                     SYNC_TAG => synced = true,
                     _ => {}

@@ -193,6 +193,8 @@ pub(crate) struct Shared {
     view: RwLock<ViewState>,
     signal: Arc<Signal>,
     pub stats: Stats,
+    /// Highest segment sequence whose records are all published.
+    published_seq: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -224,6 +226,7 @@ impl Shared {
     /// A group is durable: publish its records, then wake its waiters.
     pub(crate) fn publish(&self, group: u64, chunks: Vec<Chunk>) {
         let records: u64 = chunks.iter().map(|c| c.records).sum();
+        let max_seq = chunks.iter().map(|c| c.seq).max().unwrap_or(0);
         {
             let mut v = self.view.write().unwrap_or_else(|e| e.into_inner());
             for op in crate::writer::ops_of(chunks) {
@@ -232,6 +235,7 @@ impl Shared {
                 debug_assert!(r.is_ok(), "validated op failed to apply: {r:?}");
             }
         }
+        self.published_seq.fetch_max(max_seq, Ordering::AcqRel);
         self.stats.records.fetch_add(records, Ordering::Relaxed);
         self.signal.complete(group);
     }
@@ -355,6 +359,7 @@ impl Wal {
             view: RwLock::new(view),
             signal: Arc::new(Signal::default()),
             stats: Stats::default(),
+            published_seq: AtomicU64::new(tail.seg.seq),
         });
         let writer = Writer {
             shared: shared.clone(),
@@ -369,9 +374,15 @@ impl Wal {
             direct,
             scratch: Vec::new(),
         };
+        let on_panic = shared.clone();
         let handle = std::thread::Builder::new()
             .name("wal-writer".into())
-            .spawn(move || writer.run())
+            .spawn(move || {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.run()));
+                if r.is_err() {
+                    on_panic.fail("the wal writer thread panicked".into());
+                }
+            })
             .map_err(spawn_error)?;
         let wal = Wal { shared, writer: Mutex::new(Some(handle)), backend: backend_name, direct };
         Ok((wal, rec.report))
@@ -412,6 +423,9 @@ impl Wal {
     /// Appends records; the handle completes when they are durable. Records are validated
     /// first: on an error nothing of the batch is appended.
     pub fn append(&self, records: &[Record<'_>]) -> Result<Durable> {
+        if records.is_empty() {
+            return self.flush();
+        }
         let opts = &self.shared.opts;
         let mut p = lock(&self.shared.pending);
         loop {
@@ -457,6 +471,8 @@ impl Wal {
             if r.index() > crate::record::MAX_INDEX {
                 return Err(WalError::IndexTooLarge(r.index()));
             }
+            // A rollover before this record restates the state as it is before the record.
+            let state_len = hs_len + snap_len + meta_len;
             match *r {
                 Record::Entry { index, .. } => {
                     span.check_entry(index)?;
@@ -474,7 +490,6 @@ impl Wal {
                 Record::HardState(_) => hs_len = r.frame_len(),
                 Record::Metadata(_) => meta_len = r.frame_len(),
             }
-            let state_len = hs_len + snap_len + meta_len;
             let size = r.payload_len();
             if size > opts.max_record_bytes as usize || r.frame_len() + state_len > fit {
                 let limit = (opts.max_record_bytes as usize).min(fit.saturating_sub(state_len));
@@ -586,7 +601,7 @@ impl Wal {
     /// Term of entry `index`.
     pub fn term(&self, index: u64) -> Result<u64> {
         let v = self.shared.view.read().unwrap_or_else(|e| e.into_inner());
-        check_range(&v.log.span, index, index + 1)?;
+        check_range(&v.log.span, index, index.saturating_add(1))?;
         v.log.loc(index).map(|l| l.term).ok_or(WalError::Unavailable(index))
     }
 
@@ -619,10 +634,18 @@ impl Wal {
     /// `upto`). The segment being written is never deleted. Returns how many were deleted.
     pub fn release_prefix(&self, upto: u64) -> Result<usize> {
         let doomed: Vec<PathBuf> = {
+            // Lock order: pending, then view (publish takes only the view).
+            let mut p = lock(&self.shared.pending);
             let mut v = self.shared.view.write().unwrap_or_else(|e| e.into_inner());
+            let published = self.shared.published_seq.load(Ordering::Acquire);
             let seqs: Vec<(u64, u64)> = v.segs.iter().map(|(s, r)| (*s, r.first_index)).collect();
             let mut drop_below = None;
             for w in seqs.windows(2) {
+                // Only once the group that started the next segment is published are all
+                // entries of this one published (and covered by `upto`).
+                if w[1].0 > published {
+                    break;
+                }
                 let next_first = w[1].1;
                 if next_first == 0 || next_first - 1 <= upto {
                     drop_below = Some(w[1].0);
@@ -632,6 +655,11 @@ impl Wal {
             }
             let Some(min_seg) = drop_below else { return Ok(0) };
             v.log.release(min_seg);
+            // Appends are validated against the tail: it must not accept entries below the
+            // new first index either.
+            if p.tail.span.first != 0 && v.log.span.first > p.tail.span.first {
+                p.tail.span.first = v.log.span.first;
+            }
             let keep = v.segs.split_off(&min_seg);
             let gone = std::mem::replace(&mut v.segs, keep);
             gone.into_values().map(|s| s.path).collect()

@@ -141,3 +141,36 @@ fn bad_options_are_errors() {
     let o = WalOptions { segment_size: 100, ..WalOptions::default() };
     assert!(matches!(Wal::open(dir.path(), o), Err(WalError::InvalidOption(_))));
 }
+
+#[test]
+fn empty_appends_complete_even_after_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, _) = Wal::open(dir.path(), small_opts(IoMode::Auto)).unwrap();
+    w.append(&[]).unwrap().wait().unwrap();
+    append_range(&w, 1, 3);
+    w.append(&[]).unwrap().wait().unwrap();
+    w.close().unwrap();
+    // Closed: the empty append either errors or completes; it never hangs.
+    if let Ok(h) = w.append(&[]) {
+        h.wait().unwrap();
+    }
+}
+
+#[test]
+fn appends_below_a_released_prefix_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, _) = Wal::open(dir.path(), small_opts(IoMode::Pwrite)).unwrap();
+    append_range(&w, 1, 400);
+    assert!(w.release_prefix(300).unwrap() > 0);
+    let first = w.first_index();
+    assert!(first > 1);
+    let e = w.append(&[Record::Entry { index: first - 1, term: 2, data: b"x" }]);
+    assert!(matches!(e, Err(WalError::IndexGap { .. })), "{e:?}");
+    let e = w.truncate_suffix(first - 2);
+    assert!(e.is_err(), "truncating below the released prefix is refused");
+    // The log is still healthy.
+    append_range(&w, 400, 410);
+    drop(w);
+    let (w, _) = Wal::open(dir.path(), small_opts(IoMode::Pwrite)).unwrap();
+    assert_eq!(w.last_index(), 409);
+}

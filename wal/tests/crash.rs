@@ -97,11 +97,15 @@ impl Fixture {
         // records, in the zeroed tail).
         let hit = self.placed.iter().position(|p| c < p.end);
         let before = hit.unwrap_or(self.placed.len());
-        // Provably synced: an intact record of a later write group survives after the damage
-        // (the writer never writes a group before the previous one is synced).
+        // Provably synced: the first record of a later write group survives intact after the
+        // damage (the writer never writes a group before the previous one is synced, and a
+        // group's first frame sits at the offset its `batch` field names).
         let in_synced_group = hit.is_some_and(|h| {
             let g = self.placed[h].group;
-            self.placed.iter().any(|p| p.start >= damage_end && p.group > g)
+            self.placed.iter().enumerate().any(|(i, p)| {
+                let group_start = i == 0 || self.placed[i - 1].group != p.group;
+                group_start && p.start >= damage_end && p.group > g
+            })
         });
         match Wal::inspect(dir, u32::MAX) {
             Ok(got) => {
