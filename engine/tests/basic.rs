@@ -304,3 +304,47 @@ fn keys_larger_than_half_a_page_work() {
         assert_eq!(got.is_some(), i % 2 == 1, "key {i}");
     }
 }
+
+#[test]
+fn prev_after_running_off_the_end_gives_the_last_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path().join("db"), opts()).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    tx.create_bucket(b"b").unwrap();
+    for i in 0..1000u32 {
+        tx.put(b"b", &i.to_be_bytes(), b"v").unwrap();
+    }
+    tx.commit().unwrap();
+    let tx = db.begin_read().unwrap();
+    let mut c = tx.cursor(b"b").unwrap();
+    assert!(c.seek(&5000u32.to_be_bytes()).unwrap().is_none());
+    assert_eq!(c.prev().unwrap().unwrap().0, 999u32.to_be_bytes());
+    assert_eq!(c.prev().unwrap().unwrap().0, 998u32.to_be_bytes());
+    c.last().unwrap();
+    assert!(c.next().unwrap().is_none());
+    assert_eq!(c.prev().unwrap().unwrap().0, 999u32.to_be_bytes());
+    assert_eq!(c.seek_back(&5000u32.to_be_bytes()).unwrap().unwrap().0, 999u32.to_be_bytes());
+}
+
+#[test]
+fn a_truncated_file_is_an_error_not_a_fallback_to_older_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let db = Db::open(&path, opts()).unwrap();
+        for round in 0..5u32 {
+            let mut tx = db.begin_write().unwrap();
+            tx.create_bucket_if_missing(b"b").unwrap();
+            for i in 0..3000u32 {
+                tx.put(b"b", &(round * 3000 + i).to_be_bytes(), &[1u8; 100]).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+    }
+    let len = std::fs::metadata(&path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(len / 2).unwrap();
+    drop(f);
+    let e = Db::open(&path, opts()).unwrap_err();
+    assert!(matches!(e, EngineError::BadFile { .. }), "{e}");
+}
