@@ -118,13 +118,15 @@ impl Node {
                 }
             }
             Node::Branch(v) => {
+                let slots = PAGE_HEADER + 8 * n;
                 for (i, (k, c)) in v.iter().enumerate() {
                     debug_assert_eq!(c & DIRTY, 0, "children are written before their parent");
-                    let e = PAGE_HEADER + i * elem;
+                    let p = PAGE_HEADER + 8 * i;
+                    b[p..p + 8].copy_from_slice(&crate::page::key_prefix(k).to_le_bytes());
+                    let e = slots + 16 * i;
                     b[e..e + 4].copy_from_slice(&(data as u32).to_le_bytes());
                     b[e + 4..e + 8].copy_from_slice(&(k.len() as u32).to_le_bytes());
                     b[e + 8..e + 16].copy_from_slice(&c.to_le_bytes());
-                    b[e + 16..e + 24].copy_from_slice(&crate::page::key_prefix(k).to_le_bytes());
                     b[data..data + k.len()].copy_from_slice(k);
                     data += k.len();
                 }

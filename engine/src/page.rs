@@ -24,17 +24,18 @@
 //! only on a tie. A leaf with more than one entry never exceeds one page (≤ 64 KiB), so `pos`
 //! fits 16 bits; a single oversized entry has its key right after the table.
 //!
-//! Branch body: `count` elements of 24 bytes, then the keys (each the first key of its child).
+//! Branch body: `count` key prefixes of 8 bytes, then `count` elements of 16 bytes, then the
+//! keys (each the first key of its child): 24 bytes of overhead per child.
 //!
-//! | offset (in element) | size | field                                        |
-//! |---------------------|------|----------------------------------------------|
-//! | 0                   | 4    | pos: offset of the key from the page start   |
-//! | 4                   | 4    | key length                                   |
-//! | 8                   | 8    | child page id                                |
-//! | 16                  | 8    | key prefix: first 8 key bytes, zero-padded, as a big-endian integer |
+//! | offset                  | size | field                                                   |
+//! |-------------------------|------|---------------------------------------------------------|
+//! | 16 + 8i                 | 8    | prefix of key i: first 8 bytes, zero-padded, big-endian integer |
+//! | 16 + 8n + 16i           | 4    | pos: offset of key i from the page start                |
+//! | 16 + 8n + 16i + 4       | 4    | key length                                              |
+//! | 16 + 8n + 16i + 8       | 8    | child page id                                           |
 //!
-//! The prefix lets a search compare within the element table and touch the key only on a tie
-//! (different prefixes order keys exactly as the keys do).
+//! In both kinds the prefixes sit together, so a search compares within a few cache lines and
+//! touches a key only on a tie (different prefixes order keys exactly as the keys do).
 //!
 //! Views check the header and element table when opened and every key and value offset when
 //! read, so a damaged page reads as an error, never as out-of-bounds memory; `validate` also
@@ -61,8 +62,10 @@ pub fn leaf_prefix(key: &[u8]) -> u32 {
     b[..n].copy_from_slice(&key[..n]);
     u32::from_be_bytes(b)
 }
-/// Size of a branch element.
+/// Bytes of overhead per branch child (an 8-byte prefix and a 16-byte element).
 pub const BRANCH_ELEM: usize = 24;
+/// Size of a branch element proper (after the prefixes).
+const BRANCH_SLOT: usize = 16;
 
 /// The first 8 bytes of `key`, zero-padded, as a big-endian integer.
 #[inline]
@@ -175,7 +178,7 @@ impl<'a> PageView<'a> {
         let n = header.count as usize;
         let (elem, slots) = match header.kind {
             KIND_LEAF => (LEAF_SLOT, PAGE_HEADER + 4 * n),
-            KIND_BRANCH => (BRANCH_ELEM, PAGE_HEADER),
+            KIND_BRANCH => (BRANCH_SLOT, PAGE_HEADER + 8 * n),
             k => return Err(corrupt(&format!("unexpected page kind {k} in a tree"))),
         };
         if header.kind == KIND_BRANCH && n == 0 {
@@ -284,7 +287,7 @@ impl<'a> PageView<'a> {
     /// The stored key prefix of branch element `i` (< len).
     #[inline]
     pub fn prefix(&self, i: usize) -> u64 {
-        u64_at(self.bytes, self.elem(i) + 16)
+        u64_at(self.bytes, PAGE_HEADER + 8 * i)
     }
 
     /// Child page of branch element `i` (< len).
