@@ -29,6 +29,7 @@ pub mod freelist;
 pub mod fuzz_harness;
 pub mod meta;
 mod mmap;
+pub mod mvcc;
 pub mod node;
 pub mod page;
 mod tree;
