@@ -90,7 +90,7 @@ proptest! {
                     // What is kept: for each key, its last change at or before the cut, unless
                     // the key's generation ended (deleted) before the cut.
                     for (k, ev) in &m {
-                        let last = ev.iter().filter(|(r, _)| r.main <= at).next_back();
+                        let last = ev.iter().rfind(|(r, _)| r.main <= at);
                         if let Some(&(r, del)) = last {
                             let deleted_before = del && r.main < at;
                             prop_assert_eq!(av.contains(&r), !deleted_before, "key {} rev {:?}", k, r);

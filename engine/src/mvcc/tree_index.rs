@@ -16,8 +16,11 @@ pub struct TreeIndex {
     keys: BTreeMap<Vec<u8>, KeyIndex>,
 }
 
-/// The keys a range covers, from etcd's (key, range_end).
-fn bounds<'a>(key: &'a [u8], end: &'a [u8]) -> Option<(Bound<&'a [u8]>, Bound<&'a [u8]>)> {
+/// A range of keys as `BTreeMap::range` takes it.
+type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+
+/// The keys a range covers, from etcd's (key, range_end); `None` for a single key.
+fn bounds<'a>(key: &'a [u8], end: &'a [u8]) -> Option<KeyBounds<'a>> {
     if end.is_empty() {
         return None; // a single key
     }
