@@ -58,6 +58,16 @@ impl<'a> NodeRef<'a> {
         }
     }
 
+    /// Value of leaf entry `i`.
+    #[inline]
+    pub fn value(&self, i: usize) -> Result<&'a [u8]> {
+        match *self {
+            NodeRef::Page(p) => p.value(i),
+            NodeRef::Dirty(Node::Leaf(v)) => Ok(&v[i].1),
+            NodeRef::Dirty(Node::Branch(_)) => unreachable!("value() on a branch"),
+        }
+    }
+
     /// Child `i` of a branch.
     pub fn child(&self, i: usize) -> NodeId {
         match *self {
@@ -111,7 +121,7 @@ pub fn get<'a, S: Source>(src: &'a S, root: NodeId, key: &[u8]) -> Result<Option
     for _ in 0..MAX_DEPTH {
         if n.is_leaf() {
             return match n.search(key)? {
-                Ok(i) => Ok(Some(n.entry(i)?.1)),
+                Ok(i) => n.value(i).map(Some),
                 Err(_) => Ok(None),
             };
         }

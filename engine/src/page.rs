@@ -167,11 +167,19 @@ impl<'a> PageView<'a> {
     /// Checks the header and every element of a node page. `bytes` must be exactly the page
     /// and its overflow pages.
     pub fn new(bytes: &'a [u8], id: PageId) -> Result<Self> {
-        let corrupt = |why: &str| EngineError::Corrupt { page: id, reason: why.to_string() };
         if bytes.len() < PAGE_HEADER {
-            return Err(corrupt("page shorter than its header"));
+            return Err(EngineError::Corrupt {
+                page: id,
+                reason: "page shorter than its header".into(),
+            });
         }
-        let header = Header::read(bytes);
+        Self::with_header(bytes, Header::read(bytes), id)
+    }
+
+    /// As [`PageView::new`], with the header already read from `bytes`.
+    #[inline]
+    pub fn with_header(bytes: &'a [u8], header: Header, id: PageId) -> Result<Self> {
+        let corrupt = |why: &str| EngineError::Corrupt { page: id, reason: why.to_string() };
         if header.id != id {
             return Err(corrupt(&format!("page claims id {}", header.id)));
         }

@@ -32,6 +32,12 @@ pub struct Pages {
 impl Pages {
     /// The raw bytes of page `id` and its overflow pages.
     pub fn raw(&self, id: PageId) -> Result<&[u8]> {
+        self.raw_with_header(id).map(|(b, _)| b)
+    }
+
+    /// The raw bytes of page `id` and its overflow pages, and its header (read once).
+    #[inline]
+    fn raw_with_header(&self, id: PageId) -> Result<(&[u8], crate::page::Header)> {
         let bad = |why: String| EngineError::Corrupt { page: id, reason: why };
         if id < 2 || id >= self.hwm {
             return Err(bad(format!("page id outside 2..{}", self.hwm)));
@@ -41,17 +47,25 @@ impl Pages {
         let head = bytes
             .get(start..start + self.page_size)
             .ok_or_else(|| bad("page outside the mapped file".into()))?;
-        let overflow = crate::page::u32_at(head, 12) as u64;
+        let header = crate::page::Header::read(head);
+        let overflow = header.overflow as u64;
+        if overflow == 0 {
+            return Ok((head, header));
+        }
         if id + overflow >= self.hwm {
             return Err(bad(format!("{overflow} overflow pages run past the high-water mark")));
         }
         let end = start + (1 + overflow as usize) * self.page_size;
-        bytes.get(start..end).ok_or_else(|| bad("overflow outside the mapped file".into()))
+        let all =
+            bytes.get(start..end).ok_or_else(|| bad("overflow outside the mapped file".into()))?;
+        Ok((all, header))
     }
 
     /// A branch or leaf page.
+    #[inline]
     pub fn view(&self, id: PageId) -> Result<PageView<'_>> {
-        PageView::new(self.raw(id)?, id)
+        let (bytes, header) = self.raw_with_header(id)?;
+        PageView::with_header(bytes, header, id)
     }
 }
 
