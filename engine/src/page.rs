@@ -54,14 +54,6 @@ pub const LEAF_ELEM: usize = 12;
 /// Size of a leaf element proper (after the prefixes).
 const LEAF_SLOT: usize = 8;
 
-/// The first 4 bytes of `key`, zero-padded, as a big-endian integer.
-#[inline]
-pub fn leaf_prefix(key: &[u8]) -> u32 {
-    let mut b = [0u8; 4];
-    let n = key.len().min(4);
-    b[..n].copy_from_slice(&key[..n]);
-    u32::from_be_bytes(b)
-}
 /// Bytes of overhead per branch child (an 8-byte prefix and a 16-byte element).
 pub const BRANCH_ELEM: usize = 24;
 /// Size of a branch element proper (after the prefixes).
@@ -74,6 +66,13 @@ pub fn key_prefix(key: &[u8]) -> u64 {
     let n = key.len().min(8);
     b[..n].copy_from_slice(&key[..n]);
     u64::from_be_bytes(b)
+}
+
+/// The first 4 bytes of `key`, zero-padded, as a big-endian integer (the leaf prefix: the top
+/// half of [`key_prefix`]).
+#[inline]
+pub fn leaf_prefix(key: &[u8]) -> u32 {
+    (key_prefix(key) >> 32) as u32
 }
 
 /// Page kinds.
