@@ -1,12 +1,44 @@
-//! The MVCC layer's building blocks (issue 4, in progress): revisions and their on-disk key
-//! encoding, and the in-memory revision index with etcd's semantics. The store itself (the
-//! `key`/`meta` buckets, txn, compaction, watch, leases) is not built yet.
+//! The MVCC store: etcd's key-value state machine (revisions, range/put/delete/txn,
+//! compaction, hashes, watch, leases) on the page store.
+//!
+//! **Main types.** [`Store`] (open, apply writes tagged with their log index, reads, compact,
+//! hash, leases, watch streams), the request/response types in [`request`], [`WatchStream`],
+//! [`Lessor`], [`MvccError`].
+//!
+//! **Invariants.**
+//! - Revisions: one main revision per write txn that changes something (starting at 2; an
+//!   empty store is at 1), sub revisions 0, 1, … per change; the current revision never
+//!   decreases.
+//! - Every applied revision is in the page store as of its newest commit or in the write
+//!   buffer ([`pending`]); reads see every applied write.
+//! - The applied index is committed in the same page-store transaction as the data it
+//!   covers, so replaying the log after it is exact (an entry at or below it is refused).
+//! - Each watcher gets every matching event exactly once, in revision order.
 #![forbid(unsafe_code)]
 
+mod apply;
+mod background;
+pub mod error;
 pub mod key_index;
+pub mod kv;
+pub mod lease;
+mod maintenance;
+pub mod pending;
+pub mod request;
+mod restore;
 pub mod revision;
+mod store;
 pub mod tree_index;
+pub mod watch;
+mod watch_sync;
 
+pub use apply::LeaseGrant;
+pub use error::MvccError;
 pub use key_index::{IndexError, KeyIndex};
+pub use kv::KeyValue;
+pub use lease::{LeaseError, LeaseId, Lessor};
+pub use maintenance::HashKv;
 pub use revision::Revision;
+pub use store::{Applied, Store, StoreOptions};
 pub use tree_index::TreeIndex;
+pub use watch::{Event, WatchOptions, WatchResponse, WatchStream};

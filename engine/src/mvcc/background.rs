@@ -1,0 +1,134 @@
+//! The store's background work: flushing buffered writes into the page store every batch
+//! interval, syncing it now and then, and deleting compacted revisions in bounded batches so
+//! that writes interleave with a long compaction.
+#![forbid(unsafe_code)]
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::error::{MvccError, Result};
+use super::revision::Revision;
+use super::store::{Inner, Writer, FINISHED_COMPACT, KEY_BUCKET, LEASE_BUCKET, META_BUCKET};
+
+/// Commits every buffered change, the pending meta and lease entries, and the flushed revision
+/// in one page-store transaction (no fsync), then drops them from the buffer.
+pub(crate) fn flush(inner: &Inner, w: &mut Writer) -> Result<()> {
+    let kvs = inner.pending.snapshot();
+    if kvs.is_empty() && w.meta.is_empty() {
+        w.last_flush = Instant::now();
+        return Ok(());
+    }
+    let current = inner.read_state().current;
+    let mut tx = inner.db.begin_write()?;
+    let mut last = None;
+    for (rev, kv) in &kvs {
+        debug_assert!(rev.main <= current, "buffered revisions are applied ones");
+        tx.put(KEY_BUCKET, &rev.to_key(kv.tombstone), &kv.bytes)?;
+        last = Some(*rev);
+    }
+    for (id, rec) in std::mem::take(&mut w.meta.leases) {
+        let key = super::lease::record_key(id);
+        match rec {
+            Some(r) => tx.put(LEASE_BUCKET, &key, &r.encode())?,
+            None => {
+                tx.delete(LEASE_BUCKET, &key)?;
+            }
+        }
+    }
+    for (name, value) in std::mem::take(&mut w.meta.meta) {
+        tx.put(META_BUCKET, name, &value)?;
+    }
+    let flushed = last.map_or(tx_flushed(inner)?, |r| r.main);
+    tx.set_user([flushed as u64, 0]);
+    tx.commit_nosync()?;
+    if let Some(last) = last {
+        inner.pending.drop_through(last);
+    }
+    w.last_flush = Instant::now();
+    w.unsynced_flushes += 1;
+    if inner.opts.sync_every_flushes > 0 && w.unsynced_flushes >= inner.opts.sync_every_flushes {
+        inner.db.sync()?;
+        w.unsynced_flushes = 0;
+    }
+    Ok(())
+}
+
+/// The flushed revision of the newest commit.
+fn tx_flushed(inner: &Inner) -> Result<i64> {
+    Ok(inner.db.begin_read()?.user()[0] as i64)
+}
+
+/// Deletes up to one batch of compacted revisions; true when the job is finished.
+pub(crate) fn compact_batch(inner: &Inner, w: &mut Writer) -> Result<bool> {
+    let Some(job) = w.compaction.as_mut() else { return Ok(true) };
+    let limit = inner.opts.compaction_batch_limit.max(1);
+    let end = Revision::new(job.rev.saturating_add(1), 0).to_key(false);
+    let mut doomed = Vec::new();
+    let mut next = None;
+    {
+        let tx = inner.db.begin_read()?;
+        let mut c = tx.cursor(KEY_BUCKET)?;
+        let mut it = c.seek(&job.next)?;
+        while let Some((k, _)) = it {
+            if k >= end.as_slice() {
+                break;
+            }
+            let (rev, _) = Revision::from_key(k)
+                .ok_or_else(|| MvccError::Corrupt(format!("bad revision key {k:?}")))?;
+            if !job.keep.contains(&rev) {
+                if doomed.len() == limit {
+                    next = Some(k.to_vec());
+                    break;
+                }
+                doomed.push(k.to_vec());
+            }
+            it = c.next()?;
+        }
+    }
+    let done = next.is_none();
+    let mut tx = inner.db.begin_write()?;
+    for k in &doomed {
+        tx.delete(KEY_BUCKET, k)?;
+    }
+    if done {
+        tx.put(META_BUCKET, FINISHED_COMPACT, &(job.rev as u64).to_be_bytes())?;
+    }
+    tx.commit_nosync()?;
+    if let Some(n) = next {
+        job.next = n;
+        return Ok(false);
+    }
+    w.finished_compact = job.rev;
+    w.compaction = None;
+    inner.compacted.notify_all();
+    Ok(true)
+}
+
+/// The background thread: flush every batch interval, run compaction batches, until closed.
+pub(crate) fn run(inner: &Inner) {
+    let interval = inner.opts.batch_interval;
+    loop {
+        let mut w = inner.lock_writer();
+        if inner.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut wait = interval.saturating_sub(w.last_flush.elapsed());
+        if wait.is_zero() {
+            if let Err(e) = flush(inner, &mut w) {
+                tracing::error!(error = %e, "flushing the mvcc store failed");
+            }
+            wait = interval;
+        }
+        if w.compaction.is_some() {
+            match compact_batch(inner, &mut w) {
+                Ok(false) => wait = wait.min(inner.opts.compaction_sleep),
+                Ok(true) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "compaction batch failed; retrying");
+                    wait = wait.min(Duration::from_secs(1));
+                }
+            }
+        }
+        let _ = inner.wake.wait_timeout(w, wait.max(Duration::from_millis(1)));
+    }
+}

@@ -1,0 +1,1365 @@
+//! Leases (etcd's lessor): the in-memory state machine that grants, renews, expires, checkpoints
+//! and revokes leases. It knows nothing of storage or raft, and never reads the clock: every
+//! method that depends on time takes `now`, so all decisions are deterministic.
+//!
+//! **Roles.** Every member applies the same replicated operations: [`Lessor::grant`],
+//! [`Lessor::revoke`], [`Lessor::attach`], [`Lessor::detach`], [`Lessor::checkpoint`]. Only the
+//! primary lessor (the raft leader's) tracks deadlines: it renews leases, reports the expired ones
+//! (the caller proposes their revocation) and the checkpoints due (the caller proposes them). A
+//! lessor that is not primary holds no deadlines, so its leases never expire;
+//! [`Lessor::promote`] gives every lease a deadline, [`Lessor::demote`] drops them.
+//!
+//! **The caller's duties.**
+//! - Every [`LESSOR_TICK`] on the primary: propose a revoke for each id of
+//!   `expired(now, revoke_rate / 2)`, and propose `due_checkpoints(now,
+//!   MAX_LEASE_CHECKPOINT_BATCH_SIZE)` as one entry (repeating while a full batch comes back, up
+//!   to [`LEASE_CHECKPOINT_RATE`] / 2 batches), as etcd's lessor loop does.
+//! - Before [`Lessor::renew`]: when [`Lessor::needs_checkpoint_clear`] says so, propose
+//!   checkpoint(id, 0) through raft and wait until it is applied, so no member keeps a stale
+//!   remaining TTL that a later promotion would use.
+//! - When `renew` answers [`LeaseError::Expired`]: wait until the lease is revoked (then answer
+//!   "lease not found") or the lessor is demoted (then "not a primary lessor"), as etcd's renew
+//!   blocks on exactly those two events.
+//! - Persist [`LeaseRecord`]s: on grant ([`LeaseInfo::record`]), on checkpoint (the returned
+//!   record), and delete the record in the same write transaction that deletes the keys
+//!   [`Lessor::revoke`] returns. On restart, [`Lessor::restore`] the records, then attach each
+//!   leased key while rebuilding the key index.
+//!
+//! **Stored record.** Bucket `lease`, key = the id as 8 bytes big-endian ([`record_key`], so the
+//! bucket is in id order); value, format version 1 (integers little-endian, as in the `key`
+//! bucket):
+//!
+//! | offset | size | field                                                  |
+//! |--------|------|--------------------------------------------------------|
+//! | 0      | 1    | format version (1)                                     |
+//! | 1      | 8    | lease id (i64; never 0)                                |
+//! | 9      | 8    | granted TTL in seconds (i64)                           |
+//! | 17     | 8    | checkpointed remaining TTL in seconds (i64; 0 = unset) |
+//!
+//! **Invariants** (checked by `check_invariants` in the tests).
+//! - Lease ids are nonzero, and every lease's TTL is at least the minimum TTL (grant and restore
+//!   raise shorter ones).
+//! - A key is attached to at most one lease; the key → lease map and the leases' key sets mirror
+//!   each other exactly.
+//! - Primary: every lease has a deadline and exactly one live entry in the expiry queue, due at
+//!   its deadline or, after [`Lessor::expired`] returned it, at a later retry time. Not primary:
+//!   no deadlines and both queues empty.
+//! - A lease has at most one live entry in the checkpoint queue.
+//! - Queue entries of revoked, renewed or rescheduled leases are stale and skipped (lazy
+//!   deletion); a queue is rebuilt whenever its stale entries outnumber twice its live ones, so
+//!   memory stays proportional to the number of leases however often they are renewed.
+//!
+//! **Where this differs from etcd** (behaviour only; no etcd code is used here).
+//! - `renew` of a lease past its deadline answers [`LeaseError::Expired`] at once instead of
+//!   blocking (see the caller's duties above).
+//! - A key attached to a second lease is moved (detached from the first); etcd's callers always
+//!   detach first, and etcd would otherwise leave the key in both leases.
+//! - The checkpoint queue keeps one entry per lease (a reschedule replaces the pending one),
+//!   where etcd may queue duplicates and propose the same lease twice.
+//! - `restore` always leaves the lessor not primary (etcd's recovery leaves a primary lessor
+//!   with leases that never expire until the next promotion).
+//! - Remaining times are computed with integer nanoseconds, where etcd uses floats.
+#![forbid(unsafe_code)]
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::time::{Duration, Instant};
+
+/// A lease id. The caller generates them; 0 means "no lease".
+pub type LeaseId = i64;
+
+/// The id meaning "no lease" (etcd's NoLease).
+pub const NO_LEASE: LeaseId = 0;
+/// The largest TTL a lease can be granted, in seconds (etcd's MaxLeaseTTL).
+pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
+/// Leases revoked per second at most, by default (etcd's defaultLeaseRevokeRate).
+pub const DEFAULT_LEASE_REVOKE_RATE: usize = 1000;
+/// Lease checkpoints proposed per second at most (etcd's leaseCheckpointRate).
+pub const LEASE_CHECKPOINT_RATE: usize = 1000;
+/// How often a long lease's remaining TTL is checkpointed, by default (etcd's
+/// defaultLeaseCheckpointInterval).
+pub const DEFAULT_LEASE_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// Checkpoints batched into one proposal at most (etcd's maxLeaseCheckpointBatchSize).
+pub const MAX_LEASE_CHECKPOINT_BATCH_SIZE: usize = 1000;
+/// How long an expired lease that was reported but not yet revoked waits before it is reported
+/// again, by default (etcd's defaultExpiredleaseRetryInterval).
+pub const DEFAULT_EXPIRED_LEASE_RETRY_INTERVAL: Duration = Duration::from_secs(3);
+/// How often the primary looks for expired leases and due checkpoints (etcd's lessor loop).
+pub const LESSOR_TICK: Duration = Duration::from_millis(500);
+/// Format version of an encoded [`LeaseRecord`].
+pub const LEASE_RECORD_FORMAT: u8 = 1;
+/// Length of an encoded [`LeaseRecord`] (format version 1).
+pub const LEASE_RECORD_BYTES: usize = 25;
+
+const NANOS_PER_SEC: i128 = 1_000_000_000;
+
+/// Lease refusals; the messages are etcd's lease package errors where etcd has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseError {
+    /// No lease with that id (also: a grant of id 0, as etcd).
+    #[error("lease not found")]
+    NotFound,
+    /// A grant of an id that is already in use.
+    #[error("lease already exists")]
+    Exists,
+    /// A grant with a TTL above [`MAX_LEASE_TTL`].
+    #[error("too large lease TTL")]
+    TtlTooLarge,
+    /// Renew or time-to-live asked of a lessor that is not primary (forward to the leader).
+    #[error("not a primary lessor")]
+    NotPrimary,
+    /// Renew of a lease past its deadline whose revocation is pending. etcd has no error for
+    /// this (its renew waits); the caller waits for the revoke or a demotion.
+    #[error("lease expired, revocation pending")]
+    Expired,
+}
+
+/// Why a stored lease record or key could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// An empty value.
+    #[error("stored lease record is empty")]
+    Empty,
+    /// Written by an unknown format.
+    #[error("stored lease record has unknown format version {0}")]
+    Version(u8),
+    /// The wrong length for its format version.
+    #[error("stored lease record has {got} bytes, expected {expected}")]
+    Length {
+        /// Bytes the format has.
+        expected: usize,
+        /// Bytes found.
+        got: usize,
+    },
+    /// A record of lease 0 ("no lease").
+    #[error("stored lease record has lease id 0")]
+    ZeroId,
+    /// A bucket key that is not 8 bytes.
+    #[error("stored lease key has {0} bytes, expected 8")]
+    Key(usize),
+}
+
+/// What the store persists of a lease (etcd's leasepb.Lease).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LeaseRecord {
+    /// The lease.
+    pub id: LeaseId,
+    /// Granted TTL, seconds.
+    pub ttl: i64,
+    /// Last checkpointed remaining TTL, seconds; 0 when unset.
+    pub remaining_ttl: i64,
+}
+
+/// The `lease` bucket key of lease `id`: big-endian, so bucket order is id order.
+pub fn record_key(id: LeaseId) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+/// The lease id of a `lease` bucket key.
+pub fn record_id(key: &[u8]) -> Result<LeaseId, RecordError> {
+    let b: [u8; 8] = key.try_into().map_err(|_| RecordError::Key(key.len()))?;
+    Ok(LeaseId::from_be_bytes(b))
+}
+
+impl LeaseRecord {
+    /// Encodes for the `lease` bucket (format version 1).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(LEASE_RECORD_BYTES);
+        b.push(LEASE_RECORD_FORMAT);
+        b.extend_from_slice(&self.id.to_le_bytes());
+        b.extend_from_slice(&self.ttl.to_le_bytes());
+        b.extend_from_slice(&self.remaining_ttl.to_le_bytes());
+        debug_assert_eq!(b.len(), LEASE_RECORD_BYTES);
+        b
+    }
+
+    /// Decodes a stored value; any damage is an error, never a panic.
+    pub fn decode(b: &[u8]) -> Result<LeaseRecord, RecordError> {
+        let (&version, rest) = b.split_first().ok_or(RecordError::Empty)?;
+        if version != LEASE_RECORD_FORMAT {
+            return Err(RecordError::Version(version));
+        }
+        let fields: &[u8; LEASE_RECORD_BYTES - 1] = rest
+            .try_into()
+            .map_err(|_| RecordError::Length { expected: LEASE_RECORD_BYTES, got: b.len() })?;
+        let i64_at = |at: usize| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&fields[at..at + 8]);
+            i64::from_le_bytes(x)
+        };
+        let record = LeaseRecord { id: i64_at(0), ttl: i64_at(8), remaining_ttl: i64_at(16) };
+        if record.id == NO_LEASE {
+            return Err(RecordError::ZeroId);
+        }
+        Ok(record)
+    }
+}
+
+/// The lessor's tunables; [`LessorConfig::new`] gives etcd's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LessorConfig {
+    /// Shortest TTL granted, seconds; shorter requests are raised to it.
+    pub min_ttl: i64,
+    /// Leases revoked per second at most; `promote` spreads deadlines to respect it.
+    pub revoke_rate: usize,
+    /// How often the remaining TTL of a lease longer than this is checkpointed.
+    pub checkpoint_interval: Duration,
+    /// How long an expired lease reported by `expired` waits before it is reported again.
+    pub expired_retry_interval: Duration,
+}
+
+impl LessorConfig {
+    /// etcd's defaults with the given minimum TTL.
+    pub fn new(min_ttl: i64) -> Self {
+        LessorConfig {
+            min_ttl,
+            revoke_rate: DEFAULT_LEASE_REVOKE_RATE,
+            checkpoint_interval: DEFAULT_LEASE_CHECKPOINT_INTERVAL,
+            expired_retry_interval: DEFAULT_EXPIRED_LEASE_RETRY_INTERVAL,
+        }
+    }
+}
+
+/// A lease as [`Lessor::lookup`] and [`Lessor::grant`] report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseInfo {
+    /// The lease.
+    pub id: LeaseId,
+    /// Granted TTL, seconds (after raising to the minimum).
+    pub ttl: i64,
+    /// Last checkpointed remaining TTL, seconds; 0 when unset.
+    pub remaining_ttl: i64,
+    /// When it expires; `None` when the lessor is not primary (never).
+    pub deadline: Option<Instant>,
+}
+
+impl LeaseInfo {
+    /// What the store persists of it.
+    pub fn record(&self) -> LeaseRecord {
+        LeaseRecord { id: self.id, ttl: self.ttl, remaining_ttl: self.remaining_ttl }
+    }
+}
+
+/// The answer to a time-to-live request (etcd's LeaseTimeToLiveResponse).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeToLive {
+    /// The lease.
+    pub id: LeaseId,
+    /// Granted TTL, seconds.
+    pub granted_ttl: i64,
+    /// Seconds left, truncated toward zero (as etcd); 0 or negative once past the deadline.
+    pub ttl: i64,
+    /// Attached keys, sorted.
+    pub keys: Vec<Vec<u8>>,
+}
+
+/// One lease's state.
+#[derive(Debug, Clone)]
+struct Lease {
+    ttl: i64,
+    remaining_ttl: i64,
+    /// `None`: never expires (not primary).
+    deadline: Option<Instant>,
+    /// Sequence number of its live expiry queue entry.
+    expiry_entry: Option<u64>,
+    /// Sequence number of its live checkpoint queue entry.
+    checkpoint_entry: Option<u64>,
+    keys: BTreeSet<Vec<u8>>,
+}
+
+impl Lease {
+    /// The TTL a refresh starts from: the checkpointed remaining TTL when set, else the TTL.
+    fn refresh_ttl(&self) -> i64 {
+        if self.remaining_ttl > 0 {
+            self.remaining_ttl
+        } else {
+            self.ttl
+        }
+    }
+
+    fn info(&self, id: LeaseId) -> LeaseInfo {
+        LeaseInfo { id, ttl: self.ttl, remaining_ttl: self.remaining_ttl, deadline: self.deadline }
+    }
+}
+
+/// A min-queue entry: (due time, lease, sequence number); earliest first, then lowest id.
+type Entry = Reverse<(Instant, LeaseId, u64)>;
+
+/// The lease state machine; see the module documentation.
+#[derive(Debug, Clone)]
+pub struct Lessor {
+    cfg: LessorConfig,
+    primary: bool,
+    leases: BTreeMap<LeaseId, Lease>,
+    key_lease: HashMap<Vec<u8>, LeaseId>,
+    expiry: BinaryHeap<Entry>,
+    checkpoints: BinaryHeap<Entry>,
+    /// Leases with a live checkpoint entry.
+    scheduled: usize,
+    next_seq: u64,
+}
+
+/// `now` shifted by `ns` nanoseconds (either way), saturating at what `Instant` can hold.
+fn shift(now: Instant, ns: i128) -> Instant {
+    let mag = ns.unsigned_abs();
+    let nanos_per_sec = NANOS_PER_SEC.unsigned_abs();
+    let secs = u64::try_from(mag / nanos_per_sec).unwrap_or(u64::MAX);
+    let sub = u32::try_from(mag % nanos_per_sec).unwrap_or(0);
+    let mut d = Duration::new(secs, sub);
+    loop {
+        let t = if ns >= 0 { now.checked_add(d) } else { now.checked_sub(d) };
+        if let Some(t) = t {
+            return t;
+        }
+        d /= 2; // reaches zero, which always succeeds
+    }
+}
+
+/// Signed nanoseconds from `now` to `t`.
+fn until(t: Instant, now: Instant) -> i128 {
+    let ns = |d: Duration| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX);
+    if t >= now {
+        ns(t - now)
+    } else {
+        -ns(now - t)
+    }
+}
+
+fn secs_ns(secs: i64) -> i128 {
+    i128::from(secs) * NANOS_PER_SEC
+}
+
+fn clamp_i64(x: i128) -> i64 {
+    i64::try_from(x).unwrap_or(if x < 0 { i64::MIN } else { i64::MAX })
+}
+
+impl Lessor {
+    /// An empty lessor, not primary, with etcd's defaults and minimum TTL `min_ttl` seconds.
+    pub fn new(min_ttl: i64) -> Self {
+        Self::with_config(LessorConfig::new(min_ttl))
+    }
+
+    /// An empty lessor, not primary.
+    pub fn with_config(cfg: LessorConfig) -> Self {
+        Lessor {
+            cfg,
+            primary: false,
+            leases: BTreeMap::new(),
+            key_lease: HashMap::new(),
+            expiry: BinaryHeap::new(),
+            checkpoints: BinaryHeap::new(),
+            scheduled: 0,
+            next_seq: 0,
+        }
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &LessorConfig {
+        &self.cfg
+    }
+
+    /// Does this lessor track deadlines (is it the leader's)?
+    pub fn is_primary(&self) -> bool {
+        self.primary
+    }
+
+    /// Number of leases.
+    pub fn len(&self) -> usize {
+        self.leases.len()
+    }
+
+    /// No leases?
+    pub fn is_empty(&self) -> bool {
+        self.leases.is_empty()
+    }
+
+    /// All lease ids, ascending.
+    pub fn leases(&self) -> Vec<LeaseId> {
+        self.leases.keys().copied().collect()
+    }
+
+    /// The lease `id`, if it exists.
+    pub fn lookup(&self, id: LeaseId) -> Option<LeaseInfo> {
+        self.leases.get(&id).map(|l| l.info(id))
+    }
+
+    /// The lease `key` is attached to (etcd's GetLease).
+    pub fn lease_of(&self, key: &[u8]) -> Option<LeaseId> {
+        self.key_lease.get(key).copied()
+    }
+
+    /// Grants lease `id` (nonzero; generated by the caller) of `ttl` seconds, raised to the
+    /// minimum TTL. When primary it expires `ttl` seconds after `now`, otherwise never (until a
+    /// promotion).
+    pub fn grant(&mut self, id: LeaseId, ttl: i64, now: Instant) -> Result<LeaseInfo, LeaseError> {
+        if id == NO_LEASE {
+            return Err(LeaseError::NotFound);
+        }
+        if ttl > MAX_LEASE_TTL {
+            return Err(LeaseError::TtlTooLarge);
+        }
+        if self.leases.contains_key(&id) {
+            return Err(LeaseError::Exists);
+        }
+        let lease = Lease {
+            ttl: ttl.max(self.cfg.min_ttl),
+            remaining_ttl: 0,
+            deadline: None,
+            expiry_entry: None,
+            checkpoint_entry: None,
+            keys: BTreeSet::new(),
+        };
+        self.leases.insert(id, lease);
+        if self.primary {
+            self.refresh(id, 0, now);
+        }
+        self.settle();
+        self.lookup(id).ok_or(LeaseError::NotFound)
+    }
+
+    /// Revokes lease `id`; returns its keys, sorted, for the caller to delete in one revision
+    /// (together with the lease's record).
+    pub fn revoke(&mut self, id: LeaseId) -> Result<Vec<Vec<u8>>, LeaseError> {
+        let lease = self.leases.remove(&id).ok_or(LeaseError::NotFound)?;
+        if lease.checkpoint_entry.is_some() {
+            self.scheduled -= 1;
+        }
+        for k in &lease.keys {
+            let owner = self.key_lease.remove(k);
+            debug_assert_eq!(owner, Some(id), "key map mirrors the lease's keys");
+        }
+        self.settle();
+        Ok(lease.keys.into_iter().collect())
+    }
+
+    /// Attaches `key` to lease `id` (moving it off any other lease).
+    pub fn attach(&mut self, id: LeaseId, key: &[u8]) -> Result<(), LeaseError> {
+        if !self.leases.contains_key(&id) {
+            return Err(LeaseError::NotFound);
+        }
+        if let Some(old) = self.key_lease.insert(key.to_vec(), id) {
+            if old != id {
+                if let Some(l) = self.leases.get_mut(&old) {
+                    l.keys.remove(key);
+                }
+            }
+        }
+        if let Some(l) = self.leases.get_mut(&id) {
+            l.keys.insert(key.to_vec());
+        }
+        Ok(())
+    }
+
+    /// Detaches `key` from lease `id` (nothing happens when it is not attached to it).
+    pub fn detach(&mut self, id: LeaseId, key: &[u8]) -> Result<(), LeaseError> {
+        let lease = self.leases.get_mut(&id).ok_or(LeaseError::NotFound)?;
+        if lease.keys.remove(key) {
+            let owner = self.key_lease.remove(key);
+            debug_assert_eq!(owner, Some(id), "key map mirrors the lease's keys");
+        }
+        Ok(())
+    }
+
+    /// Must checkpoint(id, 0) go through raft before `renew(id)`? True when the lease has a
+    /// checkpointed remaining TTL (etcd clears it on renew so a later promotion uses the TTL).
+    pub fn needs_checkpoint_clear(&self, id: LeaseId) -> bool {
+        self.leases.get(&id).is_some_and(|l| l.remaining_ttl > 0)
+    }
+
+    /// Renews lease `id` (primary only): clears its checkpointed remaining TTL and moves its
+    /// deadline to `now` + TTL; returns the TTL. A lease already past its deadline is not
+    /// renewed: [`LeaseError::Expired`].
+    pub fn renew(&mut self, id: LeaseId, now: Instant) -> Result<i64, LeaseError> {
+        if !self.primary {
+            return Err(LeaseError::NotPrimary);
+        }
+        let lease = self.leases.get_mut(&id).ok_or(LeaseError::NotFound)?;
+        if lease.deadline.is_some_and(|d| d <= now) {
+            return Err(LeaseError::Expired);
+        }
+        lease.remaining_ttl = 0;
+        let ttl = lease.ttl;
+        let deadline = shift(now, secs_ns(ttl));
+        self.set_deadline(id, deadline);
+        self.settle();
+        Ok(ttl)
+    }
+
+    /// Granted TTL, seconds left and keys of lease `id` (primary only, as etcd answers it only
+    /// on the leader).
+    pub fn time_to_live(&self, id: LeaseId, now: Instant) -> Result<TimeToLive, LeaseError> {
+        if !self.primary {
+            return Err(LeaseError::NotPrimary);
+        }
+        let lease = self.leases.get(&id).ok_or(LeaseError::NotFound)?;
+        let left = lease.deadline.map_or(i128::MAX, |d| until(d, now) / NANOS_PER_SEC);
+        Ok(TimeToLive {
+            id,
+            granted_ttl: lease.ttl,
+            ttl: clamp_i64(left),
+            keys: lease.keys.iter().cloned().collect(),
+        })
+    }
+
+    /// Leases past their deadline, earliest first, at most `limit` of them (0: none); empty
+    /// when not primary. Each one returned is not returned again before `now` + the retry
+    /// interval unless it is revoked meanwhile (then never).
+    pub fn expired(&mut self, now: Instant, limit: usize) -> Vec<LeaseId> {
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let Some(&Reverse((at, id, seq))) = self.expiry.peek() else { break };
+            let Some(lease) = self.leases.get(&id).filter(|l| l.expiry_entry == Some(seq)) else {
+                self.expiry.pop(); // stale
+                continue;
+            };
+            if at > now {
+                break;
+            }
+            self.expiry.pop();
+            let deadline = lease.deadline;
+            match deadline {
+                Some(d) if d <= now => out.push(id),
+                Some(d) => {
+                    // Cannot happen (entries are never due before the deadline); requeue.
+                    debug_assert!(false, "expiry entry due before its lease's deadline");
+                    self.push_expiry(id, d);
+                }
+                None => debug_assert!(false, "a live expiry entry of a lease without deadline"),
+            }
+        }
+        // Requeued after the loop so a zero retry interval cannot return a lease twice.
+        let retry_ns = i128::try_from(self.cfg.expired_retry_interval.as_nanos());
+        let retry = shift(now, retry_ns.unwrap_or(i128::MAX));
+        for &id in &out {
+            self.push_expiry(id, retry);
+        }
+        self.settle();
+        out
+    }
+
+    /// Applies a checkpoint that came through raft: records `remaining_ttl` (0 clears it), which
+    /// the next promotion starts from. As in etcd the deadline is left alone; when primary, the
+    /// next checkpoint is scheduled if the lease still needs one. Returns the record to persist,
+    /// or `None` when the lease does not exist (ignored, as etcd).
+    pub fn checkpoint(
+        &mut self,
+        id: LeaseId,
+        remaining_ttl: i64,
+        now: Instant,
+    ) -> Option<LeaseRecord> {
+        let lease = self.leases.get_mut(&id)?;
+        lease.remaining_ttl = remaining_ttl;
+        let record = lease.info(id).record();
+        if self.primary {
+            self.schedule_checkpoint(id, now);
+        }
+        self.settle();
+        Some(record)
+    }
+
+    /// Checkpoints the primary should propose now, at most `limit` (0: none): leases whose
+    /// checkpoint is due, with their remaining TTL in seconds rounded up. As etcd, a lease
+    /// already past its deadline, or with a remaining TTL not below its TTL (just renewed), is
+    /// dropped from the schedule without a checkpoint; the next one is scheduled when the
+    /// proposed checkpoint is applied.
+    pub fn due_checkpoints(&mut self, now: Instant, limit: usize) -> Vec<(LeaseId, i64)> {
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let Some(&Reverse((at, id, seq))) = self.checkpoints.peek() else { break };
+            let Some(lease) = self.leases.get_mut(&id).filter(|l| l.checkpoint_entry == Some(seq))
+            else {
+                self.checkpoints.pop(); // stale
+                continue;
+            };
+            if at > now {
+                break;
+            }
+            self.checkpoints.pop();
+            lease.checkpoint_entry = None;
+            self.scheduled -= 1;
+            let Some(deadline) = lease.deadline.filter(|&d| d > now) else { continue };
+            let left = until(deadline, now);
+            let remaining = clamp_i64((left + NANOS_PER_SEC - 1) / NANOS_PER_SEC);
+            if remaining < lease.ttl {
+                out.push((id, remaining));
+            }
+        }
+        self.settle();
+        out
+    }
+
+    /// Becomes primary: every lease expires `extend` plus its remaining TTL (checkpointed, else
+    /// its TTL) after `now`. When there are at least as many leases as the revoke rate, deadlines
+    /// closer than one second to each other are spread (as etcd) so that at most three quarters
+    /// of the revoke rate expire in any such window.
+    pub fn promote(&mut self, extend: Duration, now: Instant) {
+        self.primary = true;
+        let extend = i128::try_from(extend.as_nanos()).unwrap_or(i128::MAX);
+        let ids = self.leases();
+        for &id in &ids {
+            self.refresh(id, extend, now);
+        }
+        self.spread(extend, now);
+        self.settle();
+    }
+
+    /// Stops being primary: no lease expires until the next promotion.
+    pub fn demote(&mut self) {
+        self.primary = false;
+        for lease in self.leases.values_mut() {
+            lease.deadline = None;
+            lease.expiry_entry = None;
+            lease.checkpoint_entry = None;
+        }
+        self.expiry.clear();
+        self.checkpoints.clear();
+        self.scheduled = 0;
+    }
+
+    /// Replaces all state with the stored `records` (restart or snapshot): leases without keys
+    /// (the caller attaches them while rebuilding the key index), TTLs raised to the minimum,
+    /// and the lessor not primary. Records of id 0 are skipped; a repeated id keeps the last.
+    pub fn restore(&mut self, records: impl IntoIterator<Item = LeaseRecord>) {
+        self.demote();
+        self.leases.clear();
+        self.key_lease.clear();
+        for r in records {
+            debug_assert_ne!(r.id, NO_LEASE, "decode refuses id 0");
+            if r.id == NO_LEASE {
+                continue;
+            }
+            let lease = Lease {
+                ttl: r.ttl.max(self.cfg.min_ttl),
+                remaining_ttl: r.remaining_ttl,
+                deadline: None,
+                expiry_entry: None,
+                checkpoint_entry: None,
+                keys: BTreeSet::new(),
+            };
+            self.leases.insert(r.id, lease);
+        }
+    }
+
+    /// Sets lease `id`'s deadline to `now` + `extra_ns` + its refresh TTL, and schedules its next
+    /// checkpoint when it needs one (etcd's refresh, plus what every caller of it does).
+    fn refresh(&mut self, id: LeaseId, extra_ns: i128, now: Instant) {
+        let Some(lease) = self.leases.get(&id) else { return };
+        let deadline = shift(now, extra_ns.saturating_add(secs_ns(lease.refresh_ttl())));
+        self.set_deadline(id, deadline);
+        self.schedule_checkpoint(id, now);
+    }
+
+    fn set_deadline(&mut self, id: LeaseId, deadline: Instant) {
+        if let Some(lease) = self.leases.get_mut(&id) {
+            lease.deadline = Some(deadline);
+        }
+        self.push_expiry(id, deadline);
+    }
+
+    /// Makes (`at`, `id`) the lease's live expiry entry.
+    fn push_expiry(&mut self, id: LeaseId, at: Instant) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if let Some(lease) = self.leases.get_mut(&id) {
+            lease.expiry_entry = Some(seq);
+            self.expiry.push(Reverse((at, id, seq)));
+        }
+    }
+
+    /// Schedules lease `id`'s next checkpoint one interval after `now` (replacing a pending
+    /// one) when its refresh TTL is longer than the interval; otherwise leaves it as it is.
+    fn schedule_checkpoint(&mut self, id: LeaseId, now: Instant) {
+        let interval = i64::try_from(self.cfg.checkpoint_interval.as_secs()).unwrap_or(i64::MAX);
+        let at = shift(
+            now,
+            i128::try_from(self.cfg.checkpoint_interval.as_nanos()).unwrap_or(i128::MAX),
+        );
+        let seq = self.next_seq;
+        let Some(lease) = self.leases.get_mut(&id) else { return };
+        if lease.refresh_ttl() <= interval {
+            return;
+        }
+        self.next_seq += 1;
+        if lease.checkpoint_entry.replace(seq).is_none() {
+            self.scheduled += 1;
+        }
+        self.checkpoints.push(Reverse((at, id, seq)));
+    }
+
+    /// etcd's rule against a pile-up of expiries after a promotion; `extend` as given to it.
+    fn spread(&mut self, extend: i128, now: Instant) {
+        let rate = self.cfg.revoke_rate;
+        if self.leases.len() < rate {
+            return; // fewer leases than one second of revocations: no pile-up possible
+        }
+        // Aim below the full rate so piled-up leases leave room for others.
+        let target = i128::try_from((3 * rate / 4).max(1)).unwrap_or(i128::MAX);
+        let mut order: Vec<(i128, LeaseId)> = self
+            .leases
+            .iter()
+            .map(|(&id, l)| (l.deadline.map_or(i128::MAX, |d| until(d, now)), id))
+            .collect();
+        order.sort_unstable();
+        let Some(&(first, _)) = order.first() else { return };
+        let (mut base, mut window_end, mut expires) = (first, first + NANOS_PER_SEC, 0i128);
+        for (left, id) in order {
+            if left > window_end {
+                // A new one-second window starts at this lease.
+                base = left;
+                window_end = base + NANOS_PER_SEC;
+                expires = 1;
+                continue;
+            }
+            expires += 1;
+            if expires <= target {
+                continue;
+            }
+            // Push this lease to where the window's rate allows it, counting the time it is
+            // already past the window's start.
+            let delay = NANOS_PER_SEC * expires / target - (left - base);
+            window_end = base + delay;
+            self.refresh(id, extend.saturating_add(delay), now);
+        }
+    }
+
+    /// Rebuilds a queue whose stale entries outnumber twice its live ones.
+    fn settle(&mut self) {
+        let leases = &self.leases;
+        let live = if self.primary { leases.len() } else { 0 };
+        if self.expiry.len().saturating_sub(live) > 2 * live {
+            self.expiry.retain(|Reverse((_, id, seq))| {
+                leases.get(id).is_some_and(|l| l.expiry_entry == Some(*seq))
+            });
+        }
+        if self.checkpoints.len().saturating_sub(self.scheduled) > 2 * self.scheduled {
+            self.checkpoints.retain(|Reverse((_, id, seq))| {
+                leases.get(id).is_some_and(|l| l.checkpoint_entry == Some(*seq))
+            });
+        }
+        debug_assert!(self.primary || self.expiry.is_empty(), "only a primary queues expiries");
+    }
+
+    /// Checks every invariant of the module documentation (tests only: O(n log n)).
+    #[cfg(test)]
+    fn check_invariants(&self) {
+        use std::collections::HashSet;
+        let mut keys = 0;
+        let mut scheduled = 0;
+        let live_expiry: HashSet<u64> =
+            self.leases.values().filter_map(|l| l.expiry_entry).collect();
+        let live_checkpoint: HashSet<u64> =
+            self.leases.values().filter_map(|l| l.checkpoint_entry).collect();
+        for (&id, l) in &self.leases {
+            assert_ne!(id, NO_LEASE);
+            assert!(l.ttl >= self.cfg.min_ttl, "lease {id}: ttl {} below minimum", l.ttl);
+            for k in &l.keys {
+                assert_eq!(self.key_lease.get(k), Some(&id), "key map mirrors lease {id}");
+            }
+            keys += l.keys.len();
+            if self.primary {
+                let (deadline, seq) = (l.deadline.unwrap(), l.expiry_entry.unwrap());
+                let entries: Vec<_> = self.expiry.iter().filter(|e| e.0 .2 == seq).collect();
+                assert_eq!(entries.len(), 1, "lease {id}: one live expiry entry");
+                assert_eq!(entries[0].0 .1, id);
+                assert!(entries[0].0 .0 >= deadline, "lease {id}: entry due before deadline");
+            } else {
+                assert!(l.deadline.is_none() && l.expiry_entry.is_none());
+                assert!(l.checkpoint_entry.is_none());
+            }
+            if let Some(seq) = l.checkpoint_entry {
+                scheduled += 1;
+                let n = self.checkpoints.iter().filter(|e| e.0 .2 == seq && e.0 .1 == id).count();
+                assert_eq!(n, 1, "lease {id}: one live checkpoint entry");
+            }
+        }
+        assert_eq!(keys, self.key_lease.len(), "key map holds only attached keys");
+        assert_eq!(scheduled, self.scheduled);
+        if !self.primary {
+            assert!(self.expiry.is_empty() && self.checkpoints.is_empty());
+        }
+        let stale_e = self.expiry.iter().filter(|e| !live_expiry.contains(&e.0 .2)).count();
+        assert!(stale_e <= 2 * live_expiry.len(), "expiry queue: {stale_e} stale entries");
+        let stale_c =
+            self.checkpoints.iter().filter(|e| !live_checkpoint.contains(&e.0 .2)).count();
+        assert!(stale_c <= 2 * live_checkpoint.len(), "checkpoint queue: {stale_c} stale");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn s(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn primary(min_ttl: i64, now: Instant) -> Lessor {
+        let mut l = Lessor::new(min_ttl);
+        l.promote(Duration::ZERO, now);
+        l
+    }
+
+    #[test]
+    fn grant_raises_to_min_ttl_and_refuses_bad_requests() {
+        let t0 = Instant::now();
+        let mut l = Lessor::new(5);
+        assert_eq!(l.grant(1, 2, t0).unwrap().ttl, 5);
+        assert_eq!(l.grant(2, -3, t0).unwrap().ttl, 5);
+        assert_eq!(l.grant(3, 7, t0).unwrap().ttl, 7);
+        assert_eq!(l.grant(4, MAX_LEASE_TTL + 1, t0), Err(LeaseError::TtlTooLarge));
+        assert_eq!(l.grant(4, MAX_LEASE_TTL, t0).unwrap().ttl, MAX_LEASE_TTL);
+        assert_eq!(l.grant(1, 10, t0), Err(LeaseError::Exists));
+        assert_eq!(l.grant(NO_LEASE, 10, t0), Err(LeaseError::NotFound));
+        assert_eq!(l.lookup(1).unwrap().deadline, None, "not primary: never expires");
+        assert_eq!(l.leases(), vec![1, 2, 3, 4]);
+        assert_eq!(l.len(), 4);
+        assert_eq!(LeaseError::TtlTooLarge.to_string(), "too large lease TTL");
+        assert_eq!(LeaseError::NotPrimary.to_string(), "not a primary lessor");
+        l.check_invariants();
+        // A primary lessor gives deadlines; the largest TTL does not overflow.
+        l.promote(Duration::ZERO, t0);
+        assert_eq!(l.lookup(3).unwrap().deadline, Some(t0 + s(7)));
+        assert_eq!(l.lookup(4).unwrap().deadline, Some(t0 + s(MAX_LEASE_TTL as u64)));
+        assert_eq!(l.grant(5, 1, t0).unwrap().deadline, Some(t0 + s(5)));
+        l.check_invariants();
+    }
+
+    #[test]
+    fn expired_in_deadline_order_limited_and_retried() {
+        let t0 = Instant::now();
+        let mut l = primary(1, t0);
+        for (id, ttl) in [(1, 30), (2, 10), (3, 20), (4, 10)] {
+            l.grant(id, ttl, t0).unwrap();
+        }
+        assert!(l.expired(t0 + s(9), 10).is_empty());
+        assert!(l.expired(t0 + s(25), 0).is_empty(), "limit 0: none");
+        let now = t0 + s(25);
+        assert_eq!(l.expired(now, 2), vec![2, 4], "earliest first, ties by id, at most 2");
+        assert_eq!(l.expired(now, 2), vec![3], "the rest on the next call");
+        assert!(l.expired(now + s(2), 10).is_empty(), "reported ones wait for the retry");
+        l.revoke(4).unwrap();
+        assert_eq!(l.expired(now + s(3), 10), vec![2, 3], "retried after 3 s unless revoked");
+        assert_eq!(l.expired(now + s(5), 10), vec![1]);
+        assert_eq!(l.renew(2, now), Err(LeaseError::Expired), "expired: not renewable");
+        l.check_invariants();
+        // Not primary: nothing expires.
+        l.demote();
+        assert!(l.expired(now + s(1000), 10).is_empty());
+        l.check_invariants();
+    }
+
+    #[test]
+    fn renew_resets_the_deadline_and_clears_the_checkpoint() {
+        let t0 = Instant::now();
+        let mut l = Lessor::new(1);
+        l.grant(1, 600, t0).unwrap();
+        assert_eq!(l.renew(1, t0), Err(LeaseError::NotPrimary));
+        l.promote(Duration::ZERO, t0);
+        assert_eq!(l.renew(9, t0), Err(LeaseError::NotFound));
+        let rec = l.checkpoint(1, 200, t0 + s(400)).unwrap();
+        assert_eq!(rec, LeaseRecord { id: 1, ttl: 600, remaining_ttl: 200 });
+        assert_eq!(l.lookup(1).unwrap().deadline, Some(t0 + s(600)), "checkpoint keeps it");
+        assert!(l.needs_checkpoint_clear(1));
+        assert_eq!(l.renew(1, t0 + s(401)), Ok(600));
+        let info = l.lookup(1).unwrap();
+        assert_eq!((info.remaining_ttl, info.deadline), (0, Some(t0 + s(1001))));
+        assert!(!l.needs_checkpoint_clear(1));
+        assert!(l.expired(t0 + s(1000), 10).is_empty(), "the old deadline is gone");
+        assert_eq!(l.expired(t0 + s(1001), 10), vec![1]);
+        l.check_invariants();
+        assert!(l.checkpoint(9, 5, t0).is_none(), "checkpoint of a missing lease is ignored");
+    }
+
+    #[test]
+    fn checkpoints_are_scheduled_for_long_leases() {
+        let t0 = Instant::now();
+        let mut l = primary(1, t0);
+        l.grant(1, 600, t0).unwrap();
+        l.grant(2, 300, t0).unwrap(); // not longer than the interval: never checkpointed
+        l.grant(3, 900, t0).unwrap();
+        assert!(l.due_checkpoints(t0 + s(299), 10).is_empty());
+        assert_eq!(l.due_checkpoints(t0 + s(300), 1), vec![(1, 300)]);
+        // Lease 3 was renewed half a second ago: remaining rounds up to its TTL, no checkpoint.
+        l.renew(3, t0 + ms(299_500)).unwrap();
+        assert!(l.due_checkpoints(t0 + s(300), 10).is_empty());
+        // Applying the checkpoint reschedules only while the remaining TTL exceeds the interval.
+        l.checkpoint(1, 300, t0 + s(300)).unwrap();
+        assert!(l.due_checkpoints(t0 + s(10_000), 10).is_empty());
+        l.grant(4, 1000, t0).unwrap();
+        l.checkpoint(4, 700, t0 + s(300)).unwrap(); // replaces the schedule made by grant
+        assert!(l.due_checkpoints(t0 + s(599), 10).is_empty());
+        assert_eq!(l.due_checkpoints(t0 + ms(600_100), 10), vec![(4, 400)], "rounded up");
+        assert!(l.due_checkpoints(t0 + s(10_000), 10).is_empty(), "one entry per lease");
+        l.check_invariants();
+        l.demote();
+        l.check_invariants();
+        assert!(l.due_checkpoints(t0 + s(10_000), 10).is_empty());
+    }
+
+    #[test]
+    fn promote_demote_promote_extends() {
+        let t0 = Instant::now();
+        let mut l = Lessor::new(1);
+        l.grant(1, 10, t0).unwrap();
+        l.grant(2, 10, t0).unwrap();
+        l.checkpoint(2, 4, t0).unwrap();
+        l.promote(s(5), t0);
+        assert!(l.is_primary());
+        assert_eq!(l.lookup(1).unwrap().deadline, Some(t0 + s(15)));
+        assert_eq!(l.lookup(2).unwrap().deadline, Some(t0 + s(9)), "checkpointed remaining");
+        l.check_invariants();
+        l.demote();
+        assert!(!l.is_primary());
+        assert_eq!(l.lookup(1).unwrap().deadline, None);
+        assert!(l.expired(t0 + s(100), 10).is_empty());
+        l.check_invariants();
+        let t1 = t0 + s(100);
+        l.promote(s(2), t1);
+        assert_eq!(l.lookup(1).unwrap().deadline, Some(t1 + s(12)));
+        assert!(l.expired(t1 + s(5), 10).is_empty(), "the new leader extends every lease");
+        assert_eq!(l.expired(t1 + s(12), 10), vec![2, 1]);
+        l.check_invariants();
+    }
+
+    #[test]
+    fn promote_spreads_a_pile_up_of_expiries() {
+        let t0 = Instant::now();
+        let cfg = LessorConfig { revoke_rate: 4, ..LessorConfig::new(1) };
+        let mut l = Lessor::with_config(cfg);
+        for id in 1..=8 {
+            l.grant(id, 10, t0).unwrap();
+        }
+        l.promote(s(1), t0);
+        // 3 per second (three quarters of 4): the 4th lease gets 4/3 s, the 5th 5/3 s, ...
+        let third = Duration::from_nanos(333_333_333);
+        let want = [
+            s(11),
+            s(11),
+            s(11),
+            s(12) + third,
+            s(12) + third * 2,
+            s(13),
+            s(13) + third,
+            s(13) + third * 2,
+        ];
+        for (id, want) in (1..=8).zip(want) {
+            assert_eq!(l.lookup(id).unwrap().deadline, Some(t0 + want), "lease {id}");
+        }
+        assert_eq!(l.expired(t0 + s(12), 100).len(), 3);
+        l.check_invariants();
+        // Fewer leases than the rate: no spreading.
+        l.revoke(4).unwrap();
+        l.revoke(8).unwrap();
+        l.revoke(7).unwrap();
+        l.revoke(6).unwrap();
+        l.revoke(5).unwrap();
+        l.promote(Duration::ZERO, t0);
+        assert!((1..=3).all(|id| l.lookup(id).unwrap().deadline == Some(t0 + s(10))));
+    }
+
+    #[test]
+    fn revoke_returns_sorted_keys_and_attach_moves_keys() {
+        let t0 = Instant::now();
+        let mut l = Lessor::new(1);
+        l.grant(1, 10, t0).unwrap();
+        l.grant(2, 10, t0).unwrap();
+        for k in [&b"c"[..], b"a", b"b"] {
+            l.attach(1, k).unwrap();
+        }
+        l.attach(2, b"d").unwrap();
+        assert_eq!(l.attach(3, b"x"), Err(LeaseError::NotFound));
+        assert_eq!(l.detach(3, b"x"), Err(LeaseError::NotFound));
+        l.attach(2, b"b").unwrap(); // moved
+        l.detach(1, b"d").unwrap(); // not attached to 1: no effect
+        assert_eq!(l.lease_of(b"b"), Some(2));
+        assert_eq!(l.lease_of(b"d"), Some(2));
+        l.detach(1, b"c").unwrap();
+        assert_eq!(l.lease_of(b"c"), None);
+        l.check_invariants();
+        assert_eq!(l.revoke(1), Ok(vec![b"a".to_vec()]));
+        assert_eq!(l.revoke(2), Ok(vec![b"b".to_vec(), b"d".to_vec()]));
+        assert_eq!(l.revoke(2), Err(LeaseError::NotFound));
+        assert!(l.is_empty() && l.lease_of(b"b").is_none());
+        l.check_invariants();
+    }
+
+    #[test]
+    fn time_to_live_truncates_like_etcd() {
+        let t0 = Instant::now();
+        let mut l = Lessor::new(1);
+        l.grant(1, 10, t0).unwrap();
+        assert_eq!(l.time_to_live(1, t0), Err(LeaseError::NotPrimary));
+        l.promote(Duration::ZERO, t0);
+        l.attach(1, b"k").unwrap();
+        let ttl = |l: &Lessor, at| l.time_to_live(1, at).unwrap().ttl;
+        assert_eq!(ttl(&l, t0), 10);
+        assert_eq!(ttl(&l, t0 + ms(500)), 9);
+        assert_eq!(ttl(&l, t0 + ms(9_999)), 0);
+        assert_eq!(ttl(&l, t0 + ms(10_500)), 0, "-0.5 s truncates to 0");
+        assert_eq!(ttl(&l, t0 + ms(11_500)), -1);
+        let full = l.time_to_live(1, t0).unwrap();
+        assert_eq!((full.granted_ttl, full.keys), (10, vec![b"k".to_vec()]));
+        assert_eq!(l.time_to_live(2, t0), Err(LeaseError::NotFound));
+    }
+
+    #[test]
+    fn restore_brings_leases_back_without_keys() {
+        let t0 = Instant::now();
+        let mut l = primary(5, t0);
+        l.grant(9, 100, t0).unwrap();
+        l.attach(9, b"gone").unwrap();
+        let records = [
+            LeaseRecord { id: 1, ttl: 60, remaining_ttl: 0 },
+            LeaseRecord { id: 2, ttl: 2, remaining_ttl: 0 },
+            LeaseRecord { id: 3, ttl: 600, remaining_ttl: 42 },
+        ];
+        l.restore(records);
+        assert!(!l.is_primary());
+        assert_eq!(l.leases(), vec![1, 2, 3]);
+        assert_eq!(l.lookup(2).unwrap().ttl, 5, "raised to the minimum");
+        assert_eq!(l.lease_of(b"gone"), None);
+        l.attach(1, b"k").unwrap();
+        l.check_invariants();
+        l.promote(Duration::ZERO, t0);
+        assert_eq!(l.lookup(3).unwrap().deadline, Some(t0 + s(42)));
+        assert_eq!(l.lookup(1).unwrap().record(), records[0]);
+        l.check_invariants();
+    }
+
+    #[test]
+    fn queues_stay_bounded_under_renewals_and_promotions() {
+        let t0 = Instant::now();
+        let mut l = primary(1, t0);
+        l.grant(1, 1000, t0).unwrap();
+        l.grant(2, 1000, t0).unwrap();
+        for i in 0..10_000 {
+            l.renew(1, t0 + ms(i)).unwrap();
+            if i % 10 == 0 {
+                l.promote(Duration::ZERO, t0 + ms(i));
+            }
+        }
+        assert!(l.expiry.len() <= 6, "expiry queue holds {}", l.expiry.len());
+        assert!(l.checkpoints.len() <= 6, "checkpoint queue holds {}", l.checkpoints.len());
+        l.check_invariants();
+        l.revoke(1).unwrap();
+        l.revoke(2).unwrap();
+        assert!(l.expiry.is_empty() && l.checkpoints.is_empty());
+    }
+
+    #[test]
+    fn records_encode_and_refuse_damage() {
+        let r = LeaseRecord { id: 0x0102, ttl: 60, remaining_ttl: 7 };
+        let b = r.encode();
+        assert_eq!(b.len(), LEASE_RECORD_BYTES);
+        assert_eq!(LeaseRecord::decode(&b), Ok(r));
+        assert_eq!(LeaseRecord::decode(&[]), Err(RecordError::Empty));
+        assert_eq!(
+            LeaseRecord::decode(&b[..24]),
+            Err(RecordError::Length { expected: 25, got: 24 })
+        );
+        let mut bad = b.clone();
+        bad[0] = 2;
+        assert_eq!(LeaseRecord::decode(&bad), Err(RecordError::Version(2)));
+        let zero = LeaseRecord { id: 0, ..r }.encode();
+        assert_eq!(LeaseRecord::decode(&zero), Err(RecordError::ZeroId));
+        assert_eq!(record_key(0x0102), [0, 0, 0, 0, 0, 0, 1, 2]);
+        assert!(record_key(1) < record_key(256), "big-endian keys sort by id");
+        assert_eq!(record_id(&record_key(-5)), Ok(-5));
+        assert_eq!(record_id(b"short"), Err(RecordError::Key(5)));
+    }
+
+    proptest! {
+        #[test]
+        fn record_round_trips(id in any::<i64>().prop_filter("nonzero", |&i| i != 0),
+                              ttl in any::<i64>(), remaining_ttl in any::<i64>()) {
+            let r = LeaseRecord { id, ttl, remaining_ttl };
+            prop_assert_eq!(LeaseRecord::decode(&r.encode()), Ok(r));
+            prop_assert_eq!(record_id(&record_key(id)), Ok(id));
+        }
+
+        #[test]
+        fn record_decode_never_panics(b in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let _ = LeaseRecord::decode(&b);
+            let _ = record_id(&b);
+        }
+    }
+
+    // ---- Model test ----
+
+    const MODEL_MIN_TTL: i64 = 2;
+    const MODEL_INTERVAL: u64 = 4;
+    const MODEL_RETRY: u64 = 3;
+
+    #[derive(Debug, Clone)]
+    struct MLease {
+        ttl: i64,
+        remaining: i64,
+        deadline: Option<Instant>,
+        /// When `expired` may report it next.
+        report_at: Option<Instant>,
+        checkpoint_at: Option<Instant>,
+        keys: BTreeSet<Vec<u8>>,
+    }
+
+    impl MLease {
+        fn refresh_ttl(&self) -> i64 {
+            if self.remaining > 0 {
+                self.remaining
+            } else {
+                self.ttl
+            }
+        }
+    }
+
+    /// The obvious implementation: scan everything, no queues.
+    #[derive(Debug, Default)]
+    struct Model {
+        primary: bool,
+        leases: BTreeMap<LeaseId, MLease>,
+    }
+
+    impl Model {
+        fn schedule(l: &mut MLease, now: Instant) {
+            if l.refresh_ttl() > MODEL_INTERVAL as i64 {
+                l.checkpoint_at = Some(now + s(MODEL_INTERVAL));
+            }
+        }
+
+        fn grant(&mut self, id: LeaseId, ttl: i64, now: Instant) -> Result<i64, LeaseError> {
+            if id == 0 {
+                return Err(LeaseError::NotFound);
+            }
+            if self.leases.contains_key(&id) {
+                return Err(LeaseError::Exists);
+            }
+            let ttl = ttl.max(MODEL_MIN_TTL);
+            let mut l = MLease {
+                ttl,
+                remaining: 0,
+                deadline: None,
+                report_at: None,
+                checkpoint_at: None,
+                keys: BTreeSet::new(),
+            };
+            if self.primary {
+                l.deadline = Some(now + s(ttl as u64));
+                l.report_at = l.deadline;
+                Self::schedule(&mut l, now);
+            }
+            self.leases.insert(id, l);
+            Ok(ttl)
+        }
+
+        fn revoke(&mut self, id: LeaseId) -> Result<Vec<Vec<u8>>, LeaseError> {
+            let l = self.leases.remove(&id).ok_or(LeaseError::NotFound)?;
+            Ok(l.keys.into_iter().collect())
+        }
+
+        fn attach(&mut self, id: LeaseId, key: &[u8]) -> Result<(), LeaseError> {
+            if !self.leases.contains_key(&id) {
+                return Err(LeaseError::NotFound);
+            }
+            for l in self.leases.values_mut() {
+                l.keys.remove(key);
+            }
+            self.leases.get_mut(&id).unwrap().keys.insert(key.to_vec());
+            Ok(())
+        }
+
+        fn detach(&mut self, id: LeaseId, key: &[u8]) -> Result<(), LeaseError> {
+            self.leases.get_mut(&id).ok_or(LeaseError::NotFound)?.keys.remove(key);
+            Ok(())
+        }
+
+        fn renew(&mut self, id: LeaseId, now: Instant) -> Result<i64, LeaseError> {
+            if !self.primary {
+                return Err(LeaseError::NotPrimary);
+            }
+            let l = self.leases.get_mut(&id).ok_or(LeaseError::NotFound)?;
+            if l.deadline.unwrap() <= now {
+                return Err(LeaseError::Expired);
+            }
+            l.remaining = 0;
+            l.deadline = Some(now + s(l.ttl as u64));
+            l.report_at = l.deadline;
+            Ok(l.ttl)
+        }
+
+        fn expired(&mut self, now: Instant, limit: usize) -> Vec<LeaseId> {
+            let mut due: Vec<(Instant, LeaseId)> = self
+                .leases
+                .iter()
+                .filter_map(|(&id, l)| l.report_at.filter(|&t| t <= now).map(|t| (t, id)))
+                .collect();
+            due.sort();
+            due.truncate(limit);
+            for (_, id) in &due {
+                self.leases.get_mut(id).unwrap().report_at = Some(now + s(MODEL_RETRY));
+            }
+            due.into_iter().map(|(_, id)| id).collect()
+        }
+
+        fn checkpoint(&mut self, id: LeaseId, rem: i64, now: Instant) -> Option<LeaseRecord> {
+            let primary = self.primary;
+            let l = self.leases.get_mut(&id)?;
+            l.remaining = rem;
+            if primary {
+                Self::schedule(l, now);
+            }
+            Some(LeaseRecord { id, ttl: l.ttl, remaining_ttl: rem })
+        }
+
+        fn due_checkpoints(&mut self, now: Instant, limit: usize) -> Vec<(LeaseId, i64)> {
+            let mut due: Vec<(Instant, LeaseId)> = self
+                .leases
+                .iter()
+                .filter_map(|(&id, l)| l.checkpoint_at.filter(|&t| t <= now).map(|t| (t, id)))
+                .collect();
+            due.sort();
+            let mut out = Vec::new();
+            for (_, id) in due {
+                if out.len() >= limit {
+                    break;
+                }
+                let l = self.leases.get_mut(&id).unwrap();
+                l.checkpoint_at = None;
+                let d = l.deadline.unwrap();
+                if d <= now {
+                    continue;
+                }
+                let rem = (d - now).as_nanos().div_ceil(1_000_000_000) as i64;
+                if rem < l.ttl {
+                    out.push((id, rem));
+                }
+            }
+            out
+        }
+
+        fn promote(&mut self, extend: Duration, now: Instant) {
+            self.primary = true;
+            for l in self.leases.values_mut() {
+                l.deadline = Some(now + extend + s(l.refresh_ttl() as u64));
+                l.report_at = l.deadline;
+                Self::schedule(l, now);
+            }
+        }
+
+        fn demote(&mut self) {
+            self.primary = false;
+            for l in self.leases.values_mut() {
+                (l.deadline, l.report_at, l.checkpoint_at) = (None, None, None);
+            }
+        }
+
+        fn time_to_live(&self, id: LeaseId, now: Instant) -> Result<(i64, i64), LeaseError> {
+            if !self.primary {
+                return Err(LeaseError::NotPrimary);
+            }
+            let l = self.leases.get(&id).ok_or(LeaseError::NotFound)?;
+            let d = l.deadline.unwrap();
+            let left =
+                if d >= now { (d - now).as_secs() as i64 } else { -((now - d).as_secs() as i64) };
+            Ok((l.ttl, left))
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Grant(LeaseId, i64),
+        Revoke(LeaseId),
+        Attach(LeaseId, u8),
+        Detach(LeaseId, u8),
+        Renew(LeaseId),
+        Advance(u64),
+        Expired(usize),
+        Checkpoint(LeaseId, i64),
+        Due(usize),
+        Promote(u64),
+        Demote,
+        TimeToLive(LeaseId),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let id = 0..6i64;
+        prop_oneof![
+            3 => (id.clone(), -1..12i64).prop_map(|(i, t)| Op::Grant(i, t)),
+            1 => id.clone().prop_map(Op::Revoke),
+            2 => (id.clone(), 0..4u8).prop_map(|(i, k)| Op::Attach(i, k)),
+            1 => (id.clone(), 0..4u8).prop_map(|(i, k)| Op::Detach(i, k)),
+            2 => id.clone().prop_map(Op::Renew),
+            3 => (0..4000u64).prop_map(Op::Advance),
+            2 => (0..4usize).prop_map(Op::Expired),
+            1 => (id.clone(), -1..12i64).prop_map(|(i, r)| Op::Checkpoint(i, r)),
+            1 => (0..4usize).prop_map(Op::Due),
+            1 => (0..3000u64).prop_map(Op::Promote),
+            1 => Just(Op::Demote),
+            1 => id.prop_map(Op::TimeToLive),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn lessor_matches_model(ops in proptest::collection::vec(op(), 1..120)) {
+            let cfg = LessorConfig {
+                min_ttl: MODEL_MIN_TTL,
+                revoke_rate: DEFAULT_LEASE_REVOKE_RATE, // never reached: no spreading
+                checkpoint_interval: s(MODEL_INTERVAL),
+                expired_retry_interval: s(MODEL_RETRY),
+            };
+            let mut l = Lessor::with_config(cfg);
+            let mut m = Model::default();
+            let mut now = Instant::now();
+            for op in ops {
+                match op {
+                    Op::Grant(id, ttl) => {
+                        prop_assert_eq!(l.grant(id, ttl, now).map(|i| i.ttl), m.grant(id, ttl, now));
+                    }
+                    Op::Revoke(id) => prop_assert_eq!(l.revoke(id), m.revoke(id)),
+                    Op::Attach(id, k) => prop_assert_eq!(l.attach(id, &[k]), m.attach(id, &[k])),
+                    Op::Detach(id, k) => prop_assert_eq!(l.detach(id, &[k]), m.detach(id, &[k])),
+                    Op::Renew(id) => prop_assert_eq!(l.renew(id, now), m.renew(id, now)),
+                    Op::Advance(d) => now += ms(d),
+                    Op::Expired(n) => prop_assert_eq!(l.expired(now, n), m.expired(now, n)),
+                    Op::Checkpoint(id, r) => {
+                        prop_assert_eq!(l.checkpoint(id, r, now), m.checkpoint(id, r, now));
+                    }
+                    Op::Due(n) => {
+                        prop_assert_eq!(l.due_checkpoints(now, n), m.due_checkpoints(now, n));
+                    }
+                    Op::Promote(e) => {
+                        l.promote(ms(e), now);
+                        m.promote(ms(e), now);
+                    }
+                    Op::Demote => {
+                        l.demote();
+                        m.demote();
+                    }
+                    Op::TimeToLive(id) => {
+                        let got = l.time_to_live(id, now).map(|t| (t.granted_ttl, t.ttl));
+                        prop_assert_eq!(got, m.time_to_live(id, now));
+                    }
+                }
+                l.check_invariants();
+                prop_assert_eq!(l.is_primary(), m.primary);
+                prop_assert_eq!(l.leases(), m.leases.keys().copied().collect::<Vec<_>>());
+                for (&id, ml) in &m.leases {
+                    let info = l.lookup(id).unwrap();
+                    prop_assert_eq!((info.ttl, info.remaining_ttl), (ml.ttl, ml.remaining));
+                    prop_assert_eq!(info.deadline, ml.deadline);
+                    prop_assert_eq!(l.needs_checkpoint_clear(id), ml.remaining > 0);
+                }
+                for k in 0..4u8 {
+                    let owner = m.leases.iter().find(|(_, ml)| ml.keys.contains(&[k][..]));
+                    prop_assert_eq!(l.lease_of(&[k]), owner.map(|(&id, _)| id));
+                }
+            }
+        }
+    }
+}
