@@ -10,6 +10,9 @@ use super::error::{MvccError, Result};
 use super::revision::Revision;
 use super::store::{Inner, Writer, FINISHED_COMPACT, KEY_BUCKET, LEASE_BUCKET, META_BUCKET};
 
+/// Keys of the index compacted per step (each step holds the index's write lock).
+const INDEX_CHUNK: usize = 10_000;
+
 /// Commits every buffered change, the pending meta and lease entries, and the flushed revision
 /// in one page-store transaction (no fsync), then drops them from the buffer.
 pub(crate) fn flush(inner: &Inner, w: &mut Writer) -> Result<()> {
@@ -61,6 +64,11 @@ fn tx_flushed(inner: &Inner) -> Result<i64> {
 /// Deletes up to one batch of compacted revisions; true when the job is finished.
 pub(crate) fn compact_batch(inner: &Inner, w: &mut Writer) -> Result<bool> {
     let Some(job) = w.compaction.as_mut() else { return Ok(true) };
+    if let Some(from) = job.index_next.take() {
+        let mut st = inner.state.write().unwrap_or_else(|p| p.into_inner());
+        job.index_next = st.index.compact_chunk(job.rev, &from, INDEX_CHUNK, &mut job.keep);
+        return Ok(false);
+    }
     let limit = inner.opts.compaction_batch_limit.max(1);
     let end = Revision::new(job.rev.saturating_add(1), 0).to_key(false);
     let mut doomed = Vec::new();

@@ -48,14 +48,17 @@ impl Store {
         // Everything up to now into the page store, so the job only deletes stored revisions.
         w.meta.meta.insert(SCHEDULED_COMPACT, (rev as u64).to_be_bytes().to_vec());
         super::background::flush(&self.inner, &mut w)?;
-        let keep = {
-            let mut st = self.inner.state.write().unwrap_or_else(|p| p.into_inner());
-            st.compact = rev;
-            st.index.compact(rev)
-        };
+        // Reads below `rev` fail from now on; the index itself is compacted in chunks by the
+        // background thread, writes in between.
+        self.inner.state.write().unwrap_or_else(|p| p.into_inner()).compact = rev;
         // A newer job supersedes an unfinished older one: everything the older would delete,
         // the newer deletes too.
-        w.compaction = Some(CompactJob { rev, keep, next: Vec::new() });
+        w.compaction = Some(CompactJob {
+            rev,
+            index_next: Some(Vec::new()),
+            keep: Default::default(),
+            next: Vec::new(),
+        });
         self.inner.wake.notify_all();
         Ok(self.inner.read_state().current)
     }

@@ -96,6 +96,9 @@ pub(crate) struct State {
 #[derive(Debug)]
 pub(crate) struct CompactJob {
     pub rev: i64,
+    /// While the index is being compacted (in chunks): the key to continue from.
+    pub index_next: Option<Vec<u8>>,
+    /// Revisions ≤ `rev` to keep (complete once `index_next` is None).
     pub keep: std::collections::HashSet<Revision>,
     /// Bucket key to resume from.
     pub next: Vec<u8>,

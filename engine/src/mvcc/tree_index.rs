@@ -155,6 +155,36 @@ impl TreeIndex {
         available
     }
 
+    /// Compacts up to `limit` keys from `from` on at `at`, adding the revisions to keep to
+    /// `available`; returns the key to continue from, or None when every key is done. Lets
+    /// compaction run in chunks with writes in between (readers at ≥ `at` see no difference).
+    pub fn compact_chunk(
+        &mut self,
+        at: i64,
+        from: &[u8],
+        limit: usize,
+        available: &mut HashSet<Revision>,
+    ) -> Option<Vec<u8>> {
+        let mut empty = Vec::new();
+        let mut next = None;
+        for (n, (k, ki)) in
+            self.keys.range_mut::<[u8], _>((Bound::Included(from), Bound::Unbounded)).enumerate()
+        {
+            if n == limit.max(1) {
+                next = Some(k.clone());
+                break;
+            }
+            ki.compact(at, available);
+            if ki.is_empty() {
+                empty.push(k.clone());
+            }
+        }
+        for k in empty {
+            self.keys.remove(&k);
+        }
+        next
+    }
+
     /// The revisions compaction at `at` would keep (tombstones at the cut excluded), without
     /// changing anything.
     pub fn keep(&self, at: i64) -> HashSet<Revision> {
