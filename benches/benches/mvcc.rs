@@ -53,11 +53,30 @@ fn main() {
     let t = Instant::now();
     store.compact(Applied::default(), rev).expect("compact");
     let logical = t.elapsed();
+    // A writer keeps putting while the compaction runs: its worst put is the stall.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut worst, mut puts) = (Duration::ZERO, 0u64);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = Instant::now();
+                put(&store, format!("/other/{puts}").into_bytes(), &[1; 64]);
+                worst = worst.max(t.elapsed());
+                puts += 1;
+            }
+            (worst, puts)
+        })
+    };
     assert!(store.wait_compacted(rev, Duration::from_secs(3600)), "compaction finished");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (worst, puts) = writer.join().expect("writer");
     report.push(format!(
-        "compaction of {n} revisions: index {:.0} ms, physical (batches of 1,000, 10 ms apart) {:.1} s",
+        "compaction of {n} revisions: applied in {:.1} ms, index + physical deletion (batches of \
+         1,000, 10 ms apart) done in {:.1} s; a concurrent writer did {puts} puts, worst {:.1} ms",
         logical.as_secs_f64() * 1e3,
-        t.elapsed().as_secs_f64()
+        t.elapsed().as_secs_f64(),
+        worst.as_secs_f64() * 1e3
     ));
 
     let mut c = Criterion::default()

@@ -364,3 +364,48 @@ fn restart_rebuilds_index_and_resumes_compaction() {
         .unwrap();
     assert_eq!((r.kvs.len(), r.count, r.more), (5, 19, true));
 }
+
+#[test]
+fn watch_ids_are_not_reused_at_once_and_negative_starts_are_compacted() {
+    let f = Fixture::new();
+    let (mut ws, _rx) = f.s().watch_stream(4);
+    let a = ws.watch(0, WatchOptions { key: b"a".to_vec(), ..Default::default() }).unwrap();
+    assert!(ws.cancel(a));
+    let b = ws.watch(0, WatchOptions { key: b"a".to_vec(), ..Default::default() }).unwrap();
+    assert_ne!(a, b, "queued responses of a cancelled watcher must not look like the new one's");
+    let e =
+        ws.watch(0, WatchOptions { key: b"a".to_vec(), start_revision: -1, ..Default::default() });
+    assert_eq!(e, Err(rusted_engine::mvcc::watch::WatchError::Compacted));
+    let e = ws.watch(b, WatchOptions { key: b"a".to_vec(), ..Default::default() });
+    assert_eq!(e, Err(rusted_engine::mvcc::watch::WatchError::DuplicateId));
+}
+
+#[test]
+fn txn_checks_puts_before_ranges_as_etcd() {
+    let mut f = Fixture::new();
+    let at = f.at();
+    let e = f
+        .s()
+        .txn(
+            at,
+            &TxnRequest {
+                success: vec![
+                    RequestOp::Range(RangeRequest {
+                        key: b"a".to_vec(),
+                        revision: 99,
+                        ..Default::default()
+                    }),
+                    RequestOp::Put(PutRequest {
+                        key: b"b".to_vec(),
+                        lease: 5,
+                        ..Default::default()
+                    }),
+                ],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(e, MvccError::Lease(LeaseError::NotFound)), "{e}");
+    assert_eq!(f.s().current_revision(), 1, "a refused txn writes nothing");
+    assert_eq!(f.s().applied().index, 1, "but its entry counts as applied");
+}

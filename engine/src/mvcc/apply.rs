@@ -56,6 +56,9 @@ impl<'a> WriteCtx<'a> {
         let st = inner.state.write().unwrap_or_else(|p| p.into_inner());
         let lessor = inner.lock_lessor();
         let begin = st.current;
+        if begin >= i64::MAX - 1 {
+            return Err(MvccError::Corrupt(format!("revision {begin} cannot grow")));
+        }
         Ok(WriteCtx {
             inner,
             st,
@@ -82,9 +85,7 @@ impl<'a> WriteCtx<'a> {
     }
 
     fn value_at(&self, rev: Revision) -> Result<KeyValue> {
-        self.inner
-            .fetch(&self.tx, rev)?
-            .ok_or_else(|| MvccError::Corrupt(format!("revision {rev:?} missing from the buffer")))
+        self.inner.fetch(&self.tx, rev)
     }
 
     /// The key's current key-value in the txn's view.
@@ -118,7 +119,7 @@ impl<'a> WriteCtx<'a> {
         };
         let rev = self.rev();
         let (create, version) = match &prev {
-            Some(p) => (p.create_revision, p.version + 1),
+            Some(p) => (p.create_revision, p.version.saturating_add(1)),
             None => (rev.main, 1),
         };
         let bytes = kv::encode_parts(&req.key, create, version, lease, &value);
@@ -218,20 +219,16 @@ impl<'a> WriteCtx<'a> {
 
     /// Checks the ops on the chosen path, recursively, against the state before anything is
     /// written (etcd's checkRequests with checkPut for write txns, and checkRange).
-    fn precheck(
-        &self,
-        req: &TxnRequest,
-        path: &[bool],
-        pos: &mut usize,
-        writes: bool,
-    ) -> Result<()> {
+    fn precheck(&self, req: &TxnRequest, path: &[bool], pos: &mut usize, puts: bool) -> Result<()> {
+        // etcd runs the put checks over the whole path first (write txns only), then the
+        // range checks; `puts` selects the pass.
         let ok = path.get(*pos).copied().unwrap_or(false);
         *pos += 1;
         for op in if ok { &req.success } else { &req.failure } {
             match op {
-                RequestOp::Put(p) if writes => self.check_put(p, false)?,
-                RequestOp::Range(r) => self.check_range(r)?,
-                RequestOp::Txn(t) => self.precheck(t, path, pos, writes)?,
+                RequestOp::Put(p) if puts => self.check_put(p, false)?,
+                RequestOp::Range(r) if !puts => self.check_range(r)?,
+                RequestOp::Txn(t) => self.precheck(t, path, pos, puts)?,
                 _ => {}
             }
         }
@@ -241,10 +238,16 @@ impl<'a> WriteCtx<'a> {
     /// A put's preconditions. In a txn etcd checks the key first; a lone put checks the lease
     /// first.
     fn check_put(&self, p: &PutRequest, lease_first: bool) -> Result<()> {
-        let key_missing = || -> Result<bool> {
-            Ok((p.ignore_value || p.ignore_lease) && self.current_kv(&p.key)?.is_none())
+        let current =
+            if p.ignore_value || p.ignore_lease { self.current_kv(&p.key)? } else { None };
+        let key_missing =
+            || -> Result<bool> { Ok((p.ignore_value || p.ignore_lease) && current.is_none()) };
+        // With ignore_lease the key keeps its lease, which must still exist to be re-attached.
+        let lease = match (&current, p.ignore_lease) {
+            (Some(kv), true) => kv.lease,
+            _ => p.lease,
         };
-        let lease_missing = p.lease != 0 && self.lessor.lookup(p.lease).is_none();
+        let lease_missing = lease != 0 && self.lessor.lookup(lease).is_none();
         if lease_first && lease_missing {
             return Err(super::lease::LeaseError::NotFound.into());
         }
@@ -301,10 +304,12 @@ impl<'a> WriteCtx<'a> {
         let rev = self.st.current;
         let events = std::mem::take(&mut self.events);
         drop(self.lessor);
-        drop(self.st);
+        // Published before the index lock is released, so a watcher created from "now" starts
+        // after this revision, never at it.
         if !events.is_empty() {
             self.inner.watch.notify(rev, events);
         }
+        drop(self.st);
         rev
     }
 }
@@ -312,10 +317,11 @@ impl<'a> WriteCtx<'a> {
 impl Store {
     /// Starts applying the entry `at`: refuses one already applied, records it as applied.
     pub(crate) fn begin_apply(&self, at: Applied) -> Result<MutexGuard<'_, Writer>> {
+        let mut w = self.inner.lock_writer();
+        // Checked under the lock: close() sets the flag before its final flush under it.
         if self.inner.closed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(MvccError::Closed);
         }
-        let mut w = self.inner.lock_writer();
         if at.index != 0 {
             if at.index <= w.applied.index {
                 return Err(MvccError::AlreadyApplied {
@@ -330,10 +336,16 @@ impl Store {
         Ok(w)
     }
 
-    /// Flushes when the buffer reached the batch limit.
+    /// At the batch limit the background thread is woken to flush; past eight times the limit
+    /// (it is held up, e.g. by a page-store sync) the writer flushes itself, which bounds the
+    /// buffer.
     fn end_apply(&self, mut w: MutexGuard<'_, Writer>) -> Result<()> {
-        if self.inner.pending.len() >= self.inner.opts.batch_limit {
+        let buffered = self.inner.pending.len();
+        let limit = self.inner.opts.batch_limit;
+        if buffered >= limit.saturating_mul(8) {
             super::background::flush(&self.inner, &mut w)?;
+        } else if buffered >= limit {
+            self.inner.wake.notify_all();
         }
         Ok(())
     }
@@ -346,7 +358,10 @@ impl Store {
         let mut ctx = WriteCtx::new(&self.inner)?;
         let mut path = Vec::new();
         ctx.path(req, &mut path)?;
-        ctx.precheck(req, &path, &mut 0, req.has_writes())?;
+        if req.has_writes() {
+            ctx.precheck(req, &path, &mut 0, true)?;
+        }
+        ctx.precheck(req, &path, &mut 0, false)?;
         let resp = ctx.txn(req, &path, &mut 0)?;
         ctx.finish();
         self.end_apply(w)?;

@@ -29,8 +29,9 @@ pub(crate) fn flush(inner: &Inner, w: &mut Writer) -> Result<()> {
         tx.put(KEY_BUCKET, &rev.to_key(kv.tombstone), &kv.bytes)?;
         last = Some(*rev);
     }
-    for (id, rec) in std::mem::take(&mut w.meta.leases) {
-        let key = super::lease::record_key(id);
+    // Taken out only once committed: a failed flush leaves them for the next one.
+    for (id, rec) in &w.meta.leases {
+        let key = super::lease::record_key(*id);
         match rec {
             Some(r) => tx.put(LEASE_BUCKET, &key, &r.encode())?,
             None => {
@@ -38,22 +39,31 @@ pub(crate) fn flush(inner: &Inner, w: &mut Writer) -> Result<()> {
             }
         }
     }
-    for (name, value) in std::mem::take(&mut w.meta.meta) {
-        tx.put(META_BUCKET, name, &value)?;
+    for (name, value) in &w.meta.meta {
+        tx.put(META_BUCKET, name, value)?;
     }
     let flushed = last.map_or(tx_flushed(inner)?, |r| r.main);
     tx.set_user([flushed as u64, 0]);
     tx.commit_nosync()?;
+    w.meta.leases.clear();
+    w.meta.meta.clear();
     if let Some(last) = last {
         inner.pending.drop_through(last);
     }
     w.last_flush = Instant::now();
     w.unsynced_flushes += 1;
-    if inner.opts.sync_every_flushes > 0 && w.unsynced_flushes >= inner.opts.sync_every_flushes {
-        inner.db.sync()?;
-        w.unsynced_flushes = 0;
-    }
     Ok(())
+}
+
+/// Is a page-store sync due (taken: the counter restarts)? The caller syncs without holding
+/// the writer lock, so applies continue into the buffer during the fsync.
+fn sync_due(inner: &Inner, w: &mut Writer) -> bool {
+    let every = inner.opts.sync_every_flushes;
+    if every > 0 && w.unsynced_flushes >= every {
+        w.unsynced_flushes = 0;
+        return true;
+    }
+    false
 }
 
 /// The flushed revision of the newest commit.
@@ -121,11 +131,18 @@ pub(crate) fn run(inner: &Inner) {
             return;
         }
         let mut wait = interval.saturating_sub(w.last_flush.elapsed());
-        if wait.is_zero() {
+        if wait.is_zero() || inner.pending.len() >= inner.opts.batch_limit {
             if let Err(e) = flush(inner, &mut w) {
                 tracing::error!(error = %e, "flushing the mvcc store failed");
             }
             wait = interval;
+            if sync_due(inner, &mut w) {
+                drop(w);
+                if let Err(e) = inner.db.sync() {
+                    tracing::error!(error = %e, "syncing the page store failed");
+                }
+                continue;
+            }
         }
         if w.compaction.is_some() {
             match compact_batch(inner, &mut w) {

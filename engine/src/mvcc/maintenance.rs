@@ -94,7 +94,9 @@ impl Store {
             if rev > st.current {
                 return Err(MvccError::FutureRevision);
             }
-            (st.current, st.compact, st.index.keep(st.compact))
+            let upto = if rev <= 0 { st.current } else { rev };
+            // As etcd: what compaction at the hashed revision would keep.
+            (st.current, st.compact, st.index.keep(upto))
         };
         let tx = self.inner.db.begin_read()?;
         drop(w);

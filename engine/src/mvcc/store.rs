@@ -213,21 +213,49 @@ impl Inner {
         self.lessor.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The stored key-value at `rev`: from `tx` up to the flushed revision, else from the
-    /// buffer. `Ok(None)`: flushed after `tx` began (the caller retries with a new one).
-    pub(crate) fn fetch(&self, tx: &ReadTx, rev: Revision) -> Result<Option<KeyValue>> {
+    /// The change at `rev` (a put, or a deletion: `true`): from `tx` up to its flushed
+    /// revision, else from the buffer — or, when it was flushed (and dropped from the buffer)
+    /// after `tx` began, from a newer snapshot: a revision's value never changes.
+    pub(crate) fn fetch_change(&self, tx: &ReadTx, rev: Revision) -> Result<(KeyValue, bool)> {
         let flushed = tx.user()[0] as i64;
-        if rev.main <= flushed {
-            let b = tx.get(KEY_BUCKET, &rev.to_key(false))?.ok_or_else(|| {
-                MvccError::Corrupt(format!("revision {rev:?} is indexed but not stored"))
-            })?;
-            return Ok(Some(KeyValue::decode(b, rev.main)?));
+        if rev.main > flushed {
+            if let Some(PendingKv { tombstone, bytes }) = self.pending.get(rev) {
+                return decode_change(&bytes, rev, tombstone);
+            }
+            let fresh = self.db.begin_read()?;
+            return self.stored(&fresh, rev);
         }
-        match self.pending.get(rev) {
-            Some(p) => Ok(Some(KeyValue::decode(&p.bytes, rev.main)?)),
-            None => Ok(None),
-        }
+        self.stored(tx, rev)
     }
+
+    fn stored(&self, tx: &ReadTx, rev: Revision) -> Result<(KeyValue, bool)> {
+        for tomb in [false, true] {
+            if let Some(b) = tx.get(KEY_BUCKET, &rev.to_key(tomb))? {
+                return decode_change(b, rev, tomb);
+            }
+        }
+        let compact = self.read_state().compact;
+        if rev.main <= compact {
+            // Physically compacted while the read was under way.
+            return Err(MvccError::Compacted { compact_revision: compact });
+        }
+        Err(MvccError::Corrupt(format!("revision {rev:?} is indexed but not stored")))
+    }
+
+    /// The key-value a put at `rev` stored.
+    pub(crate) fn fetch(&self, tx: &ReadTx, rev: Revision) -> Result<KeyValue> {
+        Ok(self.fetch_change(tx, rev)?.0)
+    }
+}
+
+fn decode_change(b: &[u8], rev: Revision, tomb: bool) -> Result<(KeyValue, bool)> {
+    let mut kv = KeyValue::decode(b, rev.main)?;
+    if tomb {
+        kv.create_revision = 0;
+        kv.version = 0;
+        kv.lease = 0;
+    }
+    Ok((kv, tomb))
 }
 
 /// The keys a range returns, before values are read.
@@ -343,7 +371,8 @@ impl Store {
     }
 
     /// Every stored change (puts and deletions) to keys in the range (`end` encoded as in a
-    /// range) with main revision in `[from, to]`, in revision order, at most `limit` (0: all).
+    /// range) with main revision in `[from, to]`, in revision order, at most `max_revs` whole
+    /// revisions (0: all).
     /// Deletions come with only the key and mod revision set. For watchers catching up.
     pub fn changes(
         &self,
@@ -351,9 +380,9 @@ impl Store {
         end: &[u8],
         from: i64,
         to: i64,
-        limit: usize,
+        max_revs: usize,
     ) -> Result<Vec<(KeyValue, bool)>> {
-        changes(&self.inner, key, end, from, to, limit)
+        changes(&self.inner, key, end, from, to, max_revs)
     }
 
     /// Starts a watch stream on this store (see [`super::watch`]).
@@ -372,42 +401,39 @@ pub(crate) fn changes(
     end: &[u8],
     from: i64,
     to: i64,
-    limit: usize,
+    max_revs: usize,
 ) -> Result<Vec<(KeyValue, bool)>> {
-    loop {
-        let tx = inner.db.begin_read()?;
-        let revs: Vec<Revision> = {
-            let st = inner.read_state();
-            if from < st.compact {
-                return Err(MvccError::Compacted { compact_revision: st.compact });
-            }
-            let mut revs: Vec<Revision> = st
-                .index
-                .range_since(key, end, from)
-                .into_iter()
-                .map(|(r, _)| r)
-                .filter(|r| r.main <= to)
-                .collect();
-            if limit > 0 {
-                revs.truncate(limit);
-            }
-            revs
-        };
-        let mut out = Vec::with_capacity(revs.len());
-        let mut retry = false;
-        for rev in revs {
-            match fetch_change(inner, &tx, rev)? {
-                Some(c) => out.push(c),
-                None => {
-                    retry = true;
-                    break;
+    let tx = inner.db.begin_read()?;
+    let revs: Vec<Revision> = {
+        let st = inner.read_state();
+        if from < st.compact {
+            return Err(MvccError::Compacted { compact_revision: st.compact });
+        }
+        let mut revs: Vec<Revision> = st
+            .index
+            .range_since(key, end, from)
+            .into_iter()
+            .map(|(r, _)| r)
+            .filter(|r| r.main <= to)
+            .collect();
+        if max_revs > 0 {
+            // Whole revisions only: cut before the (max_revs + 1)-th distinct main revision.
+            let mut distinct = 0;
+            let mut last = None;
+            let cut = revs.iter().position(|r| {
+                if last != Some(r.main) {
+                    distinct += 1;
+                    last = Some(r.main);
                 }
+                distinct > max_revs
+            });
+            if let Some(c) = cut {
+                revs.truncate(c);
             }
         }
-        if !retry {
-            return Ok(out);
-        }
-    }
+        revs
+    };
+    revs.into_iter().map(|rev| inner.fetch_change(&tx, rev)).collect()
 }
 
 /// The key's key-value at revision `at` (≤ 0: current).
@@ -419,47 +445,12 @@ pub(crate) fn get_at(inner: &Inner, key: &[u8], at: i64) -> Result<Option<KeyVal
 /// See [`Store::range`].
 pub(crate) fn range(inner: &Inner, req: &RangeRequest) -> Result<RangeResponse> {
     req.validate()?;
-    loop {
-        let tx = inner.db.begin_read()?;
-        let plan = {
-            let st = inner.read_state();
-            plan_range(&st, req, st.current, None)?
-        };
-        if let Some(resp) = finish_range(inner, &tx, req, plan)? {
-            return Ok(resp);
-        }
-    }
-}
-
-/// The change at `rev`, put or deletion (`true`): `None` when flushed after `tx` began.
-pub(crate) fn fetch_change(
-    inner: &Inner,
-    tx: &ReadTx,
-    rev: Revision,
-) -> Result<Option<(KeyValue, bool)>> {
-    let flushed = tx.user()[0] as i64;
-    let decode = |b: &[u8], tomb: bool| -> Result<(KeyValue, bool)> {
-        let mut kv = KeyValue::decode(b, rev.main)?;
-        if tomb {
-            kv.create_revision = 0;
-            kv.version = 0;
-            kv.lease = 0;
-        }
-        Ok((kv, tomb))
+    let tx = inner.db.begin_read()?;
+    let plan = {
+        let st = inner.read_state();
+        plan_range(&st, req, st.current, None)?
     };
-    if rev.main <= flushed {
-        if let Some(b) = tx.get(KEY_BUCKET, &rev.to_key(false))? {
-            return decode(b, false).map(Some);
-        }
-        let b = tx.get(KEY_BUCKET, &rev.to_key(true))?.ok_or_else(|| {
-            MvccError::Corrupt(format!("revision {rev:?} is indexed but not stored"))
-        })?;
-        return decode(b, true).map(Some);
-    }
-    match inner.pending.get(rev) {
-        Some(PendingKv { tombstone, bytes }) => decode(&bytes, tombstone).map(Some),
-        None => Ok(None),
-    }
+    finish_range(inner, &tx, req, plan)
 }
 
 /// Checks the revision and picks the keys a range returns (etcd's Range in apply.go and
@@ -495,21 +486,19 @@ pub(crate) fn plan_range(
 }
 
 /// Reads the values of a planned range and shapes the response as etcd does: filters, sort,
-/// limit and `more`, keys_only. `Ok(None)`: a value was flushed after `tx` began; retry.
+/// limit and `more`, keys_only.
 fn finish_range(
     inner: &Inner,
     tx: &ReadTx,
     req: &RangeRequest,
     plan: Plan,
-) -> Result<Option<RangeResponse>> {
-    let mut kvs = Vec::with_capacity(plan.keys.len());
-    for (_, vis) in &plan.keys {
-        match inner.fetch(tx, vis.modified)? {
-            Some(kv) => kvs.push(kv),
-            None => return Ok(None),
-        }
-    }
-    Ok(Some(shape_range(req, kvs, plan.total, plan.current)))
+) -> Result<RangeResponse> {
+    let kvs = plan
+        .keys
+        .iter()
+        .map(|(_, vis)| inner.fetch(tx, vis.modified))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(shape_range(req, kvs, plan.total, plan.current))
 }
 
 /// Filters, sorts and limits fetched key-values as etcd's apply.go Range does.

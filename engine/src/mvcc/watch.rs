@@ -84,10 +84,15 @@ pub enum WatchError {
     /// The store is closed.
     #[error("mvcc: closed")]
     Closed,
+    /// A negative start revision (below any compaction): etcd answers it as compacted.
+    #[error("mvcc: required revision has been compacted")]
+    Compacted,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct Watcher {
+    /// Unique over the hub's life (ids are only unique within a stream, and are reused).
+    pub serial: u64,
     pub id: WatchId,
     pub opts: WatchOptions,
     /// First revision not yet delivered.
@@ -131,6 +136,7 @@ pub(crate) struct HubState {
     pub synced: BTreeMap<Key, Watcher>,
     pub unsynced: BTreeMap<Key, Watcher>,
     next_stream: u64,
+    next_serial: u64,
     closed: bool,
 }
 
@@ -249,6 +255,9 @@ impl WatchStream {
         if !opts.range_end.is_empty() && opts.range_end != [0] && opts.key >= opts.range_end {
             return Err(WatchError::EmptyRange);
         }
+        if opts.start_revision < 0 {
+            return Err(WatchError::Compacted);
+        }
         let mut s = self.hub.lock();
         if s.closed {
             return Err(WatchError::Closed);
@@ -260,7 +269,10 @@ impl WatchStream {
             while taken(&s, self.next_id) {
                 self.next_id += 1;
             }
-            self.next_id
+            // Never hand the same id out twice in a row: responses of a cancelled watcher may
+            // still be queued on the stream.
+            self.next_id += 1;
+            self.next_id - 1
         } else if taken(&s, id) {
             return Err(WatchError::DuplicateId);
         } else {
@@ -271,7 +283,9 @@ impl WatchStream {
         if opts.prev_kv {
             self.hub.prev_kv_watchers.fetch_add(1, Ordering::Relaxed);
         }
+        s.next_serial += 1;
         let w = Watcher {
+            serial: s.next_serial,
             id,
             next_rev: if start == 0 || start > published {
                 start.max(published + 1)
@@ -364,16 +378,4 @@ impl Drop for WatchStream {
             self.hub.forget(&w);
         }
     }
-}
-
-/// Groups events by revision: (revision, events) in order.
-pub(crate) fn by_revision(events: Vec<Event>) -> Vec<(i64, Vec<Event>)> {
-    let mut out: Vec<(i64, Vec<Event>)> = Vec::new();
-    for e in events {
-        match out.last_mut() {
-            Some((r, v)) if *r == e.kv.mod_revision => v.push(e),
-            _ => out.push((e.kv.mod_revision, vec![e])),
-        }
-    }
-    out
 }
