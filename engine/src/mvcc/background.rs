@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use super::error::{MvccError, Result};
 use super::revision::Revision;
-use super::store::{Inner, Writer, FINISHED_COMPACT, KEY_BUCKET, LEASE_BUCKET, META_BUCKET};
+use super::store::{
+    CompactJob, Inner, Writer, FINISHED_COMPACT, KEY_BUCKET, LEASE_BUCKET, META_BUCKET,
+};
 
 /// Keys of the index compacted per step (each step holds the index's write lock).
 const INDEX_CHUNK: usize = 10_000;
@@ -71,9 +73,10 @@ fn tx_flushed(inner: &Inner) -> Result<i64> {
     Ok(inner.db.begin_read()?.user()[0] as i64)
 }
 
-/// Deletes up to one batch of compacted revisions; true when the job is finished.
-pub(crate) fn compact_batch(inner: &Inner, w: &mut Writer) -> Result<bool> {
-    let Some(job) = w.compaction.as_mut() else { return Ok(true) };
+/// One step of a compaction job — an index chunk, or one batch of deletions — run without the
+/// writer lock (page-store commits serialize on the page store's own lock, and deletions touch
+/// only revisions at or below the job's, which no write or flush touches). True when finished.
+pub(crate) fn compact_step(inner: &Inner, job: &mut CompactJob) -> Result<bool> {
     if let Some(from) = job.index_next.take() {
         let mut st = inner.state.write().unwrap_or_else(|p| p.into_inner());
         job.index_next = st.index.compact_chunk(job.rev, &from, INDEX_CHUNK, &mut job.keep);
@@ -103,23 +106,43 @@ pub(crate) fn compact_batch(inner: &Inner, w: &mut Writer) -> Result<bool> {
             it = c.next()?;
         }
     }
-    let done = next.is_none();
     let mut tx = inner.db.begin_write()?;
     for k in &doomed {
         tx.delete(KEY_BUCKET, k)?;
     }
-    if done {
+    if next.is_none() {
         tx.put(META_BUCKET, FINISHED_COMPACT, &(job.rev as u64).to_be_bytes())?;
     }
     tx.commit_nosync()?;
-    if let Some(n) = next {
-        job.next = n;
-        return Ok(false);
+    match next {
+        Some(n) => {
+            job.next = n;
+            Ok(false)
+        }
+        None => Ok(true),
     }
-    w.finished_compact = job.rev;
-    w.compaction = None;
-    inner.compacted.notify_all();
-    Ok(true)
+}
+
+/// Runs one step of the current compaction job with the writer lock released, then puts the
+/// job back — unless a newer compaction replaced it meanwhile (the newer one covers it).
+fn run_compaction_step<'a>(
+    inner: &'a Inner,
+    mut w: std::sync::MutexGuard<'a, Writer>,
+) -> (std::sync::MutexGuard<'a, Writer>, Result<bool>) {
+    let Some(mut job) = w.compaction.take() else { return (w, Ok(true)) };
+    drop(w);
+    let r = compact_step(inner, &mut job);
+    let mut w = inner.lock_writer();
+    if w.compaction.is_none() {
+        match r {
+            Ok(true) => {
+                w.finished_compact = w.finished_compact.max(job.rev);
+                inner.compacted.notify_all();
+            }
+            _ => w.compaction = Some(job),
+        }
+    }
+    (w, r)
 }
 
 /// The background thread: flush every batch interval, run compaction batches, until closed.
@@ -145,7 +168,9 @@ pub(crate) fn run(inner: &Inner) {
             }
         }
         if w.compaction.is_some() {
-            match compact_batch(inner, &mut w) {
+            let (guard, r) = run_compaction_step(inner, w);
+            w = guard;
+            match r {
                 Ok(false) => wait = wait.min(inner.opts.compaction_sleep),
                 Ok(true) => {}
                 Err(e) => {
