@@ -228,6 +228,18 @@ impl Model {
         })
     }
 
+    /// A lone put or delete: a txn of that one op, answered as the op.
+    fn single(&mut self, op: RequestOp) -> Outcome {
+        match self.txn(&TxnRequest { compare: vec![], success: vec![op], failure: vec![] }) {
+            Outcome::Txn(mut t) => match t.responses.pop() {
+                Some(ResponseOp::Put(r)) => Outcome::Put(r),
+                Some(ResponseOp::DeleteRange(r)) => Outcome::Delete(r),
+                other => panic!("{other:?}"),
+            },
+            o => o,
+        }
+    }
+
     fn compact(&mut self, rev: i64) -> Outcome {
         if rev <= self.compact {
             return err(MvccError::Compacted { compact_revision: self.compact });
@@ -355,33 +367,12 @@ fn run(ops: Vec<Op>) {
         index += 1;
         let at = Applied { index, term: 1 };
         let (got, want) = match &op {
-            Op::Put(p) => (
-                outcome(store.put(at, p), Outcome::Put),
-                match m.txn(&TxnRequest {
-                    compare: vec![],
-                    success: vec![RequestOp::Put(p.clone())],
-                    failure: vec![],
-                }) {
-                    Outcome::Txn(mut t) => match t.responses.pop() {
-                        Some(ResponseOp::Put(r)) => Outcome::Put(r),
-                        other => panic!("{other:?}"),
-                    },
-                    o => o,
-                },
-            ),
+            Op::Put(p) => {
+                (outcome(store.put(at, p), Outcome::Put), m.single(RequestOp::Put(p.clone())))
+            }
             Op::Delete(d) => (
                 outcome(store.delete_range(at, d), Outcome::Delete),
-                match m.txn(&TxnRequest {
-                    compare: vec![],
-                    success: vec![RequestOp::DeleteRange(d.clone())],
-                    failure: vec![],
-                }) {
-                    Outcome::Txn(mut t) => match t.responses.pop() {
-                        Some(ResponseOp::DeleteRange(r)) => Outcome::Delete(r),
-                        other => panic!("{other:?}"),
-                    },
-                    o => o,
-                },
+                m.single(RequestOp::DeleteRange(d.clone())),
             ),
             Op::Txn(t) => (outcome(store.txn(at, t), Outcome::Txn), m.txn(t)),
             Op::Range(r) => {

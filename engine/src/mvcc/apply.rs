@@ -21,7 +21,7 @@ use super::request::{
 };
 use super::revision::Revision;
 use super::store::{
-    lease_record, plan_range, shape_range, tombstone_bytes, Applied, Inner, State, Store, Writer,
+    plan_range, shape_range, tombstone_bytes, Applied, Inner, State, Store, Writer,
     CONSISTENT_INDEX, TERM,
 };
 use super::watch::Event;
@@ -400,7 +400,7 @@ impl Store {
         let mut w = self.begin_apply(at)?;
         let mut lessor = self.inner.lock_lessor();
         let info = lessor.grant(id, ttl, Instant::now())?;
-        w.meta.leases.insert(id, Some(lease_record(id, info.ttl, 0)));
+        w.meta.leases.insert(id, Some(info.record()));
         Ok(LeaseGrant { id, ttl: info.ttl })
     }
 

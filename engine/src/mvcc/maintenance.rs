@@ -80,9 +80,9 @@ impl Store {
         }
     }
 
-    /// Hash of the key-values up to `rev` (0: current) that compaction at the current
-    /// compacted revision keeps (etcd's HashKV): equal on members with equal history whatever
-    /// their physical compaction progress.
+    /// Hash of the key-values up to `rev` (0: current), leaving out compacted revisions that
+    /// compaction at `rev` would not keep (etcd's HashKV): equal on members with equal history
+    /// whatever their physical compaction progress.
     pub fn hash_kv(&self, rev: i64) -> Result<HashKv> {
         let mut w = self.inner.lock_writer();
         super::background::flush(&self.inner, &mut w)?;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::error::{MvccError, Result};
 use super::kv::{self, KeyValue};
-use super::lease::{LeaseId, LeaseRecord, Lessor};
+use super::lease::Lessor;
 use super::pending::{Pending, PendingKv, PendingMeta};
 use super::request::{RangeRequest, RangeResponse, SortOrder, SortTarget};
 use super::revision::Revision;
@@ -163,10 +163,7 @@ impl Threads {
         for h in handles {
             let _ = h.join();
         }
-        let mut w = self.inner.lock_writer();
-        super::background::flush(&self.inner, &mut w)?;
-        self.inner.db.sync()?;
-        Ok(())
+        self.inner.flush_and_sync()
     }
 }
 
@@ -199,6 +196,15 @@ fn meta_u64(tx: &ReadTx, name: &[u8]) -> Result<Option<u64>> {
 impl Inner {
     pub(crate) fn read_state(&self) -> RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Commits every buffered write and syncs the page store.
+    pub(crate) fn flush_and_sync(&self) -> Result<()> {
+        let mut w = self.lock_writer();
+        super::background::flush(self, &mut w)?;
+        self.db.sync()?;
+        w.unsynced_flushes = 0;
+        Ok(())
     }
 
     pub(crate) fn lock_writer(&self) -> MutexGuard<'_, Writer> {
@@ -352,11 +358,7 @@ impl Store {
     /// Flushes and makes everything applied durable in the page store (so the log before the
     /// applied index can be released).
     pub fn sync(&self) -> Result<()> {
-        let mut w = self.inner.lock_writer();
-        super::background::flush(&self.inner, &mut w)?;
-        self.inner.db.sync()?;
-        w.unsynced_flushes = 0;
-        Ok(())
+        self.inner.flush_and_sync()
     }
 
     /// Serves a range (etcd's Range, outside a txn).
@@ -366,8 +368,7 @@ impl Store {
 
     /// The value of one key at revision `at` (≤ 0: current), as a range of that key.
     pub fn get(&self, key: &[u8], at: i64) -> Result<Option<KeyValue>> {
-        let req = RangeRequest { key: key.to_vec(), revision: at, ..Default::default() };
-        Ok(self.range(&req)?.kvs.pop())
+        get_at(&self.inner, key, at)
     }
 
     /// Every stored change (puts and deletions) to keys in the range (`end` encoded as in a
@@ -558,11 +559,6 @@ pub(crate) fn read_meta(tx: &ReadTx) -> Result<(Applied, i64, i64)> {
     };
     let rev = |name| -> Result<i64> { Ok(meta_u64(tx, name)?.map_or(-1, |r| r as i64)) };
     Ok((applied, rev(SCHEDULED_COMPACT)?, rev(FINISHED_COMPACT)?))
-}
-
-/// A lease record as the store persists it.
-pub(crate) fn lease_record(id: LeaseId, ttl: i64, remaining_ttl: i64) -> LeaseRecord {
-    LeaseRecord { id, ttl, remaining_ttl }
 }
 
 /// Encoded tombstone for `key`.
