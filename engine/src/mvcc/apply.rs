@@ -106,7 +106,14 @@ impl<'a> WriteCtx<'a> {
     }
 
     fn put(&mut self, req: &PutRequest) -> Result<PutResponse> {
-        let prev = self.current_kv(&req.key)?;
+        // The index gives create revision and version; the previous value is read only when
+        // something needs it (most puts don't: a page-store lookup saved per put).
+        let vis = self.st.index.get(&req.key, self.view_rev()).ok();
+        let need_prev = req.prev_kv || req.ignore_value || req.ignore_lease || self.want_prev;
+        let prev = match vis {
+            Some(v) if need_prev => Some(self.value_at(v.modified)?),
+            _ => None,
+        };
         let value = match (&prev, req.ignore_value) {
             (Some(p), true) => p.value.clone(),
             (None, true) => return Err(MvccError::KeyNotFound),
@@ -118,18 +125,16 @@ impl<'a> WriteCtx<'a> {
             (_, false) => req.lease,
         };
         let rev = self.rev();
-        let (create, version) = match &prev {
-            Some(p) => (p.create_revision, p.version.saturating_add(1)),
+        let (create, version) = match vis {
+            Some(v) => (v.created.main, v.version.saturating_add(1)),
             None => (rev.main, 1),
         };
         let bytes = kv::encode_parts(&req.key, create, version, lease, &value);
         self.inner.pending.insert(rev, PendingKv { tombstone: false, bytes: bytes.into() });
         self.st.index.put(&req.key, rev)?;
-        if let Some(p) = &prev {
-            if p.lease != 0 {
-                // The lease may be gone already (revoked): nothing to detach then.
-                let _ = self.lessor.detach(p.lease, &req.key);
-            }
+        if let Some(old) = self.lessor.lease_of(&req.key) {
+            // As etcd: detach from the lease the key is attached to, then attach anew.
+            self.lessor.detach(old, &req.key)?;
         }
         if lease != 0 {
             self.lessor.attach(lease, &req.key)?;
@@ -154,17 +159,15 @@ impl<'a> WriteCtx<'a> {
             keys.into_iter().map(|(k, v)| (k.to_vec(), v.modified)).collect();
         let mut prev_kvs = Vec::new();
         for (key, modified) in &keys {
-            // Read for its lease (to detach), prev_kv and watchers.
-            let prev = Some(self.value_at(*modified)?);
+            let prev =
+                if req.prev_kv || self.want_prev { Some(self.value_at(*modified)?) } else { None };
             let rev = self.rev();
             self.inner
                 .pending
                 .insert(rev, PendingKv { tombstone: true, bytes: tombstone_bytes(key) });
             self.st.index.tombstone(key, rev)?;
-            if let Some(p) = &prev {
-                if p.lease != 0 {
-                    let _ = self.lessor.detach(p.lease, key);
-                }
+            if let Some(old) = self.lessor.lease_of(key) {
+                self.lessor.detach(old, key)?;
             }
             self.changes += 1;
             let kv = KeyValue { key: key.clone(), mod_revision: rev.main, ..Default::default() };
