@@ -151,6 +151,22 @@ fn main() {
         })
     });
     keep.clear();
+    // The other common shape: 10,000 watchers of one key each (locks, elections), and a put
+    // to a key none of them watches.
+    let idle: Vec<_> = (0..100)
+        .map(|s| {
+            let (mut ws, rx) = store.watch_stream(16);
+            for w in 0..100 {
+                let key = format!("/idle/{s}/{w}").into_bytes();
+                ws.watch(0, WatchOptions { key, ..Default::default() }).expect("watch");
+            }
+            (ws, rx)
+        })
+        .collect();
+    c.bench_function("mvcc put with 10,000 single-key watchers of other keys", |b| {
+        b.iter(|| put(&store, b"/unwatched".to_vec(), &value))
+    });
+    drop(idle);
     for line in report {
         println!("{line}");
     }

@@ -11,7 +11,7 @@
 //! and only if nothing was published after the revision it read up to.
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -129,11 +129,95 @@ impl Watcher {
 
 type Key = (u64, WatchId);
 
+/// The synced watchers, with single-key watchers found by key, so publishing a write costs
+/// O(watchers of its keys + range watchers), not O(all watchers).
+#[derive(Debug, Default)]
+pub(crate) struct SyncedGroup {
+    all: BTreeMap<Key, Watcher>,
+    single: HashMap<Vec<u8>, BTreeSet<Key>>,
+    ranges: BTreeSet<Key>,
+}
+
+impl SyncedGroup {
+    pub(crate) fn insert(&mut self, k: Key, w: Watcher) {
+        if w.opts.range_end.is_empty() {
+            self.single.entry(w.opts.key.clone()).or_default().insert(k);
+        } else {
+            self.ranges.insert(k);
+        }
+        if let Some(old) = self.all.insert(k, w) {
+            debug_assert!(false, "watcher {k:?} inserted twice");
+            self.unindex(k, &old);
+        }
+    }
+
+    fn unindex(&mut self, k: Key, w: &Watcher) {
+        if w.opts.range_end.is_empty() {
+            if let Some(set) = self.single.get_mut(&w.opts.key) {
+                set.remove(&k);
+                if set.is_empty() {
+                    self.single.remove(&w.opts.key);
+                }
+            }
+        } else {
+            self.ranges.remove(&k);
+        }
+    }
+
+    pub(crate) fn remove(&mut self, k: &Key) -> Option<Watcher> {
+        let w = self.all.remove(k)?;
+        self.unindex(*k, &w);
+        Some(w)
+    }
+
+    pub(crate) fn contains_key(&self, k: &Key) -> bool {
+        self.all.contains_key(k)
+    }
+
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &Key> {
+        self.all.keys()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.all.len()
+    }
+
+    fn clear(&mut self) {
+        *self = SyncedGroup::default();
+    }
+
+    /// An upper bound on the number of [`SyncedGroup::candidates`].
+    fn candidate_count(&self, events: &[Event]) -> usize {
+        self.ranges.len()
+            + events
+                .iter()
+                .map(|e| self.single.get(&e.kv.key).map_or(0, BTreeSet::len))
+                .sum::<usize>()
+    }
+
+    /// Watchers that may want some of `events`.
+    fn candidates(&self, events: &[Event]) -> Vec<Key> {
+        let mut out: Vec<Key> = self.ranges.iter().copied().collect();
+        let mut sources = usize::from(!out.is_empty());
+        for e in events {
+            if let Some(set) = self.single.get(&e.kv.key) {
+                out.extend(set.iter().copied());
+                sources += 1;
+            }
+        }
+        if sources > 1 {
+            out.sort_unstable();
+            out.dedup();
+        }
+        out
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct HubState {
     /// The last revision published to synced watchers.
     pub published: i64,
-    pub synced: BTreeMap<Key, Watcher>,
+    pub synced: SyncedGroup,
     pub unsynced: BTreeMap<Key, Watcher>,
     next_stream: u64,
     next_serial: u64,
@@ -189,18 +273,31 @@ impl WatchHub {
         s.published = rev;
         let mut behind = Vec::new();
         let mut gone = Vec::new();
-        for (k, w) in s.synced.iter_mut() {
+        let mut publish = |k: Key, w: &mut Watcher| {
             let mine = w.select(&events);
             if mine.is_empty() {
                 w.next_rev = w.next_rev.max(rev + 1);
-                continue;
+                return;
             }
             let resp =
                 WatchResponse { watch_id: w.id, revision: rev, events: mine, ..Default::default() };
             match w.tx.try_send(resp) {
                 Ok(()) => w.next_rev = rev + 1,
-                Err(mpsc::error::TrySendError::Full(_)) => behind.push(*k),
-                Err(mpsc::error::TrySendError::Closed(_)) => gone.push(*k),
+                Err(mpsc::error::TrySendError::Full(_)) => behind.push(k),
+                Err(mpsc::error::TrySendError::Closed(_)) => gone.push(k),
+            }
+        };
+        if s.synced.candidate_count(&events).saturating_mul(4) < s.synced.len() {
+            // Few watchers of these keys among many: look them up.
+            for k in s.synced.candidates(&events) {
+                if let Some(w) = s.synced.all.get_mut(&k) {
+                    publish(k, w);
+                }
+            }
+        } else {
+            // A hot key: one pass over all is cheaper than a lookup each.
+            for (k, w) in s.synced.all.iter_mut() {
+                publish(*k, w);
             }
         }
         for k in gone {
