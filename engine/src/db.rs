@@ -455,6 +455,41 @@ impl Db {
         Ok(CheckReport { buckets: roots.len() - 1, keys, pages: meta.hwm, problems })
     }
 
+    /// Writes every bucket as `src` sees it into a new, compact, synced file at `dst` (which must
+    /// not hold a database yet): a consistent copy without stopping writers (the backend of
+    /// snapshots and of defrag). Returns the new file's size.
+    pub fn copy_into(src: &ReadTx, dst: &Path, opts: &DbOptions) -> Result<u64> {
+        let out = Db::open(
+            dst,
+            DbOptions {
+                fill_percent: 1.0,
+                page_size: src.pages_for_check().2.page_size as usize,
+                ..opts.clone()
+            },
+        )?;
+        let mut tx = out.begin_write()?;
+        let mut n = 0usize;
+        for name in src.buckets()? {
+            tx.create_bucket(&name)?;
+            tx.set_sequence(&name, src.sequence(&name)?)?;
+            let mut c = src.cursor(&name)?;
+            let mut it = c.first()?;
+            while let Some((k, v)) = it {
+                tx.put(&name, k, v)?;
+                n += 1;
+                if n % 100_000 == 0 {
+                    tx.commit_nosync()?;
+                    tx = out.begin_write()?;
+                }
+                it = c.next()?;
+            }
+        }
+        tx.set_user(src.user());
+        tx.commit()?;
+        out.sync()?;
+        Ok(out.stats().file_size)
+    }
+
     /// Copies all live data into a fresh file and swaps it in; returns the sizes. Writers wait
     /// meanwhile; readers that started before keep reading the old file.
     pub fn defrag(&self) -> Result<DefragReport> {
@@ -465,36 +500,7 @@ impl Db {
         let tmp = self.path.with_file_name(tmp_name);
         let _ = std::fs::remove_file(&tmp);
         let src = self.begin_read()?;
-        {
-            let dst = Db::open(
-                &tmp,
-                DbOptions {
-                    fill_percent: 1.0,
-                    page_size: src.pages_for_check().2.page_size as usize,
-                    ..self.opts.clone()
-                },
-            )?;
-            let mut tx = dst.begin_write()?;
-            let mut n = 0usize;
-            for name in src.buckets()? {
-                tx.create_bucket(&name)?;
-                tx.set_sequence(&name, src.sequence(&name)?)?;
-                let mut c = src.cursor(&name)?;
-                let mut it = c.first()?;
-                while let Some((k, v)) = it {
-                    tx.put(&name, k, v)?;
-                    n += 1;
-                    if n % 100_000 == 0 {
-                        tx.commit_nosync()?;
-                        tx = dst.begin_write()?;
-                    }
-                    it = c.next()?;
-                }
-            }
-            tx.set_user(src.user());
-            tx.commit()?;
-            dst.sync()?;
-        }
+        Db::copy_into(&src, &tmp, &self.opts)?;
         drop(src);
         // Lock the new file before it takes the name, so nobody can slip in between.
         let file = OpenOptions::new().read(true).write(true).open(&tmp).at(&tmp)?;

@@ -1,0 +1,91 @@
+//! How a replica runs: timing, limits, where its files live, and how it starts.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rusted_wal::WalOptions;
+
+use crate::membership::ClusterRecord;
+
+/// etcd's default --heartbeat-interval.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(100);
+/// etcd's default --election-timeout.
+pub const DEFAULT_ELECTION: Duration = Duration::from_millis(1000);
+/// Applied entries between snapshots (--snapshot-count).
+pub const DEFAULT_SNAPSHOT_COUNT: u64 = 10_000;
+/// Entries kept behind a snapshot for slow followers (etcd's SnapshotCatchUpEntries).
+pub const DEFAULT_CATCHUP_ENTRIES: u64 = 5_000;
+/// Proposals are refused while committed − applied exceeds this (etcd's
+/// maxGapBetweenApplyAndCommitIndex).
+pub const MAX_APPLY_GAP: u64 = 5_000;
+/// Largest raft append message (etcd's maxSizePerMsg).
+pub const MAX_SIZE_PER_MSG: u64 = 1 << 20;
+/// Appends in flight per follower (etcd's maxInflightMsgs).
+pub const MAX_INFLIGHT_MSGS: usize = 4096 / 8;
+
+/// How the member starts when its data dir holds no state yet.
+#[derive(Debug, Clone)]
+pub enum Bootstrap {
+    /// `--initial-cluster-state new`: every initial member starts from the same record.
+    New(ClusterRecord),
+    /// `--initial-cluster-state existing`: join a running cluster whose current record (as a
+    /// peer reported it) lists this member; state arrives by snapshot from the leader.
+    Existing(ClusterRecord),
+}
+
+/// A replica's configuration.
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    /// This member's ID.
+    pub id: u64,
+    /// WAL directory.
+    pub wal_dir: PathBuf,
+    /// Where snapshots are written and received.
+    pub snap_dir: PathBuf,
+    /// WAL options.
+    pub wal: WalOptions,
+    /// Raft tick (--heartbeat-interval).
+    pub heartbeat: Duration,
+    /// Election timeout (--election-timeout); a multiple of the heartbeat.
+    pub election: Duration,
+    /// Applied entries between snapshots (--snapshot-count).
+    pub snapshot_count: u64,
+    /// Entries kept for slow followers after a snapshot.
+    pub catchup_entries: u64,
+    /// Proposal refused past this apply lag.
+    pub max_apply_gap: u64,
+    /// How long a proposal or read may take (etcd: 5 s + 2 × election timeout).
+    pub request_timeout: Duration,
+    /// Used only when the data dir is empty.
+    pub bootstrap: Bootstrap,
+    /// Pre-vote (etcd's --pre-vote, on by default in 3.5).
+    pub pre_vote: bool,
+}
+
+impl ReplicaConfig {
+    /// A configuration with etcd's defaults.
+    pub fn new(id: u64, dir: impl Into<PathBuf>, bootstrap: Bootstrap) -> ReplicaConfig {
+        let dir = dir.into();
+        ReplicaConfig {
+            id,
+            wal_dir: dir.join("wal"),
+            snap_dir: dir.join("snap"),
+            wal: WalOptions::default(),
+            heartbeat: DEFAULT_HEARTBEAT,
+            election: DEFAULT_ELECTION,
+            snapshot_count: DEFAULT_SNAPSHOT_COUNT,
+            catchup_entries: DEFAULT_CATCHUP_ENTRIES,
+            max_apply_gap: MAX_APPLY_GAP,
+            request_timeout: Duration::from_secs(5) + 2 * DEFAULT_ELECTION,
+            bootstrap,
+            pre_vote: true,
+        }
+    }
+
+    /// Election ticks (election ÷ heartbeat), as raft wants it.
+    pub fn election_ticks(&self) -> usize {
+        let hb = self.heartbeat.as_millis().max(1);
+        ((self.election.as_millis() / hb) as usize).max(2)
+    }
+}

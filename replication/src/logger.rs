@@ -1,0 +1,44 @@
+//! raft-rs logs through slog; this drain forwards its records to `tracing`, so one subscriber
+//! sees everything.
+#![forbid(unsafe_code)]
+
+use slog::{Drain, Level, OwnedKVList, Record, KV};
+
+/// A slog drain that emits tracing events (target "raft").
+#[derive(Debug, Clone, Copy)]
+pub struct TracingDrain;
+
+struct Fields(String);
+
+impl slog::Serializer for Fields {
+    fn emit_arguments(&mut self, key: slog::Key, val: &std::fmt::Arguments<'_>) -> slog::Result {
+        use std::fmt::Write;
+        let _ = write!(self.0, " {key}={val}");
+        Ok(())
+    }
+}
+
+impl Drain for TracingDrain {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), slog::Never> {
+        let mut f = Fields(String::new());
+        let _ = record.kv().serialize(record, &mut f);
+        let _ = values.serialize(record, &mut f);
+        let msg = record.msg();
+        match record.level() {
+            Level::Critical | Level::Error => tracing::error!(target: "raft", "{msg}{}", f.0),
+            Level::Warning => tracing::warn!(target: "raft", "{msg}{}", f.0),
+            Level::Info => tracing::info!(target: "raft", "{msg}{}", f.0),
+            Level::Debug => tracing::debug!(target: "raft", "{msg}{}", f.0),
+            Level::Trace => tracing::trace!(target: "raft", "{msg}{}", f.0),
+        }
+        Ok(())
+    }
+}
+
+/// A logger for raft-rs tagged with the member id.
+pub fn raft_logger(id: u64) -> slog::Logger {
+    slog::Logger::root(TracingDrain.fuse(), slog::o!("raft_id" => format!("{id:x}")))
+}

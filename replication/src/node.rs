@@ -1,0 +1,459 @@
+//! The raft thread: owns raft-rs's `RawNode`, turns inputs into raft steps, and handles each
+//! `Ready` in raft-rs's documented async order:
+//!
+//! 1. leader messages go out at once (raft thesis 10.2.1: the leader replicates while it
+//!    persists);
+//! 2. a snapshot is installed (state machine first, then the WAL marker);
+//! 3. committed entries go to the apply thread;
+//! 4. entries and hard state are appended to the WAL's current write group — the call does not
+//!    wait, so proposals arriving during an fsync join the next group;
+//! 5. `advance_append_async`; the persist thread waits for the group's fsync, then sends the
+//!    messages that had to wait for persistence and reports `on_persist_ready`.
+//!
+//! So a single member pays one group-committed fsync per batch and no network; a leader's
+//! fsync overlaps its followers'.
+#![forbid(unsafe_code)]
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver, Sender};
+use raft::eraftpb::{ConfChangeV2, ConfState, Message};
+use raft::{RawNode, SnapshotStatus, StateRole};
+use rusted_wal::Durable;
+use tokio::sync::oneshot;
+
+use crate::apply::ApplyTask;
+use crate::error::{ReplicationError, Result};
+use crate::machine::StateMachine;
+use crate::shared::Shared;
+use crate::storage::{LogStore, SnapshotAvail};
+use crate::transport::{NetInput, SnapDir, Transport};
+
+/// What the raft thread is asked to do.
+pub(crate) enum Input {
+    Propose { ctx: Vec<u8>, data: Vec<u8> },
+    ConfChange { ctx: Vec<u8>, cc: ConfChangeV2 },
+    Net(NetInput),
+    Read(oneshot::Sender<Result<u64>>),
+    Persisted { number: u64 },
+    Applied(u64),
+    Compact(u64),
+    Compacted { index: u64, durable: Durable },
+    SnapshotReady(SnapshotAvail),
+    SnapshotFailed,
+    TransferLeader(u64),
+    Campaign,
+    PromoteCheck { id: u64, reply: oneshot::Sender<Result<()>> },
+    Progress(oneshot::Sender<Vec<(u64, u64)>>),
+    Fatal(String),
+    Stop,
+}
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Input")
+    }
+}
+
+pub(crate) struct PersistJob {
+    pub number: u64,
+    pub durable: Option<Durable>,
+    pub msgs: Vec<Message>,
+    pub last: u64,
+}
+
+pub(crate) struct RaftLoop<S: StateMachine> {
+    pub raw: RawNode<LogStore>,
+    pub store: LogStore,
+    pub shared: Arc<Shared<S>>,
+    pub transport: Arc<dyn Transport>,
+    pub snaps: SnapDir,
+    pub rx: Receiver<Input>,
+    pub conf_rx: Receiver<(ConfChangeV2, Sender<Result<ConfState>>)>,
+    pub apply_tx: Sender<ApplyTask>,
+    pub persist_tx: Sender<PersistJob>,
+    pub snap_tx: Sender<()>,
+    pub tick: Duration,
+    pub election: Duration,
+    pub catchup: u64,
+    pub reads_waiting: Vec<oneshot::Sender<Result<u64>>>,
+    pub reads_inflight: Option<(u64, Vec<oneshot::Sender<Result<u64>>>, Instant)>,
+    pub read_seq: u64,
+    pub role: StateRole,
+    pub snapshot_building: bool,
+}
+
+impl<S: StateMachine> RaftLoop<S> {
+    pub fn run(mut self) {
+        let mut next_tick = Instant::now() + self.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let first = select! {
+                recv(self.rx) -> m => match m { Ok(i) => Some(i), Err(_) => break },
+                recv(self.conf_rx) -> c => {
+                    if let Ok((cc, reply)) = c { self.apply_conf(cc, reply); }
+                    None
+                },
+                default(wait) => None,
+            };
+            let mut stop = false;
+            if let Some(i) = first {
+                stop |= self.handle(i);
+                // Take everything already queued: one Ready then covers the whole batch.
+                for _ in 0..4096 {
+                    match self.rx.try_recv() {
+                        Ok(i) => stop |= self.handle(i),
+                        Err(_) => break,
+                    }
+                }
+            }
+            if stop {
+                break;
+            }
+            if Instant::now() >= next_tick {
+                self.raw.tick();
+                next_tick += self.tick;
+                if next_tick < Instant::now() {
+                    next_tick = Instant::now() + self.tick;
+                }
+                self.expire_reads();
+            }
+            self.start_read_round();
+            if !self.snapshot_building && self.store.take_snapshot_request().is_some() {
+                self.snapshot_building = true;
+                let _ = self.snap_tx.send(());
+            }
+            if let Err(e) = self.on_ready() {
+                tracing::error!(error = %e, "raft ready failed; the member stops");
+                break;
+            }
+        }
+        self.shared.stopped.store(true, Ordering::SeqCst);
+        for tx in self.reads_waiting.drain(..) {
+            let _ = tx.send(Err(ReplicationError::Stopped));
+        }
+        if let Some((_, txs, _)) = self.reads_inflight.take() {
+            for tx in txs {
+                let _ = tx.send(Err(ReplicationError::Stopped));
+            }
+        }
+        self.shared.fail_all(|| ReplicationError::Stopped);
+    }
+
+    /// Returns true when the loop must stop.
+    fn handle(&mut self, i: Input) -> bool {
+        match i {
+            Input::Propose { ctx, data } => {
+                if let Err(e) = self.raw.propose(ctx.clone(), data) {
+                    self.fail_proposal(&ctx, e.into());
+                }
+            }
+            Input::ConfChange { ctx, cc } => {
+                if let Err(e) = self.raw.propose_conf_change(ctx.clone(), cc) {
+                    self.fail_proposal(&ctx, e.into());
+                }
+            }
+            Input::Net(NetInput::Step(m)) => {
+                if let Err(e) = self.raw.step(m) {
+                    tracing::debug!(error = %e, "raft step refused a message");
+                }
+            }
+            Input::Net(NetInput::Unreachable(to)) => self.raw.report_unreachable(to),
+            Input::Net(NetInput::SnapshotDone { to, ok }) => {
+                let s = if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure };
+                self.raw.report_snapshot(to, s);
+                if ok {
+                    self.shared.counters.snapshots_sent.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Input::Read(tx) => self.reads_waiting.push(tx),
+            Input::Persisted { number } => self.raw.on_persist_ready(number),
+            Input::Applied(i) => self.raw.advance_apply_to(i),
+            Input::Compact(applied) => self.compact(applied),
+            Input::Compacted { index, durable } => {
+                // Released on the snapshot thread once the marker is durable.
+                let wal = self.store.wal().clone();
+                std::thread::spawn(move || {
+                    if durable.wait().is_ok() {
+                        if let Err(e) = wal.release_prefix(index) {
+                            tracing::warn!(error = %e, "wal release failed");
+                        }
+                    }
+                });
+            }
+            Input::SnapshotReady(a) => {
+                self.snapshot_building = false;
+                self.store.set_snapshot_avail(a);
+            }
+            Input::SnapshotFailed => self.snapshot_building = false,
+            Input::TransferLeader(to) => self.raw.transfer_leader(to),
+            Input::Campaign => {
+                let _ = self.raw.campaign();
+            }
+            Input::PromoteCheck { id, reply } => {
+                let _ = reply.send(self.promote_check(id));
+            }
+            Input::Progress(tx) => {
+                let pr =
+                    self.raw.raft.prs().iter().map(|(id, p)| (*id, p.matched)).collect::<Vec<_>>();
+                let _ = tx.send(pr);
+            }
+            Input::Fatal(m) => {
+                tracing::error!(reason = %m, "member stops");
+                return true;
+            }
+            Input::Stop => return true,
+        }
+        false
+    }
+
+    fn fail_proposal(&self, ctx: &[u8], e: ReplicationError) {
+        self.shared.counters.proposals_failed.fetch_add(1, Ordering::Relaxed);
+        if let Some((_, seq)) = crate::shared::decode_ctx(ctx) {
+            match self.shared.take_waiter(seq) {
+                Some(crate::shared::Waiter::Proposal(tx)) => {
+                    let _ = tx.send(Err(e));
+                }
+                Some(crate::shared::Waiter::Members(tx)) => {
+                    let _ = tx.send(Err(e));
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn promote_check(&self, id: u64) -> Result<()> {
+        if self.raw.raft.state != StateRole::Leader {
+            return Err(ReplicationError::NotLeader);
+        }
+        let prs = self.raw.raft.prs();
+        let me = prs.get(self.raw.raft.id).map_or(0, |p| p.matched);
+        match prs.get(id) {
+            None => Err(ReplicationError::MemberNotFound),
+            // etcd: a learner is ready once its match reaches 90% of the leader's.
+            Some(p) if (p.matched as f64) < 0.9 * me as f64 => {
+                Err(ReplicationError::LearnerNotReady)
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn apply_conf(&mut self, cc: ConfChangeV2, reply: Sender<Result<ConfState>>) {
+        let r = self.raw.apply_conf_change(&cc).map_err(ReplicationError::from);
+        if let Ok(cs) = &r {
+            self.store.set_conf_state(cs.clone());
+        }
+        let _ = reply.send(r);
+    }
+
+    /// After the state machine synced at `applied`: compact the log, keeping a tail.
+    fn compact(&mut self, applied: u64) {
+        let upto = applied.saturating_sub(self.catchup);
+        match self.store.compact(upto) {
+            Ok(Some(durable)) => {
+                self.shared.counters.compactions.fetch_add(1, Ordering::Relaxed);
+                let _ = self.handle(Input::Compacted { index: upto, durable });
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "log compaction failed"),
+        }
+    }
+
+    fn start_read_round(&mut self) {
+        if self.reads_waiting.is_empty() || self.reads_inflight.is_some() {
+            return;
+        }
+        if self.raw.raft.leader_id == raft::INVALID_ID {
+            for tx in self.reads_waiting.drain(..) {
+                let _ = tx.send(Err(ReplicationError::NoLeader));
+            }
+            return;
+        }
+        self.read_seq += 1;
+        let waiting = std::mem::take(&mut self.reads_waiting);
+        self.raw.read_index(self.read_seq.to_le_bytes().to_vec());
+        self.reads_inflight = Some((self.read_seq, waiting, Instant::now()));
+    }
+
+    /// A read round that got no answer (the leader was lost meanwhile) fails after an
+    /// election timeout, so its readers can retry.
+    fn expire_reads(&mut self) {
+        if let Some((_, _, at)) = &self.reads_inflight {
+            if at.elapsed() > self.election * 2 {
+                if let Some((_, txs, _)) = self.reads_inflight.take() {
+                    for tx in txs {
+                        let _ = tx.send(Err(ReplicationError::Timeout));
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_ready(&mut self) -> Result<()> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut rd = self.raw.ready();
+        if let Some(ss) = rd.ss() {
+            self.soft_state(ss.leader_id, ss.raft_state);
+        }
+        if !rd.messages().is_empty() {
+            self.transport.send(rd.take_messages());
+        }
+        let mut hs = rd.hs().cloned();
+        if !rd.snapshot().is_empty() {
+            let meta = rd.snapshot().get_metadata().clone();
+            self.install_snapshot(&meta, hs.take().as_ref())?;
+        }
+        let committed = rd.take_committed_entries();
+        if let Some(last) = committed.last() {
+            self.shared.committed.store(last.index, Ordering::Relaxed);
+            self.apply_tx
+                .send(ApplyTask::Entries(committed))
+                .map_err(|_| ReplicationError::Stopped)?;
+        }
+        for rs in rd.take_read_states() {
+            self.read_state(&rs.request_ctx, rs.index);
+        }
+        if let Some(h) = &hs {
+            self.shared.term.store(h.term, Ordering::Relaxed);
+        }
+        let durable = self.store.append(rd.entries(), hs.as_ref())?;
+        let msgs = rd.take_persisted_messages();
+        let number = rd.number();
+        self.raw.advance_append_async(rd);
+        let last = self.store.last();
+        self.persist_tx
+            .send(PersistJob { number, durable, msgs, last })
+            .map_err(|_| ReplicationError::Stopped)
+    }
+
+    fn read_state(&mut self, ctx: &[u8], index: u64) {
+        let Some((seq, _, _)) = &self.reads_inflight else { return };
+        if ctx != seq.to_le_bytes() {
+            return;
+        }
+        if let Some((_, txs, _)) = self.reads_inflight.take() {
+            for tx in txs {
+                let _ = tx.send(Ok(index));
+            }
+        }
+    }
+
+    fn soft_state(&mut self, leader: u64, role: StateRole) {
+        let old = self.shared.leader.swap(leader, Ordering::SeqCst);
+        if old != leader && leader != raft::INVALID_ID {
+            self.shared.counters.leader_changes.fetch_add(1, Ordering::Relaxed);
+        }
+        self.shared.leader_watch.send_replace(leader);
+        let was = self.role == StateRole::Leader;
+        let is = role == StateRole::Leader;
+        self.role = role;
+        self.shared.is_leader.store(is, Ordering::SeqCst);
+        self.shared.term.store(self.raw.raft.term, Ordering::Relaxed);
+        if was != is {
+            tracing::info!(id = %format!("{:x}", self.shared.id), leader = is, term = self.raw.raft.term, "leadership changed");
+            self.shared.sm.on_leader_change(is);
+        }
+        if leader == raft::INVALID_ID {
+            if let Some((_, txs, _)) = self.reads_inflight.take() {
+                for tx in txs {
+                    let _ = tx.send(Err(ReplicationError::NoLeader));
+                }
+            }
+        }
+    }
+
+    /// State machine first (so a crash in between leaves a state machine ahead of the log,
+    /// which restart tolerates), then the log marker.
+    fn install_snapshot(
+        &mut self,
+        meta: &raft::eraftpb::SnapshotMetadata,
+        hs: Option<&raft::eraftpb::HardState>,
+    ) -> Result<()> {
+        let path = self.snaps.incoming(meta.index, meta.term);
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.apply_tx
+            .send(ApplyTask::Restore { path: path.clone(), done: tx })
+            .map_err(|_| ReplicationError::Stopped)?;
+        // The apply thread may need conf changes applied before it reaches the restore.
+        let r = loop {
+            select! {
+                recv(rx) -> r => break r.map_err(|_| ReplicationError::Stopped)?,
+                recv(self.conf_rx) -> c => {
+                    if let Ok((cc, reply)) = c { self.apply_conf(cc, reply); }
+                }
+            }
+        };
+        r?;
+        self.store.apply_snapshot(meta, hs)?.wait()?;
+        self.snaps.prune("in-", &path);
+        tracing::info!(index = meta.index, term = meta.term, "installed snapshot");
+        Ok(())
+    }
+}
+
+/// The persist thread: waits for each Ready's WAL group in order, then lets raft know.
+pub(crate) fn persist_loop(
+    rx: Receiver<PersistJob>,
+    node: Sender<Input>,
+    store: LogStore,
+    transport: Arc<dyn Transport>,
+) {
+    for job in rx {
+        if let Some(d) = job.durable {
+            if let Err(e) = d.wait() {
+                tracing::error!(error = %e, "wal write failed; the member stops");
+                let _ = node.send(Input::Fatal(e.to_string()));
+                return;
+            }
+        }
+        store.persisted_to(job.last);
+        if !job.msgs.is_empty() {
+            transport.send(job.msgs);
+        }
+        if node.send(Input::Persisted { number: job.number }).is_err() {
+            return;
+        }
+    }
+}
+
+/// The snapshot thread: writes a state machine snapshot when raft needs one for a follower.
+pub(crate) fn snapshot_loop<S: StateMachine>(
+    rx: Receiver<()>,
+    node: Sender<Input>,
+    shared: Arc<Shared<S>>,
+    snaps: SnapDir,
+) {
+    for () in rx {
+        let tmp = snaps.path().join("out.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let r = (|| -> Result<SnapshotAvail> {
+            let (index, term, cluster) = shared.sm.write_snapshot(&tmp)?;
+            let cs = match cluster {
+                Some(b) => crate::membership::ClusterRecord::decode(&b)?.conf_state(),
+                None => shared.cluster().conf_state(),
+            };
+            let path = snaps.outgoing(index, term);
+            std::fs::rename(&tmp, &path).map_err(|source| ReplicationError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            snaps.prune("out-", &path);
+            Ok(SnapshotAvail { index, term, conf_state: cs })
+        })();
+        match r {
+            Ok(a) => {
+                tracing::info!(index = a.index, "snapshot written for followers");
+                let _ = node.send(Input::SnapshotReady(a));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "snapshot for followers failed");
+                std::thread::sleep(Duration::from_millis(500));
+                let _ = node.send(Input::SnapshotFailed);
+            }
+        }
+    }
+}

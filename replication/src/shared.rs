@@ -1,0 +1,139 @@
+//! State shared by a replica's threads and its handle: waiters, leadership, progress.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::{oneshot, watch};
+
+use crate::error::{ReplicationError, Result};
+use crate::machine::StateMachine;
+use crate::membership::{ClusterRecord, Member};
+
+/// Entry payload kinds (the first byte of a normal entry's data).
+pub(crate) const KIND_PROPOSAL: u8 = 0;
+pub(crate) const KIND_MEMBER_UPDATE: u8 = 1;
+
+/// Who waits for an entry to be applied.
+pub(crate) enum Waiter<O> {
+    Proposal(oneshot::Sender<Result<O>>),
+    Members(oneshot::Sender<Result<Vec<Member>>>),
+}
+
+/// Counters in etcd's metric terms.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Proposals that failed (etcd_server_proposals_failed_total).
+    pub proposals_failed: AtomicU64,
+    /// Leader changes seen (etcd_server_leader_changes_seen_total).
+    pub leader_changes: AtomicU64,
+    /// Snapshots sent to followers.
+    pub snapshots_sent: AtomicU64,
+    /// Snapshots installed from a leader.
+    pub snapshots_installed: AtomicU64,
+    /// Log compactions (WAL releases).
+    pub compactions: AtomicU64,
+}
+
+pub(crate) struct Shared<S: StateMachine> {
+    pub id: u64,
+    pub sm: Arc<S>,
+    pub seq: AtomicU64,
+    pub waiters: Mutex<HashMap<u64, Waiter<S::Output>>>,
+    pub leader: AtomicU64,
+    pub term: AtomicU64,
+    pub is_leader: AtomicBool,
+    pub committed: AtomicU64,
+    pub applied: watch::Sender<u64>,
+    pub leader_watch: watch::Sender<u64>,
+    pub cluster: RwLock<ClusterRecord>,
+    pub stopped: AtomicBool,
+    pub removed: AtomicBool,
+    pub counters: Counters,
+}
+
+impl<S: StateMachine> Shared<S> {
+    pub fn new(id: u64, sm: Arc<S>, cluster: ClusterRecord, applied: u64) -> Self {
+        Shared {
+            id,
+            sm,
+            seq: AtomicU64::new(1),
+            waiters: Mutex::new(HashMap::new()),
+            leader: AtomicU64::new(0),
+            term: AtomicU64::new(0),
+            is_leader: AtomicBool::new(false),
+            committed: AtomicU64::new(applied),
+            applied: watch::channel(applied).0,
+            leader_watch: watch::channel(0).0,
+            cluster: RwLock::new(cluster),
+            stopped: AtomicBool::new(false),
+            removed: AtomicBool::new(false),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn add_waiter(&self, seq: u64, w: Waiter<S::Output>) {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner()).insert(seq, w);
+    }
+
+    pub fn take_waiter(&self, seq: u64) -> Option<Waiter<S::Output>> {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&seq)
+    }
+
+    pub fn pending(&self) -> usize {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Fails every waiter (the replica stops).
+    pub fn fail_all(&self, why: fn() -> ReplicationError) {
+        let ws: Vec<_> = self
+            .waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, w)| w)
+            .collect();
+        for w in ws {
+            match w {
+                Waiter::Proposal(tx) => {
+                    let _ = tx.send(Err(why()));
+                }
+                Waiter::Members(tx) => {
+                    let _ = tx.send(Err(why()));
+                }
+            }
+        }
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    pub fn cluster(&self) -> ClusterRecord {
+        self.cluster.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_cluster(&self, rec: ClusterRecord) {
+        *self.cluster.write().unwrap_or_else(|p| p.into_inner()) = rec;
+    }
+}
+
+/// The 16-byte entry context: proposer member ID and its sequence number.
+pub(crate) fn encode_ctx(member: u64, seq: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16);
+    v.extend_from_slice(&member.to_le_bytes());
+    v.extend_from_slice(&seq.to_le_bytes());
+    v
+}
+
+/// Decodes [`encode_ctx`]; `None` for anything else (entries raft made itself).
+pub(crate) fn decode_ctx(b: &[u8]) -> Option<(u64, u64)> {
+    let m = u64::from_le_bytes(b.get(0..8)?.try_into().ok()?);
+    let s = u64::from_le_bytes(b.get(8..16)?.try_into().ok()?);
+    Some((m, s))
+}

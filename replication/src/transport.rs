@@ -1,0 +1,122 @@
+//! The narrow network interface between replicas, and the snapshot file directory both sides
+//! of a snapshot transfer use.
+//!
+//! A replica hands outgoing raft messages to its [`Transport`]; whatever delivers them calls
+//! [`Mailbox::step`] on the receiving replica. A `MsgSnapshot` travels with the state machine
+//! file it names: the sender reads it from its [`SnapDir`] (`outgoing`), the receiver writes it
+//! fully into its own (`incoming`) before stepping the message, then the sender reports the
+//! outcome with [`Mailbox::report_snapshot`]. Implementations: [`crate::sim::SimNet`] (in
+//! process, with injected faults) and the gRPC transport in the server crate.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+
+use crossbeam_channel::Sender;
+use raft::eraftpb::Message;
+
+use crate::error::{IoAt, Result};
+
+/// Sends raft messages to peers. Must not block the caller for long (queue and return).
+pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
+    /// Queues messages for their `to` members.
+    fn send(&self, msgs: Vec<Message>);
+    /// A member's peer URLs became known or changed.
+    fn set_peer(&self, id: u64, peer_urls: &[String]);
+    /// A member left the cluster.
+    fn remove_peer(&self, id: u64);
+}
+
+/// Inputs the raft loop accepts from outside (transport and timers).
+#[derive(Debug)]
+pub(crate) enum NetInput {
+    Step(Message),
+    Unreachable(u64),
+    SnapshotDone { to: u64, ok: bool },
+}
+
+/// A replica's inbox for the transport: cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Mailbox {
+    pub(crate) id: u64,
+    pub(crate) tx: Sender<crate::node::Input>,
+    pub(crate) snaps: SnapDir,
+}
+
+impl Mailbox {
+    /// The member this mailbox belongs to.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Delivers a message from a peer (a `MsgSnapshot` only once its file is in
+    /// [`SnapDir::incoming`]). Returns false when the replica has stopped.
+    pub fn step(&self, m: Message) -> bool {
+        self.tx.send(crate::node::Input::Net(NetInput::Step(m))).is_ok()
+    }
+
+    /// The peer could not be reached (raft slows down probing it).
+    pub fn report_unreachable(&self, to: u64) {
+        let _ = self.tx.send(crate::node::Input::Net(NetInput::Unreachable(to)));
+    }
+
+    /// How sending a snapshot to `to` ended.
+    pub fn report_snapshot(&self, to: u64, ok: bool) {
+        let _ = self.tx.send(crate::node::Input::Net(NetInput::SnapshotDone { to, ok }));
+    }
+
+    /// The replica's snapshot directory.
+    pub fn snaps(&self) -> &SnapDir {
+        &self.snaps
+    }
+}
+
+/// The directory of snapshot files: `out-<term>-<index>.db` written by the state machine for
+/// followers, `in-<term>-<index>.db` received from a leader (`.part` while incomplete).
+#[derive(Debug, Clone)]
+pub struct SnapDir {
+    dir: PathBuf,
+}
+
+impl SnapDir {
+    /// Opens (creating) the directory and drops partial downloads.
+    pub fn open(dir: &Path) -> Result<SnapDir> {
+        std::fs::create_dir_all(dir).at(dir)?;
+        for e in std::fs::read_dir(dir).at(dir)?.flatten() {
+            if e.file_name().to_string_lossy().ends_with(".part") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        Ok(SnapDir { dir: dir.to_path_buf() })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A snapshot this member wrote at `index`/`term`, for sending.
+    pub fn outgoing(&self, index: u64, term: u64) -> PathBuf {
+        self.dir.join(format!("out-{term:016x}-{index:016x}.db"))
+    }
+
+    /// A snapshot received from the leader, complete.
+    pub fn incoming(&self, index: u64, term: u64) -> PathBuf {
+        self.dir.join(format!("in-{term:016x}-{index:016x}.db"))
+    }
+
+    /// Where a snapshot being received is written until complete.
+    pub fn incoming_part(&self, index: u64, term: u64) -> PathBuf {
+        self.dir.join(format!("in-{term:016x}-{index:016x}.db.part"))
+    }
+
+    /// Deletes snapshot files other than `keep` whose names start with `prefix`.
+    pub fn prune(&self, prefix: &str, keep: &Path) {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p != keep && e.file_name().to_string_lossy().starts_with(prefix) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
