@@ -110,7 +110,7 @@ impl<S: StateMachine> Applier<S> {
                     }
                     KIND_MEMBER_UPDATE => {
                         let r = self.member_update(&e);
-                        self.answer_members(own, r);
+                        self.answer_members(own, e.index, r);
                     }
                     k => {
                         tracing::warn!(index = e.index, kind = k, "unknown entry kind; skipped");
@@ -119,7 +119,7 @@ impl<S: StateMachine> Applier<S> {
                 },
                 EntryType::EntryConfChangeV2 => {
                     let r = self.conf_change(&e)?;
-                    self.answer_members(own, r);
+                    self.answer_members(own, e.index, r);
                 }
                 EntryType::EntryConfChange => {
                     // Never proposed by rusted; keep the index moving.
@@ -138,7 +138,10 @@ impl<S: StateMachine> Applier<S> {
         Ok(())
     }
 
-    fn answer_members(&self, own: Option<u64>, r: Result<Vec<Member>>) {
+    /// Raft learns of the application before the proposer does, so a membership change the
+    /// proposer makes next is not refused as "another change is unapplied".
+    fn answer_members(&self, own: Option<u64>, index: u64, r: Result<Vec<Member>>) {
+        let _ = self.node.send(Input::Applied(index));
         if let Some(Waiter::Members(tx)) = own.and_then(|s| self.shared.take_waiter(s)) {
             let _ = tx.send(r);
         }

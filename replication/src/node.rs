@@ -83,6 +83,7 @@ pub(crate) struct RaftLoop<S: StateMachine> {
     pub read_seq: u64,
     pub role: StateRole,
     pub snapshot_building: bool,
+    pub deferred_conf: Vec<(Vec<u8>, ConfChangeV2, Instant)>,
 }
 
 impl<S: StateMachine> RaftLoop<S> {
@@ -151,7 +152,11 @@ impl<S: StateMachine> RaftLoop<S> {
                 }
             }
             Input::ConfChange { ctx, cc } => {
-                if let Err(e) = self.raw.propose_conf_change(ctx.clone(), cc) {
+                // raft-rs turns a conf change proposed while another is unapplied into an
+                // empty entry (and its proposer would only time out): hold it until then.
+                if self.raw.raft.state == StateRole::Leader && self.raw.raft.has_pending_conf() {
+                    self.deferred_conf.push((ctx, cc, Instant::now()));
+                } else if let Err(e) = self.raw.propose_conf_change(ctx.clone(), cc) {
                     self.fail_proposal(&ctx, e.into());
                 }
             }
@@ -170,7 +175,10 @@ impl<S: StateMachine> RaftLoop<S> {
             }
             Input::Read(tx) => self.reads_waiting.push(tx),
             Input::Persisted { number } => self.raw.on_persist_ready(number),
-            Input::Applied(i) => self.raw.advance_apply_to(i),
+            Input::Applied(i) => {
+                self.raw.advance_apply_to(i);
+                self.retry_deferred_conf();
+            }
             Input::Compact(applied) => self.compact(applied),
             Input::Compacted { index, durable } => {
                 // Released on the snapshot thread once the marker is durable.
@@ -207,6 +215,18 @@ impl<S: StateMachine> RaftLoop<S> {
             Input::Stop => return true,
         }
         false
+    }
+
+    fn retry_deferred_conf(&mut self) {
+        while !self.deferred_conf.is_empty() && !self.raw.raft.has_pending_conf() {
+            let (ctx, cc, _) = self.deferred_conf.remove(0);
+            if let Err(e) = self.raw.propose_conf_change(ctx.clone(), cc) {
+                self.fail_proposal(&ctx, e.into());
+            }
+        }
+        // Proposers give up after their request timeout; drop what they no longer wait for.
+        let limit = self.election * 10;
+        self.deferred_conf.retain(|(_, _, at)| at.elapsed() < limit);
     }
 
     fn fail_proposal(&self, ctx: &[u8], e: ReplicationError) {

@@ -217,6 +217,7 @@ impl<S: StateMachine> Replica<S> {
             read_seq: 0,
             role: StateRole::Follower,
             snapshot_building: false,
+            deferred_conf: Vec::new(),
         };
         threads.push(spawn("raft", Box::new(move || raft_loop.run()))?);
         Ok(Replica {

@@ -172,7 +172,10 @@ impl SimNet {
         let mut st = self.lock();
         for m in msgs {
             let (dup, drop_p) = (st.faults.duplicate, st.faults.drop);
-            let copies = if st.chance(dup) { 2 } else { 1 };
+            // Raft delivers a client proposal at most once (raft thesis §6.3: exactly-once needs
+            // client sessions); the gRPC transport never resends one, so neither does this.
+            let dupable = m.get_msg_type() != MessageType::MsgPropose;
+            let copies = if dupable && st.chance(dup) { 2 } else { 1 };
             if m.get_msg_type() != MessageType::MsgSnapshot && st.chance(drop_p) {
                 st.dropped += 1;
                 continue;

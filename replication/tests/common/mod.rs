@@ -151,7 +151,7 @@ pub struct Slot {
     pub id: u64,
     pub dir: PathBuf,
     pub sm: Option<Arc<KvMachine>>,
-    pub replica: Option<Replica<KvMachine>>,
+    pub replica: Option<Arc<Replica<KvMachine>>>,
 }
 
 pub struct Cluster {
@@ -203,7 +203,7 @@ impl Cluster {
         let r = Replica::start(cfg, sm.clone(), self.net.endpoint(s.id)).unwrap();
         self.net.register(r.mailbox());
         s.sm = Some(sm);
-        s.replica = Some(r);
+        s.replica = Some(Arc::new(r));
     }
 
     /// Stops a member abruptly: off the network, threads stopped, store closed.
@@ -218,7 +218,21 @@ impl Cluster {
         }
     }
 
-    pub fn replica(&self, i: usize) -> &Replica<KvMachine> {
+    /// A slot for a member added at runtime.
+    pub fn add_slot(&mut self, id: u64) -> usize {
+        let dir = self.base.path().join(format!("{id:x}"));
+        self.slots.push(Slot { id, dir, sm: None, replica: None });
+        self.slots.len() - 1
+    }
+
+    /// Publishes member `i`'s name and client URL (as the server does at start).
+    pub fn publish(&self, i: usize) {
+        let r = self.replica(i);
+        let url = format!("http://127.0.0.1:{}", 2379 + i);
+        self.rt.block_on(r.publish(&format!("m{i}"), vec![url])).unwrap();
+    }
+
+    pub fn replica(&self, i: usize) -> &Arc<Replica<KvMachine>> {
         self.slots[i].replica.as_ref().unwrap()
     }
 
