@@ -1,3 +1,14 @@
-//! rusted-server: will hold the etcd v3 API (tonic gRPC and the JSON gateway on one port) and the
-//! `rusted` and `rustedctl` binaries (issues 6 and 7). Not built yet.
+//! rusted-server: the etcd v3 API over gRPC, the peer transport, and the `rusted` binary.
 #![forbid(unsafe_code)]
+
+pub mod convert;
+pub mod errors;
+pub mod machine;
+pub mod peer;
+pub mod proto;
+pub mod cluster;
+pub mod config;
+pub mod ctx;
+pub mod kv;
+pub mod maintenance;
+pub mod server;

@@ -1,0 +1,44 @@
+//! `rusted`: an etcd-compatible member. With no flags it serves a single-member cluster on
+//! 127.0.0.1:2379 (clients) and 127.0.0.1:2380 (peers), data in ./default.rusted.
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+use rusted_server::config::ServerConfig;
+use rusted_server::server::Member;
+
+fn main() -> std::process::ExitCode {
+    let cfg = ServerConfig::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{},raft=warn", cfg.log_level)));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rusted: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let member = match Member::start(cfg).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!("cannot start: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot watch SIGTERM: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT, shutting down"),
+            _ = term.recv() => tracing::info!("received SIGTERM, shutting down"),
+        }
+        member.stop().await;
+        tracing::info!("stopped");
+        std::process::ExitCode::SUCCESS
+    })
+}

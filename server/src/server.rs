@@ -1,0 +1,275 @@
+//! Assembles a member: identity, store, replica, peer transport, gRPC services, background
+//! duties (publish, lease expiry), and graceful stop.
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusted_engine::mvcc::StoreOptions;
+use rusted_replication::membership::{bootstrap_record, parse_initial_cluster, ClusterRecord};
+use rusted_replication::{Bootstrap, Replica, ReplicaConfig};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::cluster::ClusterService;
+use crate::config::{bind_addr, urls, ServerConfig};
+use crate::ctx::{Ctx, Limits};
+use crate::kv::KvService;
+use crate::machine::{ApplyOut, EtcdMachine};
+use crate::maintenance::MaintenanceService;
+use crate::peer::{fetch_cluster, GrpcTransport, GrpcTransportRef, PeerService, PeerState};
+use crate::proto::etcdserverpb::cluster_server::ClusterServer;
+use crate::proto::etcdserverpb::kv_server::KvServer;
+use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use crate::proto::etcdserverpb::{LeaseCheckpoint, LeaseCheckpointRequest, LeaseRevokeRequest};
+use crate::proto::rustedpb::peer_server::PeerServer;
+use crate::proto::rustedpb::proposal::Request as P;
+
+/// Who this member is, fixed at bootstrap (initial-* flags are ignored afterwards).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Identity {
+    member_id: u64,
+    cluster_id: u64,
+}
+
+/// A startup failure.
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+fn read_identity(path: &Path) -> Result<Option<Identity>, StartError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", path.display()))?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display()).into()),
+    }
+}
+
+fn write_identity(path: &Path, id: Identity) -> Result<(), StartError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&id)?)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(d) = path.parent() {
+        std::fs::File::open(d)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Works out who this member is and how it starts.
+async fn bootstrap(cfg: &ServerConfig) -> Result<(Identity, Bootstrap), StartError> {
+    let id_path = cfg.member_dir().join("identity.json");
+    let initial = parse_initial_cluster(&cfg.initial_cluster)?;
+    let my_urls = urls(&cfg.initial_advertise_peer_urls);
+    let existing = read_identity(&id_path)?;
+    let (ident, boot) = if cfg.initial_cluster_state == "existing" && existing.is_none() {
+        let others: Vec<String> = initial
+            .iter()
+            .flat_map(|(_, u)| u.iter().cloned())
+            .filter(|u| !my_urls.contains(u))
+            .collect();
+        let raw = fetch_cluster(&others).await.map_err(|e| format!("cannot fetch the cluster from its members: {e}"))?;
+        let rec = ClusterRecord::decode(&raw)?;
+        let me = rec
+            .members
+            .values()
+            .find(|m| m.peer_urls.iter().any(|u| my_urls.contains(u)))
+            .ok_or("PeerURLs: no match found for existing member (add it with `member add` first)")?;
+        (Identity { member_id: me.id, cluster_id: rec.cluster_id }, Bootstrap::Existing(rec))
+    } else {
+        let rec = bootstrap_record(&initial, &cfg.initial_cluster_token)?;
+        let me = rusted_replication::membership::member_id(&my_urls, &cfg.initial_cluster_token, None);
+        if !rec.members.contains_key(&me) {
+            return Err(format!(
+                "couldn't find local name {:?} in the initial cluster configuration",
+                cfg.name
+            )
+            .into());
+        }
+        (Identity { member_id: me, cluster_id: rec.cluster_id }, Bootstrap::New(rec))
+    };
+    match existing {
+        Some(i) => Ok((i, boot)),
+        None => {
+            write_identity(&id_path, ident)?;
+            Ok((ident, boot))
+        }
+    }
+}
+
+/// A running member.
+#[derive(Debug)]
+pub struct Member {
+    /// Handler context.
+    pub ctx: Arc<Ctx>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Member {
+    /// Starts a member as `cfg` says, serving clients and peers until [`Member::stop`].
+    pub async fn start(cfg: ServerConfig) -> Result<Member, StartError> {
+        std::fs::create_dir_all(cfg.snap_dir())?;
+        let (ident, boot) = bootstrap(&cfg).await?;
+        let heartbeat = Duration::from_millis(cfg.heartbeat_interval.max(1));
+        let election = Duration::from_millis(cfg.election_timeout);
+        if cfg.election_timeout < 5 * cfg.heartbeat_interval {
+            return Err(format!(
+                "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
+                cfg.election_timeout, cfg.heartbeat_interval
+            )
+            .into());
+        }
+        let store_opts = StoreOptions::default();
+        let machine = Arc::new(EtcdMachine::open(&cfg.snap_dir().join("db"), store_opts, election)?);
+        let mut rcfg = ReplicaConfig::new(ident.member_id, cfg.member_dir(), boot);
+        rcfg.wal_dir = cfg.wal_dir();
+        rcfg.snap_dir = cfg.snap_dir();
+        rcfg.heartbeat = heartbeat;
+        rcfg.election = election;
+        rcfg.snapshot_count = cfg.snapshot_count;
+        rcfg.request_timeout = Duration::from_secs(5) + 2 * election;
+        rcfg.pre_vote = cfg.pre_vote;
+        let transport = GrpcTransport::new(tokio::runtime::Handle::current(), ident.member_id, ident.cluster_id);
+        let replica = {
+            let (m, t) = (machine.clone(), transport.clone());
+            tokio::task::spawn_blocking(move || Replica::start(rcfg, m, Arc::new(GrpcTransportRef(t)))).await??
+        };
+        let replica = Arc::new(replica);
+        transport.attach(replica.mailbox());
+        let peer_state = Arc::new(PeerState::default());
+        let _ = peer_state.mailbox.set(replica.mailbox());
+        let _ = peer_state.ids.set((ident.cluster_id, ident.member_id));
+        *peer_state.cluster.lock().unwrap_or_else(|p| p.into_inner()) = replica.cluster().encode();
+
+        let quota = if cfg.quota_backend_bytes == 0 { 2 << 30 } else { cfg.quota_backend_bytes };
+        let limits = Limits { max_request_bytes: cfg.max_request_bytes, max_txn_ops: cfg.max_txn_ops, quota_backend_bytes: quota };
+        let ctx = Arc::new(Ctx { replica: replica.clone(), machine: machine.clone(), limits });
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        for u in urls(&cfg.listen_peer_urls) {
+            let addr = bind_addr(&u)?;
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("listen {u}: {e}"))?;
+            let svc = PeerServer::new(PeerService { state: peer_state.clone() })
+                .max_decoding_message_size(64 << 20);
+            let mut rx = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let inc = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                let r = tonic::transport::Server::builder()
+                    .tcp_nodelay(true)
+                    .add_service(svc)
+                    .serve_with_incoming_shutdown(inc, async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "peer server");
+                }
+            }));
+            tracing::info!(url = %u, "serving peer traffic");
+        }
+        let max_msg = cfg.max_request_bytes + 512 * 1024;
+        for u in urls(&cfg.listen_client_urls) {
+            let addr = bind_addr(&u)?;
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("listen {u}: {e}"))?;
+            let kv = KvServer::new(KvService { ctx: ctx.clone() }).max_decoding_message_size(max_msg);
+            let cl = ClusterServer::new(ClusterService { ctx: ctx.clone() }).max_decoding_message_size(max_msg);
+            let mt = MaintenanceServer::new(MaintenanceService { ctx: ctx.clone() })
+                .max_decoding_message_size(max_msg)
+                .max_encoding_message_size(usize::MAX);
+            let mut rx = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let inc = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                let r = tonic::transport::Server::builder()
+                    .tcp_nodelay(true)
+                    .add_service(kv)
+                    .add_service(cl)
+                    .add_service(mt)
+                    .serve_with_incoming_shutdown(inc, async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "client server");
+                }
+            }));
+            tracing::info!(url = %u, "serving client traffic");
+        }
+        tasks.push(tokio::spawn(publish(ctx.clone(), cfg.name.clone(), urls(&cfg.advertise_client_urls), stop_rx.clone())));
+        tasks.push(tokio::spawn(leader_duties(ctx.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(refresh_peer_state(ctx.clone(), peer_state, stop_rx)));
+        tracing::info!(id = %format!("{:x}", ident.member_id), cluster = %format!("{:x}", ident.cluster_id), "member started");
+        Ok(Member { ctx, stop, tasks })
+    }
+
+    /// Stops serving, stops the replica (every acknowledged write is in the synced WAL) and
+    /// closes the store.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let ctx = self.ctx.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            ctx.replica.stop();
+            if let Err(e) = ctx.store().close() {
+                tracing::warn!(error = %e, "store close");
+            }
+        })
+        .await;
+    }
+}
+
+/// etcd's publish: the member's name and client URLs go through raft once it runs.
+async fn publish(ctx: Arc<Ctx>, name: String, client_urls: Vec<String>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let cur = ctx.replica.cluster();
+        if cur.members.get(&ctx.replica.id()).is_some_and(|m| m.name == name && m.client_urls == client_urls) {
+            return;
+        }
+        match ctx.replica.publish(&name, client_urls.clone()).await {
+            Ok(_) => return,
+            Err(e) => tracing::debug!(error = %e, "publish, retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Lease expiry and checkpoints, run only while leading (etcd's lessor loop).
+async fn leader_duties(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if !ctx.replica.is_leader() {
+            continue;
+        }
+        let store = ctx.store();
+        for id in store.expired_leases(1000) {
+            match ctx.propose(P::LeaseRevoke(LeaseRevokeRequest { id })).await {
+                Ok(ApplyOut::LeaseRevoke(_)) | Ok(_) => {}
+                Err(e) => tracing::debug!(lease = id, error = %e, "lease expiry revoke failed"),
+            }
+        }
+        for (id, remaining_ttl) in store.due_lease_checkpoints(1000) {
+            let req = LeaseCheckpointRequest { checkpoints: vec![LeaseCheckpoint { id, remaining_ttl }] };
+            if let Err(e) = ctx.propose(P::LeaseCheckpoint(req)).await {
+                tracing::debug!(lease = id, error = %e, "lease checkpoint failed");
+            }
+        }
+    }
+}
+
+async fn refresh_peer_state(ctx: Arc<Ctx>, st: Arc<PeerState>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        *st.cluster.lock().unwrap_or_else(|p| p.into_inner()) = ctx.replica.cluster().encode();
+    }
+}
