@@ -57,6 +57,9 @@ impl std::fmt::Debug for Input {
     }
 }
 
+/// A read-index round in flight: its context number, its readers, when it started.
+pub(crate) type ReadRound = (u64, Vec<oneshot::Sender<Result<u64>>>, Instant);
+
 pub(crate) struct PersistJob {
     pub number: u64,
     pub durable: Option<Durable>,
@@ -79,7 +82,7 @@ pub(crate) struct RaftLoop<S: StateMachine> {
     pub election: Duration,
     pub catchup: u64,
     pub reads_waiting: Vec<oneshot::Sender<Result<u64>>>,
-    pub reads_inflight: Option<(u64, Vec<oneshot::Sender<Result<u64>>>, Instant)>,
+    pub reads_inflight: Option<ReadRound>,
     pub read_seq: u64,
     pub role: StateRole,
     pub snapshot_building: bool,

@@ -545,7 +545,7 @@ impl<S: StateMachine> Replica<S> {
     pub async fn transfer_leader(&self, to: u64) -> Result<()> {
         self.check_running()?;
         let rec = self.shared.cluster();
-        if !rec.members.get(&to).is_some_and(|m| !m.is_learner) {
+        if rec.members.get(&to).is_none_or(|m| m.is_learner) {
             return Err(ReplicationError::BadLeaderTransferee);
         }
         if !self.is_leader() {

@@ -42,9 +42,17 @@ impl ClusterService {
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
-    async fn member_add(&self, req: Request<pb::MemberAddRequest>) -> Result<Response<pb::MemberAddResponse>, Status> {
+    async fn member_add(
+        &self,
+        req: Request<pb::MemberAddRequest>,
+    ) -> Result<Response<pb::MemberAddResponse>, Status> {
         let r = req.into_inner();
-        let (m, list) = self.ctx.replica.member_add(r.peer_ur_ls, r.is_learner).await.map_err(ApiError::from)?;
+        let (m, list) = self
+            .ctx
+            .replica
+            .member_add(r.peer_ur_ls, r.is_learner)
+            .await
+            .map_err(ApiError::from)?;
         Ok(Response::new(pb::MemberAddResponse {
             header: self.header(),
             member: Some(member_out(&m)),
@@ -56,8 +64,12 @@ impl Cluster for ClusterService {
         &self,
         req: Request<pb::MemberRemoveRequest>,
     ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
-        let list = self.ctx.replica.member_remove(req.into_inner().id).await.map_err(ApiError::from)?;
-        Ok(Response::new(pb::MemberRemoveResponse { header: self.header(), members: members_out(&list) }))
+        let list =
+            self.ctx.replica.member_remove(req.into_inner().id).await.map_err(ApiError::from)?;
+        Ok(Response::new(pb::MemberRemoveResponse {
+            header: self.header(),
+            members: members_out(&list),
+        }))
     }
 
     async fn member_update(
@@ -65,23 +77,37 @@ impl Cluster for ClusterService {
         req: Request<pb::MemberUpdateRequest>,
     ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
         let r = req.into_inner();
-        let list = self.ctx.replica.member_update(r.id, r.peer_ur_ls).await.map_err(ApiError::from)?;
-        Ok(Response::new(pb::MemberUpdateResponse { header: self.header(), members: members_out(&list) }))
+        let list =
+            self.ctx.replica.member_update(r.id, r.peer_ur_ls).await.map_err(ApiError::from)?;
+        Ok(Response::new(pb::MemberUpdateResponse {
+            header: self.header(),
+            members: members_out(&list),
+        }))
     }
 
-    async fn member_list(&self, req: Request<pb::MemberListRequest>) -> Result<Response<pb::MemberListResponse>, Status> {
+    async fn member_list(
+        &self,
+        req: Request<pb::MemberListRequest>,
+    ) -> Result<Response<pb::MemberListResponse>, Status> {
         if req.into_inner().linearizable {
             self.ctx.linearize().await?;
         }
         let list = self.ctx.replica.members();
-        Ok(Response::new(pb::MemberListResponse { header: self.header(), members: members_out(&list) }))
+        Ok(Response::new(pb::MemberListResponse {
+            header: self.header(),
+            members: members_out(&list),
+        }))
     }
 
     async fn member_promote(
         &self,
         req: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
-        let list = self.ctx.replica.member_promote(req.into_inner().id).await.map_err(ApiError::from)?;
-        Ok(Response::new(pb::MemberPromoteResponse { header: self.header(), members: members_out(&list) }))
+        let list =
+            self.ctx.replica.member_promote(req.into_inner().id).await.map_err(ApiError::from)?;
+        Ok(Response::new(pb::MemberPromoteResponse {
+            header: self.header(),
+            members: members_out(&list),
+        }))
     }
 }

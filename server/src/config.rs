@@ -19,13 +19,25 @@ pub struct ServerConfig {
     #[arg(long = "wal-dir", env = "ETCD_WAL_DIR")]
     pub wal_dir: Option<PathBuf>,
     /// List of URLs to listen on for client traffic.
-    #[arg(long = "listen-client-urls", env = "ETCD_LISTEN_CLIENT_URLS", default_value = "http://127.0.0.1:2379")]
+    #[arg(
+        long = "listen-client-urls",
+        env = "ETCD_LISTEN_CLIENT_URLS",
+        default_value = "http://127.0.0.1:2379"
+    )]
     pub listen_client_urls: String,
     /// List of this member's client URLs to advertise to the public.
-    #[arg(long = "advertise-client-urls", env = "ETCD_ADVERTISE_CLIENT_URLS", default_value = "http://localhost:2379")]
+    #[arg(
+        long = "advertise-client-urls",
+        env = "ETCD_ADVERTISE_CLIENT_URLS",
+        default_value = "http://localhost:2379"
+    )]
     pub advertise_client_urls: String,
     /// List of URLs to listen on for peer traffic.
-    #[arg(long = "listen-peer-urls", env = "ETCD_LISTEN_PEER_URLS", default_value = "http://127.0.0.1:2380")]
+    #[arg(
+        long = "listen-peer-urls",
+        env = "ETCD_LISTEN_PEER_URLS",
+        default_value = "http://127.0.0.1:2380"
+    )]
     pub listen_peer_urls: String,
     /// List of this member's peer URLs to advertise to the rest of the cluster.
     #[arg(
@@ -35,14 +47,22 @@ pub struct ServerConfig {
     )]
     pub initial_advertise_peer_urls: String,
     /// Initial cluster configuration for bootstrapping.
-    #[arg(long = "initial-cluster", env = "ETCD_INITIAL_CLUSTER", default_value = "default=http://localhost:2380")]
+    #[arg(
+        long = "initial-cluster",
+        env = "ETCD_INITIAL_CLUSTER",
+        default_value = "default=http://localhost:2380"
+    )]
     pub initial_cluster: String,
     /// Initial cluster state ('new' or 'existing').
     #[arg(long = "initial-cluster-state", env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new",
           value_parser = ["new", "existing"])]
     pub initial_cluster_state: String,
     /// Initial cluster token for the etcd cluster during bootstrap.
-    #[arg(long = "initial-cluster-token", env = "ETCD_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
+    #[arg(
+        long = "initial-cluster-token",
+        env = "ETCD_INITIAL_CLUSTER_TOKEN",
+        default_value = "etcd-cluster"
+    )]
     pub initial_cluster_token: String,
     /// Number of committed transactions to trigger a snapshot to disk.
     #[arg(long = "snapshot-count", env = "ETCD_SNAPSHOT_COUNT", default_value_t = 10_000)]
@@ -67,7 +87,11 @@ pub struct ServerConfig {
           value_parser = ["periodic", "revision"])]
     pub auto_compaction_mode: String,
     /// Auto compaction retention (0 means disable auto compaction).
-    #[arg(long = "auto-compaction-retention", env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
+    #[arg(
+        long = "auto-compaction-retention",
+        env = "ETCD_AUTO_COMPACTION_RETENTION",
+        default_value = "0"
+    )]
     pub auto_compaction_retention: String,
     /// Enable the raft Pre-Vote algorithm.
     #[arg(long = "pre-vote", env = "ETCD_PRE_VOTE", default_value_t = true, action = clap::ArgAction::Set)]

@@ -78,7 +78,11 @@ pub fn put_out(r: eng::PutResponse) -> pb::PutResponse {
 
 /// A delete from the wire.
 pub fn delete_in(r: &pb::DeleteRangeRequest) -> eng::DeleteRangeRequest {
-    eng::DeleteRangeRequest { key: r.key.clone(), range_end: r.range_end.clone(), prev_kv: r.prev_kv }
+    eng::DeleteRangeRequest {
+        key: r.key.clone(),
+        range_end: r.range_end.clone(),
+        prev_kv: r.prev_kv,
+    }
 }
 
 /// A delete's response for the wire.

@@ -38,7 +38,9 @@ fn etcd(code: Code, msg: &str) -> Status {
 
 fn lease(e: &LeaseError) -> Status {
     match e {
-        LeaseError::NotFound | LeaseError::Expired => etcd(Code::NotFound, "requested lease not found"),
+        LeaseError::NotFound | LeaseError::Expired => {
+            etcd(Code::NotFound, "requested lease not found")
+        }
         LeaseError::Exists => etcd(Code::FailedPrecondition, "lease already exists"),
         LeaseError::TtlTooLarge => etcd(Code::OutOfRange, "too large lease TTL"),
         LeaseError::NotPrimary => etcd(Code::FailedPrecondition, "not leader"),
@@ -50,8 +52,12 @@ impl From<ApiError> for Status {
         use ReplicationError as R;
         match &e {
             ApiError::Mvcc(m) => match m {
-                MvccError::Compacted { .. } => etcd(Code::OutOfRange, "mvcc: required revision has been compacted"),
-                MvccError::FutureRevision => etcd(Code::OutOfRange, "mvcc: required revision is a future revision"),
+                MvccError::Compacted { .. } => {
+                    etcd(Code::OutOfRange, "mvcc: required revision has been compacted")
+                }
+                MvccError::FutureRevision => {
+                    etcd(Code::OutOfRange, "mvcc: required revision is a future revision")
+                }
                 MvccError::EmptyKey
                 | MvccError::KeyNotFound
                 | MvccError::ValueProvided
@@ -64,7 +70,9 @@ impl From<ApiError> for Status {
             ApiError::Replication(r) => match r {
                 R::NoLeader => etcd(Code::Unavailable, "no leader"),
                 // etcd sends these two with code Unknown (they are not rpctypes errors there).
-                R::TooManyRequests | R::NotEnoughStartedMembers => etcd(Code::Unknown, &r.to_string()),
+                R::TooManyRequests | R::NotEnoughStartedMembers => {
+                    etcd(Code::Unknown, &r.to_string())
+                }
                 R::Timeout | R::TimeoutLeaderFail | R::Stopped | R::Removed | R::LeaderChanged => {
                     etcd(Code::Unavailable, &r.to_string())
                 }
@@ -79,7 +87,9 @@ impl From<ApiError> for Status {
                 R::Config(_) => etcd(Code::InvalidArgument, "given member URLs are invalid"),
                 other => Status::new(Code::Internal, other.to_string()),
             },
-            ApiError::TooManyOps => etcd(Code::InvalidArgument, "too many operations in txn request"),
+            ApiError::TooManyOps => {
+                etcd(Code::InvalidArgument, "too many operations in txn request")
+            }
             ApiError::RequestTooLarge => etcd(Code::InvalidArgument, "request is too large"),
             ApiError::NoSpace => etcd(Code::ResourceExhausted, "mvcc: database space exceeded"),
             ApiError::Unsupported(m) => Status::new(Code::Unimplemented, *m),

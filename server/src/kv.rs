@@ -49,14 +49,20 @@ impl KvService {
 
 #[tonic::async_trait]
 impl Kv for KvService {
-    async fn range(&self, req: Request<pb::RangeRequest>) -> Result<Response<pb::RangeResponse>, Status> {
+    async fn range(
+        &self,
+        req: Request<pb::RangeRequest>,
+    ) -> Result<Response<pb::RangeResponse>, Status> {
         let r = req.into_inner();
         if !r.serializable {
             self.ctx.linearize().await?;
         }
         let out = self.ctx.store().range(&convert::range_in(&r)).map_err(ApiError::from)?;
         let rev = out.revision;
-        Ok(Response::new(pb::RangeResponse { header: self.ctx.header(rev), ..convert::range_out(out) }))
+        Ok(Response::new(pb::RangeResponse {
+            header: self.ctx.header(rev),
+            ..convert::range_out(out)
+        }))
     }
 
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
@@ -64,7 +70,10 @@ impl Kv for KvService {
         match self.ctx.propose(P::Put(r)).await? {
             ApplyOut::Put(p) => {
                 let rev = p.revision;
-                Ok(Response::new(pb::PutResponse { header: self.ctx.header(rev), ..convert::put_out(p) }))
+                Ok(Response::new(pb::PutResponse {
+                    header: self.ctx.header(rev),
+                    ..convert::put_out(p)
+                }))
             }
             other => Err(unexpected(other)),
         }
@@ -78,7 +87,10 @@ impl Kv for KvService {
         match self.ctx.propose(P::DeleteRange(r)).await? {
             ApplyOut::Delete(d) => {
                 let rev = d.revision;
-                Ok(Response::new(pb::DeleteRangeResponse { header: self.ctx.header(rev), ..convert::delete_out(d) }))
+                Ok(Response::new(pb::DeleteRangeResponse {
+                    header: self.ctx.header(rev),
+                    ..convert::delete_out(d)
+                }))
             }
             other => Err(unexpected(other)),
         }
@@ -90,14 +102,24 @@ impl Kv for KvService {
         if txn_readonly(&t) {
             // As etcd: a read-only txn is a linearizable read served locally.
             self.ctx.linearize().await?;
-            let out = self.ctx.store().txn(Applied::default(), &convert::txn_in(&t)).map_err(ApiError::from)?;
+            let out = self
+                .ctx
+                .store()
+                .txn(Applied::default(), &convert::txn_in(&t))
+                .map_err(ApiError::from)?;
             let rev = out.revision;
-            return Ok(Response::new(pb::TxnResponse { header: self.ctx.header(rev), ..convert::txn_out(out) }));
+            return Ok(Response::new(pb::TxnResponse {
+                header: self.ctx.header(rev),
+                ..convert::txn_out(out)
+            }));
         }
         match self.ctx.propose(P::Txn(t)).await? {
             ApplyOut::Txn(out) => {
                 let rev = out.revision;
-                Ok(Response::new(pb::TxnResponse { header: self.ctx.header(rev), ..convert::txn_out(out) }))
+                Ok(Response::new(pb::TxnResponse {
+                    header: self.ctx.header(rev),
+                    ..convert::txn_out(out)
+                }))
             }
             other => Err(unexpected(other)),
         }

@@ -52,9 +52,18 @@ fn sm_err(e: impl std::fmt::Display) -> ReplicationError {
 
 impl EtcdMachine {
     /// Opens the store at `path`.
-    pub fn open(path: &Path, opts: StoreOptions, lease_extend: Duration) -> Result<Self, MvccError> {
+    pub fn open(
+        path: &Path,
+        opts: StoreOptions,
+        lease_extend: Duration,
+    ) -> Result<Self, MvccError> {
         let store = Store::open(path, opts.clone())?;
-        Ok(EtcdMachine { path: path.to_path_buf(), opts, store: RwLock::new(Arc::new(store)), lease_extend })
+        Ok(EtcdMachine {
+            path: path.to_path_buf(),
+            opts,
+            store: RwLock::new(Arc::new(store)),
+            lease_extend,
+        })
     }
 
     /// The current store (replaced only when a snapshot is installed).
@@ -88,7 +97,9 @@ impl StateMachine for EtcdMachine {
         };
         match req {
             Request::Put(p) => s.put(at, &convert::put_in(&p)).map(ApplyOut::Put),
-            Request::DeleteRange(d) => s.delete_range(at, &convert::delete_in(&d)).map(ApplyOut::Delete),
+            Request::DeleteRange(d) => {
+                s.delete_range(at, &convert::delete_in(&d)).map(ApplyOut::Delete)
+            }
             Request::Txn(t) => s.txn(at, &convert::txn_in(&t)).map(ApplyOut::Txn),
             Request::Compaction(c) => s.compact(at, c.revision).map(ApplyOut::Compact),
             Request::LeaseGrant(g) => s.lease_grant(at, g.id, g.ttl).map(ApplyOut::LeaseGrant),
@@ -107,7 +118,12 @@ impl StateMachine for EtcdMachine {
         self.store().apply_noop(Applied { index, term }).map_err(sm_err)
     }
 
-    fn apply_cluster(&self, index: u64, term: u64, record: &[u8]) -> rusted_replication::Result<()> {
+    fn apply_cluster(
+        &self,
+        index: u64,
+        term: u64,
+        record: &[u8],
+    ) -> rusted_replication::Result<()> {
         self.store().apply_cluster(Applied { index, term }, record).map_err(sm_err)
     }
 
@@ -119,7 +135,10 @@ impl StateMachine for EtcdMachine {
         self.store().sync().map_err(sm_err)
     }
 
-    fn write_snapshot(&self, path: &Path) -> rusted_replication::Result<(u64, u64, Option<Vec<u8>>)> {
+    fn write_snapshot(
+        &self,
+        path: &Path,
+    ) -> rusted_replication::Result<(u64, u64, Option<Vec<u8>>)> {
         let info = self.store().write_snapshot(path).map_err(sm_err)?;
         Ok((info.applied.index, info.applied.term, info.cluster))
     }

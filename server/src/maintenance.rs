@@ -29,20 +29,29 @@ type SnapStream = Pin<Box<dyn Stream<Item = Result<pb::SnapshotResponse, Status>
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    async fn alarm(&self, req: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
+    async fn alarm(
+        &self,
+        req: Request<pb::AlarmRequest>,
+    ) -> Result<Response<pb::AlarmResponse>, Status> {
         use pb::alarm_request::AlarmAction;
         let r = req.into_inner();
         match AlarmAction::try_from(r.action).unwrap_or(AlarmAction::Get) {
             // No alarm is ever raised yet (the space quota is not enforced): nothing to list
             // or clear.
-            AlarmAction::Get | AlarmAction::Deactivate => {
-                Ok(Response::new(pb::AlarmResponse { header: self.ctx.header_now(), alarms: Vec::new() }))
+            AlarmAction::Get | AlarmAction::Deactivate => Ok(Response::new(pb::AlarmResponse {
+                header: self.ctx.header_now(),
+                alarms: Vec::new(),
+            })),
+            AlarmAction::Activate => {
+                Err(ApiError::Unsupported("rusted: raising alarms is not supported yet").into())
             }
-            AlarmAction::Activate => Err(ApiError::Unsupported("rusted: raising alarms is not supported yet").into()),
         }
     }
 
-    async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
         let st = self.ctx.replica.status();
         let store = self.ctx.store();
         let stats = store.db().stats();
@@ -80,7 +89,10 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(pb::DefragmentResponse { header: self.ctx.header_now() }))
     }
 
-    async fn hash(&self, _req: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
+    async fn hash(
+        &self,
+        _req: Request<pb::HashRequest>,
+    ) -> Result<Response<pb::HashResponse>, Status> {
         let store = self.ctx.store();
         let hash = tokio::task::spawn_blocking(move || store.hash())
             .await
@@ -89,7 +101,10 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(pb::HashResponse { header: self.ctx.header_now(), hash }))
     }
 
-    async fn hash_kv(&self, req: Request<pb::HashKvRequest>) -> Result<Response<pb::HashKvResponse>, Status> {
+    async fn hash_kv(
+        &self,
+        req: Request<pb::HashKvRequest>,
+    ) -> Result<Response<pb::HashKvResponse>, Status> {
         let rev = req.into_inner().revision;
         let store = self.ctx.store();
         let h = tokio::task::spawn_blocking(move || store.hash_kv(rev))
@@ -106,7 +121,10 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = SnapStream;
 
-    async fn snapshot(&self, _req: Request<pb::SnapshotRequest>) -> Result<Response<SnapStream>, Status> {
+    async fn snapshot(
+        &self,
+        _req: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<SnapStream>, Status> {
         let store = self.ctx.store();
         let dir = store.db().path().parent().map(|p| p.to_path_buf()).unwrap_or_default();
         let tmp = dir.join(format!("client-snapshot-{}.db", std::process::id()));
@@ -115,7 +133,8 @@ impl Maintenance for MaintenanceService {
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(ApiError::from)?;
-        let mut f = tokio::fs::File::open(&tmp).await.map_err(|e| Status::internal(e.to_string()))?;
+        let mut f =
+            tokio::fs::File::open(&tmp).await.map_err(|e| Status::internal(e.to_string()))?;
         // The file stays readable through the handle once unlinked.
         let _ = tokio::fs::remove_file(&tmp).await;
         let size = f.metadata().await.map_err(|e| Status::internal(e.to_string()))?.len();
@@ -154,7 +173,12 @@ impl Maintenance for MaintenanceService {
             // As etcd: the stream ends with the SHA-256 of the bytes before it.
             let sum = h.finalize().to_vec();
             let _ = tx
-                .send(Ok(pb::SnapshotResponse { header: None, remaining_bytes: 0, blob: sum, version: String::new() }))
+                .send(Ok(pb::SnapshotResponse {
+                    header: None,
+                    remaining_bytes: 0,
+                    blob: sum,
+                    version: String::new(),
+                }))
                 .await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -169,7 +193,10 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(pb::MoveLeaderResponse { header: self.ctx.header_now() }))
     }
 
-    async fn downgrade(&self, _req: Request<pb::DowngradeRequest>) -> Result<Response<pb::DowngradeResponse>, Status> {
+    async fn downgrade(
+        &self,
+        _req: Request<pb::DowngradeRequest>,
+    ) -> Result<Response<pb::DowngradeResponse>, Status> {
         Err(ApiError::Unsupported("rusted: downgrade is not supported").into())
     }
 }

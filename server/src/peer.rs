@@ -49,14 +49,21 @@ pub struct PeerService {
 }
 
 fn decode(b: &[u8]) -> Result<Message, Status> {
-    Message::parse_from_bytes(b).map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))
+    Message::parse_from_bytes(b)
+        .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))
+}
+
+impl PeerService {
+    fn mailbox(&self) -> Result<Mailbox, Status> {
+        self.state.mailbox.get().cloned().ok_or_else(|| Status::unavailable("member starting"))
+    }
 }
 
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn send(&self, req: Request<Streaming<RaftBatch>>) -> Result<Response<SendAck>, Status> {
         let mut s = req.into_inner();
-        let mb = self.state.mailbox.get().cloned().ok_or_else(|| Status::unavailable("member starting"))?;
+        let mb = self.mailbox()?;
         let cid = self.state.ids.get().map_or(0, |x| x.0);
         while let Some(batch) = s.next().await {
             let batch = batch?;
@@ -72,10 +79,15 @@ impl Peer for PeerService {
         Ok(Response::new(SendAck {}))
     }
 
-    async fn snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> Result<Response<SnapshotAck>, Status> {
+    async fn snapshot(
+        &self,
+        req: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<SnapshotAck>, Status> {
         let mut s = req.into_inner();
-        let mb = self.state.mailbox.get().cloned().ok_or_else(|| Status::unavailable("member starting"))?;
-        let Some(first) = s.next().await else { return Err(Status::invalid_argument("empty snapshot stream")) };
+        let mb = self.mailbox()?;
+        let Some(first) = s.next().await else {
+            return Err(Status::invalid_argument("empty snapshot stream"));
+        };
         let first = first?;
         let msg = decode(&first.message)?;
         if msg.get_msg_type() != MessageType::MsgSnapshot {
@@ -84,11 +96,14 @@ impl Peer for PeerService {
         let meta = msg.get_snapshot().get_metadata();
         let (i, t) = (meta.index, meta.term);
         let part = mb.snaps().incoming_part(i, t);
-        let mut f = tokio::fs::File::create(&part).await.map_err(|e| Status::internal(e.to_string()))?;
+        let mut f =
+            tokio::fs::File::create(&part).await.map_err(|e| Status::internal(e.to_string()))?;
         let mut chunk = Some(first);
         let mut done = false;
         while let Some(c) = chunk.take() {
-            tokio::io::AsyncWriteExt::write_all(&mut f, &c.data).await.map_err(|e| Status::internal(e.to_string()))?;
+            tokio::io::AsyncWriteExt::write_all(&mut f, &c.data)
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
             if c.last {
                 done = true;
                 break;
@@ -100,11 +115,16 @@ impl Peer for PeerService {
         }
         if !done {
             let _ = tokio::fs::remove_file(&part).await;
-            return Ok(Response::new(SnapshotAck { ok: false, error: "stream ended early".into() }));
+            return Ok(Response::new(SnapshotAck {
+                ok: false,
+                error: "stream ended early".into(),
+            }));
         }
         f.sync_all().await.map_err(|e| Status::internal(e.to_string()))?;
         drop(f);
-        tokio::fs::rename(&part, mb.snaps().incoming(i, t)).await.map_err(|e| Status::internal(e.to_string()))?;
+        tokio::fs::rename(&part, mb.snaps().incoming(i, t))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
         mb.step(msg);
         Ok(Response::new(SnapshotAck { ok: true, error: String::new() }))
     }
@@ -139,7 +159,13 @@ impl std::fmt::Debug for GrpcTransport {
 impl GrpcTransport {
     /// A transport for member `from` of `cluster_id`, running its tasks on `rt`.
     pub fn new(rt: tokio::runtime::Handle, from: u64, cluster_id: u64) -> Arc<Self> {
-        Arc::new(GrpcTransport { rt, from, cluster_id, mailbox: OnceLock::new(), peers: Mutex::new(HashMap::new()) })
+        Arc::new(GrpcTransport {
+            rt,
+            from,
+            cluster_id,
+            mailbox: OnceLock::new(),
+            peers: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Connects the local replica (for reporting unreachable peers and snapshot outcomes).
@@ -156,7 +182,12 @@ impl GrpcTransport {
     fn send_snapshot(self: &Arc<Self>, m: Message) {
         let to = m.to;
         let Some(mb) = self.mailbox.get().cloned() else { return };
-        let url = self.peers.lock().unwrap_or_else(|p| p.into_inner()).get(&to).and_then(|p| p.urls.borrow().first().cloned());
+        let url = self
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&to)
+            .and_then(|p| p.urls.borrow().first().cloned());
         let Some(url) = url else {
             mb.report_snapshot(to, false);
             return;
@@ -174,7 +205,11 @@ impl GrpcTransport {
     }
 }
 
-async fn stream_snapshot(url: &str, mb: &Mailbox, m: Message) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
+async fn stream_snapshot(
+    url: &str,
+    mb: &Mailbox,
+    m: Message,
+) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
     let meta = m.get_snapshot().get_metadata();
     let path = mb.snaps().outgoing(meta.index, meta.term);
     let mut f = tokio::fs::File::open(&path).await?;
@@ -225,7 +260,9 @@ async fn peer_loop(
         let url = urls.borrow().first().cloned();
         let endpoint = url.and_then(|u| tonic::transport::Endpoint::from_shared(u).ok());
         let ch = match endpoint {
-            Some(e) => e.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true).connect().await.ok(),
+            Some(e) => {
+                e.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true).connect().await.ok()
+            }
             None => None,
         };
         let Some(ch) = ch else {

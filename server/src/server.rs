@@ -38,7 +38,9 @@ pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
 fn read_identity(path: &Path) -> Result<Option<Identity>, StartError> {
     match std::fs::read(path) {
-        Ok(b) => Ok(Some(serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", path.display()))?)),
+        Ok(b) => {
+            Ok(Some(serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", path.display()))?))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("{}: {e}", path.display()).into()),
     }
@@ -67,17 +69,19 @@ async fn bootstrap(cfg: &ServerConfig) -> Result<(Identity, Bootstrap), StartErr
             .flat_map(|(_, u)| u.iter().cloned())
             .filter(|u| !my_urls.contains(u))
             .collect();
-        let raw = fetch_cluster(&others).await.map_err(|e| format!("cannot fetch the cluster from its members: {e}"))?;
+        let raw = fetch_cluster(&others)
+            .await
+            .map_err(|e| format!("cannot fetch the cluster from its members: {e}"))?;
         let rec = ClusterRecord::decode(&raw)?;
-        let me = rec
-            .members
-            .values()
-            .find(|m| m.peer_urls.iter().any(|u| my_urls.contains(u)))
-            .ok_or("PeerURLs: no match found for existing member (add it with `member add` first)")?;
+        let me =
+            rec.members.values().find(|m| m.peer_urls.iter().any(|u| my_urls.contains(u))).ok_or(
+                "PeerURLs: no match found for existing member (add it with `member add` first)",
+            )?;
         (Identity { member_id: me.id, cluster_id: rec.cluster_id }, Bootstrap::Existing(rec))
     } else {
         let rec = bootstrap_record(&initial, &cfg.initial_cluster_token)?;
-        let me = rusted_replication::membership::member_id(&my_urls, &cfg.initial_cluster_token, None);
+        let me =
+            rusted_replication::membership::member_id(&my_urls, &cfg.initial_cluster_token, None);
         if !rec.members.contains_key(&me) {
             return Err(format!(
                 "couldn't find local name {:?} in the initial cluster configuration",
@@ -120,7 +124,8 @@ impl Member {
             .into());
         }
         let store_opts = StoreOptions::default();
-        let machine = Arc::new(EtcdMachine::open(&cfg.snap_dir().join("db"), store_opts, election)?);
+        let machine =
+            Arc::new(EtcdMachine::open(&cfg.snap_dir().join("db"), store_opts, election)?);
         let mut rcfg = ReplicaConfig::new(ident.member_id, cfg.member_dir(), boot);
         rcfg.wal_dir = cfg.wal_dir();
         rcfg.snap_dir = cfg.snap_dir();
@@ -129,10 +134,17 @@ impl Member {
         rcfg.snapshot_count = cfg.snapshot_count;
         rcfg.request_timeout = Duration::from_secs(5) + 2 * election;
         rcfg.pre_vote = cfg.pre_vote;
-        let transport = GrpcTransport::new(tokio::runtime::Handle::current(), ident.member_id, ident.cluster_id);
+        let transport = GrpcTransport::new(
+            tokio::runtime::Handle::current(),
+            ident.member_id,
+            ident.cluster_id,
+        );
         let replica = {
             let (m, t) = (machine.clone(), transport.clone());
-            tokio::task::spawn_blocking(move || Replica::start(rcfg, m, Arc::new(GrpcTransportRef(t)))).await??
+            tokio::task::spawn_blocking(move || {
+                Replica::start(rcfg, m, Arc::new(GrpcTransportRef(t)))
+            })
+            .await??
         };
         let replica = Arc::new(replica);
         transport.attach(replica.mailbox());
@@ -142,19 +154,26 @@ impl Member {
         *peer_state.cluster.lock().unwrap_or_else(|p| p.into_inner()) = replica.cluster().encode();
 
         let quota = if cfg.quota_backend_bytes == 0 { 2 << 30 } else { cfg.quota_backend_bytes };
-        let limits = Limits { max_request_bytes: cfg.max_request_bytes, max_txn_ops: cfg.max_txn_ops, quota_backend_bytes: quota };
+        let limits = Limits {
+            max_request_bytes: cfg.max_request_bytes,
+            max_txn_ops: cfg.max_txn_ops,
+            quota_backend_bytes: quota,
+        };
         let ctx = Arc::new(Ctx { replica: replica.clone(), machine: machine.clone(), limits });
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
         for u in urls(&cfg.listen_peer_urls) {
             let addr = bind_addr(&u)?;
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("listen {u}: {e}"))?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("listen {u}: {e}"))?;
             let svc = PeerServer::new(PeerService { state: peer_state.clone() })
                 .max_decoding_message_size(64 << 20);
             let mut rx = stop_rx.clone();
             tasks.push(tokio::spawn(async move {
-                let inc = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                let inc =
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
                 let r = tonic::transport::Server::builder()
                     .tcp_nodelay(true)
                     .add_service(svc)
@@ -171,15 +190,20 @@ impl Member {
         let max_msg = cfg.max_request_bytes + 512 * 1024;
         for u in urls(&cfg.listen_client_urls) {
             let addr = bind_addr(&u)?;
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("listen {u}: {e}"))?;
-            let kv = KvServer::new(KvService { ctx: ctx.clone() }).max_decoding_message_size(max_msg);
-            let cl = ClusterServer::new(ClusterService { ctx: ctx.clone() }).max_decoding_message_size(max_msg);
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("listen {u}: {e}"))?;
+            let kv =
+                KvServer::new(KvService { ctx: ctx.clone() }).max_decoding_message_size(max_msg);
+            let cl = ClusterServer::new(ClusterService { ctx: ctx.clone() })
+                .max_decoding_message_size(max_msg);
             let mt = MaintenanceServer::new(MaintenanceService { ctx: ctx.clone() })
                 .max_decoding_message_size(max_msg)
                 .max_encoding_message_size(usize::MAX);
             let mut rx = stop_rx.clone();
             tasks.push(tokio::spawn(async move {
-                let inc = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                let inc =
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
                 let r = tonic::transport::Server::builder()
                     .tcp_nodelay(true)
                     .add_service(kv)
@@ -195,7 +219,12 @@ impl Member {
             }));
             tracing::info!(url = %u, "serving client traffic");
         }
-        tasks.push(tokio::spawn(publish(ctx.clone(), cfg.name.clone(), urls(&cfg.advertise_client_urls), stop_rx.clone())));
+        tasks.push(tokio::spawn(publish(
+            ctx.clone(),
+            cfg.name.clone(),
+            urls(&cfg.advertise_client_urls),
+            stop_rx.clone(),
+        )));
         tasks.push(tokio::spawn(leader_duties(ctx.clone(), stop_rx.clone())));
         tasks.push(tokio::spawn(refresh_peer_state(ctx.clone(), peer_state, stop_rx)));
         tracing::info!(id = %format!("{:x}", ident.member_id), cluster = %format!("{:x}", ident.cluster_id), "member started");
@@ -206,8 +235,12 @@ impl Member {
     /// closes the store.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = t.await;
+        // Graceful shutdown waits for open streams (peers keep theirs open): give them a
+        // moment, then cut them.
+        for mut t in self.tasks {
+            if tokio::time::timeout(Duration::from_secs(1), &mut t).await.is_err() {
+                t.abort();
+            }
         }
         let ctx = self.ctx.clone();
         let _ = tokio::task::spawn_blocking(move || {
@@ -221,10 +254,19 @@ impl Member {
 }
 
 /// etcd's publish: the member's name and client URLs go through raft once it runs.
-async fn publish(ctx: Arc<Ctx>, name: String, client_urls: Vec<String>, mut stop: watch::Receiver<bool>) {
+async fn publish(
+    ctx: Arc<Ctx>,
+    name: String,
+    client_urls: Vec<String>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let cur = ctx.replica.cluster();
-        if cur.members.get(&ctx.replica.id()).is_some_and(|m| m.name == name && m.client_urls == client_urls) {
+        if cur
+            .members
+            .get(&ctx.replica.id())
+            .is_some_and(|m| m.name == name && m.client_urls == client_urls)
+        {
             return;
         }
         match ctx.replica.publish(&name, client_urls.clone()).await {
@@ -256,7 +298,8 @@ async fn leader_duties(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
             }
         }
         for (id, remaining_ttl) in store.due_lease_checkpoints(1000) {
-            let req = LeaseCheckpointRequest { checkpoints: vec![LeaseCheckpoint { id, remaining_ttl }] };
+            let req =
+                LeaseCheckpointRequest { checkpoints: vec![LeaseCheckpoint { id, remaining_ttl }] };
             if let Err(e) = ctx.propose(P::LeaseCheckpoint(req)).await {
                 tracing::debug!(lease = id, error = %e, "lease checkpoint failed");
             }

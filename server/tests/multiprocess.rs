@@ -127,7 +127,11 @@ async fn writer(urls: Vec<String>, prefix: String, n: usize) -> Vec<String> {
         let key = format!("{prefix}-{k:05}");
         let n_clients = clients.len();
         let c = &mut clients[k % n_clients];
-        let req = PutRequest { key: key.clone().into_bytes(), value: b"v".to_vec(), ..Default::default() };
+        let req = PutRequest {
+            key: key.clone().into_bytes(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        };
         if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(3), c.put(req)).await {
             acked.push(key);
         }
@@ -144,7 +148,8 @@ async fn sigkill_the_leader_under_load() {
     }
     let (l, _) = wait_leader(&procs, Duration::from_secs(20)).await;
     let urls: Vec<String> = procs.iter().map(|p| p.client.clone()).collect();
-    let load: Vec<_> = (0..8).map(|w| tokio::spawn(writer(urls.clone(), format!("w{w}"), 400))).collect();
+    let load: Vec<_> =
+        (0..8).map(|w| tokio::spawn(writer(urls.clone(), format!("w{w}"), 400))).collect();
     tokio::time::sleep(Duration::from_millis(400)).await;
     procs[l].kill();
     let (l2, _) = wait_leader(&procs, Duration::from_secs(20)).await;
@@ -157,24 +162,43 @@ async fn sigkill_the_leader_under_load() {
     procs[l].start();
     // One more write through the new leader, then every member must hold every acked key.
     let mut kv = KvClient::connect(procs[l2].client.clone()).await.unwrap();
-    kv.put(PutRequest { key: b"final".to_vec(), value: b"v".to_vec(), ..Default::default() }).await.unwrap();
+    kv.put(PutRequest { key: b"final".to_vec(), value: b"v".to_vec(), ..Default::default() })
+        .await
+        .unwrap();
     let end = Instant::now() + Duration::from_secs(30);
     for p in &procs {
         loop {
             let got = async {
                 let mut c = KvClient::connect(p.client.clone()).await.ok()?;
                 let r = c
-                    .range(RangeRequest { key: vec![0], range_end: vec![0], serializable: true, keys_only: true, ..Default::default() })
+                    .range(RangeRequest {
+                        key: vec![0],
+                        range_end: vec![0],
+                        serializable: true,
+                        keys_only: true,
+                        ..Default::default()
+                    })
                     .await
                     .ok()?
                     .into_inner();
-                Some(r.kvs.into_iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect::<std::collections::HashSet<_>>())
+                Some(
+                    r.kvs
+                        .into_iter()
+                        .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
+                        .collect::<std::collections::HashSet<_>>(),
+                )
             }
             .await;
             if let Some(keys) = got {
                 if keys.contains("final") {
                     let lost: Vec<_> = acked.iter().filter(|k| !keys.contains(*k)).collect();
-                    assert!(lost.is_empty(), "{} lost {} acknowledged writes, e.g. {:?}", p.name, lost.len(), lost.first());
+                    assert!(
+                        lost.is_empty(),
+                        "{} lost {} acknowledged writes, e.g. {:?}",
+                        p.name,
+                        lost.len(),
+                        lost.first()
+                    );
                     break;
                 }
             }
@@ -182,5 +206,10 @@ async fn sigkill_the_leader_under_load() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    eprintln!("acknowledged {} writes; leader {} killed, {} took over", acked.len(), procs[l].name, procs[l2].name);
+    eprintln!(
+        "acknowledged {} writes; leader {} killed, {} took over",
+        acked.len(),
+        procs[l].name,
+        procs[l2].name
+    );
 }
