@@ -2,13 +2,13 @@
 //! store, in the replication layer's [`StateMachine`] terms.
 #![forbid(unsafe_code)]
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
 use rusted_engine::mvcc::request as eng;
-use rusted_engine::mvcc::{Applied, LeaseGrant, MvccError, Store, StoreOptions};
+use rusted_engine::mvcc::{Applied, LeaseGrant, MvccError, Store, StoreOptions, StoreSlot};
 use rusted_replication::{ReplicationError, StateMachine};
 
 use crate::convert;
@@ -29,19 +29,17 @@ pub enum ApplyOut {
     LeaseGrant(LeaseGrant),
     /// A lease revoke (the revision after it).
     LeaseRevoke(i64),
-    /// A checkpoint or an alarm change.
+    /// A lease checkpoint.
     Done,
 }
 
 /// The result a proposer gets.
 pub type ApplyResult = Result<ApplyOut, MvccError>;
 
-/// The MVCC store behind a lock only a snapshot install takes for writing.
+/// The MVCC store (replaced whole when a snapshot is installed).
 #[derive(Debug)]
 pub struct EtcdMachine {
-    path: PathBuf,
-    opts: StoreOptions,
-    store: RwLock<Arc<Store>>,
+    slot: StoreSlot,
     /// Lease deadlines a new leader extends by (etcd: the election timeout).
     pub lease_extend: Duration,
 }
@@ -57,18 +55,12 @@ impl EtcdMachine {
         opts: StoreOptions,
         lease_extend: Duration,
     ) -> Result<Self, MvccError> {
-        let store = Store::open(path, opts.clone())?;
-        Ok(EtcdMachine {
-            path: path.to_path_buf(),
-            opts,
-            store: RwLock::new(Arc::new(store)),
-            lease_extend,
-        })
+        Ok(EtcdMachine { slot: StoreSlot::open(path, opts)?, lease_extend })
     }
 
     /// The current store (replaced only when a snapshot is installed).
     pub fn store(&self) -> Arc<Store> {
-        self.store.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.slot.get()
     }
 
     /// Encodes a proposal.
@@ -110,7 +102,6 @@ impl StateMachine for EtcdMachine {
                 None => s.apply_noop(at),
             }
             .map(|()| ApplyOut::Done),
-            Request::Alarm(_) => s.apply_noop(at).map(|()| ApplyOut::Done),
         }
     }
 
@@ -144,14 +135,7 @@ impl StateMachine for EtcdMachine {
     }
 
     fn restore(&self, path: &Path) -> rusted_replication::Result<()> {
-        let mut g = self.store.write().unwrap_or_else(|p| p.into_inner());
-        g.close().map_err(sm_err)?;
-        std::fs::rename(path, &self.path).map_err(sm_err)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(sm_err)?;
-        }
-        *g = Arc::new(Store::open(&self.path, self.opts.clone()).map_err(sm_err)?);
-        Ok(())
+        self.slot.restore(path).map_err(sm_err)
     }
 
     fn on_leader_change(&self, is_leader: bool) {

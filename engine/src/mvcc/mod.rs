@@ -40,7 +40,7 @@ pub use kv::KeyValue;
 pub use lease::{LeaseError, LeaseId, Lessor};
 pub use maintenance::HashKv;
 pub use revision::Revision;
-pub use snapshot::{SnapshotInfo, CLUSTER};
+pub use snapshot::{SnapshotInfo, StoreSlot, CLUSTER};
 pub use store::{Applied, Store, StoreOptions};
 pub use tree_index::TreeIndex;
 pub use watch::{Event, WatchOptions, WatchResponse, WatchStream};

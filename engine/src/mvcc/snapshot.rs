@@ -6,11 +6,13 @@
 //! it included, always holds the membership that matches its applied index.
 #![forbid(unsafe_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use super::error::{MvccError, Result};
-use super::store::{read_meta, Applied, Store, META_BUCKET};
-use crate::Db;
+use super::store::{read_meta, Applied, Store, StoreOptions, META_BUCKET};
+use crate::error::IoContext;
+use crate::{Db, EngineError};
 
 /// `meta` bucket key of the replication layer's cluster record.
 pub const CLUSTER: &[u8] = b"cluster";
@@ -72,5 +74,45 @@ impl Store {
         let (applied, _, _) = read_meta(&tx)?;
         let cluster = tx.get(META_BUCKET, CLUSTER)?.map(<[u8]>::to_vec);
         Ok(SnapshotInfo { applied, cluster, size })
+    }
+}
+
+/// A store a snapshot can replace whole (what a follower does when it installs the leader's
+/// snapshot). Readers take the current store with [`StoreSlot::get`]; only
+/// [`StoreSlot::restore`] swaps it.
+#[derive(Debug)]
+pub struct StoreSlot {
+    path: PathBuf,
+    opts: StoreOptions,
+    store: RwLock<Arc<Store>>,
+}
+
+impl StoreSlot {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path, opts: StoreOptions) -> Result<StoreSlot> {
+        let store = Store::open(path, opts.clone())?;
+        Ok(StoreSlot { path: path.to_path_buf(), opts, store: RwLock::new(Arc::new(store)) })
+    }
+
+    /// The current store.
+    pub fn get(&self) -> Arc<Store> {
+        self.store.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Closes the current store, moves the snapshot file at `snapshot` into its place (the
+    /// rename and its directory are synced) and opens it. Handles to the old store fail with
+    /// `Closed` from then on.
+    pub fn restore(&self, snapshot: &Path) -> Result<()> {
+        let mut g = self.store.write().unwrap_or_else(|p| p.into_inner());
+        g.close()?;
+        std::fs::rename(snapshot, &self.path).at(&self.path).map_err(MvccError::from)?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .at(dir)
+                .map_err(|e: EngineError| MvccError::from(e))?;
+        }
+        *g = Arc::new(Store::open(&self.path, self.opts.clone())?);
+        Ok(())
     }
 }

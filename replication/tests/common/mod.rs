@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusted_engine::mvcc::request::{DeleteRangeRequest, PutRequest, RangeRequest};
-use rusted_engine::mvcc::{Applied, Store, StoreOptions};
+use rusted_engine::mvcc::{Applied, Store, StoreOptions, StoreSlot};
 use rusted_replication::membership::{bootstrap_record, ClusterRecord};
 use rusted_replication::sim::SimNet;
 use rusted_replication::{Bootstrap, Replica, ReplicaConfig, ReplicationError, StateMachine};
@@ -18,8 +18,7 @@ use rusted_wal::{Prealloc, WalOptions};
 /// deletes. The output is the new revision.
 #[derive(Debug)]
 pub struct KvMachine {
-    path: PathBuf,
-    store: RwLock<Arc<Store>>,
+    slot: StoreSlot,
 }
 
 pub fn enc_put(key: &[u8], value: &[u8]) -> Vec<u8> {
@@ -42,12 +41,11 @@ fn sm_err(e: impl std::fmt::Display) -> ReplicationError {
 
 impl KvMachine {
     pub fn open(path: &Path) -> Arc<KvMachine> {
-        let store = Store::open(path, StoreOptions::default()).unwrap();
-        Arc::new(KvMachine { path: path.to_path_buf(), store: RwLock::new(Arc::new(store)) })
+        Arc::new(KvMachine { slot: StoreSlot::open(path, StoreOptions::default()).unwrap() })
     }
 
     pub fn store(&self) -> Arc<Store> {
-        self.store.read().unwrap().clone()
+        self.slot.get()
     }
 
     pub fn close(&self) {
@@ -123,11 +121,7 @@ impl StateMachine for KvMachine {
     }
 
     fn restore(&self, path: &Path) -> rusted_replication::Result<()> {
-        let mut g = self.store.write().unwrap();
-        g.close().map_err(sm_err)?;
-        std::fs::rename(path, &self.path).map_err(sm_err)?;
-        *g = Arc::new(Store::open(&self.path, StoreOptions::default()).map_err(sm_err)?);
-        Ok(())
+        self.slot.restore(path).map_err(sm_err)
     }
 }
 
