@@ -40,7 +40,6 @@ pub(crate) enum Input {
     Persisted { number: u64 },
     Applied(u64),
     Compact(u64),
-    Compacted { index: u64, durable: Durable },
     SnapshotReady(SnapshotAvail),
     SnapshotFailed,
     TransferLeader(u64),
@@ -183,17 +182,6 @@ impl<S: StateMachine> RaftLoop<S> {
                 self.retry_deferred_conf();
             }
             Input::Compact(applied) => self.compact(applied),
-            Input::Compacted { index, durable } => {
-                // Released on the snapshot thread once the marker is durable.
-                let wal = self.store.wal().clone();
-                std::thread::spawn(move || {
-                    if durable.wait().is_ok() {
-                        if let Err(e) = wal.release_prefix(index) {
-                            tracing::warn!(error = %e, "wal release failed");
-                        }
-                    }
-                });
-            }
             Input::SnapshotReady(a) => {
                 self.snapshot_building = false;
                 self.store.set_snapshot_avail(a);
@@ -277,7 +265,15 @@ impl<S: StateMachine> RaftLoop<S> {
         match self.store.compact(upto) {
             Ok(Some(durable)) => {
                 self.shared.counters.compactions.fetch_add(1, Ordering::Relaxed);
-                let _ = self.handle(Input::Compacted { index: upto, durable });
+                // Segments go once the marker is durable; rare, so a short-lived thread.
+                let wal = self.store.wal().clone();
+                std::thread::spawn(move || {
+                    if durable.wait().is_ok() {
+                        if let Err(e) = wal.release_prefix(upto) {
+                            tracing::warn!(error = %e, "wal release failed");
+                        }
+                    }
+                });
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "log compaction failed"),
@@ -343,7 +339,7 @@ impl<S: StateMachine> RaftLoop<S> {
         if let Some(h) = &hs {
             self.shared.term.store(h.term, Ordering::Relaxed);
         }
-        let durable = self.store.append(rd.entries(), hs.as_ref())?;
+        let durable = self.store.append(rd.take_entries(), hs.as_ref())?;
         let msgs = rd.take_persisted_messages();
         let number = rd.number();
         self.raw.advance_append_async(rd);

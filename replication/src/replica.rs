@@ -281,6 +281,11 @@ impl<S: StateMachine> Replica<S> {
         self.shared.cluster()
     }
 
+    /// The cluster ID (cheap: no copy of the membership).
+    pub fn cluster_id(&self) -> u64 {
+        self.shared.cluster_id.load(Ordering::Relaxed)
+    }
+
     /// Current members, sorted by ID.
     pub fn members(&self) -> Vec<Member> {
         self.shared.cluster().list()

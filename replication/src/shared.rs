@@ -48,6 +48,9 @@ pub(crate) struct Shared<S: StateMachine> {
     pub applied: watch::Sender<u64>,
     pub leader_watch: watch::Sender<u64>,
     pub cluster: RwLock<ClusterRecord>,
+    /// The record's cluster ID, readable without cloning the record (every response header
+    /// carries it).
+    pub cluster_id: AtomicU64,
     pub stopped: AtomicBool,
     pub removed: AtomicBool,
     pub counters: Counters,
@@ -66,6 +69,7 @@ impl<S: StateMachine> Shared<S> {
             committed: AtomicU64::new(applied),
             applied: watch::channel(applied).0,
             leader_watch: watch::channel(0).0,
+            cluster_id: AtomicU64::new(cluster.cluster_id),
             cluster: RwLock::new(cluster),
             stopped: AtomicBool::new(false),
             removed: AtomicBool::new(false),
@@ -119,6 +123,7 @@ impl<S: StateMachine> Shared<S> {
     }
 
     pub fn set_cluster(&self, rec: ClusterRecord) {
+        self.cluster_id.store(rec.cluster_id, Ordering::Relaxed);
         *self.cluster.write().unwrap_or_else(|p| p.into_inner()) = rec;
     }
 }

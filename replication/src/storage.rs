@@ -105,14 +105,14 @@ impl LogStore {
         &self.wal
     }
 
-    /// Appends a Ready's entries and hard state: visible to raft at once, durable when the
-    /// returned handle completes.
-    pub fn append(&self, entries: &[Entry], hs: Option<&HardState>) -> Result<Option<Durable>> {
+    /// Appends a Ready's entries (taken, so the tail keeps them without a copy) and hard state:
+    /// visible to raft at once, durable when the returned handle completes.
+    pub fn append(&self, entries: Vec<Entry>, hs: Option<&HardState>) -> Result<Option<Durable>> {
         if entries.is_empty() && hs.is_none() {
             return Ok(None);
         }
         let mut bufs = Vec::with_capacity(entries.len());
-        for e in entries {
+        for e in &entries {
             let b = e.write_to_bytes().map_err(|e| ReplicationError::Corrupt {
                 what: "raft entry",
                 detail: e.to_string(),
@@ -133,6 +133,7 @@ impl LogStore {
         }
         let mut st = self.lock();
         let durable = self.wal.append(&recs)?;
+        let last_new = entries.last().map(Entry::get_index);
         if let Some(first) = entries.first() {
             let at = first.index;
             debug_assert!(at <= st.last + 1 && at > st.snap_index, "raft appends contiguously");
@@ -144,9 +145,9 @@ impl LogStore {
                 let keep = (at - cf) as usize;
                 st.cache.truncate(keep);
             }
-            st.cache.extend(entries.iter().cloned());
-            st.last = entries.last().map_or(st.last, Entry::get_index);
             st.persisted = st.persisted.min(at - 1);
+            st.cache.extend(entries);
+            st.last = last_new.unwrap_or(st.last);
         }
         if let Some(h) = hs {
             st.hs = h.clone();

@@ -53,7 +53,7 @@ impl Ctx {
     /// A response header as etcd fills it.
     pub fn header(&self, revision: i64) -> Option<ResponseHeader> {
         Some(ResponseHeader {
-            cluster_id: self.replica.cluster().cluster_id,
+            cluster_id: self.replica.cluster_id(),
             member_id: self.replica.id(),
             revision,
             raft_term: self.replica.term(),
