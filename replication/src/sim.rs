@@ -52,13 +52,33 @@ impl Ord for Delayed {
     }
 }
 
+/// splitmix64: the seeded generator behind every injected fault (and test schedules).
+#[derive(Debug, Clone, Default)]
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A uniform number below `n` (> 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
 #[derive(Default)]
 struct State {
     nodes: HashMap<u64, Mailbox>,
     faults: Faults,
     /// Pairs (from, to) that cannot talk.
     cut: HashSet<(u64, u64)>,
-    rng: u64,
+    rng: SplitMix,
     seq: u64,
     queue: BinaryHeap<Reverse<Delayed>>,
     delivered: u64,
@@ -67,12 +87,7 @@ struct State {
 
 impl State {
     fn next(&mut self) -> u64 {
-        // splitmix64
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.rng.next_u64()
     }
 
     fn chance(&mut self, p: f64) -> bool {
@@ -102,7 +117,7 @@ impl SimNet {
     /// A network whose faults are drawn from `seed`.
     pub fn new(seed: u64) -> SimNet {
         let inner = Arc::new(Inner {
-            state: Mutex::new(State { rng: seed, ..State::default() }),
+            state: Mutex::new(State { rng: SplitMix(seed), ..State::default() }),
             cv: Condvar::new(),
             stopped: AtomicBool::new(false),
         });

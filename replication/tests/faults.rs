@@ -9,24 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{enc_put, Cluster};
-use rusted_replication::sim::Faults;
+use rusted_replication::sim::{Faults, SplitMix};
 
 const T: Duration = Duration::from_secs(20);
-
-/// splitmix64, for the schedule.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// Writes `count` unique keys concurrently through member `via`; returns the acknowledged ones.
 fn write_batch(c: &Cluster, via: usize, round: usize, count: usize) -> Vec<String> {
@@ -54,7 +39,7 @@ fn write_batch(c: &Cluster, via: usize, round: usize, count: usize) -> Vec<Strin
 fn chaos(n: usize, seed: u64, rounds: usize) {
     let mut c = Cluster::new(n, seed);
     c.wait_leader(T).expect("first leader");
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix(seed);
     c.net.set_faults(Faults { drop: 0.05, duplicate: 0.05, max_delay: Duration::from_millis(4) });
     let mut acked = Vec::new();
     let mut down: Vec<usize> = Vec::new();

@@ -71,7 +71,12 @@ impl Peer for PeerService {
                 return Err(Status::failed_precondition("etcdserver: cluster ID mismatch"));
             }
             for m in &batch.messages {
-                if !mb.step(decode(m)?) {
+                let m = decode(m)?;
+                // A snapshot message names a file that only the Snapshot RPC delivers.
+                if m.get_msg_type() == MessageType::MsgSnapshot {
+                    return Err(Status::invalid_argument("MsgSnapshot must come through Snapshot"));
+                }
+                if !mb.step(m) {
                     return Err(Status::unavailable("etcdserver: server stopped"));
                 }
             }
