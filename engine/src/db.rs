@@ -396,6 +396,13 @@ impl Db {
         }
     }
 
+    /// Bytes in use up to the high-water mark of the latest commit (bbolt's `tx.Size()`, what
+    /// etcd compares with its backend quota). Cheap: no writer lock.
+    pub fn size(&self) -> u64 {
+        let s = self.inner.lock();
+        s.snap.meta.hwm * s.snap.meta.page_size as u64
+    }
+
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path

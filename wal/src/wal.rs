@@ -30,6 +30,9 @@ use crate::writer::{
 /// Builds an I/O backend for the writer (tests wrap one to inject faults).
 pub type BackendFactory = Arc<dyn Fn() -> std::io::Result<Box<dyn IoBackend>> + Send + Sync>;
 
+/// Told how long each durable write group took (written and synced), for latency metrics.
+pub type SyncObserver = Arc<dyn Fn(Duration) + Send + Sync>;
+
 /// Default segment size, as etcd's (64 MiB).
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
 /// Default largest record payload.
@@ -60,6 +63,8 @@ pub struct WalOptions {
     pub max_pending_bytes: usize,
     /// Overrides `io` with a custom backend (fault injection).
     pub backend_factory: Option<BackendFactory>,
+    /// Called after each group is durable, with the time it took.
+    pub on_sync: Option<SyncObserver>,
 }
 
 impl std::fmt::Debug for WalOptions {
@@ -74,6 +79,7 @@ impl std::fmt::Debug for WalOptions {
             .field("repair", &self.repair)
             .field("max_pending_bytes", &self.max_pending_bytes)
             .field("backend_factory", &self.backend_factory.is_some())
+            .field("on_sync", &self.on_sync.is_some())
             .finish()
     }
 }
@@ -90,6 +96,7 @@ impl Default for WalOptions {
             repair: false,
             max_pending_bytes: 64 << 20,
             backend_factory: None,
+            on_sync: None,
         }
     }
 }
@@ -186,7 +193,7 @@ struct ViewState {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub dir: PathBuf,
-    opts: WalOptions,
+    pub(crate) opts: WalOptions,
     pending: Mutex<Pending>,
     work: Condvar,
     space: Condvar,

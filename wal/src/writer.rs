@@ -114,7 +114,11 @@ impl Writer {
             let started = Instant::now();
             match self.write_group(&chunks) {
                 Ok(bytes) => {
-                    self.shared.stats.record_group(chunks.len(), bytes, started.elapsed());
+                    let took = started.elapsed();
+                    self.shared.stats.record_group(chunks.len(), bytes, took);
+                    if let Some(observe) = &self.shared.opts.on_sync {
+                        observe(took);
+                    }
                     self.shared.publish(group, chunks);
                 }
                 Err(e) => {

@@ -46,7 +46,11 @@ pub(crate) fn flush(inner: &Inner, w: &mut Writer) -> Result<()> {
     }
     let flushed = last.map_or(tx_flushed(inner)?, |r| r.main);
     tx.set_user([flushed as u64, 0]);
+    let started = Instant::now();
     tx.commit_nosync()?;
+    if let Some(observe) = &inner.opts.on_commit.0 {
+        observe(started.elapsed());
+    }
     w.meta.leases.clear();
     w.meta.meta.clear();
     if let Some(last) = last {

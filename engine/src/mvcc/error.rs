@@ -38,6 +38,9 @@ pub enum MvccError {
     /// A lease refusal (not found, exists, TTL too large, ...).
     #[error(transparent)]
     Lease(#[from] LeaseError),
+    /// A write refused while the space-quota (NOSPACE) alarm is raised.
+    #[error("mvcc: database space exceeded")]
+    NoSpace,
     /// The entry was applied already (its index is not after the store's applied index).
     #[error("mvcc: entry {index} already applied (applied index {applied})")]
     AlreadyApplied {

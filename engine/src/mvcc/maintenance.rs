@@ -157,6 +157,12 @@ impl Store {
         Ok(self.inner.lock_lessor().renew(id, Instant::now())?)
     }
 
+    /// Does a renewal of `id` have to clear a checkpointed remaining TTL through raft first
+    /// (etcd proposes that, so that every member forgets the checkpoint)?
+    pub fn lease_needs_checkpoint_clear(&self, id: LeaseId) -> bool {
+        self.inner.lock_lessor().needs_checkpoint_clear(id)
+    }
+
     /// A lease's granted and remaining TTL and keys.
     pub fn lease_time_to_live(&self, id: LeaseId) -> Result<TimeToLive> {
         Ok(self.inner.lock_lessor().time_to_live(id, Instant::now())?)

@@ -41,6 +41,6 @@ pub use lease::{LeaseError, LeaseId, Lessor};
 pub use maintenance::HashKv;
 pub use revision::Revision;
 pub use snapshot::{SnapshotInfo, StoreSlot, CLUSTER};
-pub use store::{Applied, Store, StoreOptions};
+pub use store::{Applied, CommitObserver, Store, StoreOptions};
 pub use tree_index::TreeIndex;
 pub use watch::{Event, WatchOptions, WatchResponse, WatchStream};

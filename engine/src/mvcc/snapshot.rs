@@ -32,20 +32,33 @@ impl Store {
     /// Applies an entry that changes the cluster record (membership): stored with `at` as the
     /// applied index, atomically.
     pub fn apply_cluster(&self, at: Applied, record: &[u8]) -> Result<()> {
-        let mut w = self.begin_apply(at)?;
-        w.meta.meta.insert(CLUSTER, record.to_vec());
-        drop(w);
-        Ok(())
+        self.apply_meta_blob(at, CLUSTER, record)
     }
 
     /// The latest cluster record (applied, flushed or not).
     pub fn cluster(&self) -> Result<Option<Vec<u8>>> {
+        self.meta_blob(CLUSTER)
+    }
+
+    /// Applies an entry that replaces the opaque blob under `key` in the `meta` bucket (the
+    /// server's alarm list, say): stored with `at` as the applied index, atomically. `key` must
+    /// not be one of the store's own meta keys.
+    pub fn apply_meta_blob(&self, at: Applied, key: &'static [u8], blob: &[u8]) -> Result<()> {
+        debug_assert!(key.starts_with(b"x-") || key == CLUSTER, "not a store meta key");
+        let mut w = self.begin_apply(at)?;
+        w.meta.meta.insert(key, blob.to_vec());
+        drop(w);
+        Ok(())
+    }
+
+    /// The latest blob under `key` (applied, flushed or not).
+    pub fn meta_blob(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let w = self.inner.lock_writer();
-        if let Some(b) = w.meta.meta.get(CLUSTER) {
+        if let Some(b) = w.meta.meta.get(key) {
             return Ok(Some(b.clone()));
         }
         let tx = self.inner.db.begin_read()?;
-        Ok(tx.get(META_BUCKET, CLUSTER)?.map(<[u8]>::to_vec))
+        Ok(tx.get(META_BUCKET, key)?.map(<[u8]>::to_vec))
     }
 
     /// Writes a consistent copy of the whole store, as of the current applied index, to a new

@@ -40,6 +40,16 @@ pub const SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
 /// `meta` entry: the revision the last finished compaction removed history up to.
 pub const FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
 
+/// Told how long each page-store commit of buffered writes took, for latency metrics.
+#[derive(Clone, Default)]
+pub struct CommitObserver(pub Option<Arc<dyn Fn(Duration) + Send + Sync>>);
+
+impl std::fmt::Debug for CommitObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CommitObserver({})", if self.0.is_some() { "set" } else { "none" })
+    }
+}
+
 /// Options of the store (etcd's flag names in the comments).
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -57,6 +67,8 @@ pub struct StoreOptions {
     pub min_lease_ttl: i64,
     /// Options of the page store.
     pub db: DbOptions,
+    /// Called after each commit of buffered writes.
+    pub on_commit: CommitObserver,
 }
 
 impl Default for StoreOptions {
@@ -69,6 +81,7 @@ impl Default for StoreOptions {
             sync_every_flushes: 10,
             min_lease_ttl: 2,
             db: DbOptions::default(),
+            on_commit: CommitObserver::default(),
         }
     }
 }
