@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use rusted_replication::Member;
+use rusted_replication::{Member, ReplicationError};
 use tonic::{Request, Response, Status};
 
 use crate::ctx::Ctx;
@@ -103,8 +103,19 @@ impl Cluster for ClusterService {
         &self,
         req: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
-        let list =
-            self.ctx.replica.member_promote(req.into_inner().id).await.map_err(ApiError::from)?;
+        let r = req.into_inner();
+        if !self.ctx.replica.is_leader() {
+            // Only the leader knows the learner's progress: forward, as etcd does.
+            let mut c = self.ctx.leader_client()?;
+            let t = self.ctx.request_timeout();
+            let mut resp = match tokio::time::timeout(t, c.member_promote(r)).await {
+                Ok(resp) => resp?.into_inner(),
+                Err(_) => return Err(ApiError::Replication(ReplicationError::Timeout).into()),
+            };
+            resp.header = self.header();
+            return Ok(Response::new(resp));
+        }
+        let list = self.ctx.replica.member_promote(r.id).await.map_err(ApiError::from)?;
         Ok(Response::new(pb::MemberPromoteResponse {
             header: self.header(),
             members: members_out(&list),

@@ -9,6 +9,10 @@ use clap::Parser;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "rusted", version, about)]
 pub struct ServerConfig {
+    /// Path to the server configuration file (YAML, etcd's keys). When given, the other
+    /// command-line flags and environment variables are ignored.
+    #[arg(long = "config-file", env = "ETCD_CONFIG_FILE")]
+    pub config_file: Option<PathBuf>,
     /// Human-readable name for this member.
     #[arg(long, env = "ETCD_NAME", default_value = "default")]
     pub name: String,
@@ -73,9 +77,15 @@ pub struct ServerConfig {
     /// Time (in milliseconds) for an election to timeout.
     #[arg(long = "election-timeout", env = "ETCD_ELECTION_TIMEOUT", default_value_t = 1000)]
     pub election_timeout: u64,
-    /// Raise alarms when backend size exceeds the given quota (0 defaults to low space quota).
-    #[arg(long = "quota-backend-bytes", env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
-    pub quota_backend_bytes: u64,
+    /// Raise alarms when backend size exceeds the given quota (0 defaults to low space quota;
+    /// negative disables the quota).
+    #[arg(
+        long = "quota-backend-bytes",
+        env = "ETCD_QUOTA_BACKEND_BYTES",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub quota_backend_bytes: i64,
     /// Maximum client request size in bytes the server will accept.
     #[arg(long = "max-request-bytes", env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
     pub max_request_bytes: usize,

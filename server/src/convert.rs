@@ -185,3 +185,27 @@ pub fn txn_out(t: eng::TxnResponse) -> pb::TxnResponse {
         .collect();
     pb::TxnResponse { header: None, succeeded: t.succeeded, responses }
 }
+
+/// etcd's quota estimate of what a put adds: key + value + a fixed per-key overhead.
+pub const KV_OVERHEAD: u64 = 256;
+/// etcd's quota estimate of what a lease adds.
+pub const LEASE_OVERHEAD: u64 = 64;
+
+/// What a put costs against the space quota.
+pub fn put_cost(r: &pb::PutRequest) -> u64 {
+    KV_OVERHEAD + r.key.len() as u64 + r.value.len() as u64
+}
+
+/// What a txn costs: the larger of its two branches' top-level puts (as etcd counts).
+pub fn txn_cost(t: &pb::TxnRequest) -> u64 {
+    use pb::request_op::Request as Q;
+    let branch = |ops: &[pb::RequestOp]| -> u64 {
+        ops.iter()
+            .map(|o| match &o.request {
+                Some(Q::RequestPut(p)) => put_cost(p),
+                _ => 0,
+            })
+            .sum()
+    };
+    branch(&t.success).max(branch(&t.failure))
+}

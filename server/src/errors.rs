@@ -27,6 +27,9 @@ pub enum ApiError {
     /// Something rusted does not do yet.
     #[error("{0}")]
     Unsupported(&'static str),
+    /// A bug or an impossible state (gRPC Internal).
+    #[error("{0}")]
+    Internal(String),
     /// A malformed request (gRPC InvalidArgument with this message, no etcd prefix).
     #[error("{0}")]
     Invalid(String),
@@ -65,6 +68,9 @@ impl From<ApiError> for Status {
                 | MvccError::DuplicateKey => etcd(Code::InvalidArgument, &m.to_string()),
                 MvccError::Lease(l) => lease(l),
                 MvccError::Closed => etcd(Code::Unavailable, "server stopped"),
+                MvccError::NoSpace => {
+                    etcd(Code::ResourceExhausted, "mvcc: database space exceeded")
+                }
                 other => Status::new(Code::Internal, other.to_string()),
             },
             ApiError::Replication(r) => match r {
@@ -94,6 +100,7 @@ impl From<ApiError> for Status {
             ApiError::NoSpace => etcd(Code::ResourceExhausted, "mvcc: database space exceeded"),
             ApiError::Unsupported(m) => Status::new(Code::Unimplemented, *m),
             ApiError::Invalid(m) => Status::new(Code::InvalidArgument, m.clone()),
+            ApiError::Internal(m) => Status::new(Code::Internal, m.clone()),
         }
     }
 }

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use crate::convert;
 use crate::ctx::Ctx;
-use crate::errors::ApiError;
+use crate::errors::{ApiError, ApiResult};
 use crate::machine::ApplyOut;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::kv_server::Kv;
@@ -21,8 +21,8 @@ pub struct KvService {
     pub ctx: Arc<Ctx>,
 }
 
-fn unexpected(out: ApplyOut) -> Status {
-    Status::internal(format!("unexpected apply result {out:?}"))
+fn unexpected(out: ApplyOut) -> ApiError {
+    ApiError::Internal(format!("unexpected apply result {out:?}"))
 }
 
 fn txn_readonly(t: &pb::TxnRequest) -> bool {
@@ -37,13 +37,85 @@ fn txn_readonly(t: &pb::TxnRequest) -> bool {
     ro(&t.success) && ro(&t.failure)
 }
 
-impl KvService {
-    fn check_txn(&self, t: &pb::TxnRequest) -> Result<(), ApiError> {
-        let max = self.ctx.limits.max_txn_ops;
-        if t.compare.len() > max || t.success.len() > max || t.failure.len() > max {
-            return Err(ApiError::TooManyOps);
+fn check_txn(ctx: &Ctx, t: &pb::TxnRequest) -> ApiResult<()> {
+    let max = ctx.limits.max_txn_ops;
+    if t.compare.len() > max || t.success.len() > max || t.failure.len() > max {
+        return Err(ApiError::TooManyOps);
+    }
+    Ok(())
+}
+
+/// Range: linearizable unless `serializable`.
+pub async fn range(ctx: &Ctx, r: &pb::RangeRequest) -> ApiResult<pb::RangeResponse> {
+    if !r.serializable {
+        ctx.linearize().await?;
+    }
+    let out = ctx.store().range(&convert::range_in(r))?;
+    let rev = out.revision;
+    Ok(pb::RangeResponse { header: ctx.header(rev), ..convert::range_out(out) })
+}
+
+/// Put, through raft.
+pub async fn put(ctx: &Ctx, r: pb::PutRequest) -> ApiResult<pb::PutResponse> {
+    ctx.check_quota(convert::put_cost(&r))?;
+    match ctx.propose(P::Put(r)).await? {
+        ApplyOut::Put(p) => {
+            let rev = p.revision;
+            Ok(pb::PutResponse { header: ctx.header(rev), ..convert::put_out(p) })
         }
-        Ok(())
+        other => Err(unexpected(other)),
+    }
+}
+
+/// DeleteRange, through raft.
+pub async fn delete_range(
+    ctx: &Ctx,
+    r: pb::DeleteRangeRequest,
+) -> ApiResult<pb::DeleteRangeResponse> {
+    match ctx.propose(P::DeleteRange(r)).await? {
+        ApplyOut::Delete(d) => {
+            let rev = d.revision;
+            Ok(pb::DeleteRangeResponse { header: ctx.header(rev), ..convert::delete_out(d) })
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Txn: a read-only one is a linearizable read served locally (as etcd); others go through
+/// raft.
+pub async fn txn(ctx: &Ctx, t: pb::TxnRequest) -> ApiResult<pb::TxnResponse> {
+    check_txn(ctx, &t)?;
+    if txn_readonly(&t) {
+        ctx.linearize().await?;
+        let out = ctx.store().txn(Applied::default(), &convert::txn_in(&t))?;
+        let rev = out.revision;
+        return Ok(pb::TxnResponse { header: ctx.header(rev), ..convert::txn_out(out) });
+    }
+    ctx.check_quota(convert::txn_cost(&t))?;
+    match ctx.propose(P::Txn(t)).await? {
+        ApplyOut::Txn(out) => {
+            let rev = out.revision;
+            Ok(pb::TxnResponse { header: ctx.header(rev), ..convert::txn_out(out) })
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Compaction, through raft; with `physical`, waits until the old revisions are gone.
+pub async fn compact(ctx: &Ctx, c: pb::CompactionRequest) -> ApiResult<pb::CompactionResponse> {
+    let (rev, physical) = (c.revision, c.physical);
+    match ctx.propose(P::Compaction(c)).await? {
+        ApplyOut::Compact(_) => {
+            if physical {
+                let store = ctx.store();
+                let wait = ctx.request_timeout();
+                tokio::task::spawn_blocking(move || store.wait_compacted(rev, wait))
+                    .await
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+            }
+            Ok(pb::CompactionResponse { header: ctx.header_now() })
+        }
+        other => Err(unexpected(other)),
     }
 }
 
@@ -53,96 +125,28 @@ impl Kv for KvService {
         &self,
         req: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
-        let r = req.into_inner();
-        if !r.serializable {
-            self.ctx.linearize().await?;
-        }
-        let out = self.ctx.store().range(&convert::range_in(&r)).map_err(ApiError::from)?;
-        let rev = out.revision;
-        Ok(Response::new(pb::RangeResponse {
-            header: self.ctx.header(rev),
-            ..convert::range_out(out)
-        }))
+        Ok(Response::new(range(&self.ctx, req.get_ref()).await?))
     }
 
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
-        let r = req.into_inner();
-        match self.ctx.propose(P::Put(r)).await? {
-            ApplyOut::Put(p) => {
-                let rev = p.revision;
-                Ok(Response::new(pb::PutResponse {
-                    header: self.ctx.header(rev),
-                    ..convert::put_out(p)
-                }))
-            }
-            other => Err(unexpected(other)),
-        }
+        Ok(Response::new(put(&self.ctx, req.into_inner()).await?))
     }
 
     async fn delete_range(
         &self,
         req: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
-        let r = req.into_inner();
-        match self.ctx.propose(P::DeleteRange(r)).await? {
-            ApplyOut::Delete(d) => {
-                let rev = d.revision;
-                Ok(Response::new(pb::DeleteRangeResponse {
-                    header: self.ctx.header(rev),
-                    ..convert::delete_out(d)
-                }))
-            }
-            other => Err(unexpected(other)),
-        }
+        Ok(Response::new(delete_range(&self.ctx, req.into_inner()).await?))
     }
 
     async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
-        let t = req.into_inner();
-        self.check_txn(&t)?;
-        if txn_readonly(&t) {
-            // As etcd: a read-only txn is a linearizable read served locally.
-            self.ctx.linearize().await?;
-            let out = self
-                .ctx
-                .store()
-                .txn(Applied::default(), &convert::txn_in(&t))
-                .map_err(ApiError::from)?;
-            let rev = out.revision;
-            return Ok(Response::new(pb::TxnResponse {
-                header: self.ctx.header(rev),
-                ..convert::txn_out(out)
-            }));
-        }
-        match self.ctx.propose(P::Txn(t)).await? {
-            ApplyOut::Txn(out) => {
-                let rev = out.revision;
-                Ok(Response::new(pb::TxnResponse {
-                    header: self.ctx.header(rev),
-                    ..convert::txn_out(out)
-                }))
-            }
-            other => Err(unexpected(other)),
-        }
+        Ok(Response::new(txn(&self.ctx, req.into_inner()).await?))
     }
 
     async fn compact(
         &self,
         req: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
-        let c = req.into_inner();
-        let (rev, physical) = (c.revision, c.physical);
-        match self.ctx.propose(P::Compaction(c)).await? {
-            ApplyOut::Compact(_) => {
-                if physical {
-                    let store = self.ctx.store();
-                    let wait = self.ctx.replica.config().request_timeout;
-                    tokio::task::spawn_blocking(move || store.wait_compacted(rev, wait))
-                        .await
-                        .map_err(|e| Status::internal(e.to_string()))?;
-                }
-                Ok(Response::new(pb::CompactionResponse { header: self.ctx.header_now() }))
-            }
-            other => Err(unexpected(other)),
-        }
+        Ok(Response::new(compact(&self.ctx, req.into_inner()).await?))
     }
 }

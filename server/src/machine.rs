@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use prost::Message;
@@ -11,7 +11,9 @@ use rusted_engine::mvcc::request as eng;
 use rusted_engine::mvcc::{Applied, LeaseGrant, MvccError, Store, StoreOptions, StoreSlot};
 use rusted_replication::{ReplicationError, StateMachine};
 
+use crate::alarm::{Alarms, ALARM_KEY};
 use crate::convert;
+use crate::proto::etcdserverpb::{alarm_request::AlarmAction, AlarmMember, AlarmType};
 use crate::proto::rustedpb::{proposal::Request, Proposal};
 
 /// What applying an entry produced.
@@ -31,6 +33,8 @@ pub enum ApplyOut {
     LeaseRevoke(i64),
     /// A lease checkpoint.
     Done,
+    /// An alarm change: the alarms it raised or cleared.
+    Alarm(Vec<AlarmMember>),
 }
 
 /// The result a proposer gets.
@@ -40,8 +44,23 @@ pub type ApplyResult = Result<ApplyOut, MvccError>;
 #[derive(Debug)]
 pub struct EtcdMachine {
     slot: StoreSlot,
+    /// The raised alarms (mirrors the store's `x-alarm` blob).
+    alarms: Mutex<Alarms>,
     /// Lease deadlines a new leader extends by (etcd: the election timeout).
     pub lease_extend: Duration,
+}
+
+fn load_alarms(s: &Store) -> Result<Alarms, MvccError> {
+    Alarms::decode(s.meta_blob(ALARM_KEY)?.as_deref()).map_err(MvccError::Corrupt)
+}
+
+/// Does applying `r` add data (what the NOSPACE alarm refuses, as etcd's capped applier)?
+fn adds_data(r: &Request) -> bool {
+    match r {
+        Request::Put(_) | Request::LeaseGrant(_) => true,
+        Request::Txn(t) => convert::txn_cost(t) > 0,
+        _ => false,
+    }
 }
 
 fn sm_err(e: impl std::fmt::Display) -> ReplicationError {
@@ -55,7 +74,46 @@ impl EtcdMachine {
         opts: StoreOptions,
         lease_extend: Duration,
     ) -> Result<Self, MvccError> {
-        Ok(EtcdMachine { slot: StoreSlot::open(path, opts)?, lease_extend })
+        let slot = StoreSlot::open(path, opts)?;
+        let alarms = load_alarms(&slot.get())?;
+        Ok(EtcdMachine { slot, alarms: Mutex::new(alarms), lease_extend })
+    }
+
+    /// The raised alarms.
+    pub fn alarms(&self) -> MutexGuard<'_, Alarms> {
+        self.alarms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Is the space quota alarm raised (writes that add data are refused)?
+    pub fn nospace(&self) -> bool {
+        self.alarms().has(AlarmType::Nospace)
+    }
+
+    fn apply_alarm(
+        &self,
+        s: &Store,
+        at: Applied,
+        r: &crate::proto::etcdserverpb::AlarmRequest,
+    ) -> ApplyResult {
+        let mut alarms = self.alarms();
+        let mut next = alarms.clone();
+        let changed = match AlarmAction::try_from(r.action) {
+            Ok(AlarmAction::Activate) if r.alarm != AlarmType::None as i32 => {
+                next.activate(r.member_id, r.alarm)
+            }
+            Ok(AlarmAction::Deactivate) => next.deactivate(r.member_id, r.alarm),
+            _ => false,
+        };
+        if !changed {
+            s.apply_noop(at)?;
+            return Ok(ApplyOut::Alarm(Vec::new()));
+        }
+        s.apply_meta_blob(at, ALARM_KEY, &next.encode())?;
+        if r.alarm == AlarmType::Nospace as i32 {
+            tracing::warn!(member = %format!("{:x}", r.member_id), raised = next.has(AlarmType::Nospace), "NOSPACE alarm changed");
+        }
+        *alarms = next;
+        Ok(ApplyOut::Alarm(vec![AlarmMember { member_id: r.member_id, alarm: r.alarm }]))
     }
 
     /// The current store (replaced only when a snapshot is installed).
@@ -87,7 +145,12 @@ impl StateMachine for EtcdMachine {
                 return Err(MvccError::Corrupt(format!("entry {index}: undecodable proposal")));
             }
         };
+        if adds_data(&req) && self.nospace() {
+            s.apply_noop(at)?;
+            return Err(MvccError::NoSpace);
+        }
         match req {
+            Request::Alarm(a) => self.apply_alarm(&s, at, &a),
             Request::Put(p) => s.put(at, &convert::put_in(&p)).map(ApplyOut::Put),
             Request::DeleteRange(d) => {
                 s.delete_range(at, &convert::delete_in(&d)).map(ApplyOut::Delete)
@@ -135,7 +198,9 @@ impl StateMachine for EtcdMachine {
     }
 
     fn restore(&self, path: &Path) -> rusted_replication::Result<()> {
-        self.slot.restore(path).map_err(sm_err)
+        self.slot.restore(path).map_err(sm_err)?;
+        *self.alarms() = load_alarms(&self.store()).map_err(sm_err)?;
+        Ok(())
     }
 
     fn on_leader_change(&self, is_leader: bool) {

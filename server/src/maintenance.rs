@@ -12,8 +12,10 @@ use tonic::{Request, Response, Status};
 
 use crate::ctx::{Ctx, SERVER_VERSION};
 use crate::errors::ApiError;
+use crate::machine::ApplyOut;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
+use crate::proto::rustedpb::proposal::Request as P;
 
 /// Bytes per snapshot message (etcd sends 32 KiB).
 pub const SNAPSHOT_SEND_CHUNK: usize = 32 * 1024;
@@ -35,16 +37,22 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<pb::AlarmResponse>, Status> {
         use pb::alarm_request::AlarmAction;
         let r = req.into_inner();
-        match AlarmAction::try_from(r.action).unwrap_or(AlarmAction::Get) {
-            // No alarm is ever raised yet (the space quota is not enforced): nothing to list
-            // or clear.
-            AlarmAction::Get | AlarmAction::Deactivate => Ok(Response::new(pb::AlarmResponse {
-                header: self.ctx.header_now(),
-                alarms: Vec::new(),
-            })),
-            AlarmAction::Activate => {
-                Err(ApiError::Unsupported("rusted: raising alarms is not supported yet").into())
+        match AlarmAction::try_from(r.action) {
+            Ok(AlarmAction::Get) => {
+                let of = pb::AlarmType::try_from(r.alarm).unwrap_or(pb::AlarmType::None);
+                let alarms = self.ctx.machine.alarms().members(of);
+                Ok(Response::new(pb::AlarmResponse { header: self.ctx.header_now(), alarms }))
             }
+            Ok(AlarmAction::Activate | AlarmAction::Deactivate) => {
+                match self.ctx.propose(P::Alarm(r)).await? {
+                    ApplyOut::Alarm(alarms) => Ok(Response::new(pb::AlarmResponse {
+                        header: self.ctx.header_now(),
+                        alarms,
+                    })),
+                    other => Err(Status::internal(format!("unexpected apply result {other:?}"))),
+                }
+            }
+            Err(_) => Err(ApiError::Invalid(format!("unknown alarm action {}", r.action)).into()),
         }
     }
 
@@ -64,11 +72,11 @@ impl Maintenance for MaintenanceService {
             raft_index: st.committed,
             raft_term: st.term,
             raft_applied_index: st.applied,
-            errors: Vec::new(),
+            errors: self.ctx.machine.alarms().status_errors(),
             db_size_in_use: in_use as i64,
             is_learner: st.is_learner,
             storage_version: String::new(),
-            db_size_quota: self.ctx.limits.quota_backend_bytes as i64,
+            db_size_quota: self.ctx.limits.quota_backend_bytes.map_or(0, |q| q as i64),
             downgrade_info: None,
         }))
     }

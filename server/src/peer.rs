@@ -17,6 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::proto::etcdserverpb as pb;
 use crate::proto::rustedpb::peer_client::PeerClient;
 use crate::proto::rustedpb::peer_server::Peer;
 use crate::proto::rustedpb::{
@@ -39,6 +40,8 @@ pub struct PeerState {
     pub ids: OnceLock<(u64, u64)>,
     /// The cluster record (JSON) for joining members.
     pub cluster: Mutex<Vec<u8>>,
+    /// The client-facing context, for requests forwarded to the leader.
+    pub ctx: OnceLock<Arc<crate::ctx::Ctx>>,
 }
 
 /// The gRPC service peers send to.
@@ -57,6 +60,15 @@ impl PeerService {
     fn mailbox(&self) -> Result<Mailbox, Status> {
         self.state.mailbox.get().cloned().ok_or_else(|| Status::unavailable("member starting"))
     }
+
+    fn ctx(&self) -> Result<&Arc<crate::ctx::Ctx>, Status> {
+        self.state.ctx.get().ok_or_else(|| Status::unavailable("member starting"))
+    }
+}
+
+/// A forwarded request reached a member that is not the leader (leadership moved meanwhile).
+fn not_leader() -> Status {
+    crate::errors::ApiError::Replication(rusted_replication::ReplicationError::NotLeader).into()
 }
 
 #[tonic::async_trait]
@@ -132,6 +144,53 @@ impl Peer for PeerService {
             .map_err(|e| Status::internal(e.to_string()))?;
         mb.step(msg);
         Ok(Response::new(SnapshotAck { ok: true, error: String::new() }))
+    }
+
+    async fn lease_renew(
+        &self,
+        req: Request<pb::LeaseKeepAliveRequest>,
+    ) -> Result<Response<pb::LeaseKeepAliveResponse>, Status> {
+        let ctx = self.ctx()?;
+        let id = req.get_ref().id;
+        let header = ctx.header_now();
+        match crate::lease::renew_local(ctx, id).await {
+            Ok(Some(ttl)) => Ok(Response::new(pb::LeaseKeepAliveResponse { header, id, ttl })),
+            Ok(None) => Err(not_leader()),
+            Err(e) if crate::lease::not_found(&e) => {
+                Ok(Response::new(pb::LeaseKeepAliveResponse { header, id, ttl: 0 }))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<pb::LeaseTimeToLiveRequest>,
+    ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
+        let ctx = self.ctx()?;
+        match crate::lease::time_to_live_local(ctx, req.get_ref())? {
+            Some(r) => Ok(Response::new(r)),
+            None => Err(not_leader()),
+        }
+    }
+
+    async fn member_promote(
+        &self,
+        req: Request<pb::MemberPromoteRequest>,
+    ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
+        let ctx = self.ctx()?;
+        if !ctx.replica.is_leader() {
+            return Err(not_leader());
+        }
+        let members = ctx
+            .replica
+            .member_promote(req.get_ref().id)
+            .await
+            .map_err(crate::errors::ApiError::from)?;
+        Ok(Response::new(pb::MemberPromoteResponse {
+            header: ctx.header(0),
+            members: members.iter().map(crate::cluster::member_out).collect(),
+        }))
     }
 
     async fn probe(&self, _req: Request<ProbeRequest>) -> Result<Response<ProbeResponse>, Status> {

@@ -6,25 +6,39 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusted_engine::mvcc::StoreOptions;
+use rusted_engine::mvcc::{CommitObserver, StoreOptions};
+
+use crate::metrics::Metrics;
 use rusted_replication::membership::{bootstrap_record, parse_initial_cluster, ClusterRecord};
 use rusted_replication::{Bootstrap, Replica, ReplicaConfig};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::auth::AuthService;
 use crate::cluster::ClusterService;
 use crate::config::{bind_addr, urls, ServerConfig};
 use crate::ctx::{Ctx, Limits};
+use crate::election::ElectionService;
+use crate::health::HealthService;
 use crate::kv::KvService;
+use crate::lease::LeaseService;
+use crate::lock::LockService;
 use crate::machine::{ApplyOut, EtcdMachine};
 use crate::maintenance::MaintenanceService;
 use crate::peer::{fetch_cluster, GrpcTransport, GrpcTransportRef, PeerService, PeerState};
+use crate::proto::etcdserverpb::auth_server::AuthServer;
 use crate::proto::etcdserverpb::cluster_server::ClusterServer;
 use crate::proto::etcdserverpb::kv_server::KvServer;
+use crate::proto::etcdserverpb::lease_server::LeaseServer;
 use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use crate::proto::etcdserverpb::watch_server::WatchServer;
 use crate::proto::etcdserverpb::{LeaseCheckpoint, LeaseCheckpointRequest, LeaseRevokeRequest};
+use crate::proto::health::health_server::HealthServer;
 use crate::proto::rustedpb::peer_server::PeerServer;
 use crate::proto::rustedpb::proposal::Request as P;
+use crate::proto::v3electionpb::election_server::ElectionServer;
+use crate::proto::v3lockpb::lock_server::LockServer;
+use crate::watch::WatchService;
 
 /// Who this member is, fixed at bootstrap (initial-* flags are ignored afterwards).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -123,7 +137,12 @@ impl Member {
             )
             .into());
         }
-        let store_opts = StoreOptions::default();
+        let auto_compaction =
+            crate::autocompact::parse(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)?;
+        let metrics = Arc::new(Metrics::new()?);
+        let mut store_opts = StoreOptions::default();
+        let m = metrics.clone();
+        store_opts.on_commit = CommitObserver(Some(Arc::new(move |d| m.observe_backend_commit(d))));
         let machine =
             Arc::new(EtcdMachine::open(&cfg.snap_dir().join("db"), store_opts, election)?);
         let mut rcfg = ReplicaConfig::new(ident.member_id, cfg.member_dir(), boot);
@@ -134,6 +153,8 @@ impl Member {
         rcfg.snapshot_count = cfg.snapshot_count;
         rcfg.request_timeout = Duration::from_secs(5) + 2 * election;
         rcfg.pre_vote = cfg.pre_vote;
+        let m = metrics.clone();
+        rcfg.wal.on_sync = Some(Arc::new(move |d| m.observe_wal_fsync(d)));
         let transport = GrpcTransport::new(
             tokio::runtime::Handle::current(),
             ident.member_id,
@@ -153,13 +174,30 @@ impl Member {
         let _ = peer_state.ids.set((ident.cluster_id, ident.member_id));
         *peer_state.cluster.lock().unwrap_or_else(|p| p.into_inner()) = replica.cluster().encode();
 
-        let quota = if cfg.quota_backend_bytes == 0 { 2 << 30 } else { cfg.quota_backend_bytes };
+        let quota = Limits::quota_from_flag(cfg.quota_backend_bytes);
+        match quota {
+            None => tracing::warn!("disabled backend quota"),
+            Some(q) if q > crate::ctx::MAX_QUOTA_BYTES => tracing::warn!(
+                quota = q,
+                max = crate::ctx::MAX_QUOTA_BYTES,
+                "quota exceeds the maximum value; performance may degrade"
+            ),
+            Some(_) => {}
+        }
         let limits = Limits {
             max_request_bytes: cfg.max_request_bytes,
             max_txn_ops: cfg.max_txn_ops,
             quota_backend_bytes: quota,
         };
-        let ctx = Arc::new(Ctx { replica: replica.clone(), machine: machine.clone(), limits });
+        let ctx = Arc::new(Ctx {
+            replica: replica.clone(),
+            machine: machine.clone(),
+            limits,
+            ids: crate::idgen::IdGen::new(ident.member_id),
+            forward: crate::forward::Forwarder::default(),
+            raising_nospace: Default::default(),
+        });
+        let _ = peer_state.ctx.set(ctx.clone());
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
@@ -193,22 +231,15 @@ impl Member {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| format!("listen {u}: {e}"))?;
-            let kv =
-                KvServer::new(KvService { ctx: ctx.clone() }).max_decoding_message_size(max_msg);
-            let cl = ClusterServer::new(ClusterService { ctx: ctx.clone() })
-                .max_decoding_message_size(max_msg);
-            let mt = MaintenanceServer::new(MaintenanceService { ctx: ctx.clone() })
-                .max_decoding_message_size(max_msg)
-                .max_encoding_message_size(usize::MAX);
+            let routes = client_routes(&ctx, &metrics, max_msg);
             let mut rx = stop_rx.clone();
             tasks.push(tokio::spawn(async move {
                 let inc =
                     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
                 let r = tonic::transport::Server::builder()
                     .tcp_nodelay(true)
-                    .add_service(kv)
-                    .add_service(cl)
-                    .add_service(mt)
+                    .accept_http1(true)
+                    .add_routes(routes)
                     .serve_with_incoming_shutdown(inc, async move {
                         let _ = rx.wait_for(|s| *s).await;
                     })
@@ -226,6 +257,11 @@ impl Member {
             stop_rx.clone(),
         )));
         tasks.push(tokio::spawn(leader_duties(ctx.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(crate::autocompact::run(
+            ctx.clone(),
+            auto_compaction,
+            stop_rx.clone(),
+        )));
         tasks.push(tokio::spawn(refresh_peer_state(ctx.clone(), peer_state, stop_rx)));
         tracing::info!(id = %format!("{:x}", ident.member_id), cluster = %format!("{:x}", ident.cluster_id), "member started");
         Ok(Member { ctx, stop, tasks })
@@ -251,6 +287,43 @@ impl Member {
         })
         .await;
     }
+}
+
+/// Everything on a client URL: the etcd gRPC services, the JSON gateway, and the plain HTTP
+/// endpoints, with every gRPC call counted.
+fn client_routes(ctx: &Arc<Ctx>, metrics: &Arc<Metrics>, max_msg: usize) -> tonic::service::Routes {
+    let kv = KvServer::new(KvService { ctx: ctx.clone() }).max_decoding_message_size(max_msg);
+    let cl =
+        ClusterServer::new(ClusterService { ctx: ctx.clone() }).max_decoding_message_size(max_msg);
+    let mt = MaintenanceServer::new(MaintenanceService { ctx: ctx.clone() })
+        .max_decoding_message_size(max_msg)
+        .max_encoding_message_size(usize::MAX);
+    let wt = WatchServer::new(WatchService { ctx: ctx.clone() })
+        .max_decoding_message_size(max_msg)
+        .max_encoding_message_size(usize::MAX);
+    let ls = LeaseServer::new(LeaseService { ctx: ctx.clone() }).max_decoding_message_size(max_msg);
+    let au = AuthServer::new(AuthService { ctx: ctx.clone() }).max_decoding_message_size(max_msg);
+    let hl = HealthServer::new(HealthService { ctx: ctx.clone() });
+    let lk = LockServer::new(LockService { ctx: ctx.clone() }).max_decoding_message_size(max_msg);
+    let el = ElectionServer::new(ElectionService { ctx: ctx.clone() })
+        .max_decoding_message_size(max_msg);
+    let mut grpc = tonic::service::Routes::builder();
+    grpc.add_service(kv)
+        .add_service(cl)
+        .add_service(mt)
+        .add_service(wt)
+        .add_service(ls)
+        .add_service(au)
+        .add_service(hl)
+        .add_service(lk)
+        .add_service(el);
+    let all = grpc
+        .routes()
+        .into_axum_router()
+        .merge(crate::gateway::router(ctx.clone()))
+        .merge(crate::http::router(ctx.clone(), metrics.clone()))
+        .layer(axum::middleware::from_fn_with_state(metrics.clone(), crate::http::count_grpc));
+    tonic::service::Routes::from(all)
 }
 
 /// etcd's publish: the member's name and client URLs go through raft once it runs.

@@ -7,11 +7,31 @@ use rusted_server::config::ServerConfig;
 use rusted_server::server::Member;
 
 fn main() -> std::process::ExitCode {
-    let cfg = ServerConfig::parse();
+    let mut cfg = ServerConfig::parse();
+    let mut skipped = Vec::new();
+    if let Some(path) = cfg.config_file.clone() {
+        match rusted_server::config_file::load(&path) {
+            Ok((c, s)) => {
+                cfg = c;
+                cfg.config_file = Some(path);
+                skipped = s;
+            }
+            Err(e) => {
+                eprintln!("rusted: --config-file: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{},raft=warn", cfg.log_level))
     });
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    if let Some(path) = &cfg.config_file {
+        tracing::info!(path = %path.display(), "loaded server configuration, other configuration command line flags and environment variables will be ignored if provided");
+        for key in skipped {
+            tracing::warn!(key = %key, "configuration key not supported by rusted, ignored");
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

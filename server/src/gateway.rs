@@ -1,0 +1,423 @@
+//! The JSON gateway: etcd's grpc-gateway paths (`POST /v3/...`) on the client port, in JSON as
+//! etcd's gateway writes it (snake_case field names, 64-bit integers as strings, bytes as
+//! base64, enums by name, zero values left out). Each path calls the same service method the
+//! gRPC path does. Streams (watch, lease keep-alive, election observe) take a sequence of JSON
+//! objects in the request body and answer one `{"result": ...}` object per line.
+#![forbid(unsafe_code)]
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Code, Status};
+
+use crate::auth::AuthService;
+use crate::cluster::ClusterService;
+use crate::ctx::Ctx;
+use crate::election::ElectionService;
+use crate::lease::LeaseService;
+use crate::lock::LockService;
+use crate::maintenance::MaintenanceService;
+use crate::proto::etcdserverpb::auth_server::Auth;
+use crate::proto::etcdserverpb::cluster_server::Cluster;
+use crate::proto::etcdserverpb::kv_server::Kv;
+use crate::proto::etcdserverpb::lease_server::Lease;
+use crate::proto::etcdserverpb::maintenance_server::Maintenance;
+use crate::proto::v3electionpb::election_server::Election;
+use crate::proto::v3lockpb::lock_server::Lock;
+use crate::{kv::KvService, proto::etcdserverpb as pb};
+
+/// Path prefixes served: etcd 3.4 serves its gateway under `/v3/` and, for older clients,
+/// `/v3beta/`.
+pub const PREFIXES: &[&str] = &["/v3", "/v3beta"];
+
+/// Largest request body the gateway reads (a little above --max-request-bytes, as JSON and
+/// base64 inflate it).
+fn body_limit(ctx: &Ctx) -> usize {
+    ctx.limits.max_request_bytes * 2 + 64 * 1024
+}
+
+/// The HTTP status grpc-gateway answers a gRPC code with.
+pub fn http_status(code: Code) -> StatusCode {
+    match code {
+        Code::Ok => StatusCode::OK,
+        Code::Cancelled => StatusCode::REQUEST_TIMEOUT,
+        Code::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
+        Code::InvalidArgument => StatusCode::BAD_REQUEST,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists => StatusCode::CONFLICT,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::FailedPrecondition => StatusCode::BAD_REQUEST,
+        Code::Aborted => StatusCode::CONFLICT,
+        Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// grpc-gateway v1's error body (fields in its order).
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    code: i32,
+    message: &'a str,
+}
+
+/// grpc-gateway v1's error inside a stream.
+#[derive(Serialize)]
+struct StreamErrorBody<'a> {
+    grpc_code: i32,
+    http_code: u16,
+    message: &'a str,
+    http_status: &'a str,
+}
+
+/// A unary error as grpc-gateway v1 writes it: `{"error": msg, "code": n, "message": msg}`.
+pub fn error_response(s: &Status) -> Response {
+    let body = ErrorBody { error: s.message(), code: s.code() as i32, message: s.message() };
+    json_response(http_status(s.code()), &body)
+}
+
+/// Serializes `{"<field>": v}` followed by a newline, keeping `v`'s own field order.
+fn wrapped_line<T: Serialize>(field: &str, v: &T) -> Vec<u8> {
+    let mut b = format!("{{\"{field}\":").into_bytes();
+    match serde_json::to_writer(&mut b, v) {
+        Ok(()) => b.extend_from_slice(b"}\n"),
+        Err(e) => {
+            b = format!("{{\"error\":{{\"message\":{:?}}}}}\n", e.to_string()).into_bytes();
+        }
+    }
+    b
+}
+
+/// An error inside a stream, as grpc-gateway v1 writes it.
+fn stream_error(s: &Status) -> Vec<u8> {
+    let code = s.code();
+    let http = http_status(code);
+    let body = StreamErrorBody {
+        grpc_code: code as i32,
+        http_code: http.as_u16(),
+        message: s.message(),
+        http_status: http.canonical_reason().unwrap_or(""),
+    };
+    wrapped_line("error", &body)
+}
+
+fn json_response<T: Serialize + ?Sized>(status: StatusCode, v: &T) -> Response {
+    match serde_json::to_vec(v) {
+        Ok(b) => (status, [(header::CONTENT_TYPE, "application/json")], b).into_response(),
+        Err(e) => error_response(&Status::internal(e.to_string())),
+    }
+}
+
+/// Decodes a request body (empty: the default request, as grpc-gateway allows).
+pub fn decode<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Status> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+/// Runs one unary RPC from a JSON body.
+async fn unary<Req, Resp, F, Fut>(body: Bytes, call: F) -> Response
+where
+    Req: DeserializeOwned + Default,
+    Resp: Serialize,
+    F: FnOnce(tonic::Request<Req>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+{
+    let req = match decode::<Req>(&body) {
+        Ok(r) => r,
+        Err(s) => return error_response(&s),
+    };
+    match call(tonic::Request::new(req)).await {
+        Ok(r) => json_response(StatusCode::OK, r.get_ref()),
+        Err(s) => error_response(&s),
+    }
+}
+
+/// The JSON objects of a streamed request body, one request each, as they arrive.
+fn json_requests<T>(body: Body, limit: usize) -> impl Stream<Item = Result<T, Status>> + Unpin
+where
+    T: DeserializeOwned + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        let mut data = body.into_data_stream();
+        let mut buf: Vec<u8> = Vec::new();
+        loop {
+            // Decode every complete object in the buffer.
+            let mut it = serde_json::Deserializer::from_slice(&buf).into_iter::<T>();
+            let mut used = 0;
+            loop {
+                match it.next() {
+                    Some(Ok(v)) => {
+                        used = it.byte_offset();
+                        if tx.send(Ok(v)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Err(e)) if e.is_eof() => break,
+                    Some(Err(e)) => {
+                        let _ = tx.send(Err(Status::invalid_argument(e.to_string()))).await;
+                        return;
+                    }
+                    None => {
+                        used = buf.len();
+                        break;
+                    }
+                }
+            }
+            buf.drain(..used);
+            match data.next().await {
+                Some(Ok(chunk)) => {
+                    buf.extend_from_slice(&chunk);
+                    if buf.len() > limit {
+                        let msg = "request body too large";
+                        let _ = tx.send(Err(Status::invalid_argument(msg))).await;
+                        return;
+                    }
+                }
+                Some(Err(_)) => return,
+                None => {
+                    if !buf.iter().all(u8::is_ascii_whitespace) {
+                        let msg = "unexpected EOF in a JSON request";
+                        let _ = tx.send(Err(Status::invalid_argument(msg))).await;
+                    }
+                    return;
+                }
+            }
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// A streamed answer: `{"result": ...}` per message, an error object if one ends it.
+fn stream_response<T: Serialize + Send + 'static>(
+    rx: mpsc::Receiver<Result<T, Status>>,
+) -> Response {
+    let lines = ReceiverStream::new(rx).map(|item| {
+        let line = match item {
+            Ok(v) => wrapped_line("result", &v),
+            Err(s) => stream_error(&s),
+        };
+        Ok::<_, std::convert::Infallible>(Bytes::from(line))
+    });
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], Body::from_stream(lines))
+        .into_response()
+}
+
+/// Every service the gateway calls.
+#[derive(Debug, Clone)]
+struct Services {
+    ctx: Arc<Ctx>,
+    kv: KvService,
+    lease: LeaseService,
+    cluster: ClusterService,
+    maintenance: MaintenanceService,
+    auth: AuthService,
+    lock: LockService,
+    election: ElectionService,
+}
+
+/// One `POST` route per unary RPC: `route!(router, "path", service, method)`.
+macro_rules! unary_routes {
+    ($router:ident, $s:ident, $( $path:literal => $svc:ident . $method:ident ),* $(,)?) => {
+        $(
+            for p in PREFIXES {
+                let s = $s.clone();
+                $router = $router.route(
+                    &format!("{p}{}", $path),
+                    post(move |body: Bytes| {
+                        let s = s.clone();
+                        async move { unary(body, |r| async move { s.$svc.$method(r).await }).await }
+                    }),
+                );
+            }
+        )*
+    };
+}
+
+/// The gateway's routes.
+pub fn router(ctx: Arc<Ctx>) -> Router {
+    let s = Services {
+        kv: KvService { ctx: ctx.clone() },
+        lease: LeaseService { ctx: ctx.clone() },
+        cluster: ClusterService { ctx: ctx.clone() },
+        maintenance: MaintenanceService { ctx: ctx.clone() },
+        auth: AuthService { ctx: ctx.clone() },
+        lock: LockService { ctx: ctx.clone() },
+        election: ElectionService { ctx: ctx.clone() },
+        ctx,
+    };
+    let mut r = Router::new();
+    unary_routes!(r, s,
+        "/kv/range" => kv.range,
+        "/kv/put" => kv.put,
+        "/kv/deleterange" => kv.delete_range,
+        "/kv/txn" => kv.txn,
+        "/kv/compaction" => kv.compact,
+        "/lease/grant" => lease.lease_grant,
+        "/lease/revoke" => lease.lease_revoke,
+        "/kv/lease/revoke" => lease.lease_revoke,
+        "/lease/timetolive" => lease.lease_time_to_live,
+        "/kv/lease/timetolive" => lease.lease_time_to_live,
+        "/lease/leases" => lease.lease_leases,
+        "/kv/lease/leases" => lease.lease_leases,
+        "/cluster/member/add" => cluster.member_add,
+        "/cluster/member/remove" => cluster.member_remove,
+        "/cluster/member/update" => cluster.member_update,
+        "/cluster/member/list" => cluster.member_list,
+        "/cluster/member/promote" => cluster.member_promote,
+        "/maintenance/alarm" => maintenance.alarm,
+        "/maintenance/status" => maintenance.status,
+        "/maintenance/defragment" => maintenance.defragment,
+        "/maintenance/hash" => maintenance.hash_kv,
+        "/maintenance/transfer-leadership" => maintenance.move_leader,
+        "/auth/enable" => auth.auth_enable,
+        "/auth/disable" => auth.auth_disable,
+        "/auth/status" => auth.auth_status,
+        "/auth/authenticate" => auth.authenticate,
+        "/auth/user/add" => auth.user_add,
+        "/auth/user/get" => auth.user_get,
+        "/auth/user/list" => auth.user_list,
+        "/auth/user/delete" => auth.user_delete,
+        "/auth/user/changepw" => auth.user_change_password,
+        "/auth/user/grant" => auth.user_grant_role,
+        "/auth/user/revoke" => auth.user_revoke_role,
+        "/auth/role/add" => auth.role_add,
+        "/auth/role/get" => auth.role_get,
+        "/auth/role/list" => auth.role_list,
+        "/auth/role/delete" => auth.role_delete,
+        "/auth/role/grant" => auth.role_grant_permission,
+        "/auth/role/revoke" => auth.role_revoke_permission,
+        "/lock/lock" => lock.lock,
+        "/lock/unlock" => lock.unlock,
+        "/election/campaign" => election.campaign,
+        "/election/proclaim" => election.proclaim,
+        "/election/leader" => election.leader,
+        "/election/resign" => election.resign,
+    );
+    for p in PREFIXES {
+        let st = s.clone();
+        r = r.route(
+            &format!("{p}/watch"),
+            post(move |body: Body| {
+                let st = st.clone();
+                async move {
+                    let limit = body_limit(&st.ctx);
+                    let input = json_requests::<pb::WatchRequest>(body, limit);
+                    let (tx, rx) = mpsc::channel(64);
+                    tokio::spawn(crate::watch::serve(st.ctx.clone(), input, tx));
+                    stream_response(rx)
+                }
+            }),
+        );
+        let st = s.clone();
+        r = r.route(
+            &format!("{p}/lease/keepalive"),
+            post(move |body: Body| {
+                let st = st.clone();
+                async move {
+                    let limit = body_limit(&st.ctx);
+                    let input = json_requests::<pb::LeaseKeepAliveRequest>(body, limit);
+                    let (tx, rx) = mpsc::channel(16);
+                    tokio::spawn(crate::lease::keep_alive(st.ctx.clone(), input, tx));
+                    stream_response(rx)
+                }
+            }),
+        );
+        let st = s.clone();
+        r = r.route(
+            &format!("{p}/maintenance/snapshot"),
+            post(move |body: Bytes| {
+                let st = st.clone();
+                async move {
+                    let req = match decode::<pb::SnapshotRequest>(&body) {
+                        Ok(r) => r,
+                        Err(e) => return error_response(&e),
+                    };
+                    match st.maintenance.snapshot(tonic::Request::new(req)).await {
+                        Ok(stream) => forward_stream(stream.into_inner()),
+                        Err(e) => error_response(&e),
+                    }
+                }
+            }),
+        );
+        let st = s.clone();
+        r = r.route(
+            &format!("{p}/election/observe"),
+            post(move |body: Bytes| {
+                let st = st.clone();
+                async move {
+                    let req = match decode::<crate::proto::v3electionpb::LeaderRequest>(&body) {
+                        Ok(r) => r,
+                        Err(e) => return error_response(&e),
+                    };
+                    match st.election.observe(tonic::Request::new(req)).await {
+                        Ok(stream) => forward_stream(stream.into_inner()),
+                        Err(e) => error_response(&e),
+                    }
+                }
+            }),
+        );
+    }
+    r
+}
+
+/// A server stream from a service method, answered line by line.
+fn forward_stream<T, S>(mut s: S) -> Response
+where
+    T: Serialize + Send + 'static,
+    S: Stream<Item = Result<T, Status>> + Send + Unpin + 'static,
+{
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Some(item) = s.next().await {
+            let end = item.is_err();
+            if tx.send(item).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    stream_response(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shapes_follow_the_gateway() {
+        let r =
+            pb::PutRequest { key: b"foo".to_vec(), value: b"bar".to_vec(), ..Default::default() };
+        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"key":"Zm9v","value":"YmFy"}"#);
+        let h = pb::ResponseHeader { cluster_id: 1, member_id: 2, revision: 3, raft_term: 0 };
+        assert_eq!(
+            serde_json::to_string(&h).unwrap(),
+            r#"{"cluster_id":"1","member_id":"2","revision":"3"}"#
+        );
+        let q: pb::RangeRequest =
+            decode(br#"{"key":"Zm9v","range_end":"Zm9w","limit":"10","sort_order":"DESCEND"}"#)
+                .unwrap();
+        assert_eq!((q.limit, q.sort_order), (10, 2));
+        let q: pb::RangeRequest = decode(br#"{"key":"Zm9v","limit":10}"#).unwrap();
+        assert_eq!(q.limit, 10);
+        assert!(decode::<pb::RangeRequest>(b"{bad").is_err());
+        assert!(decode::<pb::RangeRequest>(b"").is_ok());
+    }
+}

@@ -1,0 +1,137 @@
+//! Plain HTTP on the client port: /health, /livez, /readyz, /version and /metrics (Prometheus
+//! text, with etcd's metric names), plus the gRPC request counter every RPC passes through.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::ctx::{Ctx, CLUSTER_VERSION, SERVER_VERSION};
+use crate::metrics::Metrics;
+
+/// How long a health check waits for its linearizable read.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Clone)]
+struct HttpState {
+    ctx: Arc<Ctx>,
+    metrics: Arc<Metrics>,
+}
+
+/// The routes.
+pub fn router(ctx: Arc<Ctx>, metrics: Arc<Metrics>) -> Router {
+    let st = HttpState { ctx, metrics };
+    Router::new()
+        .route("/health", get(health))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/version", get(version))
+        .route("/metrics", get(scrape))
+        .with_state(st)
+}
+
+fn json(status: StatusCode, v: serde_json::Value) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
+
+/// The health of this member: a leader, no alarm (NOSPACE excepted when the caller asks to
+/// exclude it), and a linearizable read that completes.
+async fn check(ctx: &Ctx, exclude: &[String]) -> Result<(), String> {
+    let alarms = ctx.machine.alarms().members(crate::proto::etcdserverpb::AlarmType::None);
+    for a in alarms {
+        let name = crate::proto::etcdserverpb::AlarmType::try_from(a.alarm)
+            .map(|t| t.as_str_name())
+            .unwrap_or("UNKNOWN");
+        if !exclude.iter().any(|e| e == name) {
+            return Err(format!("ALARM {name}"));
+        }
+    }
+    if ctx.replica.leader() == 0 {
+        return Err("RAFT NO LEADER".into());
+    }
+    match tokio::time::timeout(HEALTH_TIMEOUT, ctx.linearize()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("QGET ERROR:{e}")),
+        Err(_) => Err("QGET ERROR:timed out".into()),
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+struct HealthQuery {
+    exclude: Option<String>,
+}
+
+async fn health(State(st): State<HttpState>, Query(q): Query<HealthQuery>) -> Response {
+    let exclude: Vec<String> = q.exclude.into_iter().collect();
+    match check(&st.ctx, &exclude).await {
+        Ok(()) => json(StatusCode::OK, serde_json::json!({"health": "true", "reason": ""})),
+        Err(reason) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"health": "false", "reason": reason}),
+        ),
+    }
+}
+
+/// Alive: the process serves HTTP.
+async fn livez() -> Response {
+    (StatusCode::OK, "ok").into_response()
+}
+
+/// Ready: it can serve reads and writes (a leader and a completed linearizable read).
+async fn readyz(State(st): State<HttpState>) -> Response {
+    match check(&st.ctx, &["NOSPACE".to_string()]).await {
+        Ok(()) => (StatusCode::OK, "ok").into_response(),
+        Err(reason) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}")).into_response()
+        }
+    }
+}
+
+async fn version() -> Response {
+    json(
+        StatusCode::OK,
+        serde_json::json!({"etcdserver": SERVER_VERSION, "etcdcluster": CLUSTER_VERSION}),
+    )
+}
+
+async fn scrape(State(st): State<HttpState>) -> Response {
+    match st.metrics.render(&st.ctx) {
+        Ok(text) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            text,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+    }
+}
+
+/// Counts every gRPC request by service, method and result code
+/// (grpc_server_handled_total). A code sent in the trailers of a streamed answer is not seen
+/// here; such streams count as OK unless they failed up front.
+pub async fn count_grpc(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let is_grpc = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if !is_grpc {
+        return next.run(req).await;
+    }
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let code = resp
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .unwrap_or(0);
+    metrics.grpc_handled(&path, code);
+    resp
+}

@@ -1,0 +1,251 @@
+//! Prometheus metrics under etcd's names (the ones dashboards and alerts use). Most are read
+//! from the layers' own counters when scraped; durations are observed as they happen through
+//! the WAL's and the store's observers.
+#![forbid(unsafe_code)]
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+use crate::ctx::{Ctx, CLUSTER_VERSION, SERVER_VERSION};
+
+/// etcd's buckets for disk latencies: 1 ms doubling 14 times (to ~8 s).
+fn disk_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(0.001, 2.0, 14).unwrap_or_default()
+}
+
+/// Methods whose calls are streams, by gRPC type label.
+fn grpc_type(service: &str, method: &str) -> &'static str {
+    match (service, method) {
+        ("etcdserverpb.Watch", "Watch") | ("etcdserverpb.Lease", "LeaseKeepAlive") => "bidi_stream",
+        ("etcdserverpb.Maintenance", "Snapshot")
+        | ("v3electionpb.Election", "Observe")
+        | ("grpc.health.v1.Health", "Watch") => "server_stream",
+        ("rustedpb.Peer", "Send") | ("rustedpb.Peer", "Snapshot") => "client_stream",
+        _ => "unary",
+    }
+}
+
+fn code_name(code: i32) -> &'static str {
+    match code {
+        0 => "OK",
+        1 => "Canceled",
+        2 => "Unknown",
+        3 => "InvalidArgument",
+        4 => "DeadlineExceeded",
+        5 => "NotFound",
+        6 => "AlreadyExists",
+        7 => "PermissionDenied",
+        8 => "ResourceExhausted",
+        9 => "FailedPrecondition",
+        10 => "Aborted",
+        11 => "OutOfRange",
+        12 => "Unimplemented",
+        13 => "Internal",
+        14 => "Unavailable",
+        15 => "DataLoss",
+        16 => "Unauthenticated",
+        _ => "Unknown",
+    }
+}
+
+/// The registry and every metric in it.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    has_leader: IntGauge,
+    is_leader: IntGauge,
+    leader_changes: IntCounter,
+    committed: Gauge,
+    applied: Gauge,
+    pending: Gauge,
+    failed: IntCounter,
+    /// etcd_disk_wal_fsync_duration_seconds.
+    pub wal_fsync: Histogram,
+    /// etcd_disk_backend_commit_duration_seconds.
+    pub backend_commit: Histogram,
+    db_size: IntGauge,
+    db_in_use: IntGauge,
+    keys: IntGauge,
+    quota: IntGauge,
+    server_id: IntGaugeVec,
+    grpc_handled: IntCounterVec,
+    render: Mutex<()>,
+}
+
+impl Metrics {
+    /// Builds the registry.
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let g = |name: &str, help: &str| IntGauge::new(name, help);
+        let has_leader = g(
+            "etcd_server_has_leader",
+            "Whether or not a leader exists. 1 is existence, 0 is not.",
+        )?;
+        let is_leader = g(
+            "etcd_server_is_leader",
+            "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+        )?;
+        let leader_changes = IntCounter::new(
+            "etcd_server_leader_changes_seen_total",
+            "The number of leader changes seen.",
+        )?;
+        let committed = Gauge::new(
+            "etcd_server_proposals_committed_total",
+            "The total number of consensus proposals committed.",
+        )?;
+        let applied = Gauge::new(
+            "etcd_server_proposals_applied_total",
+            "The total number of consensus proposals applied.",
+        )?;
+        let pending = Gauge::new(
+            "etcd_server_proposals_pending",
+            "The current number of pending proposals to commit.",
+        )?;
+        let failed = IntCounter::new(
+            "etcd_server_proposals_failed_total",
+            "The total number of failed proposals seen.",
+        )?;
+        let wal_fsync = Histogram::with_opts(
+            HistogramOpts::new(
+                "etcd_disk_wal_fsync_duration_seconds",
+                "The latency distributions of fsync called by WAL.",
+            )
+            .buckets(disk_buckets()),
+        )?;
+        let backend_commit = Histogram::with_opts(
+            HistogramOpts::new(
+                "etcd_disk_backend_commit_duration_seconds",
+                "The latency distributions of commit called by backend.",
+            )
+            .buckets(disk_buckets()),
+        )?;
+        let db_size = g(
+            "etcd_mvcc_db_total_size_in_bytes",
+            "Total size of the underlying database physically allocated in bytes.",
+        )?;
+        let db_in_use = g(
+            "etcd_mvcc_db_total_size_in_use_in_bytes",
+            "Total size of the underlying database logically in use in bytes.",
+        )?;
+        let keys = g("etcd_debugging_mvcc_keys_total", "Total number of keys.")?;
+        let quota =
+            g("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.")?;
+        let server_version = IntGaugeVec::new(
+            Opts::new(
+                "etcd_server_version",
+                "Which version is running. 1 for 'server_version' label with current version.",
+            ),
+            &["server_version"],
+        )?;
+        let cluster_version = IntGaugeVec::new(
+            Opts::new("etcd_cluster_version", "Which version is running. 1 for 'cluster_version' label with current cluster version"),
+            &["cluster_version"],
+        )?;
+        let server_id = IntGaugeVec::new(
+            Opts::new("etcd_server_id", "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID."),
+            &["server_id"],
+        )?;
+        let grpc_handled = IntCounterVec::new(
+            Opts::new(
+                "grpc_server_handled_total",
+                "Total number of RPCs completed on the server, regardless of success or failure.",
+            ),
+            &["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
+        )?;
+        registry.register(Box::new(has_leader.clone()))?;
+        registry.register(Box::new(is_leader.clone()))?;
+        registry.register(Box::new(leader_changes.clone()))?;
+        registry.register(Box::new(committed.clone()))?;
+        registry.register(Box::new(applied.clone()))?;
+        registry.register(Box::new(pending.clone()))?;
+        registry.register(Box::new(failed.clone()))?;
+        registry.register(Box::new(wal_fsync.clone()))?;
+        registry.register(Box::new(backend_commit.clone()))?;
+        registry.register(Box::new(db_size.clone()))?;
+        registry.register(Box::new(db_in_use.clone()))?;
+        registry.register(Box::new(keys.clone()))?;
+        registry.register(Box::new(quota.clone()))?;
+        registry.register(Box::new(server_version.clone()))?;
+        registry.register(Box::new(cluster_version.clone()))?;
+        registry.register(Box::new(server_id.clone()))?;
+        registry.register(Box::new(grpc_handled.clone()))?;
+        server_version.with_label_values(&[SERVER_VERSION]).set(1);
+        cluster_version.with_label_values(&[CLUSTER_VERSION]).set(1);
+        Ok(Metrics {
+            registry,
+            has_leader,
+            is_leader,
+            leader_changes,
+            committed,
+            applied,
+            pending,
+            failed,
+            wal_fsync,
+            backend_commit,
+            db_size,
+            db_in_use,
+            keys,
+            quota,
+            server_id,
+            grpc_handled,
+            render: Mutex::new(()),
+        })
+    }
+
+    /// Counts one finished gRPC call to `path` ("/package.Service/Method").
+    pub fn grpc_handled(&self, path: &str, code: i32) {
+        let mut parts = path.trim_start_matches('/').splitn(2, '/');
+        let (service, method) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        self.grpc_handled
+            .with_label_values(&[grpc_type(service, method), service, method, code_name(code)])
+            .inc();
+    }
+
+    /// Records a WAL sync's duration.
+    pub fn observe_wal_fsync(&self, d: Duration) {
+        self.wal_fsync.observe(d.as_secs_f64());
+    }
+
+    /// Records a page-store commit's duration.
+    pub fn observe_backend_commit(&self, d: Duration) {
+        self.backend_commit.observe(d.as_secs_f64());
+    }
+
+    /// The Prometheus text of every metric, read now.
+    pub fn render(&self, ctx: &Ctx) -> Result<String, String> {
+        let _one = self.render.lock().unwrap_or_else(|p| p.into_inner());
+        let st = ctx.replica.status();
+        self.has_leader.set(i64::from(st.leader != 0));
+        self.is_leader.set(i64::from(st.is_leader));
+        set_counter(&self.leader_changes, st.leader_changes);
+        self.committed.set(st.committed as f64);
+        self.applied.set(st.applied as f64);
+        self.pending.set(st.pending as f64);
+        set_counter(&self.failed, st.proposals_failed);
+        let store = ctx.store();
+        let stats = store.db().stats();
+        self.db_size.set(stats.file_size as i64);
+        let in_use = stats.pages.saturating_sub(stats.free_pages) * stats.page_size;
+        self.db_in_use.set(in_use as i64);
+        self.keys.set(store.key_count() as i64);
+        self.quota.set(ctx.limits.quota_backend_bytes.map_or(-1, |q| q as i64));
+        self.server_id.reset();
+        self.server_id.with_label_values(&[&format!("{:x}", st.id)]).set(1);
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).map_err(|e| e.to_string())?;
+        String::from_utf8(out).map_err(|e| e.to_string())
+    }
+}
+
+/// Moves a counter to `value` (it only grows; the source is a monotonic counter).
+fn set_counter(c: &IntCounter, value: u64) {
+    let now = c.get();
+    if value > now {
+        c.inc_by(value - now);
+    }
+}
