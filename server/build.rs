@@ -14,11 +14,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(files, ["proto"])?;
     // serde for the JSON gateway, with grpc-gateway's mapping as etcd configures it: original
     // (snake_case) field names, 64-bit integers as strings, bytes as base64, enums by name,
-    // zero values omitted.
+    // zero values omitted; unknown request fields ignored.
     let descriptors = prost::Message::encode_to_vec(&fds);
     pbjson_build::Builder::new()
         .register_descriptors(&descriptors)?
         .preserve_proto_field_names()
+        .ignore_unknown_fields()
         .build(&[".etcdserverpb", ".mvccpb", ".authpb", ".v3lockpb", ".v3electionpb"])?;
     tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
     Ok(())

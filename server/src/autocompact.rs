@@ -83,82 +83,107 @@ pub fn parse(mode: &str, retention: &str) -> Result<AutoCompaction, String> {
     }
 }
 
-/// The sampling interval of periodic mode: a tenth of the retention, at most an hour apart.
-pub fn sample_interval(retention: Duration) -> Duration {
-    (retention.min(Duration::from_secs(3600)) / 10).max(Duration::from_millis(100))
+/// Periodic mode's schedule (etcd's): the revision is sampled every tenth of
+/// `min(retention, 1h)`, keeping one retention's worth of samples. The first compaction comes
+/// one retention after start, to the revision current at start; later ones every
+/// `min(retention, 1h)`, each to the oldest sample kept (the revision current about one retention
+/// ago). A failed attempt is retried at the next sample. Samples are taken even while not
+/// leading, so a new leader has history to compact by.
+#[derive(Debug)]
+pub struct Periodic {
+    /// Between samples.
+    pub every: Duration,
+    interval: Duration,
+    window: usize,
+    revs: VecDeque<i64>,
+    last: Instant,
+    wait: Duration,
 }
 
-/// Revision samples for periodic mode.
-#[derive(Debug, Default)]
-pub struct Samples {
-    list: VecDeque<(Instant, i64)>,
-}
-
-impl Samples {
-    /// Records `rev` seen at `at`.
-    pub fn push(&mut self, at: Instant, rev: i64) {
-        self.list.push_back((at, rev));
+impl Periodic {
+    /// A schedule for `retention`, starting `now`.
+    pub fn new(retention: Duration, now: Instant) -> Periodic {
+        let interval = retention.min(Duration::from_secs(3600));
+        let every = (interval / 10).max(Duration::from_millis(100));
+        let window = (retention.as_nanos() / every.as_nanos()) as usize + 1;
+        Periodic { every, interval, window, revs: VecDeque::new(), last: now, wait: retention }
     }
 
-    /// The newest revision sampled at least `retention` before `now` (dropping older samples).
-    pub fn due(&mut self, now: Instant, retention: Duration) -> Option<i64> {
-        let mut found = None;
-        while let Some(&(t, rev)) = self.list.front() {
-            if now.duration_since(t) >= retention {
-                found = Some(rev);
-                self.list.pop_front();
-            } else {
-                break;
-            }
+    /// A sample of `rev` at `now`: the revision to compact to, if one is due and `leading`.
+    pub fn sample(&mut self, now: Instant, rev: i64, leading: bool) -> Option<i64> {
+        self.revs.push_back(rev);
+        while self.revs.len() > self.window {
+            self.revs.pop_front();
         }
-        found
+        if !leading || now.duration_since(self.last) < self.wait {
+            return None;
+        }
+        self.wait = self.interval;
+        self.revs.front().copied()
+    }
+
+    /// The compaction asked for succeeded at `now`.
+    pub fn succeeded(&mut self, now: Instant) {
+        self.last = now;
     }
 }
 
-async fn compact(ctx: &Ctx, rev: i64, last: &mut i64) {
-    if rev <= *last || rev <= ctx.store().compact_revision() {
-        return;
+/// Compacts to `rev` through raft; true when done (or already compacted that far).
+async fn compact(ctx: &Ctx, rev: i64) -> bool {
+    if rev <= 0 {
+        return false;
+    }
+    if rev <= ctx.store().compact_revision() {
+        return true;
     }
     match ctx.propose(P::Compaction(CompactionRequest { revision: rev, physical: false })).await {
         Ok(_) => {
             tracing::info!(revision = rev, "completed auto compaction");
-            *last = rev;
+            true
         }
-        Err(e) => tracing::warn!(revision = rev, error = %e, "failed auto compaction"),
+        Err(crate::errors::ApiError::Mvcc(rusted_engine::mvcc::MvccError::Compacted {
+            ..
+        })) => true,
+        Err(e) => {
+            tracing::warn!(revision = rev, error = %e, "failed auto compaction");
+            false
+        }
     }
 }
 
 /// Runs auto-compaction until `stop`.
 pub async fn run(ctx: Arc<Ctx>, mode: AutoCompaction, mut stop: watch::Receiver<bool>) {
-    let every = match mode {
+    let mut periodic = match mode {
         AutoCompaction::Off => return,
-        AutoCompaction::Periodic(r) => sample_interval(r),
-        AutoCompaction::Revision(_) => REVISION_INTERVAL,
+        AutoCompaction::Periodic(r) => Some(Periodic::new(r, Instant::now())),
+        AutoCompaction::Revision(_) => None,
     };
-    let mut samples = Samples::default();
-    let mut last = 0;
+    let every = periodic.as_ref().map_or(REVISION_INTERVAL, |p| p.every);
+    let mut last_target = 0;
+    // The first tick is immediate: the revision at start is the first sample.
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        if !ctx.replica.is_leader() {
-            // Only the leader compacts; a new leader starts sampling afresh.
-            samples = Samples::default();
-            continue;
-        }
         let rev = ctx.store().current_revision();
-        match mode {
-            AutoCompaction::Periodic(retention) => {
-                let now = Instant::now();
-                samples.push(now, rev);
-                if let Some(target) = samples.due(now, retention) {
-                    compact(&ctx, target, &mut last).await;
+        let leading = ctx.replica.is_leader();
+        match (&mut periodic, mode) {
+            (Some(p), _) => {
+                if let Some(target) = p.sample(Instant::now(), rev, leading) {
+                    if compact(&ctx, target).await {
+                        p.succeeded(Instant::now());
+                    }
                 }
             }
-            AutoCompaction::Revision(keep) => compact(&ctx, rev - keep, &mut last).await,
-            AutoCompaction::Off => return,
+            (None, AutoCompaction::Revision(keep)) => {
+                let target = rev - keep;
+                if leading && target > 0 && target != last_target && compact(&ctx, target).await {
+                    last_target = target;
+                }
+            }
+            _ => return,
         }
     }
 }
@@ -186,18 +211,23 @@ mod tests {
     }
 
     #[test]
-    fn periodic_compacts_to_what_was_current_one_retention_ago() {
+    fn periodic_follows_etcds_schedule() {
         let t0 = Instant::now();
-        let r = Duration::from_secs(100);
-        let mut s = Samples::default();
-        for i in 0..10u64 {
-            s.push(t0 + Duration::from_secs(i * 10), 10 + i as i64);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut p = Periodic::new(Duration::from_secs(100), t0);
+        assert_eq!(p.every, Duration::from_secs(10));
+        let mut got = Vec::new();
+        for i in 0..=30u64 {
+            // Revision 1000 + 10 per second; not leading for the first 20 s.
+            if let Some(r) = p.sample(at(i * 10), 1000 + 100 * i as i64, i > 2) {
+                got.push((i * 10, r));
+                p.succeeded(at(i * 10));
+            }
         }
-        assert_eq!(s.due(t0 + Duration::from_secs(99), r), None);
-        assert_eq!(s.due(t0 + Duration::from_secs(100), r), Some(10));
-        assert_eq!(s.due(t0 + Duration::from_secs(125), r), Some(12));
-        assert_eq!(s.due(t0 + Duration::from_secs(125), r), None, "samples are used once");
-        assert_eq!(sample_interval(Duration::from_secs(7200)), Duration::from_secs(360));
-        assert_eq!(sample_interval(Duration::from_secs(100)), Duration::from_secs(10));
+        // First after one retention, to what was current a retention before; then every
+        // min(retention, 1h) = 100 s.
+        assert_eq!(got, vec![(100, 1000), (200, 2000), (300, 3000)]);
+        let h = Periodic::new(Duration::from_secs(24 * 3600), t0);
+        assert_eq!(h.every, Duration::from_secs(360));
     }
 }

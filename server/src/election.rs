@@ -50,17 +50,22 @@ impl Election for ElectionService {
     ) -> Result<Response<CampaignResponse>, Status> {
         let r = req.into_inner();
         let ctx = &self.ctx;
-        let lease = session_lease(ctx, r.lease).await?;
+        let lease = session_lease(ctx, r.lease).await.map_err(recipe::as_unknown)?;
         let key = recipe::holder_key(&r.name, lease);
-        let (rev, existing, header) = recipe::create_once(ctx, &key, &r.value, lease).await?;
+        let (rev, existing, header) =
+            recipe::create_once(ctx, &key, &r.value, lease).await.map_err(recipe::as_unknown)?;
         let guard = DeleteOnDrop::new(ctx.clone(), key.clone());
         if existing.is_some_and(|kv| kv.value != r.value) {
-            let (ok, _) = recipe::put_if_created_at(ctx, &key, rev, &r.value, lease).await?;
+            let (ok, _) = recipe::put_if_created_at(ctx, &key, rev, &r.value, lease)
+                .await
+                .map_err(recipe::as_unknown)?;
             if !ok {
                 return Err(Status::new(Code::Unknown, NOT_LEADER));
             }
         }
-        recipe::wait_deletes(ctx, &recipe::prefix(&r.name), rev - 1).await?;
+        recipe::wait_deletes(ctx, &recipe::prefix(&r.name), rev - 1)
+            .await
+            .map_err(recipe::as_unknown)?;
         guard.disarm();
         Ok(Response::new(CampaignResponse {
             header,
@@ -74,8 +79,9 @@ impl Election for ElectionService {
     ) -> Result<Response<ProclaimResponse>, Status> {
         let r = req.into_inner();
         let l = leader_key(r.leader)?;
-        let (ok, header) =
-            recipe::put_if_created_at(&self.ctx, &l.key, l.rev, &r.value, l.lease).await?;
+        let (ok, header) = recipe::put_if_created_at(&self.ctx, &l.key, l.rev, &r.value, l.lease)
+            .await
+            .map_err(recipe::as_unknown)?;
         if !ok {
             return Err(Status::new(Code::Unknown, NOT_LEADER));
         }
@@ -87,7 +93,9 @@ impl Election for ElectionService {
         req: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
         let name = req.into_inner().name;
-        let (kv, rev) = recipe::by_create(&self.ctx, &recipe::prefix(&name), true, 0).await?;
+        let (kv, rev) = recipe::by_create(&self.ctx, &recipe::prefix(&name), true, 0)
+            .await
+            .map_err(recipe::as_unknown)?;
         match kv {
             Some(kv) => {
                 Ok(Response::new(LeaderResponse { header: self.ctx.header(rev), kv: Some(kv) }))
@@ -107,7 +115,7 @@ impl Election for ElectionService {
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
             if let Err(e) = observe(&ctx, &name, &tx).await {
-                let _ = tx.send(Err(e.into())).await;
+                let _ = tx.send(Err(recipe::as_unknown(e))).await;
             }
         });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
@@ -118,7 +126,9 @@ impl Election for ElectionService {
         req: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
         let l = leader_key(req.into_inner().leader)?;
-        let (_, header) = recipe::delete_if_created_at(&self.ctx, &l.key, l.rev).await?;
+        let (_, header) = recipe::delete_if_created_at(&self.ctx, &l.key, l.rev)
+            .await
+            .map_err(recipe::as_unknown)?;
         Ok(Response::new(ResignResponse { header }))
     }
 }

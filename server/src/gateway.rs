@@ -69,12 +69,12 @@ pub fn http_status(code: Code) -> StatusCode {
     }
 }
 
-/// grpc-gateway v1's error body (fields in its order).
+/// grpc-gateway v1's error body (fields in the order etcd 3.4's gateway writes them).
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,
-    code: i32,
     message: &'a str,
+    code: i32,
 }
 
 /// grpc-gateway v1's error inside a stream.
@@ -88,7 +88,7 @@ struct StreamErrorBody<'a> {
 
 /// A unary error as grpc-gateway v1 writes it: `{"error": msg, "code": n, "message": msg}`.
 pub fn error_response(s: &Status) -> Response {
-    let body = ErrorBody { error: s.message(), code: s.code() as i32, message: s.message() };
+    let body = ErrorBody { error: s.message(), message: s.message(), code: s.code() as i32 };
     json_response(http_status(s.code()), &body)
 }
 
@@ -104,7 +104,7 @@ fn wrapped_line<T: Serialize>(field: &str, v: &T) -> Vec<u8> {
     b
 }
 
-/// An error inside a stream, as grpc-gateway v1 writes it.
+/// An error inside a stream, as grpc-gateway v1 writes it (the last line, with no newline).
 fn stream_error(s: &Status) -> Vec<u8> {
     let code = s.code();
     let http = http_status(code);
@@ -114,7 +114,9 @@ fn stream_error(s: &Status) -> Vec<u8> {
         message: s.message(),
         http_status: http.canonical_reason().unwrap_or(""),
     };
-    wrapped_line("error", &body)
+    let mut line = wrapped_line("error", &body);
+    line.pop();
+    line
 }
 
 fn json_response<T: Serialize + ?Sized>(status: StatusCode, v: &T) -> Response {
@@ -206,19 +208,25 @@ where
     ReceiverStream::new(rx)
 }
 
-/// A streamed answer: `{"result": ...}` per message, an error object if one ends it.
-fn stream_response<T: Serialize + Send + 'static>(
-    rx: mpsc::Receiver<Result<T, Status>>,
+/// A streamed answer: `{"result": ...}` per message, an error object if one ends it. A stream
+/// that fails before its first message answers with the error's HTTP status.
+async fn stream_response<T: Serialize + Send + 'static>(
+    mut rx: mpsc::Receiver<Result<T, Status>>,
 ) -> Response {
-    let lines = ReceiverStream::new(rx).map(|item| {
+    let first = rx.recv().await;
+    let status = match &first {
+        Some(Err(s)) => http_status(s.code()),
+        _ => StatusCode::OK,
+    };
+    let head = tokio_stream::iter(first);
+    let lines = head.chain(ReceiverStream::new(rx)).map(|item| {
         let line = match item {
             Ok(v) => wrapped_line("result", &v),
             Err(s) => stream_error(&s),
         };
         Ok::<_, std::convert::Infallible>(Bytes::from(line))
     });
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], Body::from_stream(lines))
-        .into_response()
+    (status, [(header::CONTENT_TYPE, "application/json")], Body::from_stream(lines)).into_response()
 }
 
 /// Every service the gateway calls.
@@ -286,7 +294,9 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         "/maintenance/alarm" => maintenance.alarm,
         "/maintenance/status" => maintenance.status,
         "/maintenance/defragment" => maintenance.defragment,
-        "/maintenance/hash" => maintenance.hash_kv,
+        "/maintenance/hash" => maintenance.hash,
+        "/maintenance/hashkv" => maintenance.hash_kv,
+        "/maintenance/downgrade" => maintenance.downgrade,
         "/maintenance/transfer-leadership" => maintenance.move_leader,
         "/auth/enable" => auth.auth_enable,
         "/auth/disable" => auth.auth_disable,
@@ -323,7 +333,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
                     let input = json_requests::<pb::WatchRequest>(body, limit);
                     let (tx, rx) = mpsc::channel(64);
                     tokio::spawn(crate::watch::serve(st.ctx.clone(), input, tx));
-                    stream_response(rx)
+                    stream_response(rx).await
                 }
             }),
         );
@@ -337,7 +347,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
                     let input = json_requests::<pb::LeaseKeepAliveRequest>(body, limit);
                     let (tx, rx) = mpsc::channel(16);
                     tokio::spawn(crate::lease::keep_alive(st.ctx.clone(), input, tx));
-                    stream_response(rx)
+                    stream_response(rx).await
                 }
             }),
         );
@@ -352,7 +362,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
                         Err(e) => return error_response(&e),
                     };
                     match st.maintenance.snapshot(tonic::Request::new(req)).await {
-                        Ok(stream) => forward_stream(stream.into_inner()),
+                        Ok(stream) => forward_stream(stream.into_inner()).await,
                         Err(e) => error_response(&e),
                     }
                 }
@@ -369,7 +379,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
                         Err(e) => return error_response(&e),
                     };
                     match st.election.observe(tonic::Request::new(req)).await {
-                        Ok(stream) => forward_stream(stream.into_inner()),
+                        Ok(stream) => forward_stream(stream.into_inner()).await,
                         Err(e) => error_response(&e),
                     }
                 }
@@ -379,8 +389,36 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
     r
 }
 
+/// An unknown path: for gRPC, Unimplemented (as any gRPC server answers an unknown method);
+/// otherwise `Not Found` under the gateway's prefixes (its own answer), Go's mux text elsewhere.
+pub async fn not_found(req: axum::extract::Request) -> Response {
+    let grpc = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if grpc {
+        let path = req.uri().path().to_string();
+        return Status::unimplemented(format!("unknown method {path}")).into_http::<Body>();
+    }
+    let uri = req.uri();
+    let body = if PREFIXES.iter().any(|p| uri.path().starts_with(&format!("{p}/"))) {
+        "Not Found\n"
+    } else {
+        "404 page not found\n"
+    };
+    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body)
+        .into_response()
+}
+
+/// A known path with a method other than POST.
+pub async fn method_not_allowed() -> Response {
+    let h = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    (StatusCode::METHOD_NOT_ALLOWED, h, "Method Not Allowed\n").into_response()
+}
+
 /// A server stream from a service method, answered line by line.
-fn forward_stream<T, S>(mut s: S) -> Response
+async fn forward_stream<T, S>(mut s: S) -> Response
 where
     T: Serialize + Send + 'static,
     S: Stream<Item = Result<T, Status>> + Send + Unpin + 'static,
@@ -394,7 +432,7 @@ where
             }
         }
     });
-    stream_response(rx)
+    stream_response(rx).await
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! grpc.health.v1: the server as a whole ("") and each etcd service report SERVING while this
-//! member has a leader and NOT_SERVING while it has none; unknown services are NotFound.
+//! grpc.health.v1, as etcd registers it: the server as a whole (service "") is SERVING while it
+//! runs (etcd does not tie it to leadership; /health and /readyz do that); any other service
+//! name is NotFound.
 #![forbid(unsafe_code)]
 
 use std::pin::Pin;
@@ -15,17 +16,7 @@ use crate::proto::health::health_server::Health;
 use crate::proto::health::{HealthCheckRequest, HealthCheckResponse};
 
 /// Services this server answers for.
-pub const SERVICES: &[&str] = &[
-    "",
-    "etcdserverpb.KV",
-    "etcdserverpb.Watch",
-    "etcdserverpb.Lease",
-    "etcdserverpb.Cluster",
-    "etcdserverpb.Maintenance",
-    "etcdserverpb.Auth",
-    "v3lockpb.Lock",
-    "v3electionpb.Election",
-];
+pub const SERVICES: &[&str] = &[""];
 
 /// The health service.
 #[derive(Debug, Clone)]
@@ -36,10 +27,10 @@ pub struct HealthService {
 
 impl HealthService {
     fn status(&self) -> ServingStatus {
-        if self.ctx.replica.leader() != 0 {
-            ServingStatus::Serving
-        } else {
+        if self.ctx.replica.is_stopped() {
             ServingStatus::NotServing
+        } else {
+            ServingStatus::Serving
         }
     }
 }

@@ -36,10 +36,6 @@ pub fn router(ctx: Arc<Ctx>, metrics: Arc<Metrics>) -> Router {
         .with_state(st)
 }
 
-fn json(status: StatusCode, v: serde_json::Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
-}
-
 /// The health of this member: a leader, no alarm (NOSPACE excepted when the caller asks to
 /// exclude it), and a linearizable read that completes.
 async fn check(ctx: &Ctx, exclude: &[String]) -> Result<(), String> {
@@ -67,15 +63,30 @@ struct HealthQuery {
     exclude: Option<String>,
 }
 
+#[derive(serde::Serialize)]
+struct HealthBody<'a> {
+    health: &'a str,
+    reason: &'a str,
+}
+
+/// etcd 3.5's /health: `{"health":"true","reason":""}`, or 503 with the reason.
 async fn health(State(st): State<HttpState>, Query(q): Query<HealthQuery>) -> Response {
     let exclude: Vec<String> = q.exclude.into_iter().collect();
-    match check(&st.ctx, &exclude).await {
-        Ok(()) => json(StatusCode::OK, serde_json::json!({"health": "true", "reason": ""})),
-        Err(reason) => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"health": "false", "reason": reason}),
-        ),
-    }
+    let (status, body) = match check(&st.ctx, &exclude).await {
+        Ok(()) => (StatusCode::OK, HealthBody { health: "true", reason: "" }),
+        Err(ref reason) => {
+            let body = HealthBody { health: "false", reason };
+            let text = serde_json::to_string(&body).unwrap_or_default();
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CONTENT_TYPE, "application/json")],
+                text,
+            )
+                .into_response();
+        }
+    };
+    let text = serde_json::to_string(&body).unwrap_or_default();
+    (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
 }
 
 /// Alive: the process serves HTTP.
@@ -93,11 +104,16 @@ async fn readyz(State(st): State<HttpState>) -> Response {
     }
 }
 
+#[derive(serde::Serialize)]
+struct Version {
+    etcdserver: &'static str,
+    etcdcluster: &'static str,
+}
+
 async fn version() -> Response {
-    json(
-        StatusCode::OK,
-        serde_json::json!({"etcdserver": SERVER_VERSION, "etcdcluster": CLUSTER_VERSION}),
-    )
+    let v = Version { etcdserver: SERVER_VERSION, etcdcluster: CLUSTER_VERSION };
+    let body = serde_json::to_string(&v).unwrap_or_default();
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn scrape(State(st): State<HttpState>) -> Response {
@@ -112,7 +128,21 @@ async fn scrape(State(st): State<HttpState>) -> Response {
     }
 }
 
-/// Counts every gRPC request by service, method and result code
+fn with_cors(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert("access-control-allow-origin", header::HeaderValue::from_static("*"));
+    h.insert(
+        "access-control-allow-methods",
+        header::HeaderValue::from_static("POST, GET, OPTIONS, PUT, DELETE"),
+    );
+    h.insert(
+        "access-control-allow-headers",
+        header::HeaderValue::from_static("accept, content-type, authorization"),
+    );
+    resp
+}
+
+/// Adds etcd's CORS headers to plain HTTP answers, and counts every gRPC request by service, method and result code
 /// (grpc_server_handled_total). A code sent in the trailers of a streamed answer is not seen
 /// here; such streams count as OK unless they failed up front.
 pub async fn count_grpc(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
@@ -122,7 +152,11 @@ pub async fn count_grpc(State(metrics): State<Arc<Metrics>>, req: Request, next:
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"));
     if !is_grpc {
-        return next.run(req).await;
+        // etcd's HTTP handlers answer CORS preflights and allow any origin (--cors=*).
+        if req.method() == axum::http::Method::OPTIONS {
+            return with_cors(StatusCode::OK.into_response());
+        }
+        return with_cors(next.run(req).await);
     }
     let path = req.uri().path().to_string();
     let resp = next.run(req).await;

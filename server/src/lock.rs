@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use crate::ctx::Ctx;
 use crate::errors::{ApiError, ApiResult};
@@ -72,10 +72,7 @@ pub async fn lock(
 impl Lock for LockService {
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         let r = req.into_inner();
-        if r.name.is_empty() {
-            return Err(Status::new(Code::InvalidArgument, "etcdserver: key is not provided"));
-        }
-        let (key, header) = lock(&self.ctx, &r.name, r.lease).await?;
+        let (key, header) = lock(&self.ctx, &r.name, r.lease).await.map_err(recipe::as_unknown)?;
         Ok(Response::new(LockResponse { header, key }))
     }
 

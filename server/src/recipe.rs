@@ -38,6 +38,13 @@ pub fn prefix_end(p: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
+/// etcd's Lock and Election services run their recipes through an in-process client, so
+/// every error reaches their callers as code Unknown with etcd's text: so do ours.
+pub fn as_unknown(e: impl Into<tonic::Status>) -> tonic::Status {
+    let s: tonic::Status = e.into();
+    tonic::Status::new(tonic::Code::Unknown, s.message())
+}
+
 fn cmp_create(key: &[u8], rev: i64) -> pb::Compare {
     use pb::compare::{CompareResult, CompareTarget, TargetUnion};
     pb::Compare {

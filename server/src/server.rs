@@ -322,6 +322,8 @@ fn client_routes(ctx: &Arc<Ctx>, metrics: &Arc<Metrics>, max_msg: usize) -> toni
         .into_axum_router()
         .merge(crate::gateway::router(ctx.clone()))
         .merge(crate::http::router(ctx.clone(), metrics.clone()))
+        .fallback(crate::gateway::not_found)
+        .method_not_allowed_fallback(crate::gateway::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(metrics.clone(), crate::http::count_grpc));
     tonic::service::Routes::from(all)
 }

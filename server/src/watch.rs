@@ -26,6 +26,8 @@ use crate::proto::mvccpb;
 /// How often a watcher that asked for progress notifications gets one when it had no events
 /// (etcd: 10 minutes).
 pub const PROGRESS_REPORT_INTERVAL: Duration = Duration::from_secs(600);
+/// Added to --max-request-bytes for the fragment threshold (etcd's grpcOverheadBytes).
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// How often a stream checks whether the store was replaced by a snapshot install.
 const STORE_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 /// Responses queued toward the client before the stream stops reading the store (its watchers
@@ -234,7 +236,8 @@ impl StreamState {
             events: r.events.into_iter().map(event_out).collect(),
         };
         if fragment {
-            for part in fragments(resp, self.ctx.limits.max_request_bytes) {
+            let limit = self.ctx.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
+            for part in fragments(resp, limit) {
                 if !self.send(part).await {
                     return false;
                 }
