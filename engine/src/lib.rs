@@ -22,6 +22,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bolt;
 pub mod cursor;
 mod db;
 mod error;

@@ -93,6 +93,8 @@ impl<S: StateMachine> Replica<S> {
             match (&cfg.bootstrap, &record) {
                 (Bootstrap::New(rec), None) => {
                     sm.apply_cluster(BOOTSTRAP_INDEX, BOOTSTRAP_TERM, &rec.encode())?;
+                    // Durable before the log says index 1 is applied-and-compacted.
+                    sm.sync()?;
                     record = Some(rec.clone());
                 }
                 (Bootstrap::New(_), Some(_)) if sm.applied() <= BOOTSTRAP_INDEX => {}
@@ -123,6 +125,19 @@ impl<S: StateMachine> Replica<S> {
                         commit: BOOTSTRAP_INDEX,
                     }),
                 ])?;
+            }
+        }
+        if !fresh_log && record.is_none() && sm.applied() < BOOTSTRAP_INDEX {
+            // The state machine lost the bootstrap record (a crash before it was flushed, in a
+            // data dir from before it was synced at once): the log starts compacted at
+            // BOOTSTRAP_INDEX, so the record must be there; it is the one the flags describe.
+            if let (Bootstrap::New(rec), Some(snap)) = (&cfg.bootstrap, wal.snapshot()) {
+                if snap.index == BOOTSTRAP_INDEX {
+                    tracing::warn!("re-applying the bootstrap membership the store lost");
+                    sm.apply_cluster(BOOTSTRAP_INDEX, BOOTSTRAP_TERM, &rec.encode())?;
+                    sm.sync()?;
+                    record = Some(rec.clone());
+                }
             }
         }
         let cluster = match (&record, joining) {

@@ -59,7 +59,7 @@ pub fn http_status(code: Code) -> StatusCode {
         Code::PermissionDenied => StatusCode::FORBIDDEN,
         Code::Unauthenticated => StatusCode::UNAUTHORIZED,
         Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-        Code::FailedPrecondition => StatusCode::BAD_REQUEST,
+        Code::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
         Code::Aborted => StatusCode::CONFLICT,
         Code::OutOfRange => StatusCode::BAD_REQUEST,
         Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
@@ -121,17 +121,30 @@ fn stream_error(s: &Status) -> Vec<u8> {
 
 fn json_response<T: Serialize + ?Sized>(status: StatusCode, v: &T) -> Response {
     match serde_json::to_vec(v) {
+        Ok(b) if status == StatusCode::OK => (
+            status,
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                // grpc-gateway passes the gRPC response's content type on as metadata.
+                (header::HeaderName::from_static("grpc-metadata-content-type"), "application/grpc"),
+            ],
+            b,
+        )
+            .into_response(),
         Ok(b) => (status, [(header::CONTENT_TYPE, "application/json")], b).into_response(),
         Err(e) => error_response(&Status::internal(e.to_string())),
     }
 }
 
-/// Decodes a request body (empty: the default request, as grpc-gateway allows).
+/// Decodes a request body as etcd's gateway does: its first JSON value (anything after it is
+/// ignored), which must be an object; empty or `null` is the default request. Syntax errors
+/// are worded as Go's; field errors come from our JSON mapping.
 pub fn decode<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Status> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
+    match crate::gojson::first_value(body).map_err(Status::invalid_argument)? {
+        crate::gojson::Top::Empty | crate::gojson::Top::Null => Ok(T::default()),
+        crate::gojson::Top::Object(end) => serde_json::from_slice(&body[..end])
+            .map_err(|e| Status::invalid_argument(e.to_string())),
     }
-    serde_json::from_slice(body).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 /// Runs one unary RPC from a JSON body.
@@ -162,25 +175,36 @@ where
         let mut data = body.into_data_stream();
         let mut buf: Vec<u8> = Vec::new();
         loop {
-            // Decode every complete object in the buffer.
-            let mut it = serde_json::Deserializer::from_slice(&buf).into_iter::<T>();
+            // Decode every complete value in the buffer.
             let mut used = 0;
             loop {
-                match it.next() {
-                    Some(Ok(v)) => {
-                        used = it.byte_offset();
-                        if tx.send(Ok(v)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Some(Err(e)) if e.is_eof() => break,
-                    Some(Err(e)) => {
-                        let _ = tx.send(Err(Status::invalid_argument(e.to_string()))).await;
-                        return;
-                    }
-                    None => {
+                let rest = &buf[used..];
+                match crate::gojson::first_value(rest) {
+                    Ok(crate::gojson::Top::Empty) => {
                         used = buf.len();
                         break;
+                    }
+                    Err(e) if e == "unexpected EOF" => break,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::invalid_argument(e))).await;
+                        return;
+                    }
+                    Ok(top) => {
+                        let end = match top {
+                            crate::gojson::Top::Object(end) => end,
+                            _ => rest.len() - rest.trim_ascii_start().len() + 4,
+                        };
+                        let v = match top {
+                            crate::gojson::Top::Object(_) => serde_json::from_slice(&rest[..end])
+                                .map_err(|e| Status::invalid_argument(e.to_string())),
+                            _ => serde_json::from_slice(b"{}")
+                                .map_err(|e| Status::invalid_argument(e.to_string())),
+                        };
+                        used += end;
+                        let failed = v.is_err();
+                        if tx.send(v).await.is_err() || failed {
+                            return;
+                        }
                     }
                 }
             }
@@ -197,8 +221,7 @@ where
                 Some(Err(_)) => return,
                 None => {
                     if !buf.iter().all(u8::is_ascii_whitespace) {
-                        let msg = "unexpected EOF in a JSON request";
-                        let _ = tx.send(Err(Status::invalid_argument(msg))).await;
+                        let _ = tx.send(Err(Status::invalid_argument("unexpected EOF"))).await;
                     }
                     return;
                 }
@@ -206,6 +229,25 @@ where
         }
     });
     ReceiverStream::new(rx)
+}
+
+type Requests<T> = std::pin::Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// grpc-gateway's handling of a streamed request body: the first message is read before the
+/// call starts, and a bad one is answered as a failed call (code Unknown, HTTP 500); a bad
+/// later message just ends the client's side of the stream.
+async fn first_then_rest<T, S>(mut input: S) -> Result<Requests<T>, Response>
+where
+    T: Send + 'static,
+    S: Stream<Item = Result<T, Status>> + Send + Unpin + 'static,
+{
+    let first = match input.next().await {
+        Some(Ok(v)) => Some(Ok(v)),
+        Some(Err(e)) => return Err(error_response(&Status::new(Code::Unknown, e.message()))),
+        None => None,
+    };
+    let rest = input.take_while(Result::is_ok);
+    Ok(Box::pin(tokio_stream::iter(first).chain(rest)))
 }
 
 /// A streamed answer: `{"result": ...}` per message, an error object if one ends it. A stream
@@ -253,7 +295,8 @@ macro_rules! unary_routes {
                     post(move |body: Bytes| {
                         let s = s.clone();
                         async move { unary(body, |r| async move { s.$svc.$method(r).await }).await }
-                    }),
+                    })
+                    .options(preflight),
                 );
             }
         )*
@@ -330,12 +373,16 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
                 let st = st.clone();
                 async move {
                     let limit = body_limit(&st.ctx);
-                    let input = json_requests::<pb::WatchRequest>(body, limit);
+                    let input = match first_then_rest(json_requests(body, limit)).await {
+                        Ok(input) => input,
+                        Err(resp) => return resp,
+                    };
                     let (tx, rx) = mpsc::channel(64);
                     tokio::spawn(crate::watch::serve(st.ctx.clone(), input, tx));
                     stream_response(rx).await
                 }
-            }),
+            })
+            .options(preflight),
         );
         let st = s.clone();
         r = r.route(
@@ -344,12 +391,16 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
                 let st = st.clone();
                 async move {
                     let limit = body_limit(&st.ctx);
-                    let input = json_requests::<pb::LeaseKeepAliveRequest>(body, limit);
+                    let input = match first_then_rest(json_requests(body, limit)).await {
+                        Ok(input) => input,
+                        Err(resp) => return resp,
+                    };
                     let (tx, rx) = mpsc::channel(16);
                     tokio::spawn(crate::lease::keep_alive(st.ctx.clone(), input, tx));
                     stream_response(rx).await
                 }
-            }),
+            })
+            .options(preflight),
         );
         let st = s.clone();
         r = r.route(
@@ -366,7 +417,8 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
                         Err(e) => error_response(&e),
                     }
                 }
-            }),
+            })
+            .options(preflight),
         );
         let st = s.clone();
         r = r.route(
@@ -383,10 +435,12 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
                         Err(e) => error_response(&e),
                     }
                 }
-            }),
+            })
+            .options(preflight),
         );
     }
-    r
+    let limit = body_limit(&s.ctx);
+    r.layer(axum::extract::DefaultBodyLimit::max(limit))
 }
 
 /// An unknown path: for gRPC, Unimplemented (as any gRPC server answers an unknown method);
@@ -409,6 +463,12 @@ pub async fn not_found(req: axum::extract::Request) -> Response {
     };
     (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body)
         .into_response()
+}
+
+/// A CORS preflight (etcd answers OPTIONS on any path with 200; the CORS headers are added
+/// to every answer by the HTTP layer).
+async fn preflight() -> StatusCode {
+    StatusCode::OK
 }
 
 /// A known path with a method other than POST.

@@ -63,30 +63,18 @@ struct HealthQuery {
     exclude: Option<String>,
 }
 
-#[derive(serde::Serialize)]
-struct HealthBody<'a> {
-    health: &'a str,
-    reason: &'a str,
-}
-
-/// etcd 3.5's /health: `{"health":"true","reason":""}`, or 503 with the reason.
+/// etcd 3.4's /health: `{"health":"true"}`, or 503 with `{"health":"false"}` (the reason
+/// goes to the log).
 async fn health(State(st): State<HttpState>, Query(q): Query<HealthQuery>) -> Response {
     let exclude: Vec<String> = q.exclude.into_iter().collect();
-    let (status, body) = match check(&st.ctx, &exclude).await {
-        Ok(()) => (StatusCode::OK, HealthBody { health: "true", reason: "" }),
-        Err(ref reason) => {
-            let body = HealthBody { health: "false", reason };
-            let text = serde_json::to_string(&body).unwrap_or_default();
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::CONTENT_TYPE, "application/json")],
-                text,
-            )
-                .into_response();
+    let text = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    match check(&st.ctx, &exclude).await {
+        Ok(()) => (StatusCode::OK, text, r#"{"health":"true"}"#).into_response(),
+        Err(reason) => {
+            tracing::warn!(reason = %reason, "serving /health false");
+            (StatusCode::SERVICE_UNAVAILABLE, text, "{\"health\":\"false\"}\n").into_response()
         }
-    };
-    let text = serde_json::to_string(&body).unwrap_or_default();
-    (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
+    }
 }
 
 /// Alive: the process serves HTTP.
@@ -156,7 +144,10 @@ pub async fn count_grpc(State(metrics): State<Arc<Metrics>>, req: Request, next:
         if req.method() == axum::http::Method::OPTIONS {
             return with_cors(StatusCode::OK.into_response());
         }
-        return with_cors(next.run(req).await);
+        let mut resp = next.run(req).await;
+        // axum lists the allowed methods; etcd's gateway does not.
+        resp.headers_mut().remove(header::ALLOW);
+        return with_cors(resp);
     }
     let path = req.uri().path().to_string();
     let resp = next.run(req).await;

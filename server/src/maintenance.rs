@@ -41,14 +41,14 @@ impl Maintenance for MaintenanceService {
             Ok(AlarmAction::Get) => {
                 let of = pb::AlarmType::try_from(r.alarm).unwrap_or(pb::AlarmType::None);
                 let alarms = self.ctx.machine.alarms().members(of);
-                Ok(Response::new(pb::AlarmResponse { header: self.ctx.header_now(), alarms }))
+                // etcd 3.4 leaves the alarm response's header empty.
+                Ok(Response::new(pb::AlarmResponse { header: None, alarms }))
             }
             Ok(AlarmAction::Activate | AlarmAction::Deactivate) => {
                 match self.ctx.propose(P::Alarm(r)).await? {
-                    ApplyOut::Alarm(alarms) => Ok(Response::new(pb::AlarmResponse {
-                        header: self.ctx.header_now(),
-                        alarms,
-                    })),
+                    ApplyOut::Alarm(alarms) => {
+                        Ok(Response::new(pb::AlarmResponse { header: None, alarms }))
+                    }
                     other => Err(Status::internal(format!("unexpected apply result {other:?}"))),
                 }
             }
@@ -76,7 +76,8 @@ impl Maintenance for MaintenanceService {
             db_size_in_use: in_use as i64,
             is_learner: st.is_learner,
             storage_version: String::new(),
-            db_size_quota: self.ctx.limits.quota_backend_bytes.map_or(0, |q| q as i64),
+            // A 3.5 field; etcd 3.4 (what clients compare with) leaves it unset.
+            db_size_quota: 0,
             downgrade_info: None,
         }))
     }
@@ -94,7 +95,8 @@ impl Maintenance for MaintenanceService {
         .await
         .map_err(|e| Status::internal(e.to_string()))?
         .map_err(ApiError::from)?;
-        Ok(Response::new(pb::DefragmentResponse { header: self.ctx.header_now() }))
+        // etcd answers a defragment with an empty response (no header).
+        Ok(Response::new(pb::DefragmentResponse { header: None }))
     }
 
     async fn hash(
@@ -135,12 +137,22 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<SnapStream>, Status> {
         let store = self.ctx.store();
         let dir = store.db().path().parent().map(|p| p.to_path_buf()).unwrap_or_default();
-        let tmp = dir.join(format!("client-snapshot-{}.db", std::process::id()));
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!("client-snapshot-{}-{n}.db", std::process::id()));
         let path = tmp.clone();
-        tokio::task::spawn_blocking(move || store.write_snapshot(&path))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(ApiError::from)?;
+        let cluster = self.ctx.replica.cluster();
+        let alarms = self.ctx.machine.alarms().clone();
+        // etcd streams its backend file: write the store in etcd's layout, as a bbolt file, so
+        // etcd's tools read it.
+        tokio::task::spawn_blocking(move || -> Result<u64, Status> {
+            let export = store.export().map_err(ApiError::from)?;
+            let buckets = crate::etcd_backend::buckets(export, &cluster, &alarms);
+            rusted_engine::bolt::write_bolt(&path, 4096, &buckets)
+                .map_err(|e| Status::internal(format!("writing the snapshot: {e}")))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
         let mut f =
             tokio::fs::File::open(&tmp).await.map_err(|e| Status::internal(e.to_string()))?;
         // The file stays readable through the handle once unlinked.

@@ -174,6 +174,8 @@ impl Metrics {
         registry.register(Box::new(cluster_version.clone()))?;
         registry.register(Box::new(server_id.clone()))?;
         registry.register(Box::new(grpc_handled.clone()))?;
+        // process_* (resident memory, CPU, open fds), as every Go exporter has.
+        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         server_version.with_label_values(&[SERVER_VERSION]).set(1);
         cluster_version.with_label_values(&[CLUSTER_VERSION]).set(1);
         Ok(Metrics {

@@ -213,3 +213,190 @@ async fn sigkill_the_leader_under_load() {
         procs[l2].name
     );
 }
+
+/// A client of member `url` for the given generated client type.
+async fn lease_client(
+    url: &str,
+) -> rusted_server::proto::etcdserverpb::lease_client::LeaseClient<tonic::transport::Channel> {
+    rusted_server::proto::etcdserverpb::lease_client::LeaseClient::connect(url.to_string())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_forward_lease_requests_and_serve_watches() {
+    use rusted_server::proto::etcdserverpb::watch_client::WatchClient;
+    use rusted_server::proto::etcdserverpb::{
+        watch_request, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseTimeToLiveRequest,
+        WatchCreateRequest, WatchRequest,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut procs = cluster(dir.path(), 24890);
+    for p in procs.iter_mut() {
+        p.start();
+    }
+    let (l, _) = wait_leader(&procs, Duration::from_secs(20)).await;
+    let f = (l + 1) % 3;
+    let follower = procs[f].client.clone();
+
+    // A watch on the follower sees a write made through the leader.
+    let mut w = WatchClient::connect(follower.clone()).await.unwrap();
+    let (wtx, wrx) = tokio::sync::mpsc::channel(4);
+    let create = WatchCreateRequest { key: b"fw".to_vec(), ..Default::default() };
+    wtx.send(WatchRequest {
+        request_union: Some(watch_request::RequestUnion::CreateRequest(create)),
+    })
+    .await
+    .unwrap();
+    let mut events =
+        w.watch(tokio_stream::wrappers::ReceiverStream::new(wrx)).await.unwrap().into_inner();
+    let created = events.message().await.unwrap().unwrap();
+    assert!(created.created);
+
+    // Leases granted, renewed and inspected through the follower.
+    let mut lc = lease_client(&follower).await;
+    let g = lc.lease_grant(LeaseGrantRequest { ttl: 30, id: 0 }).await.unwrap().into_inner();
+    assert!(g.id > 0 && g.ttl == 30, "{g:?}");
+    let mut kv = KvClient::connect(procs[l].client.clone()).await.unwrap();
+    kv.put(PutRequest {
+        key: b"fw".to_vec(),
+        value: b"1".to_vec(),
+        lease: g.id,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ev = events.message().await.unwrap().unwrap();
+    assert_eq!(ev.events.len(), 1);
+    assert_eq!(ev.events[0].kv.as_ref().unwrap().lease, g.id);
+
+    let (ktx, krx) = tokio::sync::mpsc::channel(4);
+    let mut ka = lc
+        .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(krx))
+        .await
+        .unwrap()
+        .into_inner();
+    ktx.send(LeaseKeepAliveRequest { id: g.id }).await.unwrap();
+    let r = ka.message().await.unwrap().unwrap();
+    assert_eq!((r.id, r.ttl), (g.id, 30), "renewed through the follower");
+    ktx.send(LeaseKeepAliveRequest { id: 12345 }).await.unwrap();
+    let r = ka.message().await.unwrap().unwrap();
+    assert_eq!((r.id, r.ttl), (12345, 0), "an unknown lease answers TTL 0");
+
+    let t = lc
+        .lease_time_to_live(LeaseTimeToLiveRequest { id: g.id, keys: true })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(t.granted_ttl, 30);
+    assert!(t.ttl > 0 && t.ttl <= 30, "{t:?}");
+    assert_eq!(t.keys, vec![b"fw".to_vec()]);
+    let t = lc
+        .lease_time_to_live(LeaseTimeToLiveRequest { id: 999, keys: false })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(t.ttl, -1);
+    let header = t.header.unwrap();
+    assert_ne!(header.member_id, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn space_quota_raises_nospace_which_survives_restart_until_disarmed() {
+    use rusted_server::proto::etcdserverpb::{
+        alarm_request::AlarmAction, AlarmRequest, AlarmType, CompactionRequest, DefragmentRequest,
+        DeleteRangeRequest,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let client = "http://127.0.0.1:24990".to_string();
+    let peer = "http://127.0.0.1:24991".to_string();
+    let mut p = Proc {
+        name: "q".into(),
+        client: client.clone(),
+        args: vec![
+            "--name".into(),
+            "q".into(),
+            "--data-dir".into(),
+            dir.path().join("q").display().to_string(),
+            "--listen-client-urls".into(),
+            client.clone(),
+            "--advertise-client-urls".into(),
+            client.clone(),
+            "--listen-peer-urls".into(),
+            peer.clone(),
+            "--initial-advertise-peer-urls".into(),
+            peer.clone(),
+            "--initial-cluster".into(),
+            format!("q={peer}"),
+            "--quota-backend-bytes".into(),
+            "400000".into(),
+        ],
+        child: None,
+    };
+    p.start();
+    let procs = std::slice::from_ref(&p);
+    wait_leader(procs, Duration::from_secs(20)).await;
+    let mut kv = KvClient::connect(client.clone()).await.unwrap();
+    let value = vec![b'x'; 4000];
+    let mut refused = None;
+    for i in 0..2000 {
+        let req = PutRequest {
+            key: format!("k{i:05}").into_bytes(),
+            value: value.clone(),
+            ..Default::default()
+        };
+        if let Err(s) = kv.put(req).await {
+            refused = Some((i, s));
+            break;
+        }
+    }
+    let (n, s) = refused.expect("the quota never refused a put");
+    assert!(n > 10, "refused after only {n} puts");
+    assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(s.message(), "etcdserver: mvcc: database space exceeded");
+
+    let alarm_list = |c: String| async move {
+        let mut m = MaintenanceClient::connect(c).await.unwrap();
+        let get = AlarmRequest { action: AlarmAction::Get as i32, member_id: 0, alarm: 0 };
+        m.alarm(get).await.unwrap().into_inner().alarms
+    };
+    // The alarm is raised through raft: wait for it to be applied.
+    let end = Instant::now() + Duration::from_secs(10);
+    while alarm_list(client.clone()).await.is_empty() {
+        assert!(Instant::now() < end, "NOSPACE was never raised");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let alarms = alarm_list(client.clone()).await;
+    assert_eq!(alarms.len(), 1);
+    assert_eq!(alarms[0].alarm, AlarmType::Nospace as i32);
+    let small = PutRequest { key: b"tiny".to_vec(), value: b"1".to_vec(), ..Default::default() };
+    assert_eq!(kv.put(small.clone()).await.unwrap_err().code(), tonic::Code::ResourceExhausted);
+
+    // It is stored: still raised after a restart.
+    p.kill();
+    p.start();
+    let procs = std::slice::from_ref(&p);
+    wait_leader(procs, Duration::from_secs(20)).await;
+    assert_eq!(alarm_list(client.clone()).await.len(), 1, "the alarm survives a restart");
+    let mut m = MaintenanceClient::connect(client.clone()).await.unwrap();
+    let st = m.status(StatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(st.errors.len(), 1);
+    assert!(st.errors[0].ends_with("alarm:NOSPACE "), "{:?}", st.errors);
+
+    // Deletes, compaction and defrag still work; after a disarm writes are accepted again.
+    let mut kv = KvClient::connect(client.clone()).await.unwrap();
+    let del = DeleteRangeRequest { key: vec![0], range_end: vec![0], ..Default::default() };
+    let rev = kv.delete_range(del).await.unwrap().into_inner().header.unwrap().revision;
+    kv.compact(CompactionRequest { revision: rev, physical: true }).await.unwrap();
+    m.defragment(DefragmentRequest {}).await.unwrap();
+    let nospace = AlarmType::Nospace as i32;
+    let disarm = AlarmRequest {
+        action: AlarmAction::Deactivate as i32,
+        member_id: alarms[0].member_id,
+        alarm: nospace,
+    };
+    let cleared = m.alarm(disarm).await.unwrap().into_inner().alarms;
+    assert_eq!(cleared.len(), 1);
+    assert!(alarm_list(client.clone()).await.is_empty());
+    kv.put(small).await.expect("writes are accepted after the disarm");
+}

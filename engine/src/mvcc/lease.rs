@@ -378,6 +378,20 @@ impl Lessor {
         self.leases.keys().copied().collect()
     }
 
+    /// All lease ids, soonest deadline first (leases without one last, by id), as etcd lists
+    /// them.
+    pub fn leases_by_deadline(&self) -> Vec<LeaseId> {
+        let mut v: Vec<(Option<Instant>, LeaseId)> =
+            self.leases.iter().map(|(&id, l)| (l.deadline, id)).collect();
+        v.sort_unstable_by(|a, b| match (a.0, b.0) {
+            (Some(x), Some(y)) => x.cmp(&y).then(a.1.cmp(&b.1)),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => a.1.cmp(&b.1),
+        });
+        v.into_iter().map(|(_, id)| id).collect()
+    }
+
     /// The lease `id`, if it exists.
     pub fn lookup(&self, id: LeaseId) -> Option<LeaseInfo> {
         self.leases.get(&id).map(|l| l.info(id))
@@ -851,6 +865,20 @@ mod tests {
         l.demote();
         assert!(l.expired(now + s(1000), 10).is_empty());
         l.check_invariants();
+    }
+
+    #[test]
+    fn leases_are_listed_soonest_deadline_first() {
+        let t0 = Instant::now();
+        let mut l = Lessor::new(1);
+        l.grant(1, 600, t0).unwrap();
+        l.grant(2, 30, t0).unwrap();
+        l.grant(3, 60, t0).unwrap();
+        assert_eq!(l.leases_by_deadline(), vec![1, 2, 3], "no deadlines off the leader: by id");
+        l.promote(Duration::ZERO, t0);
+        assert_eq!(l.leases_by_deadline(), vec![2, 3, 1]);
+        l.renew(2, t0 + s(20)).unwrap();
+        assert_eq!(l.leases_by_deadline(), vec![3, 2, 1]);
     }
 
     #[test]

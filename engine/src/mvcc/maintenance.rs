@@ -168,9 +168,9 @@ impl Store {
         Ok(self.inner.lock_lessor().time_to_live(id, Instant::now())?)
     }
 
-    /// Ids of every lease.
+    /// Ids of every lease, soonest to expire first (etcd's LeaseLeases order).
     pub fn leases(&self) -> Vec<LeaseId> {
-        self.inner.lock_lessor().leases()
+        self.inner.lock_lessor().leases_by_deadline()
     }
 
     /// Does the lease exist?

@@ -19,6 +19,7 @@
 mod apply;
 mod background;
 pub mod error;
+pub mod export;
 pub mod key_index;
 pub mod kv;
 pub mod lease;

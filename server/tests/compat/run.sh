@@ -58,6 +58,7 @@ WORK=$(mktemp -d /tmp/rusted-compat.XXXXXX)
 export COMPAT_TMP=$WORK/etcd:$WORK/rusted:$WORK
 SERVER_PID=""
 SERVER_LOG=""
+SCRIPT_PID=""
 
 stop_server() {
     [ -n "$SERVER_PID" ] || return 0
@@ -79,6 +80,12 @@ stop_server() {
 
 on_exit() {
     local rc=$?
+    if [ -n "$SCRIPT_PID" ] && kill -0 "$SCRIPT_PID" 2>/dev/null; then
+        # timeout(1) passes the signal on to the script, whose own trap
+        # stops the clients it started in the background
+        kill -TERM "$SCRIPT_PID" 2>/dev/null
+        wait "$SCRIPT_PID" 2>/dev/null
+    fi
     stop_server
     if [ -n "${KEEP:-}" ]; then
         echo "compat: kept $WORK" >&2
@@ -132,13 +139,18 @@ run_script() {
     local script=$1 ep=$2 out=$3
     # each script gets at most 120 s; its exit status ends its output, so a
     # crash or a hang shows up in the diff
+    # (in the background, so that a signal to run.sh is handled at once)
     case "$script" in
-    etcdctl) ETCDCTL_BIN=$ETCDCTL_BIN COMPAT_WORK=$4 timeout 120 bash "$HERE/etcdctl.sh" "$ep" >"$out" 2>&1 ;;
-    gateway) COMPAT_WORK=$4 timeout 120 bash "$HERE/gateway.sh" "$ep" >"$out" 2>&1 ;;
-    client) timeout 120 "$PYTHON" "$HERE/client.py" "$ep" >"$out" 2>&1 ;;
+    etcdctl) ETCDCTL_BIN=$ETCDCTL_BIN COMPAT_WORK=$4 timeout 120 bash "$HERE/etcdctl.sh" "$ep" >"$out" 2>&1 & ;;
+    gateway) COMPAT_WORK=$4 timeout 120 bash "$HERE/gateway.sh" "$ep" >"$out" 2>&1 & ;;
+    client) timeout 120 "$PYTHON" "$HERE/client.py" "$ep" >"$out" 2>&1 & ;;
     *) die "unknown script $script" ;;
     esac
-    echo "### script $script exit status $?" >>"$out"
+    SCRIPT_PID=$!
+    wait "$SCRIPT_PID"
+    local rc=$?
+    SCRIPT_PID=""
+    echo "### script $script exit status $rc" >>"$out"
 }
 
 # run_target NAME BIN ADDR
