@@ -99,8 +99,14 @@ fn grow_one_to_three_while_writing_then_remove() {
     stop.store(true, Ordering::SeqCst);
     let acked = writer.join().unwrap();
 
-    // Remove the first member; the other two carry on.
+    // Remove the first member; the other two carry on. (The leader must have applied every
+    // member's publish first, or strict reconfiguration refuses: wait for its view.)
     let l = c.wait_leader(T).unwrap();
+    let end = Instant::now() + T;
+    while !c.replica(l).members().iter().all(|m| m.is_started()) {
+        assert!(Instant::now() < end, "the leader never saw every member publish");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let gone = c.slots[0].id;
     let list = c.rt.block_on(c.replica(l).member_remove(gone)).unwrap();
     assert_eq!(list.len(), 2);

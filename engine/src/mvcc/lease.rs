@@ -878,7 +878,9 @@ mod tests {
         l.promote(Duration::ZERO, t0);
         assert_eq!(l.leases_by_deadline(), vec![2, 3, 1]);
         l.renew(2, t0 + s(20)).unwrap();
-        assert_eq!(l.leases_by_deadline(), vec![3, 2, 1]);
+        assert_eq!(l.leases_by_deadline(), vec![2, 3, 1], "2 now ends at 50 s, 3 at 60 s");
+        l.renew(2, t0 + s(40)).unwrap();
+        assert_eq!(l.leases_by_deadline(), vec![3, 2, 1], "2 now ends at 70 s");
     }
 
     #[test]
