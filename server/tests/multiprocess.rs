@@ -1,6 +1,11 @@
-//! Three `rusted` processes on 127.0.0.1 under write load: SIGKILL the leader, a new one is
-//! elected, and every acknowledged write is present on every member after the old leader
-//! returns from its data dir.
+//! `rusted` processes on 127.0.0.1:
+//! - three under write load: SIGKILL the leader, a new one is elected, and every acknowledged
+//!   write is present on every member after the old leader returns from its data dir;
+//! - three: a follower forwards lease renewals and time-to-live to the leader and serves
+//!   watches of writes made through the leader;
+//! - one with a tiny space quota: NOSPACE is raised, survives a SIGKILL and restart, and is
+//!   cleared by delete, compaction, defrag and disarm;
+//! - one configured by `--config-file` (other flags ignored) with periodic auto-compaction.
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Child, Command, Stdio};
@@ -14,12 +19,14 @@ struct Proc {
     name: String,
     client: String,
     args: Vec<String>,
+    /// Where its log goes.
+    log: std::path::PathBuf,
     child: Option<Child>,
 }
 
 impl Proc {
     fn start(&mut self) {
-        let log = std::fs::File::create(format!("{}.log", self.args[3])).unwrap();
+        let log = std::fs::File::create(&self.log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_rusted"))
             .args(&self.args)
             .env("RUST_LOG", "info,raft=warn")
@@ -77,6 +84,7 @@ fn cluster(dir: &std::path::Path, base: u16) -> Vec<Proc> {
                     "--election-timeout".into(),
                     "500".into(),
                 ],
+                log: dir.join(format!("{}.log", names[i])),
                 child: None,
             }
         })
@@ -331,6 +339,7 @@ async fn space_quota_raises_nospace_which_survives_restart_until_disarmed() {
             "--quota-backend-bytes".into(),
             "400000".into(),
         ],
+        log: dir.path().join("q.log"),
         child: None,
     };
     p.start();
@@ -399,4 +408,84 @@ async fn space_quota_raises_nospace_which_survives_restart_until_disarmed() {
     assert_eq!(cleared.len(), 1);
     assert!(alarm_list(client.clone()).await.is_empty());
     kv.put(small).await.expect("writes are accepted after the disarm");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_file_and_periodic_auto_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = "http://127.0.0.1:25090".to_string();
+    let peer = "http://127.0.0.1:25091".to_string();
+    let data = dir.path().join("cf");
+    let yaml = dir.path().join("rusted.yml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "name: from-file\ndata-dir: {}\nlisten-client-urls: {client}\n\
+             advertise-client-urls: {client}\nlisten-peer-urls: {peer}\n\
+             initial-advertise-peer-urls: {peer}\ninitial-cluster: from-file={peer}\n\
+             auto-compaction-mode: periodic\nauto-compaction-retention: 2s\n\
+             enable-v2: false\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    // The flags after --config-file must be ignored, as etcd ignores them.
+    let mut p = Proc {
+        name: "cf".into(),
+        client: client.clone(),
+        args: vec![
+            "--config-file".into(),
+            yaml.display().to_string(),
+            "--name".into(),
+            "ignored".into(),
+        ],
+        log: dir.path().join("cf.log"),
+        child: None,
+    };
+    p.start();
+    let procs = std::slice::from_ref(&p);
+    wait_leader(procs, Duration::from_secs(20)).await;
+    let mut cl =
+        rusted_server::proto::etcdserverpb::cluster_client::ClusterClient::connect(client.clone())
+            .await
+            .unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ms = cl
+            .member_list(rusted_server::proto::etcdserverpb::MemberListRequest {
+                linearizable: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .members;
+        if ms.len() == 1 && ms[0].name == "from-file" {
+            break;
+        }
+        assert!(Instant::now() < end, "the name from the file was not published: {ms:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut kv = KvClient::connect(client.clone()).await.unwrap();
+    for i in 0..20 {
+        let req = PutRequest {
+            key: format!("a{i}").into_bytes(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        };
+        kv.put(req).await.unwrap();
+    }
+    // Within a few retentions the leader compacts to what was current a retention earlier.
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let old = RangeRequest { key: b"a0".to_vec(), revision: 2, ..Default::default() };
+        match kv.range(old).await {
+            Err(s) if s.message() == "etcdserver: mvcc: required revision has been compacted" => {
+                break
+            }
+            Ok(_) => {}
+            Err(s) => panic!("unexpected error {s}"),
+        }
+        assert!(Instant::now() < end, "no auto compaction happened");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
