@@ -4,6 +4,7 @@
 # alternating A/B runs. Prints one line per run and the ratio rusted ÷ etcd.
 #
 #   benches/cluster3.sh [runs=2] [total=100000]
+#   ENDPOINTS=leader benches/cluster3.sh ...   # load only the leader (default: all three members)
 set -euo pipefail
 runs=${1:-2}
 total=${2:-100000}
@@ -40,8 +41,25 @@ start3() { # $1 = etcd|rusted, $2 = run id
 
 stop3() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
 
+all=127.0.0.1:33790,127.0.0.1:33791,127.0.0.1:33792
+leader() { # the client URL of the current leader
+  local ep
+  for _ in $(seq 50); do
+    for ep in ${all//,/ }; do
+      if ETCDCTL_API=3 etcdctl --endpoints "$ep" endpoint status -w json 2>/dev/null |
+        python3 -c 'import json,sys; s=json.load(sys.stdin)[0]["Status"]; sys.exit(0 if s["leader"]==s["header"]["member_id"] else 1)'; then
+        echo "$ep"; return 0
+      fi
+    done
+    sleep 0.2
+  done
+  echo "no leader" >&2; exit 1
+}
+
 run() { # prints "req/s p99"
-  "$bench" --endpoints=127.0.0.1:33790,127.0.0.1:33791,127.0.0.1:33792 --conns=10 --clients=100 \
+  local eps=$all
+  [ "${ENDPOINTS:-all}" = leader ] && eps=$(leader)
+  "$bench" --endpoints="$eps" --conns=10 --clients=100 \
     put --key-size=8 --sequential-keys --total="$total" --val-size=256 2>/dev/null |
     awk '/Requests\/sec/ {r=$2} /99% in/ {p=$3} END {printf "%.0f %.1f\n", r, p*1000}'
 }

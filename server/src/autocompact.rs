@@ -67,7 +67,7 @@ pub fn parse(mode: &str, retention: &str) -> Result<AutoCompaction, String> {
     match mode {
         "periodic" => {
             let d = match retention.parse::<u64>() {
-                Ok(hours) => Duration::from_secs(hours * 3600),
+                Ok(hours) => Duration::from_secs(hours.checked_mul(3600).ok_or_else(bad)?),
                 Err(_) => parse_go_duration(retention).ok_or_else(bad)?,
             };
             Ok(if d.is_zero() { AutoCompaction::Off } else { AutoCompaction::Periodic(d) })

@@ -145,12 +145,13 @@ async fn observe(
         let (first, rev) = recipe::by_create(ctx, &prefix, true, 0).await?;
         let (leader, at) = match first {
             Some(kv) => (kv, rev),
-            None => match next_put(ctx, &prefix, rev).await? {
-                Some(kv) => {
+            None => match next_put(ctx, &prefix, rev, tx).await? {
+                Next::Put(kv) => {
                     let at = kv.mod_revision;
                     (kv, at)
                 }
-                None => return Ok(()),
+                Next::Again => continue,
+                Next::Gone => return Ok(()),
             },
         };
         let key = leader.key.clone();
@@ -163,8 +164,14 @@ async fn observe(
         let (mut ws, mut rx) = store.watch_stream(16);
         let opts = WatchOptions { key: key.clone(), start_revision: at + 1, ..Default::default() };
         ws.watch(0, opts).map_err(|e| crate::errors::ApiError::Internal(e.to_string()))?;
+        let mut check = tokio::time::interval(recipe::STORE_CHECK_INTERVAL);
         'follow: loop {
             tokio::select! {
+                _ = check.tick() => {
+                    if !Arc::ptr_eq(&store, &ctx.store()) {
+                        break 'follow;
+                    }
+                }
                 r = rx.recv() => {
                     let Some(r) = r else { return Ok(()) };
                     if r.compact_revision != 0 {
@@ -189,12 +196,23 @@ async fn observe(
     }
 }
 
-/// The first key put under `prefix` from revision `from` on (None: the client went away).
+/// What waiting for a first candidate gave.
+enum Next {
+    /// The first key put.
+    Put(crate::proto::mvccpb::KeyValue),
+    /// The store was replaced (or its history compacted): read again.
+    Again,
+    /// The client went away.
+    Gone,
+}
+
+/// The first key put under `prefix` from revision `from` on.
 async fn next_put(
     ctx: &Ctx,
     prefix: &[u8],
     from: i64,
-) -> ApiResult<Option<crate::proto::mvccpb::KeyValue>> {
+    tx: &mpsc::Sender<Result<LeaderResponse, Status>>,
+) -> ApiResult<Next> {
     let store = ctx.store();
     let (mut ws, mut rx) = store.watch_stream(16);
     let opts = WatchOptions {
@@ -205,10 +223,24 @@ async fn next_put(
         ..Default::default()
     };
     ws.watch(0, opts).map_err(|e| crate::errors::ApiError::Internal(e.to_string()))?;
-    while let Some(r) = rx.recv().await {
-        if let Some(ev) = r.events.into_iter().next() {
-            return Ok(Some(crate::convert::kv_out(ev.kv)));
+    let mut check = tokio::time::interval(recipe::STORE_CHECK_INTERVAL);
+    loop {
+        tokio::select! {
+            r = rx.recv() => match r {
+                Some(r) if r.compact_revision != 0 => return Ok(Next::Again),
+                Some(r) => {
+                    if let Some(ev) = r.events.into_iter().next() {
+                        return Ok(Next::Put(crate::convert::kv_out(ev.kv)));
+                    }
+                }
+                None => return Ok(Next::Gone),
+            },
+            _ = check.tick() => {
+                if !Arc::ptr_eq(&store, &ctx.store()) {
+                    return Ok(Next::Again);
+                }
+            }
+            _ = tx.closed() => return Ok(Next::Gone),
         }
     }
-    Ok(None)
 }

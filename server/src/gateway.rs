@@ -174,17 +174,21 @@ where
     tokio::spawn(async move {
         let mut data = body.into_data_stream();
         let mut buf: Vec<u8> = Vec::new();
+        // Scan again only when a chunk could have completed a value (it holds a `}` or the
+        // end of `null`), so a body trickling in byte by byte is not rescanned per byte.
+        let mut complete = false;
+        let mut ended = false;
         loop {
             // Decode every complete value in the buffer.
             let mut used = 0;
-            loop {
+            while complete {
                 let rest = &buf[used..];
                 match crate::gojson::first_value(rest) {
                     Ok(crate::gojson::Top::Empty) => {
                         used = buf.len();
-                        break;
+                        complete = false;
                     }
-                    Err(e) if e == "unexpected EOF" => break,
+                    Err(e) if e == "unexpected EOF" => complete = false,
                     Err(e) => {
                         let _ = tx.send(Err(Status::invalid_argument(e))).await;
                         return;
@@ -211,6 +215,7 @@ where
             buf.drain(..used);
             match data.next().await {
                 Some(Ok(chunk)) => {
+                    complete = chunk.iter().any(|&b| b == b'}' || b == b'l');
                     buf.extend_from_slice(&chunk);
                     if buf.len() > limit {
                         let msg = "request body too large";
@@ -219,11 +224,16 @@ where
                     }
                 }
                 Some(Err(_)) => return,
-                None => {
+                None if ended || buf.iter().all(u8::is_ascii_whitespace) => {
                     if !buf.iter().all(u8::is_ascii_whitespace) {
                         let _ = tx.send(Err(Status::invalid_argument("unexpected EOF"))).await;
                     }
                     return;
+                }
+                // The body ended: whatever is left is scanned once more.
+                None => {
+                    ended = true;
+                    complete = true;
                 }
             }
         }
@@ -498,6 +508,29 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn body_in_bytes(text: &'static str) -> Body {
+        let chunks = text.as_bytes().iter().map(|b| Ok::<_, std::io::Error>(Bytes::from(vec![*b])));
+        Body::from_stream(tokio_stream::iter(chunks.collect::<Vec<_>>()))
+    }
+
+    #[tokio::test]
+    async fn streamed_requests_arrive_one_by_one_however_the_body_is_cut() {
+        let body = body_in_bytes(
+            " {\"create_request\":{\"key\":\"YQ==\"}}\n{\"progress_request\":{}} null ",
+        );
+        let got: Vec<_> = json_requests::<pb::WatchRequest>(body, 1 << 20).collect().await;
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(got.iter().all(Result::is_ok));
+        let body = body_in_bytes("{\"create_request\":{}} {\"cancel");
+        let got: Vec<_> = json_requests::<pb::WatchRequest>(body, 1 << 20).collect().await;
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].as_ref().unwrap_err().message(), "unexpected EOF");
+        let body = body_in_bytes("[1]");
+        let got: Vec<_> = json_requests::<pb::WatchRequest>(body, 1 << 20).collect().await;
+        assert_eq!(got.len(), 1);
+        assert!(got[0].as_ref().unwrap_err().message().contains("cannot unmarshal array"));
+    }
 
     #[test]
     fn json_shapes_follow_the_gateway() {

@@ -39,6 +39,8 @@ struct Scan<'a> {
 }
 
 const EOF: &str = "unexpected EOF";
+/// Deepest nesting accepted (Go's encoding/json limit).
+pub const MAX_NESTING_DEPTH: usize = 10_000;
 
 impl Scan<'_> {
     fn skip_ws(&mut self) {
@@ -51,73 +53,84 @@ impl Scan<'_> {
         self.b.get(self.i).copied()
     }
 
+    /// After `{` or `,` in an object: a key string and its colon.
+    fn object_key(&mut self) -> Result<(), String> {
+        self.skip_ws();
+        match self.peek() {
+            Some(b'"') => self.string()?,
+            Some(c) => return Err(invalid(c, "looking for beginning of object key string")),
+            None => return Err(EOF.into()),
+        }
+        self.skip_ws();
+        match self.peek() {
+            Some(b':') => {
+                self.i += 1;
+                Ok(())
+            }
+            Some(c) => Err(invalid(c, "after object key")),
+            None => Err(EOF.into()),
+        }
+    }
+
+    /// One whole value. Iterative (an explicit stack of open containers), so a deeply nested
+    /// body cannot exhaust the thread's stack; nesting is limited as Go's is.
     fn value(&mut self, context: &str) -> Result<(), String> {
-        self.skip_ws();
-        let c = self.peek().ok_or(EOF)?;
-        match c {
-            b'{' => self.object(),
-            b'[' => self.array(),
-            b'"' => self.string(),
-            b'-' | b'0'..=b'9' => self.number(),
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            b'n' => self.literal(b"null"),
-            c => Err(invalid(c, context)),
-        }
-    }
-
-    fn object(&mut self) -> Result<(), String> {
-        self.i += 1;
-        self.skip_ws();
-        if self.peek() == Some(b'}') {
-            self.i += 1;
-            return Ok(());
-        }
+        let mut open: Vec<u8> = Vec::new();
+        let mut context = context;
         loop {
+            // The start of a value.
             self.skip_ws();
-            match self.peek() {
-                Some(b'"') => self.string()?,
-                Some(c) => return Err(invalid(c, "looking for beginning of object key string")),
-                None => return Err(EOF.into()),
-            }
-            self.skip_ws();
-            match self.peek() {
-                Some(b':') => self.i += 1,
-                Some(c) => return Err(invalid(c, "after object key")),
-                None => return Err(EOF.into()),
-            }
-            self.value("looking for beginning of value")?;
-            self.skip_ws();
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b'}') => {
+            let c = self.peek().ok_or(EOF)?;
+            let mut entered = false;
+            match c {
+                b'{' | b'[' => {
+                    if open.len() >= MAX_NESTING_DEPTH {
+                        return Err(invalid(c, "exceeded max depth"));
+                    }
                     self.i += 1;
-                    return Ok(());
+                    self.skip_ws();
+                    let close = if c == b'{' { b'}' } else { b']' };
+                    if self.peek() == Some(close) {
+                        self.i += 1;
+                    } else {
+                        open.push(c);
+                        if c == b'{' {
+                            self.object_key()?;
+                        }
+                        entered = true;
+                    }
                 }
-                Some(c) => return Err(invalid(c, "after object key:value pair")),
-                None => return Err(EOF.into()),
+                b'"' => self.string()?,
+                b'-' | b'0'..=b'9' => self.number()?,
+                b't' => self.literal(b"true")?,
+                b'f' => self.literal(b"false")?,
+                b'n' => self.literal(b"null")?,
+                c => return Err(invalid(c, context)),
             }
-        }
-    }
-
-    fn array(&mut self) -> Result<(), String> {
-        self.i += 1;
-        self.skip_ws();
-        if self.peek() == Some(b']') {
-            self.i += 1;
-            return Ok(());
-        }
-        loop {
-            self.value("looking for beginning of value")?;
-            self.skip_ws();
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b']') => {
-                    self.i += 1;
-                    return Ok(());
+            context = "looking for beginning of value";
+            if entered {
+                continue;
+            }
+            // A value ended: close every container that ends here.
+            loop {
+                let Some(&top) = open.last() else { return Ok(()) };
+                self.skip_ws();
+                let next = self.peek().ok_or(EOF)?;
+                match (top, next) {
+                    (_, b',') => {
+                        self.i += 1;
+                        if top == b'{' {
+                            self.object_key()?;
+                        }
+                        break;
+                    }
+                    (b'{', b'}') | (b'[', b']') => {
+                        self.i += 1;
+                        open.pop();
+                    }
+                    (b'{', c) => return Err(invalid(c, "after object key:value pair")),
+                    (_, c) => return Err(invalid(c, "after array element")),
                 }
-                Some(c) => return Err(invalid(c, "after array element")),
-                None => return Err(EOF.into()),
             }
         }
     }
@@ -256,6 +269,17 @@ mod tests {
             e("{'a':1}"),
             "invalid character '\\'' looking for beginning of object key string"
         );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_recursion() {
+        let deep = "[".repeat(200_000);
+        assert_eq!(
+            first_value(format!("{{\"a\":{deep}").as_bytes()).unwrap_err(),
+            "invalid character '[' exceeded max depth"
+        );
+        let ok = format!("{{\"a\":{}{}}}", "[".repeat(100), "]".repeat(100));
+        assert!(matches!(first_value(ok.as_bytes()), Ok(Top::Object(_))));
     }
 
     #[test]

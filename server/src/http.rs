@@ -105,7 +105,11 @@ async fn version() -> Response {
 }
 
 async fn scrape(State(st): State<HttpState>) -> Response {
-    match st.metrics.render(&st.ctx) {
+    // Reading the store's counters can wait on its writer: not on a runtime worker.
+    let rendered = tokio::task::spawn_blocking(move || st.metrics.render(&st.ctx))
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    match rendered {
         Ok(text) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],

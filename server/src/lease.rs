@@ -32,6 +32,9 @@ pub fn not_found(e: &ApiError) -> bool {
     matches!(e, ApiError::Mvcc(MvccError::Lease(LeaseError::NotFound | LeaseError::Expired)))
 }
 
+/// Pause between attempts to forward a renewal to the leader.
+pub const FORWARD_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Renews lease `id` here, as the leader: clears a checkpointed remaining TTL through raft
 /// first, as etcd does. `Ok(None)` means this member is not (or no longer) the leader.
 pub async fn renew_local(ctx: &Ctx, id: i64) -> ApiResult<Option<i64>> {
@@ -54,17 +57,33 @@ pub async fn renew_local(ctx: &Ctx, id: i64) -> ApiResult<Option<i64>> {
 /// A keep-alive answer: the granted TTL, or 0 for a lease that does not exist (etcd answers
 /// that with TTL 0, not an error). Forwarded to the leader from a follower.
 pub async fn renew(ctx: &Ctx, id: i64) -> Result<i64, Status> {
-    match renew_local(ctx, id).await {
-        Ok(Some(ttl)) => return Ok(ttl),
-        Ok(None) => {}
-        Err(e) if not_found(&e) => return Ok(0),
-        Err(e) => return Err(e.into()),
-    }
-    let mut c = ctx.leader_client()?;
-    let req = pb::LeaseKeepAliveRequest { id };
-    match tokio::time::timeout(ctx.request_timeout(), c.lease_renew(req)).await {
-        Ok(r) => Ok(r?.into_inner().ttl),
-        Err(_) => Err(ApiError::Replication(rusted_replication::ReplicationError::Timeout).into()),
+    let deadline = tokio::time::Instant::now() + ctx.request_timeout();
+    loop {
+        match renew_local(ctx, id).await {
+            Ok(Some(ttl)) => return Ok(ttl),
+            Ok(None) => {}
+            Err(e) if not_found(&e) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        }
+        // A follower (or a leader that just stepped down): ask the leader, again and again
+        // until the request timeout, as etcd does, since leadership may be moving.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(ApiError::Replication(rusted_replication::ReplicationError::Timeout).into());
+        }
+        let attempt = async {
+            let mut c = ctx.leader_client()?;
+            let r = c.lease_renew(pb::LeaseKeepAliveRequest { id }).await?;
+            Ok::<_, Status>(r.into_inner().ttl)
+        };
+        match tokio::time::timeout(left, attempt).await {
+            Ok(Ok(ttl)) => return Ok(ttl),
+            Ok(Err(e)) => {
+                tracing::debug!(lease = id, error = %e, "forwarded renewal failed, retrying")
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(FORWARD_RETRY).await;
     }
 }
 

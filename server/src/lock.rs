@@ -83,7 +83,8 @@ impl Lock for LockService {
         let key = req.into_inner().key;
         let resp =
             kv::delete_range(&self.ctx, pb::DeleteRangeRequest { key, ..Default::default() })
-                .await?;
+                .await
+                .map_err(recipe::as_unknown)?;
         Ok(Response::new(UnlockResponse { header: resp.header }))
     }
 }

@@ -17,6 +17,12 @@ use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
 use crate::proto::rustedpb::proposal::Request as P;
 
+/// Page size of the bbolt file a snapshot is written as (etcd's: the OS page size).
+pub const SNAPSHOT_PAGE_SIZE: usize = 4096;
+
+/// Admits one client snapshot at a time.
+static SNAPSHOT_GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// Bytes per snapshot message (etcd sends 32 KiB).
 pub const SNAPSHOT_SEND_CHUNK: usize = 32 * 1024;
 
@@ -135,28 +141,33 @@ impl Maintenance for MaintenanceService {
         &self,
         _req: Request<pb::SnapshotRequest>,
     ) -> Result<Response<SnapStream>, Status> {
+        // One snapshot at a time: each holds a copy of the store in memory while it is written.
+        let permit = SNAPSHOT_GATE
+            .acquire()
+            .await
+            .map_err(|e| Status::internal(format!("snapshot gate: {e}")))?;
         let store = self.ctx.store();
         let dir = store.db().path().parent().map(|p| p.to_path_buf()).unwrap_or_default();
-        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = dir.join(format!("client-snapshot-{}-{n}.db", std::process::id()));
-        let path = tmp.clone();
+        let tmp = dir.join(format!("client-snapshot-{}.db", std::process::id()));
         let cluster = self.ctx.replica.cluster();
         let alarms = self.ctx.machine.alarms().clone();
         // etcd streams its backend file: write the store in etcd's layout, as a bbolt file, so
-        // etcd's tools read it.
-        tokio::task::spawn_blocking(move || -> Result<u64, Status> {
-            let export = store.export().map_err(ApiError::from)?;
-            let buckets = crate::etcd_backend::buckets(export, &cluster, &alarms);
-            rusted_engine::bolt::write_bolt(&path, 4096, &buckets)
-                .map_err(|e| Status::internal(format!("writing the snapshot: {e}")))
+        // etcd's tools read it. The file is unlinked as soon as it is open (even if the client
+        // has gone meanwhile), so nothing is left behind.
+        let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, Status> {
+            let written = (|| {
+                let export = store.export().map_err(ApiError::from)?;
+                let buckets = crate::etcd_backend::buckets(export, &cluster, &alarms);
+                rusted_engine::bolt::write_bolt(&tmp, SNAPSHOT_PAGE_SIZE, &buckets)
+                    .map_err(|e| Status::internal(format!("writing the snapshot: {e}")))?;
+                std::fs::File::open(&tmp).map_err(|e| Status::internal(e.to_string()))
+            })();
+            let _ = std::fs::remove_file(&tmp);
+            written
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))??;
-        let mut f =
-            tokio::fs::File::open(&tmp).await.map_err(|e| Status::internal(e.to_string()))?;
-        // The file stays readable through the handle once unlinked.
-        let _ = tokio::fs::remove_file(&tmp).await;
+        let mut f = tokio::fs::File::from_std(file);
         let size = f.metadata().await.map_err(|e| Status::internal(e.to_string()))?.len();
         let mut header = self.ctx.header_now();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -190,6 +201,7 @@ impl Maintenance for MaintenanceService {
                     return;
                 }
             }
+            drop(permit);
             // As etcd: the stream ends with the SHA-256 of the bytes before it.
             let sum = h.finalize().to_vec();
             let _ = tx

@@ -18,6 +18,19 @@ fn disk_buckets() -> Vec<f64> {
     prometheus::exponential_buckets(0.001, 2.0, 14).unwrap_or_default()
 }
 
+/// Services whose calls are counted by name.
+const KNOWN_SERVICES: &[&str] = &[
+    "etcdserverpb.KV",
+    "etcdserverpb.Watch",
+    "etcdserverpb.Lease",
+    "etcdserverpb.Cluster",
+    "etcdserverpb.Maintenance",
+    "etcdserverpb.Auth",
+    "v3lockpb.Lock",
+    "v3electionpb.Election",
+    "grpc.health.v1.Health",
+];
+
 /// Methods whose calls are streams, by gRPC type label.
 fn grpc_type(service: &str, method: &str) -> &'static str {
     match (service, method) {
@@ -202,7 +215,11 @@ impl Metrics {
     /// Counts one finished gRPC call to `path` ("/package.Service/Method").
     pub fn grpc_handled(&self, path: &str, code: i32) {
         let mut parts = path.trim_start_matches('/').splitn(2, '/');
-        let (service, method) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let (mut service, mut method) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        // Only the services this server has: a client must not create series at will.
+        if !KNOWN_SERVICES.contains(&service) || method.is_empty() || method.len() > 64 {
+            (service, method) = ("unknown", "unknown");
+        }
         self.grpc_handled
             .with_label_values(&[grpc_type(service, method), service, method, code_name(code)])
             .inc();

@@ -187,17 +187,29 @@ pub async fn wait_delete(ctx: &Ctx, key: &[u8], after: i64) -> ApiResult<()> {
         ..Default::default()
     };
     ws.watch(0, opts).map_err(|e| ApiError::Internal(e.to_string()))?;
-    while let Some(resp) = rx.recv().await {
-        if resp.compact_revision != 0 {
-            // History is gone: look again from now.
-            return Ok(());
-        }
-        if resp.events.iter().any(|e| e.deleted) {
-            return Ok(());
+    let mut check = tokio::time::interval(STORE_CHECK_INTERVAL);
+    loop {
+        tokio::select! {
+            resp = rx.recv() => match resp {
+                // History is gone (compacted): the caller looks again from now.
+                Some(r) if r.compact_revision != 0 => return Ok(()),
+                Some(r) if r.events.iter().any(|e| e.deleted) => return Ok(()),
+                Some(_) => {}
+                None => return Err(ApiError::Mvcc(rusted_engine::mvcc::MvccError::Closed)),
+            },
+            // A snapshot install replaced the store (this watch will hear nothing more): the
+            // caller looks again.
+            _ = check.tick() => {
+                if !std::sync::Arc::ptr_eq(&store, &ctx.store()) {
+                    return Ok(());
+                }
+            }
         }
     }
-    Err(ApiError::Mvcc(rusted_engine::mvcc::MvccError::Closed))
 }
+
+/// How often a waiting recipe checks whether a snapshot install replaced the store.
+pub const STORE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Waits until no key under `prefix` has a create revision ≤ `max_create` (etcd's
 /// waitDeletes): each round watches the newest such key for deletion.

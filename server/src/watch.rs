@@ -76,6 +76,9 @@ struct StreamState {
     rx: mpsc::Receiver<WatchResponse>,
     watched: HashMap<i64, Watched>,
     out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
+    /// A progress request could not be answered yet (a watcher was catching up, or the
+    /// store's channel was full): answered after the next delivered response that allows it.
+    progress_pending: bool,
 }
 
 /// Serves one watch stream until the client goes away (or the store closes).
@@ -88,7 +91,8 @@ pub async fn serve<S>(
 {
     let store = ctx.store();
     let (ws, rx) = store.watch_stream(STREAM_BUFFER);
-    let mut st = StreamState { ctx, store, ws, rx, watched: HashMap::new(), out };
+    let mut st =
+        StreamState { ctx, store, ws, rx, watched: HashMap::new(), out, progress_pending: false };
     let mut progress = tokio::time::interval(PROGRESS_REPORT_INTERVAL);
     progress.tick().await;
     let mut check = tokio::time::interval(STORE_CHECK_INTERVAL);
@@ -112,7 +116,7 @@ pub async fn serve<S>(
                 None => false,
             },
             _ = progress.tick() => st.progress_tick(),
-            _ = check.tick() => st.follow_store(),
+            _ = check.tick() => st.follow_store().await,
         };
         if !ok {
             return;
@@ -131,6 +135,10 @@ impl StreamState {
 
     async fn request(&mut self, r: pb::WatchRequest) -> bool {
         use pb::watch_request::RequestUnion as U;
+        // Act on the store that is current now (a snapshot install may have replaced it).
+        if !self.follow_store().await {
+            return false;
+        }
         match r.request_union {
             Some(U::CreateRequest(c)) => self.create(c).await,
             Some(U::CancelRequest(c)) => {
@@ -148,9 +156,9 @@ impl StreamState {
                 true
             }
             Some(U::ProgressRequest(_)) => {
-                // Answered through the store's channel, in order with events (or not at all
-                // while a watcher is catching up; its events carry the progress).
-                self.ws.request_progress();
+                // Answered through the store's channel, in order with events; while a watcher
+                // is catching up the answer waits until it has.
+                self.progress_pending = !self.ws.request_progress();
                 true
             }
             None => true,
@@ -208,6 +216,13 @@ impl StreamState {
     }
 
     async fn deliver(&mut self, r: WatchResponse) -> bool {
+        if r.watch_id != -1 && !self.watched.contains_key(&r.watch_id) {
+            // Queued before its watcher was cancelled: etcd sends nothing after the cancel.
+            return true;
+        }
+        if self.progress_pending {
+            self.progress_pending = !self.ws.request_progress();
+        }
         if let Some(w) = self.watched.get_mut(&r.watch_id) {
             if let Some(last) = r.events.last() {
                 w.next_rev = w.next_rev.max(last.kv.mod_revision + 1);
@@ -261,11 +276,12 @@ impl StreamState {
     /// A snapshot install replaced the store: re-create every watcher on the new one from the
     /// first revision it has not delivered (history replay covers the gap, or the watcher is
     /// told it was compacted, as etcd's restore does).
-    fn follow_store(&mut self) -> bool {
+    async fn follow_store(&mut self) -> bool {
         let now = self.ctx.store();
         if Arc::ptr_eq(&now, &self.store) {
             return true;
         }
+        let mut lost = Vec::new();
         let (mut ws, rx) = now.watch_stream(STREAM_BUFFER);
         let mut ids: Vec<i64> = self.watched.keys().copied().collect();
         ids.sort_unstable();
@@ -276,11 +292,26 @@ impl StreamState {
             if let Err(e) = ws.watch(id, opts) {
                 tracing::warn!(watch = id, error = %e, "cannot re-create a watcher on the restored store");
                 self.watched.remove(&id);
+                lost.push((id, e.to_string()));
             }
         }
         self.store = now;
         self.ws = ws;
         self.rx = rx;
+        // A watcher that could not follow is cancelled, and the client told why.
+        let rev = self.store.current_revision();
+        for (id, reason) in lost {
+            let resp = pb::WatchResponse {
+                header: self.header(rev),
+                watch_id: id,
+                canceled: true,
+                cancel_reason: reason,
+                ..Default::default()
+            };
+            if !self.send(resp).await {
+                return false;
+            }
+        }
         true
     }
 }
