@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod config;
 pub mod config_file;
 pub mod convert;
+pub mod ctl;
 pub mod ctx;
 pub mod election;
 pub mod errors;

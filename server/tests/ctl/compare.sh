@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# rustedctl against etcdctl: the commands in commands.txt run through Debian's etcdctl 3.4 and
+# through rustedctl, each against a fresh rusted, and the outputs (ids, sizes, timings and
+# versions normalized by ../compat/normalize.py) must be equal.
+#   RUSTED_BIN=... RUSTEDCTL_BIN=... compare.sh      (ETCDCTL_BIN: default etcdctl)
+# etcdctl's own client log lines ({"level":"warn",...} from its retry interceptor) are not
+# command output and are dropped before comparing.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+RUSTED_BIN=${RUSTED_BIN:?RUSTED_BIN must name the rusted binary}
+RUSTEDCTL_BIN=${RUSTEDCTL_BIN:?RUSTEDCTL_BIN must name the rustedctl binary}
+ETCDCTL_BIN=${ETCDCTL_BIN:-etcdctl}
+PYTHON=${PYTHON:-python3}
+command -v "$ETCDCTL_BIN" >/dev/null || { echo "ctl: etcdctl not found (apt-get install etcd-client)" >&2; exit 2; }
+ADDR=127.0.0.4
+WORK=$(mktemp -d /tmp/rustedctl-compare.XXXXXX)
+PID=""
+cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+start() {
+    rm -rf "$WORK/data"
+    "$RUSTED_BIN" --name default --data-dir "$WORK/data" \
+        --listen-client-urls "http://$ADDR:2379" --advertise-client-urls "http://$ADDR:2379" \
+        --listen-peer-urls "http://$ADDR:2380" --initial-advertise-peer-urls "http://$ADDR:2380" \
+        --initial-cluster "default=http://$ADDR:2380" >"$WORK/server-$1.log" 2>&1 &
+    PID=$!
+    for _ in $(seq 100); do
+        ETCDCTL_API=3 "$ETCDCTL_BIN" --endpoints=$ADDR:2379 endpoint health >/dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    echo "ctl: rusted did not start" >&2; cat "$WORK/server-$1.log" >&2; exit 1
+}
+stop() { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; PID=""; }
+
+drive() { # $1 = the client binary
+    while IFS= read -r line; do
+        [ -z "$line" ] && continue
+        echo "### ctl $line"
+        eval "set -- $line"
+        ETCDCTL_API=3 "$CLIENT" --endpoints=$ADDR:2379 "$@" </dev/null 2>&1 | grep -v '^{"level":"warn"'
+        echo "exit=${PIPESTATUS[0]}"
+    done <"$here/commands.txt"
+}
+
+for who in etcdctl rustedctl; do
+    CLIENT=$ETCDCTL_BIN; [ $who = rustedctl ] && CLIENT=$RUSTEDCTL_BIN
+    start $who
+    drive "$CLIENT" >"$WORK/$who.raw"
+    stop
+    "$PYTHON" "$here/../compat/normalize.py" <"$WORK/$who.raw" >"$WORK/$who.out"
+done
+if diff -u "$WORK/etcdctl.out" "$WORK/rustedctl.out"; then
+    echo "ctl: rustedctl and etcdctl print the same for $(grep -c '^### ' "$WORK/etcdctl.out") commands"
+else
+    echo "ctl: DIFFERENT" >&2
+    exit 1
+fi
