@@ -129,6 +129,7 @@ pub async fn dispatch(ctl: &Ctl) -> CtlResult {
         Command::Member(MemberCommand::List) => member_list(ctl).await,
         Command::Alarm(AlarmCommand::List) => alarm_list(ctl).await,
         Command::Defrag => defrag(ctl).await,
+        Command::Lease(cmd) => super::lease::run(ctl, cmd).await,
         Command::Version => {
             println!("rustedctl version: {}", env!("CARGO_PKG_VERSION"));
             println!("API version: 3.5");

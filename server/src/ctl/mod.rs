@@ -2,11 +2,12 @@
 //! server only through the etcd v3 gRPC API. Flags, environment variables (`ETCDCTL_*`),
 //! messages, exit codes and output formats are etcdctl 3.4's.
 //!
-//! Built so far: put, get, del, compaction, endpoint health/status, member list, alarm list,
-//! defrag, version. The other etcdctl commands are not built yet (issue 7).
+//! Built so far: put, get, del, compaction, lease (grant, revoke, timetolive, list, keep-alive),
+//! endpoint health/status, member list, alarm list, defrag, version. The other etcdctl commands are not built yet (issue 7).
 #![forbid(unsafe_code)]
 
 pub mod commands;
+pub mod lease;
 pub mod print;
 
 use std::time::Duration;
@@ -18,6 +19,8 @@ use print::Format;
 
 /// etcdctl's exit code for a failed command.
 pub const EXIT_ERROR: u8 = 1;
+/// etcdctl's exit code when the connection or stream fails.
+pub const EXIT_BAD_CONNECTION: u8 = 2;
 /// etcdctl's exit code for a valid flag with a value it does not support.
 pub const EXIT_BAD_FEATURE: u8 = 4;
 /// etcdctl's exit code for bad arguments.
@@ -122,6 +125,9 @@ pub enum Command {
     /// Alarm related commands
     #[command(subcommand)]
     Alarm(commands::AlarmCommand),
+    /// Lease related commands
+    #[command(subcommand)]
+    Lease(lease::LeaseCommand),
     /// Defragments the storage of the etcd members with given endpoints
     Defrag,
     /// Prints the version of etcdctl

@@ -34,10 +34,24 @@ start() {
 stop() { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; PID=""; }
 
 drive() { # $1 = the client binary
+    # A line "@VAR command" also keeps the first 16-hex-digit ID it prints in $VAR, for the
+    # lines after it (as "$VAR").
     while IFS= read -r line; do
         [ -z "$line" ] && continue
+        var=""
+        if [[ $line =~ ^@([A-Z0-9]+)\ (.*)$ ]]; then
+            var=${BASH_REMATCH[1]}
+            line=${BASH_REMATCH[2]}
+        fi
         echo "### ctl $line"
         eval "set -- $line"
+        if [ -n "$var" ]; then
+            out=$(ETCDCTL_API=3 "$CLIENT" --endpoints=$ADDR:2379 "$@" </dev/null 2>&1)
+            echo "$out" | grep -v '^{"level":"warn"'
+            printf -v "$var" '%s' "$(grep -oE '[0-9a-f]{16}' <<<"$out" | head -1)"
+            echo "exit=0"
+            continue
+        fi
         ETCDCTL_API=3 "$CLIENT" --endpoints=$ADDR:2379 "$@" </dev/null 2>&1 | grep -v '^{"level":"warn"'
         echo "exit=${PIPESTATUS[0]}"
     done <"$here/commands.txt"
