@@ -130,6 +130,7 @@ pub async fn dispatch(ctl: &Ctl) -> CtlResult {
         Command::Alarm(AlarmCommand::List) => alarm_list(ctl).await,
         Command::Defrag => defrag(ctl).await,
         Command::Lease(cmd) => super::lease::run(ctl, cmd).await,
+        Command::Txn { interactive } => super::txn::run(ctl, *interactive).await,
         Command::Version => {
             println!("rustedctl version: {}", env!("CARGO_PKG_VERSION"));
             println!("API version: 3.5");
@@ -228,7 +229,7 @@ async fn put(ctl: &Ctl, a: &PutArgs) -> CtlResult {
 }
 
 /// Key and range end from the arguments and the --prefix / --from-key flags (etcdctl's rules).
-fn key_range(
+pub fn key_range(
     args: &[String],
     prefix: bool,
     from_key: bool,

@@ -2,13 +2,14 @@
 //! server only through the etcd v3 gRPC API. Flags, environment variables (`ETCDCTL_*`),
 //! messages, exit codes and output formats are etcdctl 3.4's.
 //!
-//! Built so far: put, get, del, compaction, lease (grant, revoke, timetolive, list, keep-alive),
+//! Built so far: put, get, del, txn (from stdin), compaction, lease (grant, revoke, timetolive, list, keep-alive),
 //! endpoint health/status, member list, alarm list, defrag, version. The other etcdctl commands are not built yet (issue 7).
 #![forbid(unsafe_code)]
 
 pub mod commands;
 pub mod lease;
 pub mod print;
+pub mod txn;
 
 use std::time::Duration;
 
@@ -114,6 +115,12 @@ pub enum Command {
     Get(commands::GetArgs),
     /// Removes the specified key or range of keys [key, range_end)
     Del(commands::DelArgs),
+    /// Txn processes all the requests in one transaction
+    Txn {
+        /// Input from stdin (interactive mode)
+        #[arg(short = 'i', long)]
+        interactive: bool,
+    },
     /// Compacts the event history in etcd
     Compaction(commands::CompactionArgs),
     /// Endpoint related commands

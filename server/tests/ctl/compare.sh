@@ -34,6 +34,7 @@ start() {
 stop() { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; PID=""; }
 
 drive() { # $1 = the client binary
+    # A line "command < file" reads stdin from that file (next to this script).
     # A line "@VAR command" also keeps the first 16-hex-digit ID it prints in $VAR, for the
     # lines after it (as "$VAR").
     while IFS= read -r line; do
@@ -42,6 +43,11 @@ drive() { # $1 = the client binary
         if [[ $line =~ ^@([A-Z0-9]+)\ (.*)$ ]]; then
             var=${BASH_REMATCH[1]}
             line=${BASH_REMATCH[2]}
+        fi
+        input=/dev/null
+        if [[ $line =~ ^(.*)\ \<\ ([a-z0-9.]+)$ ]]; then
+            line=${BASH_REMATCH[1]}
+            input=$here/${BASH_REMATCH[2]}
         fi
         echo "### ctl $line"
         eval "set -- $line"
@@ -52,7 +58,7 @@ drive() { # $1 = the client binary
             echo "exit=0"
             continue
         fi
-        ETCDCTL_API=3 "$CLIENT" --endpoints=$ADDR:2379 "$@" </dev/null 2>&1 | grep -v '^{"level":"warn"'
+        ETCDCTL_API=3 "$CLIENT" --endpoints=$ADDR:2379 "$@" <"$input" 2>&1 | grep -v '^{"level":"warn"'
         echo "exit=${PIPESTATUS[0]}"
     done <"$here/commands.txt"
 }
