@@ -376,41 +376,12 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         "/election/resign" => election.resign,
     );
     for p in PREFIXES {
-        let st = s.clone();
-        r = r.route(
-            &format!("{p}/watch"),
-            post(move |body: Body| {
-                let st = st.clone();
-                async move {
-                    let limit = body_limit(&st.ctx);
-                    let input = match first_then_rest(json_requests(body, limit)).await {
-                        Ok(input) => input,
-                        Err(resp) => return resp,
-                    };
-                    let (tx, rx) = mpsc::channel(64);
-                    tokio::spawn(crate::watch::serve(st.ctx.clone(), input, tx));
-                    stream_response(rx).await
-                }
-            })
-            .options(preflight),
-        );
-        let st = s.clone();
+        r = r.route(&format!("{p}/watch"), bidi_route(s.ctx.clone(), 64, crate::watch::serve));
         r = r.route(
             &format!("{p}/lease/keepalive"),
-            post(move |body: Body| {
-                let st = st.clone();
-                async move {
-                    let limit = body_limit(&st.ctx);
-                    let input = match first_then_rest(json_requests(body, limit)).await {
-                        Ok(input) => input,
-                        Err(resp) => return resp,
-                    };
-                    let (tx, rx) = mpsc::channel(16);
-                    tokio::spawn(crate::lease::keep_alive(st.ctx.clone(), input, tx));
-                    stream_response(rx).await
-                }
-            })
-            .options(preflight),
+            bidi_route(s.ctx.clone(), 16, |ctx, input, tx| {
+                crate::lease::keep_alive(ctx, input, tx)
+            }),
         );
         let st = s.clone();
         r = r.route(
@@ -485,6 +456,36 @@ async fn preflight() -> StatusCode {
 pub async fn method_not_allowed() -> Response {
     let h = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
     (StatusCode::METHOD_NOT_ALLOWED, h, "Method Not Allowed\n").into_response()
+}
+
+/// A bidirectional stream over HTTP: the body's JSON requests feed `serve`, whose answers go
+/// back one line each (`buffer` of them queued).
+fn bidi_route<Req, Resp, F, Fut>(
+    ctx: Arc<Ctx>,
+    buffer: usize,
+    serve: F,
+) -> axum::routing::MethodRouter
+where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+    F: Fn(Arc<Ctx>, Requests<Req>, mpsc::Sender<Result<Resp, Status>>) -> Fut
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    post(move |body: Body| async move {
+        let limit = body_limit(&ctx);
+        let input = match first_then_rest(json_requests(body, limit)).await {
+            Ok(input) => input,
+            Err(resp) => return resp,
+        };
+        let (tx, rx) = mpsc::channel(buffer);
+        tokio::spawn(serve(ctx.clone(), input, tx));
+        stream_response(rx).await
+    })
+    .options(preflight)
 }
 
 /// A server stream from a service method, answered line by line.

@@ -208,21 +208,8 @@ impl Member {
                 .map_err(|e| format!("listen {u}: {e}"))?;
             let svc = PeerServer::new(PeerService { state: peer_state.clone() })
                 .max_decoding_message_size(64 << 20);
-            let mut rx = stop_rx.clone();
-            tasks.push(tokio::spawn(async move {
-                let inc =
-                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-                let r = tonic::transport::Server::builder()
-                    .tcp_nodelay(true)
-                    .add_service(svc)
-                    .serve_with_incoming_shutdown(inc, async move {
-                        let _ = rx.wait_for(|s| *s).await;
-                    })
-                    .await;
-                if let Err(e) = r {
-                    tracing::error!(error = %e, "peer server");
-                }
-            }));
+            let routes = tonic::service::Routes::new(svc);
+            tasks.push(tokio::spawn(serve(listener, routes, false, stop_rx.clone(), "peer")));
             tracing::info!(url = %u, "serving peer traffic");
         }
         let max_msg = cfg.max_request_bytes + 512 * 1024;
@@ -232,22 +219,7 @@ impl Member {
                 .await
                 .map_err(|e| format!("listen {u}: {e}"))?;
             let routes = client_routes(&ctx, &metrics, max_msg);
-            let mut rx = stop_rx.clone();
-            tasks.push(tokio::spawn(async move {
-                let inc =
-                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-                let r = tonic::transport::Server::builder()
-                    .tcp_nodelay(true)
-                    .accept_http1(true)
-                    .add_routes(routes)
-                    .serve_with_incoming_shutdown(inc, async move {
-                        let _ = rx.wait_for(|s| *s).await;
-                    })
-                    .await;
-                if let Err(e) = r {
-                    tracing::error!(error = %e, "client server");
-                }
-            }));
+            tasks.push(tokio::spawn(serve(listener, routes, true, stop_rx.clone(), "client")));
             tracing::info!(url = %u, "serving client traffic");
         }
         tasks.push(tokio::spawn(publish(
@@ -286,6 +258,29 @@ impl Member {
             }
         })
         .await;
+    }
+}
+
+/// Serves `routes` on `listener` (TCP_NODELAY on every connection; HTTP/1.1 too when `http1`)
+/// until `stop`.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    routes: tonic::service::Routes,
+    http1: bool,
+    mut stop: watch::Receiver<bool>,
+    what: &'static str,
+) {
+    let inc = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let r = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .accept_http1(http1)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(inc, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::error!(error = %e, server = what, "serving failed");
     }
 }
 

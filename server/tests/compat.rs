@@ -4,23 +4,13 @@
 //! the reason, when they are missing.
 #![forbid(unsafe_code)]
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
 #[test]
 fn etcdctl_gateway_and_python_client_see_what_etcd_shows() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat");
-    let out = Command::new("bash")
-        .arg(dir.join("run.sh"))
-        .env("RUSTED_BIN", env!("CARGO_BIN_EXE_rusted"))
-        .output()
-        .expect("cannot run bash");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "compatibility suite failed ({}):\n{stdout}\n{stderr}",
-        out.status
+    common::run_script(
+        "compat/run.sh",
+        &[("RUSTED_BIN", env!("CARGO_BIN_EXE_rusted"))],
+        "compatibility suite failed",
     );
-    println!("{stdout}");
 }

@@ -3,24 +3,16 @@
 //! sizes, timings and versions normalized). Needs etcdctl (`.ci/run` installs it).
 #![forbid(unsafe_code)]
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
 #[test]
 fn rustedctl_prints_what_etcdctl_prints() {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ctl/compare.sh");
-    let out = Command::new("bash")
-        .arg(script)
-        .env("RUSTED_BIN", env!("CARGO_BIN_EXE_rusted"))
-        .env("RUSTEDCTL_BIN", env!("CARGO_BIN_EXE_rustedctl"))
-        .output()
-        .expect("cannot run bash");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "rustedctl differs from etcdctl ({}):\n{stdout}\n{stderr}",
-        out.status
+    common::run_script(
+        "ctl/compare.sh",
+        &[
+            ("RUSTED_BIN", env!("CARGO_BIN_EXE_rusted")),
+            ("RUSTEDCTL_BIN", env!("CARGO_BIN_EXE_rustedctl")),
+        ],
+        "rustedctl differs from etcdctl",
     );
-    println!("{stdout}");
 }
