@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -46,6 +47,8 @@ pub struct EtcdMachine {
     slot: StoreSlot,
     /// The raised alarms (mirrors the store's `x-alarm` blob).
     alarms: Mutex<Alarms>,
+    /// Whether NOSPACE is among them (read by every write; kept with `alarms`).
+    nospace: AtomicBool,
     /// Lease deadlines a new leader extends by (etcd: the election timeout).
     pub lease_extend: Duration,
 }
@@ -76,7 +79,8 @@ impl EtcdMachine {
     ) -> Result<Self, MvccError> {
         let slot = StoreSlot::open(path, opts)?;
         let alarms = load_alarms(&slot.get())?;
-        Ok(EtcdMachine { slot, alarms: Mutex::new(alarms), lease_extend })
+        let nospace = AtomicBool::new(alarms.has(AlarmType::Nospace));
+        Ok(EtcdMachine { slot, alarms: Mutex::new(alarms), nospace, lease_extend })
     }
 
     /// The raised alarms.
@@ -86,7 +90,13 @@ impl EtcdMachine {
 
     /// Is the space quota alarm raised (writes that add data are refused)?
     pub fn nospace(&self) -> bool {
-        self.alarms().has(AlarmType::Nospace)
+        self.nospace.load(Ordering::Acquire)
+    }
+
+    /// Replaces the alarm list (and the NOSPACE flag with it).
+    fn set_alarms(&self, guard: &mut MutexGuard<'_, Alarms>, next: Alarms) {
+        self.nospace.store(next.has(AlarmType::Nospace), Ordering::Release);
+        **guard = next;
     }
 
     fn apply_alarm(
@@ -112,7 +122,7 @@ impl EtcdMachine {
         if r.alarm == AlarmType::Nospace as i32 {
             tracing::warn!(member = %format!("{:x}", r.member_id), raised = next.has(AlarmType::Nospace), "NOSPACE alarm changed");
         }
-        *alarms = next;
+        self.set_alarms(&mut alarms, next);
         Ok(ApplyOut::Alarm(vec![AlarmMember { member_id: r.member_id, alarm: r.alarm }]))
     }
 
@@ -199,7 +209,8 @@ impl StateMachine for EtcdMachine {
 
     fn restore(&self, path: &Path) -> rusted_replication::Result<()> {
         self.slot.restore(path).map_err(sm_err)?;
-        *self.alarms() = load_alarms(&self.store()).map_err(sm_err)?;
+        let loaded = load_alarms(&self.store()).map_err(sm_err)?;
+        self.set_alarms(&mut self.alarms(), loaded);
         Ok(())
     }
 
