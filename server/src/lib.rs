@@ -3,6 +3,7 @@
 
 pub mod alarm;
 pub mod auth;
+pub mod authority;
 pub mod autocompact;
 pub mod cluster;
 pub mod config;

@@ -270,7 +270,10 @@ async fn serve(
     mut stop: watch::Receiver<bool>,
     what: &'static str,
 ) {
-    let inc = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    use tokio_stream::StreamExt as _;
+    let inc = tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map(|conn| conn.map(crate::authority::AuthorityFix::new));
     let r = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .accept_http1(http1)
