@@ -485,7 +485,17 @@ impl<S: StateMachine> Replica<S> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        let id = member_id(&peer_urls, "", Some(now));
+        // etcd's ID: the peer URLs and the time in seconds. Re-adding the URLs of a member
+        // removed in the same second would give that member's ID, which etcd then refuses as
+        // removed; we step the time salt past IDs already used instead.
+        let rec = self.shared.cluster();
+        let mut id = member_id(&peer_urls, "", Some(now));
+        for salt in 1..64 {
+            if !rec.members.contains_key(&id) && !rec.removed.contains(&id) {
+                break;
+            }
+            id = member_id(&peer_urls, "", Some(now + salt));
+        }
         let m = Member { id, name: String::new(), peer_urls, client_urls: Vec::new(), is_learner };
         let t = if is_learner { ConfChangeType::AddLearnerNode } else { ConfChangeType::AddNode };
         let list = self.conf_change(t, ConfContext { member: m.clone(), promote: false }).await?;
