@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod bolt;
+pub mod bolt_read;
 pub mod cursor;
 mod db;
 mod error;
