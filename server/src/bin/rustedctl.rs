@@ -1,11 +1,13 @@
 //! `rustedctl`: etcdctl's command line for rusted and etcd (the v3 gRPC API only).
 #![forbid(unsafe_code)]
 
-use clap::Parser;
-use rusted_server::ctl::{run, Ctl};
+use rusted_server::ctl::{parse, run};
 
 fn main() -> std::process::ExitCode {
-    let ctl = Ctl::parse();
+    let ctl = match parse() {
+        Ok(c) => c,
+        Err(code) => return std::process::ExitCode::from(code),
+    };
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -2,17 +2,15 @@
 #![forbid(unsafe_code)]
 
 use std::io::Read;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use clap::{Args, Subcommand};
+use clap::Args;
 
+use super::kv;
 use super::print::{self, Format};
 use super::{Command, Ctl, CtlError, CtlResult};
 use crate::proto::etcdserverpb as pb;
-use crate::proto::etcdserverpb::cluster_client::ClusterClient;
 use crate::proto::etcdserverpb::kv_client::KvClient;
-use crate::proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use crate::proto::mvccpb;
 use crate::recipe::prefix_end;
 
 /// `put`.
@@ -94,29 +92,6 @@ pub struct CompactionArgs {
     pub physical: bool,
 }
 
-/// `endpoint ...`.
-#[derive(Debug, Subcommand)]
-pub enum EndpointCommand {
-    /// Checks the healthiness of endpoints specified in `--endpoints` flag
-    Health,
-    /// Prints out the status of endpoints specified in `--endpoints` flag
-    Status,
-}
-
-/// `member ...`.
-#[derive(Debug, Subcommand)]
-pub enum MemberCommand {
-    /// Lists all members in the cluster
-    List,
-}
-
-/// `alarm ...`.
-#[derive(Debug, Subcommand)]
-pub enum AlarmCommand {
-    /// Lists all alarms
-    List,
-}
-
 /// Runs the command.
 pub async fn dispatch(ctl: &Ctl) -> CtlResult {
     match &ctl.command {
@@ -124,13 +99,18 @@ pub async fn dispatch(ctl: &Ctl) -> CtlResult {
         Command::Get(a) => get(ctl, a).await,
         Command::Del(a) => del(ctl, a).await,
         Command::Compaction(a) => compaction(ctl, a).await,
-        Command::Endpoint(EndpointCommand::Health) => endpoint_health(ctl).await,
-        Command::Endpoint(EndpointCommand::Status) => endpoint_status(ctl).await,
-        Command::Member(MemberCommand::List) => member_list(ctl).await,
-        Command::Alarm(AlarmCommand::List) => alarm_list(ctl).await,
-        Command::Defrag => defrag(ctl).await,
+        Command::Endpoint(a) => super::endpoint::run(ctl, a).await,
+        Command::Member(cmd) => super::member::run(ctl, cmd).await,
+        Command::Alarm(cmd) => super::maintenance::alarm(ctl, cmd).await,
+        Command::Defrag(a) => super::maintenance::defrag(ctl, a).await,
+        Command::MoveLeader { args } => super::maintenance::move_leader(ctl, args).await,
+        Command::Snapshot(cmd) => super::maintenance::snapshot(ctl, cmd).await,
+        Command::Watch(a) => super::watch::run(ctl, a).await,
+        Command::Lock(a) => super::concurrency::lock(ctl, a).await,
+        Command::Elect(a) => super::concurrency::elect(ctl, a).await,
+        Command::Check(cmd) => super::check::run(ctl, cmd).await,
         Command::Lease(cmd) => super::lease::run(ctl, cmd).await,
-        Command::Txn { interactive } => super::txn::run(ctl, *interactive).await,
+        Command::Txn { args, interactive } => super::txn::run(ctl, args, *interactive).await,
         Command::Version => {
             println!("rustedctl version: {}", env!("CARGO_PKG_VERSION"));
             println!("API version: 3.5");
@@ -139,45 +119,7 @@ pub async fn dispatch(ctl: &Ctl) -> CtlResult {
     }
 }
 
-fn only_simple_json_fields(ctl: &Ctl) -> CtlResult {
-    match ctl.write_out {
-        Format::Table => Err(CtlError {
-            message: "table not supported as output format".into(),
-            code: super::EXIT_BAD_FEATURE,
-        }),
-        Format::Protobuf => {
-            Err(CtlError::failed("protobuf output is not supported by rustedctl yet"))
-        }
-        _ => Ok(()),
-    }
-}
-
-fn print_kv(ctl: &Ctl, value_only: bool, kv: &mvccpb::KeyValue) {
-    if !value_only {
-        println!("{}", print::bytes(&kv.key, ctl.hex));
-    }
-    println!("{}", print::bytes(&kv.value, ctl.hex));
-}
-
-fn fields_header(h: &Option<pb::ResponseHeader>) {
-    let h = (*h).unwrap_or_default();
-    println!("\"ClusterID\" : {}", h.cluster_id);
-    println!("\"MemberID\" : {}", h.member_id);
-    println!("\"Revision\" : {}", h.revision);
-    println!("\"RaftTerm\" : {}", h.raft_term);
-}
-
-fn fields_kv(kv: &mvccpb::KeyValue) {
-    println!("\"Key\" : {:?}", String::from_utf8_lossy(&kv.key));
-    println!("\"CreateRevision\" : {}", kv.create_revision);
-    println!("\"ModRevision\" : {}", kv.mod_revision);
-    println!("\"Version\" : {}", kv.version);
-    println!("\"Value\" : {:?}", String::from_utf8_lossy(&kv.value));
-    println!("\"Lease\" : {}", kv.lease);
-}
-
 async fn put(ctl: &Ctl, a: &PutArgs) -> CtlResult {
-    only_simple_json_fields(ctl)?;
     let (key, value) = match a.args.as_slice() {
         [k, v] => (k.clone(), v.clone().into_bytes()),
         [k] => {
@@ -212,18 +154,10 @@ async fn put(ctl: &Ctl, a: &PutArgs) -> CtlResult {
     let r = ctl.timed(c.put(req)).await?.into_inner();
     match ctl.write_out {
         Format::Json => println!("{}", print::json(&r)),
-        Format::Fields => {
-            fields_header(&r.header);
-            if let Some(p) = &r.prev_kv {
-                fields_kv(p);
-            }
-        }
-        _ => {
-            println!("OK");
-            if let Some(p) = &r.prev_kv {
-                print_kv(ctl, false, p);
-            }
-        }
+        Format::Protobuf => print::protobuf(&r),
+        Format::Fields => kv::fields_put(&r),
+        Format::Simple => kv::simple_put(ctl, &r),
+        Format::Table => return Err(super::unsupported(Format::Table)),
     }
     Ok(())
 }
@@ -278,7 +212,6 @@ pub fn key_range(
 }
 
 async fn get(ctl: &Ctl, a: &GetArgs) -> CtlResult {
-    only_simple_json_fields(ctl)?;
     let (key, range_end) = key_range(&a.args, a.prefix, a.from_key, "get")?;
     use pb::range_request::{SortOrder, SortTarget};
     let order = match a.order.to_uppercase().as_str() {
@@ -331,44 +264,25 @@ async fn get(ctl: &Ctl, a: &GetArgs) -> CtlResult {
     let r = ctl.timed(c.range(req)).await?.into_inner();
     match ctl.write_out {
         Format::Json => println!("{}", print::json(&r)),
-        Format::Fields => {
-            fields_header(&r.header);
-            for kv in &r.kvs {
-                fields_kv(kv);
-            }
-            println!("\"More\" : {}", r.more);
-            println!("\"Count\" : {}", r.count);
-        }
-        _ => {
-            for kv in &r.kvs {
-                print_kv(ctl, a.print_value_only, kv);
-            }
-        }
+        Format::Protobuf => print::protobuf(&r),
+        Format::Fields => kv::fields_get(&r),
+        Format::Simple => kv::simple_get(ctl, &r, a.print_value_only),
+        Format::Table => return Err(super::unsupported(Format::Table)),
     }
     Ok(())
 }
 
 async fn del(ctl: &Ctl, a: &DelArgs) -> CtlResult {
-    only_simple_json_fields(ctl)?;
     let (key, range_end) = key_range(&a.args, a.prefix, a.from_key, "del")?;
     let req = pb::DeleteRangeRequest { key, range_end, prev_kv: a.prev_kv };
     let mut c = KvClient::new(ctl.dial().await?);
     let r = ctl.timed(c.delete_range(req)).await?.into_inner();
     match ctl.write_out {
         Format::Json => println!("{}", print::json(&r)),
-        Format::Fields => {
-            fields_header(&r.header);
-            println!("\"Deleted\" : {}", r.deleted);
-            for kv in &r.prev_kvs {
-                fields_kv(kv);
-            }
-        }
-        _ => {
-            println!("{}", r.deleted);
-            for kv in &r.prev_kvs {
-                print_kv(ctl, false, kv);
-            }
-        }
+        Format::Protobuf => print::protobuf(&r),
+        Format::Fields => kv::fields_del(&r),
+        Format::Simple => kv::simple_del(ctl, &r),
+        Format::Table => return Err(super::unsupported(Format::Table)),
     }
     Ok(())
 }
@@ -403,217 +317,6 @@ pub fn go_duration(d: Duration) -> String {
     } else {
         trim(ns as f64 / 1e9, "s")
     }
-}
-
-async fn endpoint_health(ctl: &Ctl) -> CtlResult {
-    #[derive(serde::Serialize)]
-    struct Health {
-        endpoint: String,
-        health: bool,
-        took: String,
-        #[serde(skip_serializing_if = "String::is_empty")]
-        error: String,
-    }
-    let mut all = Vec::new();
-    for ep in &ctl.endpoints {
-        let start = Instant::now();
-        let result = async {
-            let ch = ctl.dial_one(ep).await?;
-            let mut kv = KvClient::new(ch.clone());
-            // As etcdctl: a linearizable read of any key proves a quorum answers.
-            let req = pb::RangeRequest { key: b"health".to_vec(), ..Default::default() };
-            ctl.timed(kv.range(req)).await?;
-            let mut m = MaintenanceClient::new(ch);
-            let alarms = ctl.timed(m.alarm(pb::AlarmRequest::default())).await?.into_inner().alarms;
-            if !alarms.is_empty() {
-                let list: Vec<String> = alarms.iter().map(alarm_text).collect();
-                return Err(CtlError::failed(format!("Active Alarm(s): {}", list.join(" "))));
-            }
-            Ok(())
-        }
-        .await;
-        let took = go_duration(start.elapsed());
-        let h = match result {
-            Ok(()) => Health { endpoint: ep.clone(), health: true, took, error: String::new() },
-            Err(e) => Health {
-                endpoint: ep.clone(),
-                health: false,
-                took,
-                error: format!("failed to commit proposal: {}", e.message),
-            },
-        };
-        all.push(h);
-    }
-    let bad = all.iter().any(|h| !h.health);
-    match ctl.write_out {
-        Format::Json => println!("{}", serde_json::to_string(&all).unwrap_or_default()),
-        _ => {
-            for h in &all {
-                if h.health {
-                    eprintln!(
-                        "{} is healthy: successfully committed proposal: took = {}",
-                        h.endpoint, h.took
-                    );
-                } else {
-                    eprintln!("{} is unhealthy: {}", h.endpoint, h.error);
-                }
-            }
-        }
-    }
-    if bad {
-        return Err(CtlError::failed("unhealthy cluster"));
-    }
-    Ok(())
-}
-
-fn alarm_text(a: &pb::AlarmMember) -> String {
-    let name = pb::AlarmType::try_from(a.alarm).map(|t| t.as_str_name()).unwrap_or("UNKNOWN");
-    if a.alarm == 0 {
-        format!("memberID:{} ", a.member_id)
-    } else {
-        format!("memberID:{} alarm:{name} ", a.member_id)
-    }
-}
-
-async fn endpoint_status(ctl: &Ctl) -> CtlResult {
-    let mut rows = Vec::new();
-    for ep in &ctl.endpoints {
-        let mut m = MaintenanceClient::new(ctl.dial_one(ep).await?);
-        let st = ctl.timed(m.status(pb::StatusRequest {})).await?.into_inner();
-        rows.push((ep.clone(), st));
-    }
-    match ctl.write_out {
-        Format::Json => {
-            let list: Vec<String> = rows
-                .iter()
-                .map(|(ep, st)| {
-                    format!(
-                        "{{\"Endpoint\":{},\"Status\":{}}}",
-                        serde_json::Value::from(ep.as_str()),
-                        print::json(st)
-                    )
-                })
-                .collect();
-            println!("[{}]", list.join(","));
-        }
-        Format::Table => {
-            let header = [
-                "ENDPOINT",
-                "ID",
-                "VERSION",
-                "DB SIZE",
-                "IS LEADER",
-                "IS LEARNER",
-                "RAFT TERM",
-                "RAFT INDEX",
-                "RAFT APPLIED INDEX",
-                "ERRORS",
-            ];
-            let cells: Vec<Vec<String>> =
-                rows.iter().map(|(ep, st)| status_cells(ep, st)).collect();
-            print!("{}", print::table(&header, &cells));
-        }
-        _ => {
-            for (ep, st) in &rows {
-                println!("{}", status_cells(ep, st).join(", "));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn status_cells(ep: &str, st: &pb::StatusResponse) -> Vec<String> {
-    let id = st.header.as_ref().map_or(0, |h| h.member_id);
-    vec![
-        ep.to_string(),
-        format!("{id:x}"),
-        st.version.clone(),
-        print::human_bytes(st.db_size.max(0) as u64),
-        (st.leader == id).to_string(),
-        st.is_learner.to_string(),
-        st.raft_term.to_string(),
-        st.raft_index.to_string(),
-        st.raft_applied_index.to_string(),
-        st.errors.join(", "),
-    ]
-}
-
-async fn member_list(ctl: &Ctl) -> CtlResult {
-    let mut c = ClusterClient::new(ctl.dial().await?);
-    let r =
-        ctl.timed(c.member_list(pb::MemberListRequest { linearizable: false })).await?.into_inner();
-    let cells = |m: &pb::Member| {
-        vec![
-            format!("{:x}", m.id),
-            if m.name.is_empty() { "unstarted" } else { "started" }.to_string(),
-            m.name.clone(),
-            m.peer_ur_ls.join(","),
-            m.client_ur_ls.join(","),
-            m.is_learner.to_string(),
-        ]
-    };
-    match ctl.write_out {
-        Format::Json => println!("{}", print::json(&r)),
-        Format::Table => {
-            let header = ["ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"];
-            let rows: Vec<Vec<String>> = r.members.iter().map(cells).collect();
-            print!("{}", print::table(&header, &rows));
-        }
-        _ => {
-            for m in &r.members {
-                println!("{}", cells(m).join(", "));
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn alarm_list(ctl: &Ctl) -> CtlResult {
-    let mut m = MaintenanceClient::new(ctl.dial().await?);
-    let r = ctl.timed(m.alarm(pb::AlarmRequest::default())).await?.into_inner();
-    match ctl.write_out {
-        Format::Json => {
-            let mut v = serde_json::to_value(&r).unwrap_or_default();
-            // etcdctl prints the alarm type as its number.
-            if let Some(list) = v.get_mut("alarms").and_then(|a| a.as_array_mut()) {
-                for (a, src) in list.iter_mut().zip(&r.alarms) {
-                    if let Some(o) = a.as_object_mut() {
-                        o.insert("memberID".into(), src.member_id.into());
-                        o.insert("alarm".into(), src.alarm.into());
-                    }
-                }
-            }
-            println!("{v}");
-        }
-        _ => {
-            for a in &r.alarms {
-                println!("{}", alarm_text(a));
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn defrag(ctl: &Ctl) -> CtlResult {
-    let mut failed = false;
-    for ep in &ctl.endpoints {
-        let r = async {
-            let mut m = MaintenanceClient::new(ctl.dial_one(ep).await?);
-            ctl.timed(m.defragment(pb::DefragmentRequest {})).await
-        }
-        .await;
-        match r {
-            Ok(_) => println!("Finished defragmenting etcd member[{ep}]"),
-            Err(e) => {
-                eprintln!("Failed to defragment etcd member[{ep}] ({})", e.message);
-                failed = true;
-            }
-        }
-    }
-    if failed {
-        return Err(CtlError::failed("defrag failed"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

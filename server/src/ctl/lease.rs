@@ -177,12 +177,18 @@ pub async fn run(ctl: &Ctl, cmd: &LeaseCommand) -> CtlResult {
         LeaseCommand::KeepAlive(a) => {
             let id = lease_id(&a.args, "lease keep-alive")?;
             let (tx, rx) = tokio::sync::mpsc::channel(1);
+            // The first request goes in before the call: a Go server sends the response
+            // headers the call waits for only with its first answer.
+            let _ = tx.send(pb::LeaseKeepAliveRequest { id }).await;
             let mut resps = c
                 .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
                 .await?
                 .into_inner();
+            let mut first = true;
             loop {
-                if tx.send(pb::LeaseKeepAliveRequest { id }).await.is_err() {
+                if !std::mem::take(&mut first)
+                    && tx.send(pb::LeaseKeepAliveRequest { id }).await.is_err()
+                {
                     return Err(CtlError::failed("keep-alive stream closed"));
                 }
                 let r = match resps.message().await? {

@@ -77,6 +77,55 @@ pub fn json<T: Serialize>(v: &T) -> String {
     value.to_string()
 }
 
+/// A response as `-w protobuf` writes it: the encoded message, nothing after it.
+pub fn protobuf<M: prost::Message>(m: &M) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(&m.encode_to_vec());
+    let _ = out.flush();
+}
+
+/// A string as Go's `%q` writes it: double-quoted, with Go's escapes.
+pub fn go_quote(s: &str) -> String {
+    go_quote_bytes(s.as_bytes())
+}
+
+/// Bytes as Go's `%q` writes `string(b)`: invalid UTF-8 bytes become `\x..`.
+pub fn go_quote_bytes(b: &[u8]) -> String {
+    let mut out = String::from("\"");
+    for chunk in b.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\u{7}' => out.push_str("\\a"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{b}' => out.push_str("\\v"),
+                c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                    out.push_str(&format!("\\x{:02x}", c as u32))
+                }
+                c if c.is_control() => {
+                    if (c as u32) < 0x10000 {
+                        out.push_str(&format!("\\u{:04x}", c as u32))
+                    } else {
+                        out.push_str(&format!("\\U{:08x}", c as u32))
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        for x in chunk.invalid() {
+            out.push_str(&format!("\\x{x:02x}"));
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// A byte string as etcdctl prints it (`--hex`: `\x61` per byte).
 pub fn bytes(b: &[u8], hex: bool) -> String {
     if hex {
@@ -187,5 +236,7 @@ mod tests {
             "+------+------+\n|  ID  | NAME |\n+------+------+\n| d571 |    e |\n+------+------+\n"
         );
         assert_eq!(bytes(b"b", true), "\\x62");
+        assert_eq!(go_quote("a\"b\\\n\u{1}é"), r#""a\"b\\\n\x01é""#);
+        assert_eq!(go_quote_bytes(b"\xff1"), r#""\xff1""#);
     }
 }

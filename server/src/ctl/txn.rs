@@ -17,13 +17,14 @@ use std::io::BufRead;
 use clap::Parser;
 
 use super::commands::{key_range, DelArgs, GetArgs, PutArgs};
+use super::kv;
 use super::print::{self, Format};
 use super::{Ctl, CtlError, CtlResult};
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::kv_client::KvClient;
 
 /// etcdctl's exit code for bad transaction input.
-const EXIT_INVALID_INPUT: u8 = 3;
+use super::EXIT_INVALID_INPUT;
 
 fn invalid(m: impl Into<String>) -> CtlError {
     CtlError { message: m.into(), code: EXIT_INVALID_INPUT }
@@ -171,26 +172,37 @@ pub fn parse_request(line: &str) -> CtlResult<pb::RequestOp> {
 }
 
 /// Reads a transaction in etcdctl's syntax.
-pub fn read_txn(input: impl BufRead) -> CtlResult<pb::TxnRequest> {
-    let mut sections: Vec<Vec<String>> = vec![Vec::new()];
-    for line in input.lines() {
-        let line = line.map_err(|e| invalid(e.to_string()))?;
-        if line.trim().is_empty() {
-            if sections.len() == 3 {
-                break;
-            }
-            sections.push(Vec::new());
-            continue;
+pub fn read_txn(mut input: impl BufRead, interactive: bool) -> CtlResult<pb::TxnRequest> {
+    // As etcdctl: each section ends at a blank line, and running out of input first (even on
+    // a last line without a newline) is the error "EOF". Lines are parsed as they are read.
+    let mut next_line = || -> CtlResult<Option<String>> {
+        let mut line = String::new();
+        let n = input.read_line(&mut line).map_err(|e| invalid(e.to_string()))?;
+        if n == 0 || !line.ends_with('\n') {
+            return Err(invalid("EOF"));
         }
-        if let Some(s) = sections.last_mut() {
-            s.push(line);
+        let t = line.trim();
+        Ok((!t.is_empty()).then(|| t.to_string()))
+    };
+    let prompt = |p: &str| {
+        if interactive {
+            println!("{p}");
         }
+    };
+    let mut req = pb::TxnRequest::default();
+    prompt("compares:");
+    while let Some(l) = next_line()? {
+        req.compare.push(parse_compare(&l)?);
     }
-    sections.resize(3, Vec::new());
-    let compare = sections[0].iter().map(|l| parse_compare(l)).collect::<CtlResult<_>>()?;
-    let success = sections[1].iter().map(|l| parse_request(l)).collect::<CtlResult<_>>()?;
-    let failure = sections[2].iter().map(|l| parse_request(l)).collect::<CtlResult<_>>()?;
-    Ok(pb::TxnRequest { compare, success, failure })
+    prompt("success requests (get, put, del):");
+    while let Some(l) = next_line()? {
+        req.success.push(parse_request(&l)?);
+    }
+    prompt("failure requests (get, put, del):");
+    while let Some(l) = next_line()? {
+        req.failure.push(parse_request(&l)?);
+    }
+    Ok(req)
 }
 
 /// The txn response as etcdctl's `-w json` (the Go oneof wrappers spelled out).
@@ -215,38 +227,42 @@ fn json(r: &pb::TxnResponse) -> String {
 }
 
 /// Runs `txn`.
-pub async fn run(ctl: &Ctl, interactive: bool) -> CtlResult {
-    if interactive {
-        return Err(CtlError::failed(
-            "interactive txn prompts are not supported by rustedctl yet; give the txn on stdin",
-        ));
+pub async fn run(ctl: &Ctl, args: &[String], interactive: bool) -> CtlResult {
+    if !args.is_empty() {
+        return Err(CtlError::args("txn command does not accept argument"));
     }
-    let req = read_txn(std::io::stdin().lock())?;
+    let req = read_txn(std::io::stdin().lock(), interactive)?;
     let mut c = KvClient::new(ctl.dial().await?);
     let r = ctl.timed(c.txn(req)).await?.into_inner();
     match ctl.write_out {
         Format::Json => println!("{}", json(&r)),
-        Format::Table => {
-            return Err(CtlError {
-                message: "table not supported as output format".into(),
-                code: super::EXIT_BAD_FEATURE,
-            })
+        Format::Protobuf => print::protobuf(&r),
+        Format::Table => return Err(super::unsupported(Format::Table)),
+        Format::Fields => {
+            kv::fields_header(&r.header);
+            println!("\"Succeeded\" : {}", r.succeeded);
+            for op in &r.responses {
+                use pb::response_op::Response as R;
+                match &op.response {
+                    Some(R::ResponsePut(p)) => kv::fields_put(p),
+                    Some(R::ResponseRange(g)) => kv::fields_get(g),
+                    Some(R::ResponseDeleteRange(d)) => kv::fields_del(d),
+                    Some(R::ResponseTxn(t)) => println!("\"Unknown\" : {:?}", format!("{t:?}")),
+                    None => {}
+                }
+            }
         }
-        _ => {
+        Format::Simple => {
             println!("{}", if r.succeeded { "SUCCESS" } else { "FAILURE" });
             for op in &r.responses {
                 println!();
                 use pb::response_op::Response as R;
                 match &op.response {
-                    Some(R::ResponsePut(_)) => println!("OK"),
-                    Some(R::ResponseRange(g)) => {
-                        for kv in &g.kvs {
-                            println!("{}", print::bytes(&kv.key, ctl.hex));
-                            println!("{}", print::bytes(&kv.value, ctl.hex));
-                        }
-                    }
-                    Some(R::ResponseDeleteRange(d)) => println!("{}", d.deleted),
-                    Some(R::ResponseTxn(_)) | None => {}
+                    Some(R::ResponsePut(p)) => kv::simple_put(ctl, p),
+                    Some(R::ResponseRange(g)) => kv::simple_get(ctl, g, false),
+                    Some(R::ResponseDeleteRange(d)) => kv::simple_del(ctl, d),
+                    Some(R::ResponseTxn(t)) => println!("unexpected response {t:?}"),
+                    None => {}
                 }
             }
         }
@@ -263,6 +279,7 @@ mod tests {
         let t = read_txn(
             "value(\"foo\") = \"bar 4\"\nmod(\"foo2\") > \"4\"\n\nput foo \"txn ok\"\nget foo1 --prefix\n\ndel foo2\n\n"
                 .as_bytes(),
+            false,
         )
         .unwrap();
         assert_eq!(t.compare.len(), 2);

@@ -153,8 +153,12 @@ def tmp_addr(line):
     return RE_ADDR.sub("ADDR", line)
 
 
+RE_CAPNSLOG = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} ")
+
+
 def normalize_line(line):
     line = tmp_addr(line)
+    line = RE_CAPNSLOG.sub("TS ", line)
     line = RE_UUID.sub("UUID", line)
     # timestamps and durations in keyed form first (etcdctl's log lines)
     line = RE_TIME_STR.sub(time_ph, line)
@@ -259,12 +263,41 @@ def count_steps(a_path, b_path):
     return "%d of %d steps differ" % (max(len(a), len(b)) - same, len(a))
 
 
+# Member lists are ordered by member ID, and an added member's ID is random: rows of one list
+# (simple or table form), members in a JSON array and the entries of etcdctl's
+# ETCD_INITIAL_CLUSTER line are put in a fixed order, after the IDs became placeholders.
+RE_MEMBER_ROW = re.compile(r"^(\| )?ID\d+ ?(,| \|) +(started|unstarted)")
+RE_MEMBERS_JSON = re.compile(r'"members":\[(\{[^\[\]{}]*(?:\[[^\]]*\][^\[\]{}]*)*\}(?:,\{[^\[\]{}]*(?:\[[^\]]*\][^\[\]{}]*)*\})*)\]')
+RE_MEMBER_OBJ = re.compile(r'\{[^\[\]{}]*(?:\[[^\]]*\][^\[\]{}]*)*\}')
+RE_INITIAL_CLUSTER = re.compile(r'^(ETCD_INITIAL_CLUSTER=")([^"]*)(")$')
+
+
+def member_order(lines):
+    out, run = [], []
+    for line in lines + [None]:
+        if line is not None and RE_MEMBER_ROW.match(line):
+            run.append(line)
+            continue
+        out.extend(sorted(run))
+        run = []
+        if line is None:
+            break
+        line = re.sub(r"^Member +", "Member ", line)
+        line = RE_INITIAL_CLUSTER.sub(
+            lambda m: m.group(1) + ",".join(sorted(m.group(2).split(","))) + m.group(3), line)
+        line = RE_MEMBERS_JSON.sub(
+            lambda m: '"members":[' + ",".join(sorted(RE_MEMBER_OBJ.findall(m.group(1)))) + "]",
+            line)
+        out.append(line)
+    return out
+
+
 def main():
     if len(sys.argv) == 4 and sys.argv[1] == "--count-steps":
         print(count_steps(sys.argv[2], sys.argv[3]))
         return
     data = sys.stdin.read().splitlines()
-    for line in normalize(data):
+    for line in member_order(normalize(data)):
         sys.stdout.write(line + "\n")
 
 
