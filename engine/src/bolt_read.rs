@@ -26,9 +26,10 @@ const FLAG_FREELIST: u16 = 0x10;
 const BUCKET_ENTRY: u32 = 0x01;
 /// Bucket header size in a bucket entry's value (root page id, sequence).
 const BUCKET_HEADER: usize = 16;
-/// Deepest nesting of trees and buckets followed (a tree of 1 KiB pages holding the largest
-/// file has a few dozen levels; anything deeper is a loop in a corrupt file).
-const MAX_DEPTH: usize = 64;
+/// Deepest nesting followed, counting every tree level and every bucket inside a bucket on
+/// the way down (a tree of 1 KiB pages holding the largest file has a few dozen levels;
+/// anything deeper is a crafted or corrupt file, and would otherwise exhaust the stack).
+const MAX_DEPTH: usize = 128;
 
 /// Why a file could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -209,6 +210,7 @@ impl BoltReader {
             r: self,
             seen: vec![false; usize::try_from(self.meta.hwm).unwrap_or(usize::MAX)],
             problems: Vec::new(),
+            level: 0,
         };
         w.seen[0] = true;
         w.seen[1] = true;
@@ -241,6 +243,8 @@ struct Walk<'r> {
     r: &'r BoltReader,
     seen: Vec<bool>,
     problems: Vec<String>,
+    /// Current recursion depth (trees and nested buckets).
+    level: usize,
 }
 
 impl Walk<'_> {
@@ -303,6 +307,23 @@ impl Walk<'_> {
         depth: usize,
         f: &mut dyn FnMut(BoltEvent<'_>),
     ) -> Result<()> {
+        self.level += 1;
+        let r = if self.level > MAX_DEPTH {
+            invalid(format!("trees and buckets nested more than {MAX_DEPTH} deep"))
+        } else {
+            self.bucket_at(name, value, depth, f)
+        };
+        self.level -= 1;
+        r
+    }
+
+    fn bucket_at(
+        &mut self,
+        name: &[u8],
+        value: &[u8],
+        depth: usize,
+        f: &mut dyn FnMut(BoltEvent<'_>),
+    ) -> Result<()> {
         if value.len() < BUCKET_HEADER {
             return invalid(format!(
                 "bucket {:?}: header too short",
@@ -350,15 +371,33 @@ impl Walk<'_> {
         prev: &mut Option<Vec<u8>>,
         visit: &mut Visit<'_>,
     ) -> Result<()> {
-        if depth > MAX_DEPTH {
-            return invalid(format!("page {id}: trees nested more than {MAX_DEPTH} deep"));
-        }
+        self.level += 1;
+        let r = if self.level > MAX_DEPTH {
+            invalid(format!("page {id}: trees and buckets nested more than {MAX_DEPTH} deep"))
+        } else {
+            self.subtree_at(id, name, depth, prev, visit)
+        };
+        self.level -= 1;
+        r
+    }
+
+    fn subtree_at(
+        &mut self,
+        id: u64,
+        name: &[u8],
+        depth: usize,
+        prev: &mut Option<Vec<u8>>,
+        visit: &mut Visit<'_>,
+    ) -> Result<()> {
         let (flags, count, node) = self.node(id)?;
         match flags {
             FLAG_LEAF => self.leaf(id, &node, count, name, prev, visit),
             FLAG_BRANCH => {
                 for i in 0..count {
                     let e = HEADER + ELEM * i;
+                    if e + ELEM > node.len() {
+                        return invalid(format!("page {id}: branch element {i} out of bounds"));
+                    }
                     let (pos, ks, child) = (
                         u32_at(&node, e) as usize,
                         u32_at(&node, e + 4) as usize,
@@ -389,6 +428,9 @@ impl Walk<'_> {
     ) -> Result<()> {
         for i in 0..count {
             let e = HEADER + ELEM * i;
+            if e + ELEM > node.len() {
+                return invalid(format!("page {id}: leaf element {i} out of bounds"));
+            }
             let (flags, pos, ks, vs) = (
                 u32_at(node, e),
                 u32_at(node, e + 4) as usize,

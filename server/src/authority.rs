@@ -155,6 +155,12 @@ impl<T> AuthorityFix<T> {
                         }
                         continue;
                     }
+                    if len > MAX_FRAME {
+                        // Larger than the server allows: let it refuse the frame, without
+                        // holding it here first.
+                        self.give_up();
+                        continue;
+                    }
                     if self.raw.len() < FRAME_HEADER + len {
                         return;
                     }
@@ -241,9 +247,12 @@ fn emit_block(out: &mut Vec<u8>, b: &Block, block: &[u8]) {
     let head_room = MAX_FRAME - if b.priority.is_some() { 5 } else { 0 };
     let first = block.len().min(head_room);
     let rest = &block[first..];
+    // A block given up on before its end keeps going without END_HEADERS: its remaining
+    // CONTINUATION frames follow, untouched.
+    let ends = b.flags & FLAG_END_HEADERS;
     let mut flags = b.flags & !FLAG_PADDED & !FLAG_END_HEADERS;
     if rest.is_empty() {
-        flags |= FLAG_END_HEADERS;
+        flags |= ends;
     }
     let len = first + if b.priority.is_some() { 5 } else { 0 };
     frame_header(out, len, TYPE_HEADERS, flags, b.stream);
@@ -253,7 +262,7 @@ fn emit_block(out: &mut Vec<u8>, b: &Block, block: &[u8]) {
     out.extend_from_slice(&block[..first]);
     let mut chunks = rest.chunks(MAX_FRAME).peekable();
     while let Some(c) = chunks.next() {
-        let f = if chunks.peek().is_none() { FLAG_END_HEADERS } else { 0 };
+        let f = if chunks.peek().is_none() { ends } else { 0 };
         frame_header(out, c.len(), TYPE_CONTINUATION, f, b.stream);
         out.extend_from_slice(c);
     }
@@ -590,6 +599,32 @@ mod tests {
         conn.extend(frame(TYPE_HEADERS, FLAG_END_HEADERS, 1, &good));
         conn.extend(frame(TYPE_HEADERS, FLAG_END_HEADERS, 3, &lit(0x40, 6, 1, None, bad, false)));
         assert_eq!(through(conn.clone()).await, conn);
+    }
+
+    #[tokio::test]
+    async fn blocks_it_cannot_finish_go_through_as_they_came() {
+        // A HEADERS frame without END_HEADERS interrupted by DATA (a protocol error h2 will
+        // report): the partial block is not marked complete.
+        let block = lit(0x40, 6, 1, None, b"127.0.0.1:2379", false);
+        let mut conn = PREFACE.to_vec();
+        conn.extend(frame(TYPE_HEADERS, 0, 1, &block));
+        conn.extend(frame(0x0, 0x1, 1, b"x"));
+        assert_eq!(through(conn.clone()).await, conn);
+        // A frame longer than HTTP/2's default limit is not held back.
+        let mut conn = PREFACE.to_vec();
+        let mut big = frame(TYPE_HEADERS, FLAG_END_HEADERS, 1, &[]);
+        big[0] = 0xff;
+        conn.extend(big);
+        conn.extend([0u8; 100]);
+        let (mut a, b) = tokio::io::duplex(1 << 16);
+        {
+            use tokio::io::AsyncWriteExt;
+            a.write_all(&conn).await.unwrap();
+        }
+        let mut fix = AuthorityFix::new(b);
+        let mut got = vec![0u8; conn.len()];
+        fix.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, conn);
     }
 
     #[test]

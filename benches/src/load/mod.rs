@@ -248,12 +248,12 @@ async fn leader(eps: &[String]) -> Result<String, BenchError> {
     Err(BenchError::Connect(format!("no leader among {}", eps.join(","))))
 }
 
-/// Shared by the clients of a run: the next request number, and the rate's spacing.
+/// Shared by the clients of a run: the next request number, and the rate's next free slot.
 struct Plan {
     next: AtomicU64,
     total: u64,
-    start: tokio::time::Instant,
     every: Option<Duration>,
+    slot: std::sync::Mutex<tokio::time::Instant>,
     done: AtomicU64,
 }
 
@@ -262,20 +262,28 @@ impl Plan {
         Arc::new(Plan {
             next: AtomicU64::new(0),
             total,
-            start: tokio::time::Instant::now(),
             every: (rate > 0).then(|| Duration::from_secs_f64(1.0 / rate as f64)),
+            slot: std::sync::Mutex::new(tokio::time::Instant::now()),
             done: AtomicU64::new(0),
         })
     }
 
-    /// The next request number, once its turn under the rate has come.
+    /// The next request number, once its turn under the rate has come. The rate is a token
+    /// bucket of one, as etcd's tool uses: a slot missed while the server was slow is lost,
+    /// not made up for later by a burst.
     async fn take(&self) -> Option<u64> {
         let i = self.next.fetch_add(1, Ordering::Relaxed);
         if i >= self.total {
             return None;
         }
         if let Some(every) = self.every {
-            tokio::time::sleep_until(self.start + every.mul_f64(i as f64)).await;
+            let at = {
+                let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+                let at = (*slot).max(tokio::time::Instant::now());
+                *slot = at + every;
+                at
+            };
+            tokio::time::sleep_until(at).await;
         }
         Some(i)
     }
@@ -402,14 +410,14 @@ pub async fn run(b: &Bench) -> Result<(Report, Duration), BenchError> {
             let value = Arc::new(Rng::new(seed()).bytes(a.val_size));
             let a = a.clone();
             let plan = Plan::new(a.total, a.rate);
-            let rng_seed = seed();
             Ok(drive(clients, plan, move |c, i| {
                 let mut kv = KvClient::new(chan(c));
-                let mut rng = Rng::new(rng_seed ^ i);
-                let success = (0..a.txn_ops.max(1))
-                    .map(|_| pb::RequestOp {
+                // As etcd's tool: the txn's keys follow each other, so none repeats in a txn.
+                let ops = a.txn_ops.max(1) as u64;
+                let success = (0..ops)
+                    .map(|j| pb::RequestOp {
                         request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
-                            key: varint_key(a.key_size, rng.below(a.key_space_size) as i64),
+                            key: varint_key(a.key_size, ((i * ops + j) % a.key_space_size) as i64),
                             value: value.as_ref().clone(),
                             ..Default::default()
                         })),

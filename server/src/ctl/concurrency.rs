@@ -96,14 +96,27 @@ impl Session {
     }
 }
 
-/// Waits for SIGINT or SIGTERM.
-async fn signalled() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-        (Ok(mut i), Ok(mut t)) => {
-            tokio::select! { _ = i.recv() => {}, _ = t.recv() => {} }
+/// SIGINT and SIGTERM, listened to from the start of a command, so a signal that comes while
+/// the command is between two waits is not lost.
+struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl Signals {
+    fn new() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(i), Ok(t)) => Signals(Some((i, t))),
+            _ => Signals(None),
         }
-        _ => std::future::pending().await,
+    }
+
+    /// Waits for SIGINT or SIGTERM.
+    async fn recv(&mut self) {
+        match self.0.as_mut() {
+            Some((i, t)) => {
+                tokio::select! { _ = i.recv() => {}, _ = t.recv() => {} }
+            }
+            None => std::future::pending().await,
+        }
     }
 }
 
@@ -122,8 +135,8 @@ fn range_first_or_last(prefix: &[u8], ascend: bool, max_create: i64) -> pb::Rang
 
 /// Waits until `key` is deleted, watching from `rev`.
 async fn wait_delete(ch: &Channel, key: &[u8], rev: i64) -> CtlResult {
-    let mut events = watch_from(ch, key.to_vec(), Vec::new(), rev).await?;
-    while let Some(r) = events.message().await.map_err(CtlError::from)? {
+    let mut w = watch_from(ch, key.to_vec(), Vec::new(), rev).await?;
+    while let Some(r) = w.events.message().await.map_err(CtlError::from)? {
         if r.canceled {
             return Err(CtlError::failed("lost watcher waiting for delete"));
         }
@@ -134,26 +147,30 @@ async fn wait_delete(ch: &Channel, key: &[u8], rev: i64) -> CtlResult {
     Err(CtlError::failed("lost watcher waiting for delete"))
 }
 
+/// A watch and its request side: the call lives while both are held, and dropping both ends
+/// it (the request stream's end cancels the server's watcher).
+struct Watching {
+    events: tonic::Streaming<pb::WatchResponse>,
+    _requests: mpsc::Sender<pb::WatchRequest>,
+}
+
 async fn watch_from(
     ch: &Channel,
     key: Vec<u8>,
     range_end: Vec<u8>,
     rev: i64,
-) -> CtlResult<tonic::Streaming<pb::WatchResponse>> {
+) -> CtlResult<Watching> {
     let req = pb::WatchRequest {
         request_union: Some(pb::watch_request::RequestUnion::CreateRequest(
             pb::WatchCreateRequest { key, range_end, start_revision: rev, ..Default::default() },
         )),
     };
-    // The stream stays open while the request side does: the sender lives in the stream.
     let (tx, rx) = mpsc::channel(1);
+    // Sent before the call: a Go server answers the call's headers only with its first message.
     let _ = tx.send(req).await;
     let out = tokio_stream::wrappers::ReceiverStream::new(rx);
     let s = WatchClient::new(ch.clone()).watch(out).await.map_err(CtlError::from)?;
-    tokio::spawn(async move {
-        tx.closed().await;
-    });
-    Ok(s.into_inner())
+    Ok(Watching { events: s.into_inner(), _requests: tx })
 }
 
 /// Waits until every key under `prefix` created at or before `max_create` is gone.
@@ -219,6 +236,7 @@ pub async fn lock(ctl: &Ctl, a: &LockArgs) -> CtlResult {
             "lock takes a lock name argument and an optional command to execute",
         ));
     };
+    let mut sig = Signals::new();
     let ch = ctl.dial().await?;
     let mut s = Session::new(ctl, &ch, a.ttl).await?;
     let prefix = format!("{name}/").into_bytes();
@@ -241,7 +259,7 @@ pub async fn lock(ctl: &Ctl, a: &LockArgs) -> CtlResult {
     };
     let hdr = tokio::select! {
         h = locked => h?,
-        _ = signalled() => {
+        _ = sig.recv() => {
             unlock(ctl, &ch, &my_key).await;
             s.close();
             return Err(CtlError::failed("context canceled"));
@@ -279,7 +297,7 @@ pub async fn lock(ctl: &Ctl, a: &LockArgs) -> CtlResult {
     }
     kv::simple_get(ctl, &got, false);
     let lost = tokio::select! {
-        _ = signalled() => false,
+        _ = sig.recv() => false,
         _ = s.lost() => true,
     };
     if lost {
@@ -311,6 +329,7 @@ pub async fn elect(ctl: &Ctl, a: &ElectArgs) -> CtlResult {
 }
 
 async fn campaign(ctl: &Ctl, name: &str, prop: &str) -> CtlResult {
+    let mut sig = Signals::new();
     let ch = ctl.dial().await?;
     let mut s = Session::new(ctl, &ch, DEFAULT_SESSION_TTL).await?;
     let prefix = format!("{name}/").into_bytes();
@@ -337,7 +356,7 @@ async fn campaign(ctl: &Ctl, name: &str, prop: &str) -> CtlResult {
     };
     tokio::select! {
         r = won => r?,
-        _ = signalled() => {
+        _ = sig.recv() => {
             unlock(ctl, &ch, &key).await;
             s.close();
             return Err(CtlError::failed("context canceled"));
@@ -348,7 +367,7 @@ async fn campaign(ctl: &Ctl, name: &str, prop: &str) -> CtlResult {
         ctl.timed(kvc.range(pb::RangeRequest { key: key.clone(), ..Default::default() })).await?;
     kv::simple_get(ctl, &got.into_inner(), false);
     let lost = tokio::select! {
-        _ = signalled() => false,
+        _ = sig.recv() => false,
         _ = s.lost() => true,
     };
     if lost {
@@ -360,12 +379,13 @@ async fn campaign(ctl: &Ctl, name: &str, prop: &str) -> CtlResult {
 }
 
 async fn observe(ctl: &Ctl, name: &str) -> CtlResult {
+    let mut sig = Signals::new();
     let ch = ctl.dial().await?;
     let s = Session::new(ctl, &ch, DEFAULT_SESSION_TTL).await?;
     let prefix = format!("{name}/").into_bytes();
     let r = tokio::select! {
         r = observe_loop(ctl, &ch, &prefix) => r,
-        _ = signalled() => Ok(()),
+        _ = sig.recv() => Ok(()),
     };
     s.close();
     r
@@ -390,7 +410,7 @@ async fn observe_loop(ctl: &Ctl, ch: &Channel, prefix: &[u8]) -> CtlResult {
                 let mut w = watch_from(ch, prefix.to_vec(), prefix_end(prefix), rev).await?;
                 let mut found = None;
                 while found.is_none() {
-                    let Ok(Some(wr)) = w.message().await else { return Err(lost()) };
+                    let Ok(Some(wr)) = w.events.message().await else { return Err(lost()) };
                     if wr.canceled {
                         return Err(lost());
                     }
@@ -407,7 +427,10 @@ async fn observe_loop(ctl: &Ctl, ch: &Channel, prefix: &[u8]) -> CtlResult {
         show_leader(ctl, Some(hdr), leader.clone());
         let mut w = watch_from(ch, leader.key.clone(), Vec::new(), hdr.revision + 1).await?;
         'leader: loop {
-            let Ok(Some(wr)) = w.message().await else { return Err(lost()) };
+            let Ok(Some(wr)) = w.events.message().await else { return Err(lost()) };
+            if wr.canceled {
+                return Err(lost());
+            }
             for e in wr.events {
                 if e.r#type == mvccpb::event::EventType::Delete as i32 {
                     break 'leader;

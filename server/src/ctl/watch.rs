@@ -136,6 +136,7 @@ pub async fn run(ctl: &Ctl, a: &WatchArgs) -> CtlResult {
 async fn interactive(ctl: &Ctl, env: (String, String)) -> CtlResult {
     let (tx, rx) = mpsc::channel(16);
     let mut session = Session::open(ctl, rx).await?;
+    session.interactive = true;
     let (line_tx, mut lines) = mpsc::channel::<std::io::Result<String>>(16);
     std::thread::spawn(move || {
         let mut stdin = std::io::stdin().lock();
@@ -233,6 +234,8 @@ struct Session {
     exec: HashMap<i64, Vec<String>>,
     /// Events of a fragmented response, until its last part.
     partial: HashMap<i64, Vec<mvccpb::Event>>,
+    /// `watch -i`: the session outlives its watchers.
+    interactive: bool,
 }
 
 impl Session {
@@ -248,6 +251,7 @@ impl Session {
             pending: VecDeque::new(),
             exec: HashMap::new(),
             partial: HashMap::new(),
+            interactive: false,
         })
     }
 
@@ -291,6 +295,11 @@ impl Session {
             first.append(&mut r.events);
             r.events = first;
         }
+        if r.canceled && !r.created && r.compact_revision == 0 {
+            // clientv3 just closes a watcher the server cancels for another reason.
+            self.exec.remove(&r.watch_id);
+            return Ok(self.interactive || !self.exec.is_empty());
+        }
         if r.canceled {
             eprintln!("watch was canceled ({})", cancel_error(&r));
         }
@@ -313,8 +322,9 @@ impl Session {
         }
         if r.canceled {
             self.exec.remove(&r.watch_id);
-            // A lone watcher's channel closes; with several, the others go on.
-            return Ok(!self.exec.is_empty());
+            // A lone watcher's channel closes and etcdctl ends; with several, or in the
+            // interactive mode, the others (and the reading of commands) go on.
+            return Ok(self.interactive || !self.exec.is_empty());
         }
         Ok(true)
     }
