@@ -112,8 +112,9 @@ pub async fn dispatch(ctl: &Ctl) -> CtlResult {
         Command::Lease(cmd) => super::lease::run(ctl, cmd).await,
         Command::Txn { args, interactive } => super::txn::run(ctl, args, *interactive).await,
         Command::Version => {
+            // The API version is the etcdctl whose output rustedctl reproduces.
             println!("rustedctl version: {}", env!("CARGO_PKG_VERSION"));
-            println!("API version: 3.5");
+            println!("API version: 3.4");
             Ok(())
         }
     }
