@@ -98,15 +98,15 @@ pub const MIN_PAGE_SIZE: usize = 1024;
 /// Largest page size accepted.
 pub const MAX_PAGE_SIZE: usize = 65_536;
 
-const HEADER: usize = 16;
+pub(crate) const HEADER: usize = 16;
 /// Size of a leaf element and of a branch element alike.
-const ELEM: usize = 16;
-const FLAG_BRANCH: u16 = 0x01;
-const FLAG_LEAF: u16 = 0x02;
-const FLAG_META: u16 = 0x04;
-const FLAG_FREELIST: u16 = 0x10;
+pub(crate) const ELEM: usize = 16;
+pub(crate) const FLAG_BRANCH: u16 = 0x01;
+pub(crate) const FLAG_LEAF: u16 = 0x02;
+pub(crate) const FLAG_META: u16 = 0x04;
+pub(crate) const FLAG_FREELIST: u16 = 0x10;
 /// Leaf element flag: the value is a bucket header.
-const BUCKET_ENTRY: u32 = 0x01;
+pub(crate) const BUCKET_ENTRY: u32 = 0x01;
 /// Bytes of the meta covered by its checksum (everything before the checksum field).
 const META_SUMMED: usize = 56;
 const FREELIST_PAGE: u64 = 2;
@@ -385,7 +385,7 @@ fn write_tree<'a>(out: &mut PageOut, entries: impl Iterator<Item = Entry<'a>>) -
 }
 
 /// 64-bit FNV-1a, the meta checksum.
-fn fnv1a64(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         h ^= u64::from(b);

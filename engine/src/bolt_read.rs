@@ -15,15 +15,11 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::bolt::{MAGIC, MAX_PAGE_SIZE, MIN_PAGE_SIZE, VERSION};
+use crate::bolt::{
+    fnv1a64, BUCKET_ENTRY, ELEM, FLAG_BRANCH, FLAG_FREELIST, FLAG_LEAF, FLAG_META, HEADER, MAGIC,
+    MAX_PAGE_SIZE, MIN_PAGE_SIZE, VERSION,
+};
 
-const HEADER: usize = 16;
-const ELEM: usize = 16;
-const FLAG_BRANCH: u16 = 0x01;
-const FLAG_LEAF: u16 = 0x02;
-const FLAG_META: u16 = 0x04;
-const FLAG_FREELIST: u16 = 0x10;
-const BUCKET_ENTRY: u32 = 0x01;
 /// Bucket header size in a bucket entry's value (root page id, sequence).
 const BUCKET_HEADER: usize = 16;
 /// Deepest nesting followed, counting every tree level and every bucket inside a bucket on
@@ -56,15 +52,6 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 }
 fn u64_at(b: &[u8], at: usize) -> u64 {
     b.get(at..at + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_le_bytes)
-}
-
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }
 
 /// What [`BoltReader::scan`] reports, in file order.
@@ -307,11 +294,16 @@ impl Walk<'_> {
         depth: usize,
         f: &mut dyn FnMut(BoltEvent<'_>),
     ) -> Result<()> {
+        self.nested(|w| w.bucket_at(name, value, depth, f))
+    }
+
+    /// Runs `step` one level deeper, refusing to go past [`MAX_DEPTH`].
+    fn nested(&mut self, step: impl FnOnce(&mut Self) -> Result<()>) -> Result<()> {
         self.level += 1;
         let r = if self.level > MAX_DEPTH {
             invalid(format!("trees and buckets nested more than {MAX_DEPTH} deep"))
         } else {
-            self.bucket_at(name, value, depth, f)
+            step(self)
         };
         self.level -= 1;
         r
@@ -371,14 +363,7 @@ impl Walk<'_> {
         prev: &mut Option<Vec<u8>>,
         visit: &mut Visit<'_>,
     ) -> Result<()> {
-        self.level += 1;
-        let r = if self.level > MAX_DEPTH {
-            invalid(format!("page {id}: trees and buckets nested more than {MAX_DEPTH} deep"))
-        } else {
-            self.subtree_at(id, name, depth, prev, visit)
-        };
-        self.level -= 1;
-        r
+        self.nested(|w| w.subtree_at(id, name, depth, prev, visit))
     }
 
     fn subtree_at(

@@ -344,6 +344,16 @@ where
     (all, took)
 }
 
+/// The random value every write of a run carries, once the key space is known to be valid.
+fn value_for(val_size: usize, key_space_size: u64) -> Result<Arc<Vec<u8>>, BenchError> {
+    if key_space_size == 0 {
+        return Err(BenchError::Args(format!(
+            "expected positive --key-space-size, got ({key_space_size})"
+        )));
+    }
+    Ok(Arc::new(Rng::new(seed()).bytes(val_size)))
+}
+
 /// Runs the benchmark; returns its report and wall time.
 pub async fn run(b: &Bench) -> Result<(Report, Duration), BenchError> {
     let conns = connect(b).await?;
@@ -352,13 +362,7 @@ pub async fn run(b: &Bench) -> Result<(Report, Duration), BenchError> {
     let clients = b.clients.max(1);
     match &b.command {
         Workload::Put(a) => {
-            if a.key_space_size == 0 {
-                return Err(BenchError::Args(format!(
-                    "expected positive --key-space-size, got ({})",
-                    a.key_space_size
-                )));
-            }
-            let value = Arc::new(Rng::new(seed()).bytes(a.val_size));
+            let value = value_for(a.val_size, a.key_space_size)?;
             let a = a.clone();
             let plan = Plan::new(a.total, a.rate);
             let rng_seed = seed();
@@ -401,13 +405,7 @@ pub async fn run(b: &Bench) -> Result<(Report, Duration), BenchError> {
             .await)
         }
         Workload::TxnPut(a) => {
-            if a.key_space_size == 0 {
-                return Err(BenchError::Args(format!(
-                    "expected positive --key-space-size, got ({})",
-                    a.key_space_size
-                )));
-            }
-            let value = Arc::new(Rng::new(seed()).bytes(a.val_size));
+            let value = value_for(a.val_size, a.key_space_size)?;
             let a = a.clone();
             let plan = Plan::new(a.total, a.rate);
             Ok(drive(clients, plan, move |c, i| {
