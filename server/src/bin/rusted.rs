@@ -39,7 +39,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    rt.block_on(async move {
+    let code = rt.block_on(async move {
         let member = match Member::start(cfg).await {
             Ok(m) => m,
             Err(e) => {
@@ -62,5 +62,9 @@ fn main() -> std::process::ExitCode {
         member.stop().await;
         tracing::info!("stopped");
         std::process::ExitCode::SUCCESS
-    })
+    });
+    // The member has stopped: its WAL is synced and its store closed. Dropping the runtime
+    // would wait for idle blocking-pool threads (seconds, for nothing); leave them.
+    rt.shutdown_background();
+    code
 }
