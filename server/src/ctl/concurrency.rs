@@ -53,32 +53,44 @@ impl Session {
     async fn new(ctl: &Ctl, ch: &Channel, ttl: i64) -> CtlResult<Session> {
         let mut leases = LeaseClient::new(ch.clone());
         let g = ctl.timed(leases.lease_grant(pb::LeaseGrantRequest { ttl, id: 0 })).await?;
-        let lease = g.into_inner().id;
+        let granted = g.into_inner();
+        let lease = granted.id;
         let (done_tx, done) = watch::channel(false);
-        let (req_tx, req_rx) = mpsc::channel(1);
         let keeper = tokio::spawn(async move {
-            // The first request goes in before the call: a Go server sends the response
-            // headers the call waits for only with its first answer.
-            let _ = req_tx.send(pb::LeaseKeepAliveRequest { id: lease }).await;
-            let out = tokio_stream::wrappers::ReceiverStream::new(req_rx);
-            let Ok(resp) = leases.lease_keep_alive(out).await else {
-                let _ = done_tx.send(true);
-                return;
-            };
-            let mut resp = resp.into_inner();
-            let every = Duration::from_millis((ttl.max(1) as u64 * 1000) / 3);
-            let mut first = true;
-            loop {
-                if !std::mem::take(&mut first)
-                    && req_tx.send(pb::LeaseKeepAliveRequest { id: lease }).await.is_err()
-                {
-                    break;
+            // As clientv3: renew at a third of the granted TTL; when the stream breaks, open
+            // another, and give the session up only when the lease is gone or its TTL has
+            // passed since the last renewal.
+            let mut ttl = granted.ttl.max(1);
+            let mut deadline = tokio::time::Instant::now() + Duration::from_secs(ttl as u64);
+            'session: while tokio::time::Instant::now() < deadline {
+                let (req_tx, req_rx) = mpsc::channel(1);
+                // Queued before the call: a Go server sends the response headers the call
+                // waits for only with its first answer.
+                let _ = req_tx.send(pb::LeaseKeepAliveRequest { id: lease }).await;
+                let out = tokio_stream::wrappers::ReceiverStream::new(req_rx);
+                if let Ok(resp) = leases.lease_keep_alive(out).await {
+                    let mut resp = resp.into_inner();
+                    let mut first = true;
+                    loop {
+                        if !std::mem::take(&mut first)
+                            && req_tx.send(pb::LeaseKeepAliveRequest { id: lease }).await.is_err()
+                        {
+                            break;
+                        }
+                        match resp.message().await {
+                            Ok(Some(r)) if r.ttl > 0 => {
+                                ttl = r.ttl;
+                                deadline =
+                                    tokio::time::Instant::now() + Duration::from_secs(ttl as u64);
+                            }
+                            // The lease is gone (expired or revoked).
+                            Ok(Some(_)) => break 'session,
+                            _ => break,
+                        }
+                        tokio::time::sleep(Duration::from_millis(ttl as u64 * 1000 / 3)).await;
+                    }
                 }
-                match resp.message().await {
-                    Ok(Some(r)) if r.ttl > 0 => {}
-                    _ => break,
-                }
-                tokio::time::sleep(every).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
             let _ = done_tx.send(true);
         });

@@ -276,8 +276,16 @@ impl Session {
             self.stream = Some(s);
         }
         let Some(stream) = self.stream.as_mut() else { return Ok(false) };
-        let Some(mut r) = stream.message().await.map_err(CtlError::from)? else {
-            return Ok(false);
+        let mut r = match stream.message().await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(false),
+            // As clientv3 closing its watchers with the stream's error (the member lost its
+            // leader, or the connection broke): etcdctl reports the watch canceled. (clientv3
+            // would first retry a transient failure; rustedctl does not reconnect.)
+            Err(e) => {
+                eprintln!("watch was canceled ({})", CtlError::from(e).message);
+                return Ok(false);
+            }
         };
         if r.created {
             let exec = self.pending.pop_front().unwrap_or_default();
