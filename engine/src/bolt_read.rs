@@ -204,7 +204,7 @@ impl BoltReader {
         if self.meta.freelist != u64::MAX {
             w.freelist()?;
         }
-        w.tree(self.meta.root, b"", 0, &mut |_, key, flags, value, w| {
+        w.tree(self.meta.root, b"", &mut |_, key, flags, value, w| {
             if flags & BUCKET_ENTRY == 0 {
                 w.problems.push(format!("root bucket entry {:?} is not a bucket", key));
                 return Ok(());
@@ -346,31 +346,29 @@ impl Walk<'_> {
             let mut prev: Option<Vec<u8>> = None;
             return self.leaf(0, &page, count, name, &mut prev, &mut visit);
         }
-        self.tree(root, name, depth, &mut visit)
+        self.tree(root, name, &mut visit)
     }
 
     /// Walks the tree rooted at `root`, calling `visit` for each leaf element in key order.
-    fn tree(&mut self, root: u64, name: &[u8], depth: usize, visit: &mut Visit<'_>) -> Result<()> {
+    fn tree(&mut self, root: u64, name: &[u8], visit: &mut Visit<'_>) -> Result<()> {
         let mut prev: Option<Vec<u8>> = None;
-        self.subtree(root, name, depth, &mut prev, visit)
+        self.subtree(root, name, &mut prev, visit)
     }
 
     fn subtree(
         &mut self,
         id: u64,
         name: &[u8],
-        depth: usize,
         prev: &mut Option<Vec<u8>>,
         visit: &mut Visit<'_>,
     ) -> Result<()> {
-        self.nested(|w| w.subtree_at(id, name, depth, prev, visit))
+        self.nested(|w| w.subtree_at(id, name, prev, visit))
     }
 
     fn subtree_at(
         &mut self,
         id: u64,
         name: &[u8],
-        depth: usize,
         prev: &mut Option<Vec<u8>>,
         visit: &mut Visit<'_>,
     ) -> Result<()> {
@@ -394,7 +392,7 @@ impl Walk<'_> {
                     if prev.as_deref().is_some_and(|p| p >= key) {
                         self.problems.push(format!("page {id}: keys out of order"));
                     }
-                    self.subtree(child, name, depth + 1, prev, visit)?;
+                    self.subtree(child, name, prev, visit)?;
                 }
                 Ok(())
             }

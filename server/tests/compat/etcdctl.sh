@@ -4,6 +4,7 @@
 # Env:   ETCDCTL_BIN (default etcdctl), COMPAT_WORK (scratch dir, default: mktemp)
 # Every command prints "### <command>", its merged stdout+stderr, and "exit=N".
 set -u
+. "$(dirname "$0")/quiet.sh"
 EP=${1:?usage: etcdctl.sh ENDPOINT}
 ETCDCTL_BIN=${ETCDCTL_BIN:-etcdctl}
 # etcdctl warns about every unknown ETCDCTL_* variable in its environment
@@ -71,21 +72,8 @@ stream_l() {
     local f=$W/stream.out
     : >"$f"
     "$ETCDCTL_BIN" --endpoints="$EP" "$@" >"$f" 2>&1 &
-    local p=$! i=0 quiet=0 last=-1 size rc
-    while [ $i -lt 80 ] && kill -0 "$p" 2>/dev/null; do
-        sleep 0.05
-        i=$((i + 1))
-        size=$(wc -c <"$f")
-        # quiet time counts from the first byte on; nothing at all within
-        # 2 s counts as quiet too
-        if [ "$size" = "$last" ] && { [ "$size" -gt 0 ] || [ $i -ge 40 ]; }; then
-            quiet=$((quiet + 1))
-        else
-            quiet=0
-            last=$size
-        fi
-        [ $quiet -ge 12 ] && break
-    done
+    local p=$! rc
+    wait_quiet "$p" "$f"
     { kill -TERM "$p"; wait "$p"; } 2>/dev/null
     rc=$?
     cat "$f"

@@ -5,6 +5,7 @@
 # Every request prints "### METHOD PATH BODY", the response body and
 # "status=CODE" (curl's exit code too, for streams).
 set -u
+. "$(dirname "$0")/quiet.sh"
 EP=${1:?usage: gateway.sh ENDPOINT}
 U=http://$EP
 if [ -n "${COMPAT_WORK:-}" ]; then
@@ -55,21 +56,8 @@ stream_start() {
 # then stop curl if the server still holds the stream open; print the status,
 # the body and who closed the stream
 stream_finish() {
-    local i=0 quiet=0 last=-1 size rc state
-    while [ $i -lt 80 ] && kill -0 "$SP" 2>/dev/null; do
-        sleep 0.05
-        i=$((i + 1))
-        size=$(wc -c <"$W/s.body")
-        # quiet time counts from the first byte on; nothing at all within
-        # 2 s counts as quiet too
-        if [ "$size" = "$last" ] && { [ "$size" -gt 0 ] || [ $i -ge 40 ]; }; then
-            quiet=$((quiet + 1))
-        else
-            quiet=0
-            last=$size
-        fi
-        [ $quiet -ge 12 ] && break
-    done
+    local rc state
+    wait_quiet "$SP" "$W/s.body"
     if kill -0 "$SP" 2>/dev/null; then
         { kill -TERM "$SP"; wait "$SP"; } 2>/dev/null
         state="still open (closed by the client)"
