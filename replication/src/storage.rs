@@ -11,6 +11,13 @@
 //! is compacted up to `index`: [`LogStore::first_index`] is `index + 1` and `term(index)` is
 //! answered from the marker, whatever older entries the WAL still holds in unreleased segments.
 //!
+//! A hard state that differs from the last one written only in its commit index is not written
+//! on its own (etcd's raft asks for a sync only when entries, term or vote change): it is kept in
+//! memory and goes out with the next entries. The commit index is not needed for safety — a
+//! restarted member learns it again from the leader, and the state machine skips what it has
+//! already applied — but a write and an fsync per commit advance would double a leader's WAL
+//! writes under load.
+//!
 //! Invariants: `cache` is contiguous and ends at `last`; every entry in `(snap.index, last]` is
 //! in the cache or in the WAL; the cache never drops an entry that is not durable.
 #![forbid(unsafe_code)]
@@ -42,6 +49,8 @@ pub struct SnapshotAvail {
 #[derive(Debug, Default)]
 struct State {
     hs: HardState,
+    /// `hs` has a commit index the WAL does not have yet (term and vote are written).
+    hs_dirty: bool,
     cs: ConfState,
     snap_index: u64,
     snap_term: u64,
@@ -111,6 +120,15 @@ impl LogStore {
         if entries.is_empty() && hs.is_none() {
             return Ok(None);
         }
+        if entries.is_empty() {
+            let mut st = self.lock();
+            if let Some(h) = hs.filter(|h| h.term == st.hs.term && h.vote == st.hs.vote) {
+                // Commit index only: nothing to make durable now (see the module doc).
+                st.hs = h.clone();
+                st.hs_dirty = true;
+                return Ok(None);
+            }
+        }
         let mut bufs = Vec::with_capacity(entries.len());
         for e in &entries {
             let b = e.write_to_bytes().map_err(|e| ReplicationError::Corrupt {
@@ -124,15 +142,18 @@ impl LogStore {
             .zip(&bufs)
             .map(|(e, b)| Record::Entry { index: e.index, term: e.term, data: b })
             .collect();
-        if let Some(h) = hs {
+        let mut st = self.lock();
+        // A newer commit index kept back earlier rides along with these entries.
+        let h = hs.or(st.hs_dirty.then_some(&st.hs));
+        if let Some(h) = h {
             recs.push(Record::HardState(rusted_wal::HardState {
                 term: h.term,
                 vote: h.vote,
                 commit: h.commit,
             }));
         }
-        let mut st = self.lock();
         let durable = self.wal.append(&recs)?;
+        st.hs_dirty = false;
         let last_new = entries.last().map(Entry::get_index);
         if let Some(first) = entries.first() {
             let at = first.index;
