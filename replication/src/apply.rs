@@ -90,6 +90,9 @@ impl<S: StateMachine> Applier<S> {
     }
 
     fn apply_entries(&mut self, es: Vec<Entry>) -> Result<()> {
+        // Raft reads the applied index from `shared.applied` on its next turn; it is told at
+        // once only after entries it may be waiting on (empty entries: a new leader's first).
+        let mut tell_raft = false;
         for e in es {
             if e.index <= self.applied {
                 continue;
@@ -98,6 +101,7 @@ impl<S: StateMachine> Applier<S> {
             match e.get_entry_type() {
                 EntryType::EntryNormal if e.data.is_empty() => {
                     self.shared.sm.apply_noop(e.index, e.term)?;
+                    tell_raft = true;
                 }
                 EntryType::EntryNormal => match e.data[0] {
                     KIND_PROPOSAL => {
@@ -129,7 +133,9 @@ impl<S: StateMachine> Applier<S> {
             self.applied = e.index;
         }
         self.shared.applied.send_replace(self.applied);
-        let _ = self.node.send(Input::Applied(self.applied));
+        if tell_raft {
+            let _ = self.node.send(Input::Applied(self.applied));
+        }
         if self.applied.saturating_sub(self.last_compact) >= self.snapshot_count {
             self.shared.sm.sync()?;
             self.last_compact = self.applied;

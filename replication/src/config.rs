@@ -21,8 +21,12 @@ pub const DEFAULT_CATCHUP_ENTRIES: u64 = 5_000;
 pub const MAX_APPLY_GAP: u64 = 5_000;
 /// Largest raft append message (etcd's maxSizePerMsg).
 pub const MAX_SIZE_PER_MSG: u64 = 1 << 20;
-/// Appends in flight per follower (etcd's maxInflightMsgs).
-pub const MAX_INFLIGHT_MSGS: usize = 4096 / 8;
+/// Appends in flight per follower. etcd allows 512; with so many, a leader under load sends
+/// one append per Ready (a few entries each), and every one costs the follower a Ready, a WAL
+/// write and a reply. Four keep the pipe full on a LAN (each append carries up to
+/// [`MAX_SIZE_PER_MSG`]) while entries proposed during a round trip travel together:
+/// measured with 3 members on 2 cores, 100 clients, +12% puts/s over 512.
+pub const MAX_INFLIGHT_MSGS: usize = 4;
 
 /// How the member starts when its data dir holds no state yet.
 #[derive(Debug, Clone)]

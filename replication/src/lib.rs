@@ -13,10 +13,10 @@
 //! network with injected faults), [`LogStore`] (raft's storage on the WAL), [`membership`]
 //! (etcd's member and cluster IDs, the cluster record), [`ReplicationError`].
 //!
-//! **Threads.** raft (owns the `RawNode`; handles inputs, ticks and Readies), persist (waits
-//! for WAL groups, then sends messages that had to wait and reports persistence), apply
-//! (committed entries into the state machine, answers proposers), snapshot (writes state
-//! machine snapshots for followers).
+//! **Threads.** raft (owns the `RawNode`; handles inputs, ticks and Readies, and is woken by
+//! the WAL writer when a group it waits for is durable, then sends messages that had to wait
+//! and reports persistence), apply (committed entries into the state machine, answers
+//! proposers), snapshot (writes state machine snapshots for followers).
 //!
 //! **Invariants.**
 //! - An entry is acknowledged only after it is applied, and applied only after it is committed

@@ -2,8 +2,10 @@
 //! changes and leader transfer, each answered once applied (or refused with etcd's error).
 #![forbid(unsafe_code)]
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::task::Waker;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -19,7 +21,7 @@ use crate::config::{Bootstrap, ReplicaConfig, MAX_INFLIGHT_MSGS, MAX_SIZE_PER_MS
 use crate::error::{ReplicationError, Result};
 use crate::machine::StateMachine;
 use crate::membership::{member_id, ClusterRecord, Member};
-use crate::node::{persist_loop, snapshot_loop, Input, RaftLoop};
+use crate::node::{snapshot_loop, Input, RaftLoop, WalWake};
 use crate::shared::{encode_ctx, Shared, Waiter, KIND_MEMBER_UPDATE, KIND_PROPOSAL};
 use crate::storage::LogStore;
 use crate::transport::{Mailbox, SnapDir, Transport};
@@ -55,6 +57,8 @@ pub struct ReplicaStatus {
 pub struct Replica<S: StateMachine> {
     shared: Arc<Shared<S>>,
     tx: Sender<Input>,
+    /// Proposals (their own channel: the raft loop batches them, see `node`).
+    prop_tx: Sender<Input>,
     cfg: ReplicaConfig,
     mailbox: Mailbox,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -75,7 +79,7 @@ pub const BOOTSTRAP_INDEX: u64 = 1;
 const BOOTSTRAP_TERM: u64 = 1;
 
 impl<S: StateMachine> Replica<S> {
-    /// Opens the WAL, bootstraps or restarts, and starts the raft, apply, persist and
+    /// Opens the WAL, bootstraps or restarts, and starts the raft, apply and
     /// snapshot threads.
     pub fn start(cfg: ReplicaConfig, sm: Arc<S>, transport: Arc<dyn Transport>) -> Result<Self> {
         let (wal, report) = Wal::open(&cfg.wal_dir, cfg.wal.clone())?;
@@ -160,6 +164,9 @@ impl<S: StateMachine> Replica<S> {
             max_size_per_msg: MAX_SIZE_PER_MSG,
             max_inflight_msgs: MAX_INFLIGHT_MSGS,
             check_quorum: true,
+            // The commit index rides on the next append under load; `node` broadcasts it
+            // itself once the log is fully committed.
+            skip_bcast_commit: true,
             pre_vote: cfg.pre_vote,
             read_only_option: ReadOnlyOption::Safe,
             ..Config::default()
@@ -176,7 +183,7 @@ impl<S: StateMachine> Replica<S> {
         let (tx, rx) = unbounded();
         let (conf_tx, conf_rx) = unbounded();
         let (apply_tx, apply_rx) = unbounded();
-        let (persist_tx, persist_rx) = unbounded();
+        let (prop_tx, prop_rx) = unbounded();
         let (snap_tx, snap_rx) = unbounded();
         for m in cluster.members.values().filter(|m| m.id != cfg.id) {
             transport.set_peer(m.id, &m.peer_urls);
@@ -200,13 +207,6 @@ impl<S: StateMachine> Replica<S> {
         };
         threads.push(spawn("apply", Box::new(move || applier.run(apply_rx)))?);
         {
-            let (node, store, transport) = (tx.clone(), store.clone(), transport.clone());
-            threads.push(spawn(
-                "persist",
-                Box::new(move || persist_loop(persist_rx, node, store, transport)),
-            )?);
-        }
-        {
             let (node, shared, snaps) = (tx.clone(), shared.clone(), snaps.clone());
             threads.push(spawn(
                 "snapshot",
@@ -220,9 +220,14 @@ impl<S: StateMachine> Replica<S> {
             transport,
             snaps,
             rx,
+            prop_rx,
             conf_rx,
             apply_tx,
-            persist_tx,
+            persisting: VecDeque::new(),
+            wal_waker: Waker::from(Arc::new(WalWake(tx.clone()))),
+            wal_woken: false,
+            applied_seen: applied,
+            bcast_commit: 0,
             snap_tx,
             tick: cfg.heartbeat,
             election: cfg.election,
@@ -238,6 +243,7 @@ impl<S: StateMachine> Replica<S> {
         Ok(Replica {
             shared,
             tx,
+            prop_tx,
             cfg,
             mailbox,
             threads: Mutex::new(threads),
@@ -347,6 +353,11 @@ impl<S: StateMachine> Replica<S> {
 
     /// Waits up to an election timeout for a leader to be known.
     async fn wait_leader(&self) -> Result<u64> {
+        // The common case, without a watch subscription or a timer.
+        let known = self.shared.leader.load(Ordering::SeqCst);
+        if known != 0 {
+            return Ok(known);
+        }
         let mut rx = self.shared.leader_watch.subscribe();
         let wait = tokio::time::timeout(self.cfg.election, rx.wait_for(|l| *l != 0))
             .await
@@ -400,7 +411,7 @@ impl<S: StateMachine> Replica<S> {
         buf.push(KIND_PROPOSAL);
         buf.extend_from_slice(data);
         let ctx = encode_ctx(self.shared.id, seq);
-        if self.tx.send(Input::Propose { ctx, data: buf }).is_err() {
+        if self.prop_tx.send(Input::Propose { ctx, data: buf }).is_err() {
             self.shared.take_waiter(seq);
             return Err(ReplicationError::Stopped);
         }
@@ -612,7 +623,7 @@ impl<S: StateMachine> Replica<S> {
         let _ = self.tx.send(Input::Stop);
         let threads: Vec<_> =
             std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
-        // The raft thread ends first and drops the apply, persist and snapshot senders.
+        // The raft thread ends first and drops the apply and snapshot senders.
         for t in threads.into_iter().rev() {
             let _ = t.join();
         }
