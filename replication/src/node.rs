@@ -16,7 +16,7 @@
 //!
 //! **Fewer wake-ups, bigger batches.** On a loaded machine the cost of a write is mostly the
 //! thread hand-offs per batch, not the work, so the loop avoids them where it can:
-//! - proposals come on their own channel, which the loop does not wait on while
+//! - proposals come on their own channel, which a leader does not wait on while
 //!   [`PROPOSE_GATE`] WAL writes are in flight: they queue without waking anyone and the next
 //!   Ready takes them all (an idle member still wakes for the first one at once);
 //! - durability comes straight from the WAL writer (no thread in between);
@@ -143,7 +143,7 @@ impl<S: StateMachine> RaftLoop<S> {
         let never = crossbeam_channel::never();
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
-            let gated = self.persisting.len() >= PROPOSE_GATE;
+            let gated = self.proposals_gated();
             let props = if gated { &never } else { &self.prop_rx };
             let first = select! {
                 recv(self.rx) -> m => match m { Ok(i) => Some(i), Err(_) => break },
@@ -169,7 +169,7 @@ impl<S: StateMachine> RaftLoop<S> {
                 tracing::error!(error = %e, "wal write failed; the member stops");
                 break;
             }
-            if self.persisting.len() < PROPOSE_GATE {
+            if !self.proposals_gated() {
                 for _ in 0..4096 {
                     match self.prop_rx.try_recv() {
                         Ok(i) => stop |= self.handle(i),
@@ -273,6 +273,12 @@ impl<S: StateMachine> RaftLoop<S> {
             Input::Stop => return true,
         }
         false
+    }
+
+    /// A leader holds proposals back while its WAL write is in flight (they would only start
+    /// a second, smaller write); a follower forwards them at once (they cost it no write).
+    fn proposals_gated(&self) -> bool {
+        self.role == StateRole::Leader && self.persisting.len() >= PROPOSE_GATE
     }
 
     /// raft-rs would send every follower an append (empty if need be) each time the commit
