@@ -21,8 +21,8 @@
 //!   Ready takes them all (an idle member still wakes for the first one at once);
 //! - durability comes straight from the WAL writer (no thread in between);
 //! - the applied index is read from the shared counter on every turn instead of being posted
-//!   after every applied batch (the apply thread still posts it after membership entries,
-//!   which raft must see before the next change).
+//!   after every applied batch (the apply thread still posts it after membership and empty
+//!   entries, which raft must see before the next membership change).
 #![forbid(unsafe_code)]
 
 use std::collections::VecDeque;
@@ -142,7 +142,13 @@ impl<S: StateMachine> RaftLoop<S> {
         let mut next_tick = Instant::now() + self.tick;
         let never = crossbeam_channel::never();
         loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
+            // Reporting persistence can make new work (a commit, committed entries) with no
+            // input to wake the loop for it: then only look, do not wait.
+            let wait = if self.raw.has_ready() {
+                Duration::ZERO
+            } else {
+                next_tick.saturating_duration_since(Instant::now())
+            };
             let gated = self.proposals_gated();
             let props = if gated { &never } else { &self.prop_rx };
             let first = select! {
@@ -305,10 +311,12 @@ impl<S: StateMachine> RaftLoop<S> {
         }
     }
 
-    /// Moves raft's applied index forward (never past its commit index: a state machine
-    /// restored ahead of the log reports more). True if it moved.
+    /// Moves raft's applied index forward (never past what is committed and persisted here: a
+    /// state machine restored ahead of the log reports more, and raft-rs refuses an applied
+    /// index beyond either). True if it moved.
     fn advance_applied(&mut self, applied: u64) -> bool {
-        let to = applied.min(self.raw.raft.raft_log.committed);
+        let log = &self.raw.raft.raft_log;
+        let to = applied.min(log.committed).min(log.persisted);
         if to <= self.applied_seen {
             return false;
         }

@@ -13,10 +13,12 @@
 //!
 //! A hard state that differs from the last one written only in its commit index is not written
 //! on its own (etcd's raft asks for a sync only when entries, term or vote change): it is kept in
-//! memory and goes out with the next entries. The commit index is not needed for safety — a
-//! restarted member learns it again from the leader, and the state machine skips what it has
-//! already applied — but a write and an fsync per commit advance would double a leader's WAL
-//! writes under load.
+//! memory and goes out with the next entries or the next snapshot marker. A stale commit index
+//! on disk loses nothing — a restarted member learns it again from the leader, and the state
+//! machine skips what it has already applied — but a write and an fsync per commit advance would
+//! double a leader's WAL writes under load. One rule keeps restarts possible: raft refuses a
+//! commit index below the log's first index − 1, so a marker is always written together with
+//! the current hard state, and `open` raises an older stored commit index to the marker.
 //!
 //! Invariants: `cache` is contiguous and ends at `last`; every entry in `(snap.index, last]` is
 //! in the cache or in the WAL; the cache never drops an entry that is not durable.
@@ -95,6 +97,9 @@ impl LogStore {
         }
         st.last = wal.last_index().max(st.snap_index);
         st.persisted = st.last;
+        // Markers are written only at committed indexes, so a lower stored commit index is one
+        // that was kept back (see the module doc): raise it, as raft requires.
+        st.hs.commit = st.hs.commit.max(st.snap_index);
         if st.hs.commit > st.last {
             // The commit index was persisted ahead of entries only if the log was damaged.
             return Err(ReplicationError::Corrupt {
@@ -203,22 +208,24 @@ impl LogStore {
         if meta.index < self.wal.last_index() {
             recs.push(Record::Truncate { after: meta.index });
         }
-        let hs_rec;
-        if let Some(h) = hs {
-            hs_rec = rusted_wal::HardState { term: h.term, vote: h.vote, commit: h.commit };
-            recs.push(Record::HardState(hs_rec));
-            st.hs = h.clone();
-        }
+        // The hard state always goes with the marker, its commit at least the snapshot's index
+        // (raft refuses to start with a commit index below the log's first index − 1).
+        let mut h = hs.cloned().unwrap_or_else(|| st.hs.clone());
+        h.commit = h.commit.max(meta.index);
+        recs.push(Record::HardState(rusted_wal::HardState {
+            term: h.term,
+            vote: h.vote,
+            commit: h.commit,
+        }));
         let d = self.wal.append(&recs)?;
+        st.hs = h;
+        st.hs_dirty = false;
         st.snap_index = meta.index;
         st.snap_term = meta.term;
         st.cs = meta.get_conf_state().clone();
         st.cache.clear();
         st.last = meta.index;
         st.persisted = meta.index;
-        if st.hs.commit < meta.index {
-            st.hs.commit = meta.index;
-        }
         Ok(d)
     }
 
@@ -235,7 +242,19 @@ impl LogStore {
             .cs
             .write_to_bytes()
             .map_err(|e| ReplicationError::Corrupt { what: "conf state", detail: e.to_string() })?;
-        let d = self.wal.append(&[Record::Snapshot { index, term, conf_state: &cs }])?;
+        // A commit index kept back (see the module doc) goes with the marker: the WAL must
+        // never hold a marker above its last commit index, or raft refuses to restart.
+        debug_assert!(st.hs.commit >= index, "compaction below the commit index");
+        let mut recs = vec![Record::Snapshot { index, term, conf_state: &cs }];
+        if st.hs_dirty {
+            recs.push(Record::HardState(rusted_wal::HardState {
+                term: st.hs.term,
+                vote: st.hs.vote,
+                commit: st.hs.commit,
+            }));
+        }
+        let d = self.wal.append(&recs)?;
+        st.hs_dirty = false;
         st.snap_index = index;
         st.snap_term = term;
         while st.cache.front().is_some_and(|e| e.index <= index) {
@@ -395,5 +414,96 @@ impl raft::Storage for LogStore {
                 Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::{Config, RawNode, Storage};
+    use rusted_wal::{Prealloc, WalOptions};
+
+    fn opts() -> WalOptions {
+        WalOptions { segment_size: 1 << 20, prealloc: Prealloc::Fallocate, ..WalOptions::default() }
+    }
+
+    fn entries(lo: u64, hi: u64, term: u64) -> Vec<Entry> {
+        (lo..=hi)
+            .map(|i| Entry { index: i, term, data: vec![7; 8].into(), ..Default::default() })
+            .collect()
+    }
+
+    fn hs(term: u64, commit: u64) -> HardState {
+        HardState { term, commit, ..Default::default() }
+    }
+
+    fn voters() -> ConfState {
+        ConfState { voters: vec![1], ..Default::default() }
+    }
+
+    /// raft-rs's own check at start: the stored commit index may not be below first index − 1.
+    fn raft_accepts(store: LogStore) {
+        let cfg = Config { id: 1, ..Config::default() };
+        let logger = crate::logger::raft_logger(1);
+        let node = RawNode::new(&cfg, store, &logger);
+        assert!(node.is_ok(), "raft refused the restarted log");
+    }
+
+    #[test]
+    fn commit_only_hard_states_are_kept_back_and_written_with_the_next_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path(), opts()).unwrap();
+        let store = LogStore::open(Arc::new(wal), voters()).unwrap();
+        store.append(entries(1, 10, 1), Some(&hs(1, 0))).unwrap().unwrap().wait().unwrap();
+        // Only the commit index moved: nothing to write.
+        assert!(store.append(Vec::new(), Some(&hs(1, 10))).unwrap().is_none());
+        assert_eq!(store.hard_state().commit, 10);
+        // A term change is written on its own.
+        assert!(store.append(Vec::new(), Some(&hs(2, 10))).unwrap().is_some());
+        assert!(store.append(Vec::new(), Some(&hs(2, 10))).is_ok());
+        store.wal().close().unwrap();
+        let (wal, _) = Wal::open(dir.path(), opts()).unwrap();
+        assert_eq!(wal.hard_state().map(|h| (h.term, h.commit)), Some((2, 10)));
+    }
+
+    #[test]
+    fn a_marker_above_the_written_commit_index_still_restarts() {
+        // Entries 1..=100 written with commit 0; the commit moves to 100 in memory only; the
+        // state machine syncs and the log is compacted at 50; the member restarts.
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path(), opts()).unwrap();
+        let store = LogStore::open(Arc::new(wal), voters()).unwrap();
+        store.append(entries(1, 100, 1), Some(&hs(1, 0))).unwrap().unwrap().wait().unwrap();
+        assert!(store.append(Vec::new(), Some(&hs(1, 100))).unwrap().is_none());
+        store.persisted_to(100);
+        store.compact(50).unwrap().unwrap().wait().unwrap();
+        store.wal().close().unwrap();
+        let (wal, _) = Wal::open(dir.path(), opts()).unwrap();
+        let store = LogStore::open(Arc::new(wal), voters()).unwrap();
+        assert_eq!(store.first_index().unwrap(), 51);
+        assert_eq!(store.hard_state().commit, 100, "the kept-back commit went with the marker");
+        raft_accepts(store);
+    }
+
+    #[test]
+    fn open_raises_a_stored_commit_index_below_the_marker() {
+        // A WAL written before markers carried the hard state: marker at 50, commit 0.
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path(), opts()).unwrap();
+        let cs = voters().write_to_bytes().unwrap();
+        let es = entries(1, 60, 1);
+        let bufs: Vec<Vec<u8>> = es.iter().map(|e| e.write_to_bytes().unwrap()).collect();
+        let mut recs: Vec<Record<'_>> =
+            vec![Record::HardState(rusted_wal::HardState { term: 1, vote: 0, commit: 0 })];
+        for (e, b) in es.iter().zip(&bufs) {
+            recs.push(Record::Entry { index: e.index, term: e.term, data: b });
+        }
+        recs.push(Record::Snapshot { index: 50, term: 1, conf_state: &cs });
+        wal.append_sync(&recs).unwrap();
+        wal.close().unwrap();
+        let (wal, _) = Wal::open(dir.path(), opts()).unwrap();
+        let store = LogStore::open(Arc::new(wal), voters()).unwrap();
+        assert_eq!(store.hard_state().commit, 50);
+        raft_accepts(store);
     }
 }
