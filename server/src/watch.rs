@@ -116,7 +116,10 @@ pub async fn serve<S>(
                 None => false,
             },
             _ = progress.tick() => st.progress_tick(),
-            _ = check.tick() => st.follow_store().await,
+            _ = check.tick() => {
+                st.retry_progress();
+                st.follow_store().await
+            }
         };
         if !ok {
             return;
@@ -220,9 +223,7 @@ impl StreamState {
             // Queued before its watcher was cancelled: etcd sends nothing after the cancel.
             return true;
         }
-        if self.progress_pending {
-            self.progress_pending = !self.ws.request_progress();
-        }
+        self.retry_progress();
         if let Some(w) = self.watched.get_mut(&r.watch_id) {
             if let Some(last) = r.events.last() {
                 w.next_rev = w.next_rev.max(last.kv.mod_revision + 1);
@@ -276,6 +277,15 @@ impl StreamState {
     /// A snapshot install replaced the store: re-create every watcher on the new one from the
     /// first revision it has not delivered (history replay covers the gap, or the watcher is
     /// told it was compacted, as etcd's restore does).
+    /// A progress request that had to wait: answered once every watcher has caught up. Tried
+    /// on each delivery and on every store check, since the last catch-up delivery can be
+    /// handled before its watcher counts as synced (nothing else would come to retry it).
+    fn retry_progress(&mut self) {
+        if self.progress_pending {
+            self.progress_pending = !self.ws.request_progress();
+        }
+    }
+
     async fn follow_store(&mut self) -> bool {
         let now = self.ctx.store();
         if Arc::ptr_eq(&now, &self.store) {
