@@ -17,8 +17,11 @@
 //! **Fewer wake-ups, bigger batches.** On a loaded machine the cost of a write is mostly the
 //! thread hand-offs per batch, not the work, so the loop avoids them where it can:
 //! - proposals come on their own channel, which a leader does not wait on while
-//!   [`PROPOSE_GATE`] WAL writes are in flight: they queue without waking anyone and the next
-//!   Ready takes them all (an idle member still wakes for the first one at once);
+//!   [`PROPOSE_GATE`] WAL writes are in flight or while no follower can take an append: they
+//!   queue without waking anyone and the next Ready takes them all (an idle member still
+//!   wakes for the first one at once);
+//! - the proposals of one turn are stepped as one raft proposal, so they leave in one append
+//!   (or, on a follower, one forwarded message);
 //! - durability comes straight from the WAL writer (no thread in between);
 //! - the applied index is read from the shared counter on every turn instead of being posted
 //!   after every applied batch (the apply thread still posts it after membership and empty
@@ -40,6 +43,7 @@ use rusted_wal::Durable;
 use tokio::sync::oneshot;
 
 use crate::apply::ApplyTask;
+use crate::config::MAX_SIZE_PER_MSG;
 use crate::error::{ReplicationError, Result};
 use crate::machine::StateMachine;
 use crate::shared::Shared;
@@ -135,6 +139,10 @@ pub(crate) struct RaftLoop<S: StateMachine> {
     pub role: StateRole,
     pub snapshot_building: bool,
     pub deferred_conf: Vec<(Vec<u8>, ConfChangeV2, Instant)>,
+    /// Proposals taken this turn, stepped as one batch before the Ready.
+    pub proposals: Vec<raft::eraftpb::Entry>,
+    /// Bytes of `proposals` (a batch is stepped before it passes [`MAX_SIZE_PER_MSG`]).
+    pub proposals_bytes: usize,
 }
 
 impl<S: StateMachine> RaftLoop<S> {
@@ -183,6 +191,7 @@ impl<S: StateMachine> RaftLoop<S> {
                     }
                 }
             }
+            self.propose_batch();
             if stop {
                 break;
             }
@@ -222,9 +231,17 @@ impl<S: StateMachine> RaftLoop<S> {
     fn handle(&mut self, i: Input) -> bool {
         match i {
             Input::Propose { ctx, data } => {
-                if let Err(e) = self.raw.propose(ctx.clone(), data) {
-                    self.fail_proposal(&ctx, e.into());
+                // A batch stays within one message's size (a follower forwards it whole).
+                let size = ctx.len() + data.len();
+                if self.proposals_bytes + size > MAX_SIZE_PER_MSG as usize {
+                    self.propose_batch();
                 }
+                self.proposals.push(raft::eraftpb::Entry {
+                    context: ctx.into(),
+                    data: data.into(),
+                    ..Default::default()
+                });
+                self.proposals_bytes += size;
             }
             Input::ConfChange { ctx, cc } => {
                 // raft-rs turns a conf change proposed while another is unapplied into an
@@ -281,10 +298,62 @@ impl<S: StateMachine> RaftLoop<S> {
         false
     }
 
+    /// Steps everything proposed this turn as one raft proposal: a leader appends it and sends
+    /// it to each follower that can take an append in one message, and a follower forwards it
+    /// in one message. (One `propose` per entry would send the first entry alone to a follower
+    /// that was free, and with one append in flight the rest would wait a round trip.)
+    fn propose_batch(&mut self) {
+        if self.proposals.is_empty() {
+            return;
+        }
+        let entries = std::mem::take(&mut self.proposals);
+        self.proposals_bytes = 0;
+        // Contexts are shared buffers: keeping them for the failure path copies nothing.
+        let ctxs: Vec<bytes::Bytes> = entries.iter().map(|e| e.context.clone()).collect();
+        let mut m = Message::default();
+        m.set_msg_type(raft::eraftpb::MessageType::MsgPropose);
+        m.from = self.raw.raft.id;
+        m.set_entries(entries.into());
+        if let Err(e) = self.raw.raft.step(m) {
+            let dropped = matches!(e, raft::Error::ProposalDropped);
+            let text = e.to_string();
+            for ctx in ctxs {
+                let e = if dropped {
+                    ReplicationError::NoLeader
+                } else {
+                    ReplicationError::Raft(text.clone())
+                };
+                self.fail_proposal(&ctx, e);
+            }
+        }
+    }
+
     /// A leader holds proposals back while its WAL write is in flight (they would only start
     /// a second, smaller write); a follower forwards them at once (they cost it no write).
     fn proposals_gated(&self) -> bool {
-        self.role == StateRole::Leader && self.persisting.len() >= PROPOSE_GATE
+        self.role == StateRole::Leader
+            && (self.persisting.len() >= PROPOSE_GATE || self.followers_busy())
+    }
+
+    /// True when this leader has voting followers and none can take an append now (each has
+    /// its in-flight window full, or is probing or getting a snapshot). Proposals taken now
+    /// could not be sent yet; taken when the next answer frees a window, they go into the same
+    /// WAL write and the same append, so a loaded leader writes its WAL once per replication
+    /// round rather than once per fsync.
+    fn followers_busy(&self) -> bool {
+        let r = &self.raw.raft;
+        let prs = r.prs();
+        let mut any = false;
+        for (id, pr) in prs.iter() {
+            if *id == r.id || !prs.conf().voters().contains(*id) {
+                continue;
+            }
+            if !pr.is_paused() {
+                return false;
+            }
+            any = true;
+        }
+        any
     }
 
     /// raft-rs would send every follower an append (empty if need be) each time the commit

@@ -238,6 +238,8 @@ impl<S: StateMachine> Replica<S> {
             role: StateRole::Follower,
             snapshot_building: false,
             deferred_conf: Vec::new(),
+            proposals: Vec::new(),
+            proposals_bytes: 0,
         };
         threads.push(spawn("raft", Box::new(move || raft_loop.run()))?);
         Ok(Replica {
