@@ -121,6 +121,44 @@ pub struct Member {
     pub ctx: Arc<Ctx>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    peer_rt: PeerRuntime,
+}
+
+/// The runtime of the peer transport (its listener, streams and senders): a thread of its own,
+/// so that raft's messages do not queue behind client requests on the client runtime's
+/// workers. A loaded leader's append otherwise waited up to a millisecond or more for a worker,
+/// and every write waits for that round trip.
+#[derive(Debug)]
+struct PeerRuntime(Option<tokio::runtime::Runtime>);
+
+impl PeerRuntime {
+    /// Worker threads of the peer runtime.
+    const WORKERS: usize = 1;
+
+    fn new() -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(Self::WORKERS)
+            .thread_name("peer-io")
+            .enable_all()
+            .build()?;
+        Ok(PeerRuntime(Some(rt)))
+    }
+
+    fn handle(&self) -> tokio::runtime::Handle {
+        match &self.0 {
+            Some(rt) => rt.handle().clone(),
+            None => tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+impl Drop for PeerRuntime {
+    fn drop(&mut self) {
+        // Not a blocking shutdown: a member may be dropped on the client runtime.
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl Member {
@@ -155,11 +193,8 @@ impl Member {
         rcfg.pre_vote = cfg.pre_vote;
         let m = metrics.clone();
         rcfg.wal.on_sync = Some(Arc::new(move |d| m.observe_wal_fsync(d)));
-        let transport = GrpcTransport::new(
-            tokio::runtime::Handle::current(),
-            ident.member_id,
-            ident.cluster_id,
-        );
+        let peer_rt = PeerRuntime::new()?;
+        let transport = GrpcTransport::new(peer_rt.handle(), ident.member_id, ident.cluster_id);
         let replica = {
             let (m, t) = (machine.clone(), transport.clone());
             tokio::task::spawn_blocking(move || {
@@ -203,13 +238,25 @@ impl Member {
 
         for u in urls(&cfg.listen_peer_urls) {
             let addr = bind_addr(&u)?;
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
+            // Bound here (so a taken port fails the start), registered on the peer runtime.
+            let listener = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
                 .map_err(|e| format!("listen {u}: {e}"))?;
+            let listener = {
+                let _in_peer_rt = peer_rt.handle().enter();
+                tokio::net::TcpListener::from_std(listener)
+                    .map_err(|e| format!("listen {u}: {e}"))?
+            };
             let svc = PeerServer::new(PeerService { state: peer_state.clone() })
                 .max_decoding_message_size(64 << 20);
             let routes = tonic::service::Routes::new(svc);
-            tasks.push(tokio::spawn(serve(listener, routes, false, stop_rx.clone(), "peer")));
+            tasks.push(peer_rt.handle().spawn(serve(
+                listener,
+                routes,
+                false,
+                stop_rx.clone(),
+                "peer",
+            )));
             tracing::info!(url = %u, "serving peer traffic");
         }
         let max_msg = cfg.max_request_bytes + 512 * 1024;
@@ -236,7 +283,7 @@ impl Member {
         )));
         tasks.push(tokio::spawn(refresh_peer_state(ctx.clone(), peer_state, stop_rx)));
         tracing::info!(id = %format!("{:x}", ident.member_id), cluster = %format!("{:x}", ident.cluster_id), "member started");
-        Ok(Member { ctx, stop, tasks })
+        Ok(Member { ctx, stop, tasks, peer_rt })
     }
 
     /// Stops serving, stops the replica (every acknowledged write is in the synced WAL) and
@@ -258,6 +305,8 @@ impl Member {
             }
         })
         .await;
+        // The transport's tasks go last: raft could send until the replica stopped.
+        drop(self.peer_rt);
     }
 }
 
@@ -271,9 +320,7 @@ async fn serve(
     what: &'static str,
 ) {
     use tokio_stream::StreamExt as _;
-    let inc = tonic::transport::server::TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .map(|conn| conn.map(crate::authority::AuthorityFix::new));
+    let inc = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)).map(|conn| conn.map(crate::authority::AuthorityFix::new));
     let r = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .accept_http1(http1)
