@@ -6,6 +6,7 @@ pub mod auth;
 pub mod authority;
 pub mod autocompact;
 pub mod cluster;
+pub mod coalesce;
 pub mod config;
 pub mod config_file;
 pub mod convert;

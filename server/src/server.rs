@@ -310,8 +310,8 @@ impl Member {
     }
 }
 
-/// Serves `routes` on `listener` (TCP_NODELAY on every connection; HTTP/1.1 too when `http1`)
-/// until `stop`.
+/// Serves `routes` on `listener` (TCP_NODELAY on every connection, writes coalesced per burst;
+/// HTTP/1.1 too when `http1`) until `stop`.
 async fn serve(
     listener: tokio::net::TcpListener,
     routes: tonic::service::Routes,
@@ -320,7 +320,9 @@ async fn serve(
     what: &'static str,
 ) {
     use tokio_stream::StreamExt as _;
-    let inc = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)).map(|conn| conn.map(crate::authority::AuthorityFix::new));
+    let inc = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)).map(
+        |conn| conn.map(|c| crate::coalesce::Coalesce::new(crate::authority::AuthorityFix::new(c))),
+    );
     let r = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .accept_http1(http1)
