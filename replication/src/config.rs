@@ -12,8 +12,9 @@ use crate::membership::ClusterRecord;
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(100);
 /// etcd's default --election-timeout.
 pub const DEFAULT_ELECTION: Duration = Duration::from_millis(1000);
-/// Applied entries between snapshots (--snapshot-count).
-pub const DEFAULT_SNAPSHOT_COUNT: u64 = 10_000;
+/// Applied entries between snapshots (etcd 3.4's --snapshot-count default, DefaultSnapshotCount;
+/// 10,000 was etcd's default before 3.2).
+pub const DEFAULT_SNAPSHOT_COUNT: u64 = 100_000;
 /// Entries kept behind a snapshot for slow followers (etcd's SnapshotCatchUpEntries).
 pub const DEFAULT_CATCHUP_ENTRIES: u64 = 5_000;
 /// Proposals are refused while committed − applied exceeds this (etcd's

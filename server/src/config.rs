@@ -69,7 +69,11 @@ pub struct ServerConfig {
     )]
     pub initial_cluster_token: String,
     /// Number of committed transactions to trigger a snapshot to disk.
-    #[arg(long = "snapshot-count", env = "ETCD_SNAPSHOT_COUNT", default_value_t = 10_000)]
+    #[arg(
+        long = "snapshot-count",
+        env = "ETCD_SNAPSHOT_COUNT",
+        default_value_t = rusted_replication::config::DEFAULT_SNAPSHOT_COUNT
+    )]
     pub snapshot_count: u64,
     /// Time (in milliseconds) of a heartbeat interval.
     #[arg(long = "heartbeat-interval", env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
