@@ -1,5 +1,5 @@
 //! Plain HTTP on the client port: /health, /livez, /readyz, /version and /metrics (Prometheus
-//! text, with etcd's metric names), plus the gRPC request counter every RPC passes through.
+//! text, with etcd's metric names), plus the CORS layer of the HTTP router.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -134,33 +134,23 @@ fn with_cors(mut resp: Response) -> Response {
     resp
 }
 
-/// Adds etcd's CORS headers to plain HTTP answers, and counts every gRPC request by service, method and result code
-/// (grpc_server_handled_total). A code sent in the trailers of a streamed answer is not seen
-/// here; such streams count as OK unless they failed up front.
-pub async fn count_grpc(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+/// Adds etcd's CORS headers to plain HTTP answers and answers CORS preflights; gRPC requests
+/// that reach the HTTP router (unknown services) pass untouched.
+pub async fn cors(req: Request, next: Next) -> Response {
     let is_grpc = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"));
-    if !is_grpc {
-        // etcd's HTTP handlers answer CORS preflights and allow any origin (--cors=*).
-        if req.method() == axum::http::Method::OPTIONS {
-            return with_cors(StatusCode::OK.into_response());
-        }
-        let mut resp = next.run(req).await;
-        // axum lists the allowed methods; etcd's gateway does not.
-        resp.headers_mut().remove(header::ALLOW);
-        return with_cors(resp);
+    if is_grpc {
+        return next.run(req).await;
     }
-    let path = req.uri().path().to_string();
-    let resp = next.run(req).await;
-    let code = resp
-        .headers()
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i32>().ok())
-        .unwrap_or(0);
-    metrics.grpc_handled(&path, code);
-    resp
+    // etcd's HTTP handlers answer CORS preflights and allow any origin (--cors=*).
+    if req.method() == axum::http::Method::OPTIONS {
+        return with_cors(StatusCode::OK.into_response());
+    }
+    let mut resp = next.run(req).await;
+    // axum lists the allowed methods; etcd's gateway does not.
+    resp.headers_mut().remove(header::ALLOW);
+    with_cors(resp)
 }

@@ -12,6 +12,7 @@ pub mod config_file;
 pub mod convert;
 pub mod ctl;
 pub mod ctx;
+pub mod dispatch;
 pub mod election;
 pub mod errors;
 pub mod etcd_backend;

@@ -339,40 +339,31 @@ async fn serve(
 /// Everything on a client URL: the etcd gRPC services, the JSON gateway, and the plain HTTP
 /// endpoints, with every gRPC call counted.
 fn client_routes(ctx: &Arc<Ctx>, metrics: &Arc<Metrics>, max_msg: usize) -> tonic::service::Routes {
-    let kv = KvServer::new(KvService { ctx: ctx.clone() }).max_decoding_message_size(max_msg);
-    let cl =
-        ClusterServer::new(ClusterService { ctx: ctx.clone() }).max_decoding_message_size(max_msg);
-    let mt = MaintenanceServer::new(MaintenanceService { ctx: ctx.clone() })
-        .max_decoding_message_size(max_msg)
-        .max_encoding_message_size(usize::MAX);
-    let wt = WatchServer::new(WatchService { ctx: ctx.clone() })
-        .max_decoding_message_size(max_msg)
-        .max_encoding_message_size(usize::MAX);
-    let ls = LeaseServer::new(LeaseService { ctx: ctx.clone() }).max_decoding_message_size(max_msg);
-    let au = AuthServer::new(AuthService { ctx: ctx.clone() }).max_decoding_message_size(max_msg);
-    let hl = HealthServer::new(HealthService { ctx: ctx.clone() });
-    let lk = LockServer::new(LockService { ctx: ctx.clone() }).max_decoding_message_size(max_msg);
-    let el = ElectionServer::new(ElectionService { ctx: ctx.clone() })
-        .max_decoding_message_size(max_msg);
-    let mut grpc = tonic::service::Routes::builder();
-    grpc.add_service(kv)
-        .add_service(cl)
-        .add_service(mt)
-        .add_service(wt)
-        .add_service(ls)
-        .add_service(au)
-        .add_service(hl)
-        .add_service(lk)
-        .add_service(el);
-    let all = grpc
-        .routes()
-        .into_axum_router()
-        .merge(crate::gateway::router(ctx.clone()))
+    let grpc = crate::dispatch::GrpcServices {
+        kv: KvServer::new(KvService { ctx: ctx.clone() }).max_decoding_message_size(max_msg),
+        cluster: ClusterServer::new(ClusterService { ctx: ctx.clone() })
+            .max_decoding_message_size(max_msg),
+        maintenance: MaintenanceServer::new(MaintenanceService { ctx: ctx.clone() })
+            .max_decoding_message_size(max_msg)
+            .max_encoding_message_size(usize::MAX),
+        watch: WatchServer::new(WatchService { ctx: ctx.clone() })
+            .max_decoding_message_size(max_msg)
+            .max_encoding_message_size(usize::MAX),
+        lease: LeaseServer::new(LeaseService { ctx: ctx.clone() })
+            .max_decoding_message_size(max_msg),
+        auth: AuthServer::new(AuthService { ctx: ctx.clone() }).max_decoding_message_size(max_msg),
+        health: HealthServer::new(HealthService { ctx: ctx.clone() }),
+        lock: LockServer::new(LockService { ctx: ctx.clone() }).max_decoding_message_size(max_msg),
+        election: ElectionServer::new(ElectionService { ctx: ctx.clone() })
+            .max_decoding_message_size(max_msg),
+    };
+    let http = crate::gateway::router(ctx.clone())
         .merge(crate::http::router(ctx.clone(), metrics.clone()))
         .fallback(crate::gateway::not_found)
         .method_not_allowed_fallback(crate::gateway::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(metrics.clone(), crate::http::count_grpc));
-    tonic::service::Routes::from(all)
+        .layer(axum::middleware::from_fn(crate::http::cors));
+    let front = crate::dispatch::ClientDispatch::new(grpc, http, metrics.clone());
+    tonic::service::Routes::from(axum::Router::new().fallback_service(front))
 }
 
 /// etcd's publish: the member's name and client URLs go through raft once it runs.
