@@ -17,9 +17,10 @@
 //! - A [`Durable`] completes only after an fdatasync covering its bytes returned success. A
 //!   failed write or fdatasync closes the log for good ([`WalError::Poisoned`]): no retry, since
 //!   the kernel may have dropped the dirty pages (fsyncgate).
-//! - Group commit: one writer thread takes everything pending, writes it once per segment and
-//!   syncs once. It never writes a byte of the next group before the current group's sync
-//!   returned, and never writes a new segment before the previous one is synced.
+//! - Group commit: one writer — the writer thread, or a caller of [`Wal::write_pending`], never
+//!   both at once — takes everything pending, writes it once per segment and syncs once. It
+//!   never writes a byte of the next group before the current group's sync returned, and never
+//!   writes a new segment before the previous one is synced.
 //! - Entry indexes are contiguous: an entry is at most one past the last and not below the
 //!   first; an entry at or below the last replaces the suffix from its index (raft conflict).
 //! - Recovery never invents a record and never panics on any bytes: a torn last write group is

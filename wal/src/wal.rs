@@ -209,15 +209,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    /// Waits for pending chunks; takes them all and opens the next group. `None` when closed
-    /// and drained.
-    pub(crate) fn take_pending(&self) -> Option<(u64, Vec<Chunk>)> {
+    /// Waits until chunks are pending (true) or the log is closed and drained (false).
+    pub(crate) fn wait_work(&self) -> bool {
         let mut p = lock(&self.pending);
         while p.chunks.is_empty() && !p.closed {
             p.writer_idle = true;
             p = self.work.wait(p).unwrap_or_else(|e| e.into_inner());
             p.writer_idle = false;
         }
+        !p.chunks.is_empty()
+    }
+
+    /// Takes every pending chunk and opens the next group (`None` if nothing is pending).
+    /// Called only with the [`Writer`] locked, so groups are written in the order taken.
+    pub(crate) fn take_pending(&self) -> Option<(u64, Vec<Chunk>)> {
+        let mut p = lock(&self.pending);
         if p.chunks.is_empty() {
             return None;
         }
@@ -271,6 +277,8 @@ impl Shared {
 #[derive(Debug)]
 pub struct Wal {
     shared: Arc<Shared>,
+    /// The group writer: run by the writer thread, or by a caller of [`Wal::write_pending`].
+    group_writer: Arc<Mutex<Writer>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     backend: &'static str,
     direct: bool,
@@ -381,17 +389,27 @@ impl Wal {
             direct,
             scratch: Vec::new(),
         };
-        let on_panic = shared.clone();
+        let group_writer = Arc::new(Mutex::new(writer));
+        let (on_panic, thread_writer, thread_shared) =
+            (shared.clone(), group_writer.clone(), shared.clone());
         let handle = std::thread::Builder::new()
             .name("wal-writer".into())
             .spawn(move || {
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.run()));
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::writer::run(&thread_shared, &thread_writer)
+                }));
                 if r.is_err() {
                     on_panic.fail("the wal writer thread panicked".into());
                 }
             })
             .map_err(spawn_error)?;
-        let wal = Wal { shared, writer: Mutex::new(Some(handle)), backend: backend_name, direct };
+        let wal = Wal {
+            shared,
+            group_writer,
+            writer: Mutex::new(Some(handle)),
+            backend: backend_name,
+            direct,
+        };
         Ok((wal, rec.report))
     }
 
@@ -430,6 +448,33 @@ impl Wal {
     /// Appends records; the handle completes when they are durable. Records are validated
     /// first: on an error nothing of the batch is appended.
     pub fn append(&self, records: &[Record<'_>]) -> Result<Durable> {
+        self.append_inner(records, true)
+    }
+
+    /// Appends records like [`Wal::append`] but leaves the writer thread asleep: the caller
+    /// writes the group itself with [`Wal::write_pending`] (saving two thread hand-offs when
+    /// it would only wait anyway). Until then the records wait for the next append or flush
+    /// that does wake the writer.
+    pub fn append_deferred(&self, records: &[Record<'_>]) -> Result<Durable> {
+        self.append_inner(records, false)
+    }
+
+    /// Writes and syncs everything pending on the calling thread (one group, as the writer
+    /// thread would; if the writer thread is in the middle of a group, after it). On return
+    /// every earlier append is durable, or the log has failed.
+    pub fn write_pending(&self) -> Result<()> {
+        let mut w = lock(&self.group_writer);
+        if let Some((group, chunks)) = self.shared.take_pending() {
+            w.write_and_publish(group, chunks);
+        }
+        drop(w);
+        match self.shared.signal.poisoned() {
+            Some(m) => Err(WalError::Poisoned(m)),
+            None => Ok(()),
+        }
+    }
+
+    fn append_inner(&self, records: &[Record<'_>], wake_writer: bool) -> Result<Durable> {
         if records.is_empty() {
             return self.flush();
         }
@@ -452,8 +497,10 @@ impl Wal {
             Self::encode_one(&mut p, r, opts);
         }
         let group = p.group;
-        let wake = p.writer_idle;
-        p.writer_idle = false;
+        let wake = wake_writer && p.writer_idle;
+        if wake {
+            p.writer_idle = false;
+        }
         drop(p);
         if wake {
             self.shared.work.notify_one();

@@ -1,4 +1,5 @@
-//! The group-commit writer thread and the segment preallocator.
+//! The group-commit writer (run by its thread, or by a caller of `Wal::write_pending`, under one
+//! lock) and the segment preallocator.
 //!
 //! Appenders encode their records into the pending chunks under one mutex (see [`crate::wal`]).
 //! The writer takes everything pending at once, writes each chunk with one write, fdatasyncs,
@@ -13,7 +14,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -107,25 +108,39 @@ pub(crate) struct Writer {
     pub scratch: Vec<u8>,
 }
 
+/// The writer thread's body: wait for pending chunks, then take and write them as one group
+/// with the writer locked; until the log is closed and drained, or failed.
+pub(crate) fn run(shared: &Shared, writer: &Mutex<Writer>) {
+    while shared.wait_work() {
+        let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+        // A caller of `write_pending` may have taken them meanwhile.
+        if let Some((group, chunks)) = shared.take_pending() {
+            if !w.write_and_publish(group, chunks) {
+                return;
+            }
+        }
+    }
+}
+
 impl Writer {
-    /// The thread body: take, write, sync, publish, complete; until closed or failed.
-    pub(crate) fn run(mut self) {
-        while let Some((group, chunks)) = self.shared.take_pending() {
-            let started = Instant::now();
-            match self.write_group(&chunks) {
-                Ok(bytes) => {
-                    let took = started.elapsed();
-                    self.shared.stats.record_group(chunks.len(), bytes, took);
-                    if let Some(observe) = &self.shared.opts.on_sync {
-                        observe(took);
-                    }
-                    self.shared.publish(group, chunks);
+    /// Writes, syncs and publishes one group; false (the log failed, and is poisoned) on an
+    /// error.
+    pub(crate) fn write_and_publish(&mut self, group: u64, chunks: Vec<Chunk>) -> bool {
+        let started = Instant::now();
+        match self.write_group(&chunks) {
+            Ok(bytes) => {
+                let took = started.elapsed();
+                self.shared.stats.record_group(chunks.len(), bytes, took);
+                if let Some(observe) = &self.shared.opts.on_sync {
+                    observe(took);
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "wal write failed; the log is closed to writes");
-                    self.shared.fail(e.to_string());
-                    return;
-                }
+                self.shared.publish(group, chunks);
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "wal write failed; the log is closed to writes");
+                self.shared.fail(e.to_string());
+                false
             }
         }
     }

@@ -74,3 +74,36 @@ fn seeded_faults_never_lose_acknowledged_records() {
         );
     }
 }
+
+/// A failed fsync in a group the caller writes itself poisons the log the same way.
+#[test]
+fn failed_fsync_in_an_inline_write_poisons_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Arc::new(FaultPlan::default());
+    plan.fail_sync_at.store(3, std::sync::atomic::Ordering::Relaxed);
+    let (w, _) = Wal::open(dir.path(), faulty_opts(plan, IoMode::Auto)).unwrap();
+    let mut acked = Vec::new();
+    let mut err = None;
+    for i in 1..=10u64 {
+        let p = payload(i);
+        let r = w
+            .append_deferred(&[Record::Entry { index: i, term: 1, data: &p }])
+            .and_then(|h| w.write_pending().map(|()| h))
+            .and_then(|h| h.wait());
+        match r {
+            Ok(()) => acked.push(i),
+            Err(e) => {
+                err = Some(e);
+                break;
+            }
+        }
+    }
+    assert_eq!(acked, vec![1, 2]);
+    assert!(matches!(err, Some(WalError::Poisoned(_))), "{err:?}");
+    assert!(matches!(w.append_deferred(&[Record::Metadata(b"x")]), Err(WalError::Poisoned(_))));
+    assert!(w.write_pending().is_err());
+    drop(w);
+    let (w, _) = Wal::open(dir.path(), small_opts(IoMode::Auto)).unwrap();
+    let got = all(&w);
+    assert!(got.len() >= 2 && got.len() <= 3, "got {}", got.len());
+}
