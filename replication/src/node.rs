@@ -5,8 +5,9 @@
 //!    persists);
 //! 2. a snapshot is installed (state machine first, then the WAL marker);
 //! 3. committed entries go to the apply thread;
-//! 4. entries and hard state are appended to the WAL's current write group — the call does not
-//!    wait;
+//! 4. entries and hard state are appended to the WAL's current write group — on a leader the
+//!    call does not wait; a follower or candidate, which could only wait, writes and syncs the
+//!    group on this thread (no hand-off to the WAL's writer thread and back);
 //! 5. `advance_append_async`. The WAL's writer wakes this thread when the group is durable (a
 //!    waker that posts [`Input::WalDone`]); the thread then sends the messages that had to wait
 //!    for persistence and reports `on_persist_ready`, in Ready order.
@@ -555,7 +556,14 @@ impl<S: StateMachine> RaftLoop<S> {
         if let Some(h) = &hs {
             self.shared.term.store(h.term, Ordering::Relaxed);
         }
-        let mut durable = self.store.append(rd.take_entries(), hs.as_ref())?;
+        // A leader goes on (stepping answers, taking proposals) while its WAL syncs; a
+        // follower or candidate has nothing to do but wait for it, so it writes the group
+        // itself instead of handing it to the WAL's writer thread and being woken back.
+        let mut durable = if self.role == StateRole::Leader {
+            self.store.append(rd.take_entries(), hs.as_ref())?
+        } else {
+            self.store.append_inline(rd.take_entries(), hs.as_ref())?
+        };
         let msgs = rd.take_persisted_messages();
         let number = rd.number();
         self.raw.advance_append_async(rd);

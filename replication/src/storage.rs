@@ -122,6 +122,26 @@ impl LogStore {
     /// Appends a Ready's entries (taken, so the tail keeps them without a copy) and hard state:
     /// visible to raft at once, durable when the returned handle completes.
     pub fn append(&self, entries: Vec<Entry>, hs: Option<&HardState>) -> Result<Option<Durable>> {
+        self.append_with(entries, hs, false)
+    }
+
+    /// As [`LogStore::append`], but the WAL group is written and synced on the calling thread
+    /// before this returns (no hand-off to the WAL's writer thread and back): for a member
+    /// that can only wait for the sync anyway.
+    pub fn append_inline(
+        &self,
+        entries: Vec<Entry>,
+        hs: Option<&HardState>,
+    ) -> Result<Option<Durable>> {
+        self.append_with(entries, hs, true)
+    }
+
+    fn append_with(
+        &self,
+        entries: Vec<Entry>,
+        hs: Option<&HardState>,
+        inline: bool,
+    ) -> Result<Option<Durable>> {
         if entries.is_empty() && hs.is_none() {
             return Ok(None);
         }
@@ -157,7 +177,8 @@ impl LogStore {
                 commit: h.commit,
             }));
         }
-        let durable = self.wal.append(&recs)?;
+        let durable =
+            if inline { self.wal.append_deferred(&recs)? } else { self.wal.append(&recs)? };
         st.hs_dirty = false;
         let last_new = entries.last().map(Entry::get_index);
         if let Some(first) = entries.first() {
@@ -177,6 +198,11 @@ impl LogStore {
         }
         if let Some(h) = hs {
             st.hs = h.clone();
+        }
+        drop(st);
+        if inline {
+            // Not under the store's lock: the sync takes a while.
+            self.wal.write_pending()?;
         }
         Ok(Some(durable))
     }
