@@ -6,11 +6,6 @@ use clap::Parser;
 use rusted_server::config::ServerConfig;
 use rusted_server::server::Member;
 
-/// mimalloc instead of glibc's malloc: a loaded member spends about a sixth of its CPU in
-/// glibc's malloc and free (buffers allocated on one thread and freed on another).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     let mut cfg = ServerConfig::parse();
     let mut skipped = Vec::new();
