@@ -277,8 +277,9 @@ impl Shared {
 #[derive(Debug)]
 pub struct Wal {
     shared: Arc<Shared>,
-    /// The group writer: run by the writer thread, or by a caller of [`Wal::write_pending`].
-    group_writer: Arc<Mutex<Writer>>,
+    /// The group writer: run by the writer thread, or by a caller of [`Wal::write_pending`];
+    /// taken (its files closed) by [`Wal::close`].
+    group_writer: Arc<Mutex<Option<Writer>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     backend: &'static str,
     direct: bool,
@@ -389,7 +390,7 @@ impl Wal {
             direct,
             scratch: Vec::new(),
         };
-        let group_writer = Arc::new(Mutex::new(writer));
+        let group_writer = Arc::new(Mutex::new(Some(writer)));
         let (on_panic, thread_writer, thread_shared) =
             (shared.clone(), group_writer.clone(), shared.clone());
         let handle = std::thread::Builder::new()
@@ -453,8 +454,8 @@ impl Wal {
 
     /// Appends records like [`Wal::append`] but leaves the writer thread asleep: the caller
     /// writes the group itself with [`Wal::write_pending`] (saving two thread hand-offs when
-    /// it would only wait anyway). Until then the records wait for the next append or flush
-    /// that does wake the writer.
+    /// it would only wait anyway). Until then the records wait for the next [`Wal::append`],
+    /// which wakes the writer.
     pub fn append_deferred(&self, records: &[Record<'_>]) -> Result<Durable> {
         self.append_inner(records, false)
     }
@@ -463,11 +464,20 @@ impl Wal {
     /// thread would; if the writer thread is in the middle of a group, after it). On return
     /// every earlier append is durable, or the log has failed.
     pub fn write_pending(&self) -> Result<()> {
-        let mut w = lock(&self.group_writer);
-        if let Some((group, chunks)) = self.shared.take_pending() {
-            w.write_and_publish(group, chunks);
+        let mut g = lock(&self.group_writer);
+        if let Some(w) = g.as_mut() {
+            if let Some((group, chunks)) = self.shared.take_pending() {
+                // A panic would leave the taken group neither written nor failed, and the
+                // next group would be written at the wrong offset: fail the log instead.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    w.write_and_publish(group, chunks)
+                }));
+                if r.is_err() {
+                    self.shared.fail("the wal group writer panicked".into());
+                }
+            }
         }
-        drop(w);
+        drop(g);
         match self.shared.signal.poisoned() {
             Some(m) => Err(WalError::Poisoned(m)),
             None => Ok(()),
@@ -761,6 +771,9 @@ impl Wal {
         if let Some(h) = lock(&self.writer).take() {
             let _ = h.join();
         }
+        // Waits for a caller of `write_pending` still writing, then closes the segment files
+        // and stops the preallocator.
+        drop(lock(&self.group_writer).take());
         match self.shared.signal.poisoned() {
             Some(m) => Err(WalError::Poisoned(m)),
             None => Ok(()),

@@ -110,9 +110,10 @@ pub(crate) struct Writer {
 
 /// The writer thread's body: wait for pending chunks, then take and write them as one group
 /// with the writer locked; until the log is closed and drained, or failed.
-pub(crate) fn run(shared: &Shared, writer: &Mutex<Writer>) {
+pub(crate) fn run(shared: &Shared, writer: &Mutex<Option<Writer>>) {
     while shared.wait_work() {
-        let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = writer.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(w) = g.as_mut() else { return };
         // A caller of `write_pending` may have taken them meanwhile.
         if let Some((group, chunks)) = shared.take_pending() {
             if !w.write_and_publish(group, chunks) {
