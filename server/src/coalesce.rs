@@ -27,6 +27,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Bytes held before a write drains the buffer (h2's own write buffer is of this order).
 pub const MAX_BUFFERED: usize = 64 * 1024;
 
+/// Buffer capacity a connection keeps between bursts.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
 /// A stream whose small writes are gathered until a flush, which yields once (see the module
 /// documentation).
 #[derive(Debug)]
@@ -65,8 +68,13 @@ impl<T: AsyncWrite + Unpin> Coalesce<T> {
             }
             self.sent += n;
         }
-        self.buf.clear();
         self.sent = 0;
+        if self.buf.capacity() > KEEP_CAPACITY {
+            // An idle connection (a watcher, say) does not keep a large burst's buffer.
+            self.buf = Vec::new();
+        } else {
+            self.buf.clear();
+        }
         Poll::Ready(Ok(()))
     }
 

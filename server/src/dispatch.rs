@@ -1,6 +1,7 @@
-//! The client port's front door: a gRPC call goes straight to its service, chosen by the
-//! first segment of its path; everything else goes to the HTTP router (JSON gateway,
-//! /health, /metrics, ...). Every gRPC call is counted (grpc_server_handled_total).
+//! The client port's front door: a gRPC call (content type `application/grpc…`) goes straight
+//! to its service, chosen by the first segment of its path; everything else goes to the HTTP
+//! router (JSON gateway, /health, /metrics, ...). Every gRPC call is counted
+//! (grpc_server_handled_total).
 //!
 //! **Why not one axum router for all.** On a loaded leader, routing each gRPC call through
 //! axum (a wildcard route per service, whose captured parameters are stored in the request
@@ -120,12 +121,14 @@ impl Service<Request<Body>> for ClientDispatch {
     }
 
     fn call(&mut self, req: Request<Body>) -> Answer {
+        if !is_grpc(&req) {
+            // As etcd, which tells gRPC from HTTP by content type: CORS, preflights and the
+            // gateway are the HTTP router's, whatever the path.
+            return Box::pin(self.0.http.clone().oneshot(req));
+        }
         let g = &self.0.grpc;
-        let service = req.uri().path().trim_start_matches('/').split('/').next().unwrap_or("");
-        let (counted, path) = match is_grpc(&req) {
-            true => (true, req.uri().path().to_owned()),
-            false => (false, String::new()),
-        };
+        let path = req.uri().path().to_owned();
+        let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
         let answer = match service {
             KvServer::<KvService>::NAME => grpc_call(g.kv.clone(), req),
             WatchServer::<WatchService>::NAME => grpc_call(g.watch.clone(), req),
@@ -136,12 +139,9 @@ impl Service<Request<Body>> for ClientDispatch {
             HealthServer::<HealthService>::NAME => grpc_call(g.health.clone(), req),
             LockServer::<LockService>::NAME => grpc_call(g.lock.clone(), req),
             ElectionServer::<ElectionService>::NAME => grpc_call(g.election.clone(), req),
-            // The gateway, plain HTTP, and unknown paths (gRPC ones get UNIMPLEMENTED there).
+            // Unknown services: the HTTP router's not-found answers UNIMPLEMENTED.
             _ => Box::pin(self.0.http.clone().oneshot(req)),
         };
-        if !counted {
-            return answer;
-        }
         let metrics = self.0.metrics.clone();
         Box::pin(async move {
             let resp = answer.await?;

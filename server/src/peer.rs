@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -42,6 +43,9 @@ pub struct PeerState {
     pub cluster: Mutex<Vec<u8>>,
     /// The client-facing context, for requests forwarded to the leader.
     pub ctx: OnceLock<Arc<crate::ctx::Ctx>>,
+    /// The client runtime: forwarded client calls run there, not on the peer runtime's one
+    /// worker, which carries every raft message.
+    pub client_rt: OnceLock<tokio::runtime::Handle>,
 }
 
 /// The gRPC service peers send to.
@@ -63,6 +67,19 @@ impl PeerService {
 
     fn ctx(&self) -> Result<&Arc<crate::ctx::Ctx>, Status> {
         self.state.ctx.get().ok_or_else(|| Status::unavailable("member starting"))
+    }
+
+    /// Runs a forwarded client call on the client runtime (the lessor's lock and proposals
+    /// must not hold up raft traffic on the peer runtime).
+    async fn on_client_rt<T, F>(&self, call: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, Status>> + Send + 'static,
+    {
+        match self.state.client_rt.get() {
+            Some(rt) => rt.spawn(call).await.map_err(|e| Status::internal(e.to_string()))?,
+            None => call.await,
+        }
     }
 }
 
@@ -150,47 +167,55 @@ impl Peer for PeerService {
         &self,
         req: Request<pb::LeaseKeepAliveRequest>,
     ) -> Result<Response<pb::LeaseKeepAliveResponse>, Status> {
-        let ctx = self.ctx()?;
+        let ctx = self.ctx()?.clone();
         let id = req.get_ref().id;
-        let header = ctx.header_now();
-        match crate::lease::renew_local(ctx, id).await {
-            Ok(Some(ttl)) => Ok(Response::new(pb::LeaseKeepAliveResponse { header, id, ttl })),
-            Ok(None) => Err(not_leader()),
-            Err(e) if crate::lease::not_found(&e) => {
-                Ok(Response::new(pb::LeaseKeepAliveResponse { header, id, ttl: 0 }))
+        self.on_client_rt(async move {
+            let header = ctx.header_now();
+            match crate::lease::renew_local(&ctx, id).await {
+                Ok(Some(ttl)) => Ok(Response::new(pb::LeaseKeepAliveResponse { header, id, ttl })),
+                Ok(None) => Err(not_leader()),
+                Err(e) if crate::lease::not_found(&e) => {
+                    Ok(Response::new(pb::LeaseKeepAliveResponse { header, id, ttl: 0 }))
+                }
+                Err(e) => Err(e.into()),
             }
-            Err(e) => Err(e.into()),
-        }
+        })
+        .await
     }
 
     async fn lease_time_to_live(
         &self,
         req: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
-        let ctx = self.ctx()?;
-        match crate::lease::time_to_live_local(ctx, req.get_ref())? {
-            Some(r) => Ok(Response::new(r)),
-            None => Err(not_leader()),
-        }
+        let ctx = self.ctx()?.clone();
+        let req = req.into_inner();
+        self.on_client_rt(async move {
+            match crate::lease::time_to_live_local(&ctx, &req)? {
+                Some(r) => Ok(Response::new(r)),
+                None => Err(not_leader()),
+            }
+        })
+        .await
     }
 
     async fn member_promote(
         &self,
         req: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
-        let ctx = self.ctx()?;
-        if !ctx.replica.is_leader() {
-            return Err(not_leader());
-        }
-        let members = ctx
-            .replica
-            .member_promote(req.get_ref().id)
-            .await
-            .map_err(crate::errors::ApiError::from)?;
-        Ok(Response::new(pb::MemberPromoteResponse {
-            header: ctx.header(0),
-            members: members.iter().map(crate::cluster::member_out).collect(),
-        }))
+        let ctx = self.ctx()?.clone();
+        let id = req.get_ref().id;
+        self.on_client_rt(async move {
+            if !ctx.replica.is_leader() {
+                return Err(not_leader());
+            }
+            let members =
+                ctx.replica.member_promote(id).await.map_err(crate::errors::ApiError::from)?;
+            Ok(Response::new(pb::MemberPromoteResponse {
+                header: ctx.header(0),
+                members: members.iter().map(crate::cluster::member_out).collect(),
+            }))
+        })
+        .await
     }
 
     async fn probe(&self, _req: Request<ProbeRequest>) -> Result<Response<ProbeResponse>, Status> {

@@ -233,6 +233,7 @@ impl Member {
             raising_nospace: Default::default(),
         });
         let _ = peer_state.ctx.set(ctx.clone());
+        let _ = peer_state.client_rt.set(tokio::runtime::Handle::current());
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
