@@ -12,6 +12,76 @@ fn data_of(thread: usize, k: usize) -> Vec<u8> {
     format!("thread {thread} record {k}").into_bytes()
 }
 
+/// How an appender waits for its record to be durable.
+#[derive(Clone, Copy)]
+enum How {
+    /// Through the writer thread: `wait()` on even records, `.await` on odd ones.
+    WaitOrAwait,
+    /// `append_deferred` + `write_pending` on the appender's own thread.
+    Inline,
+}
+
+/// `threads` appenders of `per` records each; indexes are assigned under a lock (as raft
+/// does), durability is awaited outside it. Returns the acknowledged (index, data), sorted.
+fn append_concurrently(
+    w: &Arc<Wal>,
+    threads: usize,
+    per: usize,
+    how: fn(usize) -> How,
+) -> Vec<(u64, Vec<u8>)> {
+    let next = Arc::new(Mutex::new(1u64));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (w, next) = (w.clone(), next.clone());
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                for k in 0..per {
+                    let d = data_of(t, k);
+                    let (idx, h) = {
+                        let mut n = next.lock().unwrap();
+                        let rec = [Record::Entry { index: *n, term: 1, data: &d }];
+                        let h = match how(t) {
+                            How::Inline => w.append_deferred(&rec).unwrap(),
+                            How::WaitOrAwait => w.append(&rec).unwrap(),
+                        };
+                        *n += 1;
+                        (*n - 1, h)
+                    };
+                    match how(t) {
+                        How::Inline => {
+                            w.write_pending().unwrap();
+                            assert!(h.is_durable(), "write_pending returned before durable");
+                        }
+                        How::WaitOrAwait if k % 2 == 0 => h.wait().unwrap(),
+                        How::WaitOrAwait => block_on(h).unwrap(),
+                    }
+                    acked.push((idx, d));
+                }
+                acked
+            })
+        })
+        .collect();
+    let mut acked: Vec<(u64, Vec<u8>)> =
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    acked.sort();
+    acked
+}
+
+/// Reopening `dir` yields exactly `acked`, in order.
+fn assert_reopens_with(
+    dir: &std::path::Path,
+    opts: WalOptions,
+    acked: &[(u64, Vec<u8>)],
+    what: &str,
+) {
+    let (w, _) = Wal::open(dir, opts).unwrap();
+    let got = all(&w);
+    assert_eq!(got.len(), acked.len(), "{what}");
+    for ((idx, d), e) in acked.iter().zip(&got) {
+        assert_eq!((*idx, d), (e.index, &e.data), "{what}");
+    }
+}
+
 #[test]
 fn concurrent_appenders_all_acknowledged_records_survive_in_order() {
     for (io, direct, sync) in modes() {
@@ -20,49 +90,13 @@ fn concurrent_appenders_all_acknowledged_records_survive_in_order() {
             WalOptions { direct_io: direct, sync, segment_size: 256 * 1024, ..small_opts(io) };
         let (w, _) = Wal::open(dir.path(), opts.clone()).unwrap();
         let w = Arc::new(w);
-        // Indexes are assigned under a lock (as raft does); durability is awaited outside it.
-        let next = Arc::new(Mutex::new(1u64));
-        let threads = 24;
-        let per = 120;
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let (w, next) = (w.clone(), next.clone());
-                std::thread::spawn(move || {
-                    let mut acked = Vec::new();
-                    for k in 0..per {
-                        let d = data_of(t, k);
-                        let (idx, h) = {
-                            let mut n = next.lock().unwrap();
-                            let h = w
-                                .append(&[Record::Entry { index: *n, term: 1, data: &d }])
-                                .unwrap();
-                            *n += 1;
-                            (*n - 1, h)
-                        };
-                        if k % 2 == 0 {
-                            h.wait().unwrap();
-                        } else {
-                            block_on(h).unwrap();
-                        }
-                        acked.push((idx, d));
-                    }
-                    acked
-                })
-            })
-            .collect();
-        let mut acked: Vec<(u64, Vec<u8>)> =
-            handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
-        acked.sort();
+        let (threads, per) = (24, 120);
+        let acked = append_concurrently(&w, threads, per, |_| How::WaitOrAwait);
         let stats = w.stats();
         assert_eq!(stats.records, (threads * per) as u64);
         assert!(stats.groups < stats.records, "{io:?}: no grouping at all ({stats:?})");
         drop(w);
-        let (w, _) = Wal::open(dir.path(), opts).unwrap();
-        let got = all(&w);
-        assert_eq!(got.len(), threads * per);
-        for ((idx, d), e) in acked.iter().zip(&got) {
-            assert_eq!((*idx, d), (e.index, &e.data), "{io:?}/{direct}");
-        }
+        assert_reopens_with(dir.path(), opts, &acked, &format!("{io:?}/{direct}"));
     }
 }
 
@@ -144,48 +178,11 @@ fn inline_writers_and_the_writer_thread_share_the_log() {
             WalOptions { direct_io: direct, sync, segment_size: 64 * 1024, ..small_opts(io) };
         let (w, _) = Wal::open(dir.path(), opts.clone()).unwrap();
         let w = Arc::new(w);
-        let next = Arc::new(Mutex::new(1u64));
-        let handles: Vec<_> = (0..4)
-            .map(|t| {
-                let (w, next) = (w.clone(), next.clone());
-                std::thread::spawn(move || {
-                    let mut acked = Vec::new();
-                    for k in 0..150 {
-                        let d = data_of(t, k);
-                        let (idx, h) = {
-                            let mut n = next.lock().unwrap();
-                            let rec = [Record::Entry { index: *n, term: 1, data: &d }];
-                            // Threads 0 and 1 write inline; 2 and 3 use the writer thread.
-                            let h = if t < 2 {
-                                w.append_deferred(&rec).unwrap()
-                            } else {
-                                w.append(&rec).unwrap()
-                            };
-                            *n += 1;
-                            (*n - 1, h)
-                        };
-                        if t < 2 {
-                            w.write_pending().unwrap();
-                            assert!(h.is_durable(), "write_pending returned before durable");
-                        } else {
-                            h.wait().unwrap();
-                        }
-                        acked.push((idx, d));
-                    }
-                    acked
-                })
-            })
-            .collect();
-        let mut acked: Vec<(u64, Vec<u8>)> =
-            handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
-        acked.sort();
+        // Threads 0 and 1 write inline; 2 and 3 use the writer thread.
+        let acked =
+            append_concurrently(&w, 4, 150, |t| if t < 2 { How::Inline } else { How::WaitOrAwait });
         assert_eq!(w.stats().records, 600);
         drop(w);
-        let (w, _) = Wal::open(dir.path(), opts).unwrap();
-        let got = all(&w);
-        assert_eq!(got.len(), 600, "{io:?}/{direct}");
-        for ((idx, d), e) in acked.iter().zip(&got) {
-            assert_eq!((*idx, d), (e.index, &e.data), "{io:?}/{direct}");
-        }
+        assert_reopens_with(dir.path(), opts, &acked, &format!("{io:?}/{direct}"));
     }
 }
