@@ -1,7 +1,7 @@
 //! The client port's front door: a gRPC call (content type `application/grpc…`) goes straight
-//! to its service, chosen by the first segment of its path; everything else goes to the HTTP
-//! router (JSON gateway, /health, /metrics, ...). Every gRPC call is counted
-//! (grpc_server_handled_total).
+//! to its service, chosen by the first segment of its path (an unknown one is answered
+//! UNIMPLEMENTED here); everything else goes to the HTTP router (JSON gateway, /health,
+//! /metrics, ...). Every gRPC call is counted (grpc_server_handled_total).
 //!
 //! **Why not one axum router for all.** On a loaded leader, routing each gRPC call through
 //! axum (a wildcard route per service, whose captured parameters are stored in the request
@@ -139,8 +139,11 @@ impl Service<Request<Body>> for ClientDispatch {
             HealthServer::<HealthService>::NAME => grpc_call(g.health.clone(), req),
             LockServer::<LockService>::NAME => grpc_call(g.lock.clone(), req),
             ElectionServer::<ElectionService>::NAME => grpc_call(g.election.clone(), req),
-            // Unknown services: the HTTP router's not-found answers UNIMPLEMENTED.
-            _ => Box::pin(self.0.http.clone().oneshot(req)),
+            // As any gRPC server answers a method it does not have.
+            _ => {
+                let status = tonic::Status::unimplemented(format!("unknown method {path}"));
+                Box::pin(std::future::ready(Ok(status.into_http::<Body>())))
+            }
         };
         let metrics = self.0.metrics.clone();
         Box::pin(async move {

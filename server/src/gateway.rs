@@ -424,18 +424,9 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
     r.layer(axum::extract::DefaultBodyLimit::max(limit))
 }
 
-/// An unknown path: for gRPC, Unimplemented (as any gRPC server answers an unknown method);
-/// otherwise `Not Found` under the gateway's prefixes (its own answer), Go's mux text elsewhere.
+/// An unknown path (gRPC calls never come here, see `dispatch`): `Not Found` under the
+/// gateway's prefixes (its own answer), Go's mux text elsewhere.
 pub async fn not_found(req: axum::extract::Request) -> Response {
-    let grpc = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
-    if grpc {
-        let path = req.uri().path().to_string();
-        return Status::unimplemented(format!("unknown method {path}")).into_http::<Body>();
-    }
     let uri = req.uri();
     let body = if PREFIXES.iter().any(|p| uri.path().starts_with(&format!("{p}/"))) {
         "Not Found\n"

@@ -134,17 +134,9 @@ fn with_cors(mut resp: Response) -> Response {
     resp
 }
 
-/// Adds etcd's CORS headers to plain HTTP answers and answers CORS preflights; gRPC requests
-/// that reach the HTTP router (unknown services) pass untouched.
+/// Adds etcd's CORS headers to plain HTTP answers and answers CORS preflights (gRPC calls
+/// never reach the HTTP router, see `dispatch`).
 pub async fn cors(req: Request, next: Next) -> Response {
-    let is_grpc = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
-    if is_grpc {
-        return next.run(req).await;
-    }
     // etcd's HTTP handlers answer CORS preflights and allow any origin (--cors=*).
     if req.method() == axum::http::Method::OPTIONS {
         return with_cors(StatusCode::OK.into_response());
