@@ -274,9 +274,6 @@ impl StreamState {
         true
     }
 
-    /// A snapshot install replaced the store: re-create every watcher on the new one from the
-    /// first revision it has not delivered (history replay covers the gap, or the watcher is
-    /// told it was compacted, as etcd's restore does).
     /// A progress request that had to wait: answered once every watcher has caught up. Tried
     /// on each delivery and on every store check, since the last catch-up delivery can be
     /// handled before its watcher counts as synced (nothing else would come to retry it).
@@ -286,6 +283,9 @@ impl StreamState {
         }
     }
 
+    /// A snapshot install replaced the store: re-create every watcher on the new one from the
+    /// first revision it has not delivered (history replay covers the gap, or the watcher is
+    /// told it was compacted, as etcd's restore does).
     async fn follow_store(&mut self) -> bool {
         let now = self.ctx.store();
         if Arc::ptr_eq(&now, &self.store) {
