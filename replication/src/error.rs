@@ -92,6 +92,14 @@ pub enum ReplicationError {
 
 impl From<raft::Error> for ReplicationError {
     fn from(e: raft::Error) -> Self {
+        ReplicationError::of_raft(&e)
+    }
+}
+
+impl ReplicationError {
+    /// What a raft refusal means to a caller (one error per waiter of a refused batch, as
+    /// neither error type is `Clone`).
+    pub(crate) fn of_raft(e: &raft::Error) -> Self {
         match e {
             raft::Error::ProposalDropped => ReplicationError::NoLeader,
             e => ReplicationError::Raft(e.to_string()),

@@ -116,7 +116,7 @@ pub(crate) struct RaftLoop<S: StateMachine> {
     pub transport: Arc<dyn Transport>,
     pub snaps: SnapDir,
     pub rx: Receiver<Input>,
-    /// Proposals (waited on only below [`PROPOSE_GATE`] writes in flight).
+    /// Proposals (a leader waits on them only while not gated, see `proposals_gated`).
     pub prop_rx: Receiver<Input>,
     pub conf_rx: Receiver<(ConfChangeV2, Sender<Result<ConfState>>)>,
     pub apply_tx: Sender<ApplyTask>,
@@ -316,15 +316,8 @@ impl<S: StateMachine> RaftLoop<S> {
         m.from = self.raw.raft.id;
         m.set_entries(entries.into());
         if let Err(e) = self.raw.raft.step(m) {
-            let dropped = matches!(e, raft::Error::ProposalDropped);
-            let text = e.to_string();
             for ctx in ctxs {
-                let e = if dropped {
-                    ReplicationError::NoLeader
-                } else {
-                    ReplicationError::Raft(text.clone())
-                };
-                self.fail_proposal(&ctx, e);
+                self.fail_proposal(&ctx, ReplicationError::of_raft(&e));
             }
         }
     }
