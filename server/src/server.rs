@@ -129,7 +129,11 @@ pub struct Member {
 /// workers. A loaded leader's append otherwise waited up to a millisecond or more for a worker,
 /// and every write waits for that round trip.
 #[derive(Debug)]
-struct PeerRuntime(Option<tokio::runtime::Runtime>);
+struct PeerRuntime {
+    /// Taken by `drop`.
+    rt: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+}
 
 impl PeerRuntime {
     /// Worker threads of the peer runtime.
@@ -141,21 +145,18 @@ impl PeerRuntime {
             .thread_name("peer-io")
             .enable_all()
             .build()?;
-        Ok(PeerRuntime(Some(rt)))
+        Ok(PeerRuntime { handle: rt.handle().clone(), rt: Some(rt) })
     }
 
     fn handle(&self) -> tokio::runtime::Handle {
-        match &self.0 {
-            Some(rt) => rt.handle().clone(),
-            None => tokio::runtime::Handle::current(),
-        }
+        self.handle.clone()
     }
 }
 
 impl Drop for PeerRuntime {
     fn drop(&mut self) {
         // Not a blocking shutdown: a member may be dropped on the client runtime.
-        if let Some(rt) = self.0.take() {
+        if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
         }
     }
