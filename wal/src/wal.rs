@@ -467,14 +467,7 @@ impl Wal {
         let mut g = lock(&self.group_writer);
         if let Some(w) = g.as_mut() {
             if let Some((group, chunks)) = self.shared.take_pending() {
-                // A panic would leave the taken group neither written nor failed, and the
-                // next group would be written at the wrong offset: fail the log instead.
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    w.write_and_publish(group, chunks)
-                }));
-                if r.is_err() {
-                    self.shared.fail("the wal group writer panicked".into());
-                }
+                w.write_and_publish(group, chunks);
             }
         }
         drop(g);

@@ -125,10 +125,16 @@ pub(crate) fn run(shared: &Shared, writer: &Mutex<Option<Writer>>) {
 
 impl Writer {
     /// Writes, syncs and publishes one group; false (the log failed, and is poisoned) on an
-    /// error.
+    /// error. A panic fails the log too: the taken group would otherwise be neither published
+    /// nor failed, and the next one written at the wrong offset.
     pub(crate) fn write_and_publish(&mut self, group: u64, chunks: Vec<Chunk>) -> bool {
         let started = Instant::now();
-        match self.write_group(&chunks) {
+        let written =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.write_group(&chunks)))
+                .unwrap_or_else(|_| {
+                    Err(WalError::Poisoned("the wal group writer panicked".into()))
+                });
+        match written {
             Ok(bytes) => {
                 let took = started.elapsed();
                 self.shared.stats.record_group(chunks.len(), bytes, took);
