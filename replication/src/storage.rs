@@ -467,6 +467,15 @@ mod tests {
         ConfState { voters: vec![1], ..Default::default() }
     }
 
+    /// A fresh log holding entries 1..=n of term 1, written with commit 0 and durable.
+    fn store_with(n: u64) -> (tempfile::TempDir, LogStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path(), opts()).unwrap();
+        let store = LogStore::open(Arc::new(wal), voters()).unwrap();
+        store.append(entries(1, n, 1), Some(&hs(1, 0))).unwrap().unwrap().wait().unwrap();
+        (dir, store)
+    }
+
     /// raft-rs's own check at start: the stored commit index may not be below first index − 1.
     fn raft_accepts(store: LogStore) {
         let cfg = Config { id: 1, ..Config::default() };
@@ -477,10 +486,7 @@ mod tests {
 
     #[test]
     fn commit_only_hard_states_are_kept_back_and_written_with_the_next_entries() {
-        let dir = tempfile::tempdir().unwrap();
-        let (wal, _) = Wal::open(dir.path(), opts()).unwrap();
-        let store = LogStore::open(Arc::new(wal), voters()).unwrap();
-        store.append(entries(1, 10, 1), Some(&hs(1, 0))).unwrap().unwrap().wait().unwrap();
+        let (dir, store) = store_with(10);
         // Only the commit index moved: nothing to write.
         assert!(store.append(Vec::new(), Some(&hs(1, 10))).unwrap().is_none());
         assert_eq!(store.hard_state().commit, 10);
@@ -496,10 +502,7 @@ mod tests {
     fn a_marker_above_the_written_commit_index_still_restarts() {
         // Entries 1..=100 written with commit 0; the commit moves to 100 in memory only; the
         // state machine syncs and the log is compacted at 50; the member restarts.
-        let dir = tempfile::tempdir().unwrap();
-        let (wal, _) = Wal::open(dir.path(), opts()).unwrap();
-        let store = LogStore::open(Arc::new(wal), voters()).unwrap();
-        store.append(entries(1, 100, 1), Some(&hs(1, 0))).unwrap().unwrap().wait().unwrap();
+        let (dir, store) = store_with(100);
         assert!(store.append(Vec::new(), Some(&hs(1, 100))).unwrap().is_none());
         store.persisted_to(100);
         store.compact(50).unwrap().unwrap().wait().unwrap();
