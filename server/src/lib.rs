@@ -7,6 +7,7 @@ pub mod authority;
 pub mod autocompact;
 pub mod cluster;
 pub mod coalesce;
+pub mod codec;
 pub mod config;
 pub mod config_file;
 pub mod convert;
