@@ -23,6 +23,8 @@
 //!   wakes for the first one at once);
 //! - the proposals of one turn are stepped as one raft proposal, so they leave in one append
 //!   (or, on a follower, one forwarded message);
+//! - under heavy load a leader whose batch is smaller than its last round's waits briefly
+//!   for more before stepping it (the `linger` module);
 //! - durability comes straight from the WAL writer (no thread in between);
 //! - the applied index is read from the shared counter on every turn instead of being posted
 //!   after every applied batch (the apply thread still posts it after membership and empty
@@ -46,6 +48,7 @@ use tokio::sync::oneshot;
 use crate::apply::ApplyTask;
 use crate::config::MAX_SIZE_PER_MSG;
 use crate::error::{ReplicationError, Result};
+use crate::linger::Linger;
 use crate::machine::StateMachine;
 use crate::shared::Shared;
 use crate::storage::{LogStore, SnapshotAvail};
@@ -144,6 +147,8 @@ pub(crate) struct RaftLoop<S: StateMachine> {
     pub proposals: Vec<raft::eraftpb::Entry>,
     /// Bytes of `proposals` (a batch is stepped before it passes [`MAX_SIZE_PER_MSG`]).
     pub proposals_bytes: usize,
+    /// When a leader steps `proposals` (at once, or after a short wait for more).
+    pub linger: Linger,
 }
 
 impl<S: StateMachine> RaftLoop<S> {
@@ -157,6 +162,11 @@ impl<S: StateMachine> RaftLoop<S> {
                 Duration::ZERO
             } else {
                 next_tick.saturating_duration_since(Instant::now())
+            };
+            // A held batch is stepped when its wait ends, if nothing comes before.
+            let wait = match self.batch_hold(Instant::now()) {
+                Some(left) => wait.min(left),
+                None => wait,
             };
             let gated = self.proposals_gated();
             let props = if gated { &never } else { &self.prop_rx };
@@ -192,7 +202,9 @@ impl<S: StateMachine> RaftLoop<S> {
                     }
                 }
             }
-            self.propose_batch();
+            if stop || self.batch_hold(Instant::now()).is_none() {
+                self.propose_batch();
+            }
             if stop {
                 break;
             }
@@ -309,6 +321,9 @@ impl<S: StateMachine> RaftLoop<S> {
         }
         let entries = std::mem::take(&mut self.proposals);
         self.proposals_bytes = 0;
+        if self.role == StateRole::Leader {
+            self.linger.stepped(entries.len());
+        }
         // Contexts are shared buffers: keeping them for the failure path copies nothing.
         let ctxs: Vec<bytes::Bytes> = entries.iter().map(|e| e.context.clone()).collect();
         let mut m = Message::default();
@@ -320,6 +335,31 @@ impl<S: StateMachine> RaftLoop<S> {
                 self.fail_proposal(&ctx, ReplicationError::of_raft(&e));
             }
         }
+    }
+
+    /// How much longer a leader holds this turn's proposals for more to join them (see
+    /// the `linger` module), or `None` to step them now. Only a leader with voting followers
+    /// waits, and only while one of them can take an append (otherwise the batch could not
+    /// leave yet anyway).
+    fn batch_hold(&mut self, now: Instant) -> Option<Duration> {
+        if self.proposals.is_empty()
+            || self.role != StateRole::Leader
+            || !self.has_voting_followers()
+            || self.proposals_gated()
+        {
+            return None;
+        }
+        let was = self.linger.waiting();
+        let hold = self.linger.hold(self.proposals.len(), now);
+        if hold.is_some() && !was {
+            self.shared.counters.batches_held.fetch_add(1, Ordering::Relaxed);
+        }
+        hold
+    }
+
+    fn has_voting_followers(&self) -> bool {
+        let r = &self.raw.raft;
+        r.prs().conf().voters().ids().iter().any(|id| id != r.id)
     }
 
     /// A leader holds proposals back while its WAL write is in flight (they would only start
@@ -592,6 +632,9 @@ impl<S: StateMachine> RaftLoop<S> {
         self.shared.leader_watch.send_replace(leader);
         let was = self.role == StateRole::Leader;
         let is = role == StateRole::Leader;
+        if was != is {
+            self.linger.reset();
+        }
         self.role = role;
         self.shared.is_leader.store(is, Ordering::SeqCst);
         self.shared.term.store(self.raw.raft.term, Ordering::Relaxed);

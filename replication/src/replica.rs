@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use crate::apply::{Applier, ConfContext, MemberUpdate};
 use crate::config::{Bootstrap, ReplicaConfig, MAX_INFLIGHT_MSGS, MAX_SIZE_PER_MSG};
 use crate::error::{ReplicationError, Result};
+use crate::linger::Linger;
 use crate::machine::StateMachine;
 use crate::membership::{member_id, ClusterRecord, Member};
 use crate::node::{snapshot_loop, Input, RaftLoop, WalWake};
@@ -240,6 +241,7 @@ impl<S: StateMachine> Replica<S> {
             deferred_conf: Vec::new(),
             proposals: Vec::new(),
             proposals_bytes: 0,
+            linger: Linger::new(cfg.propose_linger),
         };
         threads.push(spawn("raft", Box::new(move || raft_loop.run()))?);
         Ok(Replica {

@@ -34,6 +34,8 @@ pub struct Counters {
     pub snapshots_installed: AtomicU64,
     /// Log compactions (WAL releases).
     pub compactions: AtomicU64,
+    /// Rounds a leader held back for more proposals to join (the `linger` module).
+    pub batches_held: AtomicU64,
 }
 
 pub(crate) struct Shared<S: StateMachine> {

@@ -101,8 +101,14 @@ fn chaos(n: usize, seed: u64, rounds: usize) {
         .iter()
         .map(|i| c.replica(*i).counters().snapshots_sent.load(std::sync::atomic::Ordering::Relaxed))
         .sum();
+    let held: u64 = c
+        .running()
+        .iter()
+        .map(|i| c.replica(*i).counters().batches_held.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
     eprintln!(
-        "seed {seed}: {} acked writes, revision {}, leader changes {}, snapshots sent {sent}, net {:?}",
+        "seed {seed}: {} acked writes, revision {}, leader changes {}, snapshots sent {sent}, \
+         batches held {held}, net {:?}",
         acked.len(),
         h0.revision,
         c.running().iter().map(|i| c.replica(*i).status().leader_changes).max().unwrap_or(0),
