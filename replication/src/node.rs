@@ -166,6 +166,9 @@ impl<S: StateMachine> RaftLoop<S> {
             // A held batch is stepped when its wait ends, if nothing comes before.
             let wait = match self.batch_hold(Instant::now()) {
                 Some(left) => wait.min(left),
+                // A batch no longer held (its wait ended during the last turn, or this member
+                // stopped leading) is stepped this turn, without waiting for input.
+                None if !self.proposals.is_empty() => Duration::ZERO,
                 None => wait,
             };
             let gated = self.proposals_gated();
@@ -321,7 +324,7 @@ impl<S: StateMachine> RaftLoop<S> {
         }
         let entries = std::mem::take(&mut self.proposals);
         self.proposals_bytes = 0;
-        if self.role == StateRole::Leader {
+        if self.raw.raft.state == StateRole::Leader {
             self.linger.stepped(entries.len());
         }
         // Contexts are shared buffers: keeping them for the failure path copies nothing.
@@ -343,7 +346,7 @@ impl<S: StateMachine> RaftLoop<S> {
     /// leave yet anyway).
     fn batch_hold(&mut self, now: Instant) -> Option<Duration> {
         if self.proposals.is_empty()
-            || self.role != StateRole::Leader
+            || self.raw.raft.state != StateRole::Leader
             || !self.has_voting_followers()
             || self.proposals_gated()
         {

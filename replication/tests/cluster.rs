@@ -59,50 +59,52 @@ fn three_members_replicate_and_survive_leader_loss() {
 fn a_loaded_leader_holds_small_batches_and_loses_nothing() {
     use std::sync::atomic::Ordering;
     let c = Cluster::new(3, 3);
-    let l = c.wait_leader(T).expect("a leader");
     let (writers, each) = (64usize, 20usize);
-    let mut written = 0;
-    // Waves until the leader has held a batch at least once (the first wave nearly always
-    // does; the bound only keeps a very slow machine from looping forever).
+    let held = |c: &Cluster| -> u64 {
+        (0..3).map(|i| c.replica(i).counters().batches_held.load(Ordering::Relaxed)).sum()
+    };
+    let mut acked: Vec<String> = Vec::new();
+    // Waves until a leader has held a batch at least once (the first wave nearly always
+    // does; the bound only keeps a very slow machine from looping forever). A leader change
+    // under load may fail some writes: only acknowledged ones are checked.
     for wave in 0..5 {
+        let l = c.wait_leader(T).expect("a leader");
         let r = c.replica(l).clone();
-        let acked = c.rt.block_on(async move {
+        acked.extend(c.rt.block_on(async move {
             let mut set = tokio::task::JoinSet::new();
             for w in 0..writers {
                 let r = r.clone();
                 set.spawn(async move {
-                    let mut ok = 0;
+                    let mut ok = Vec::new();
                     for i in 0..each {
                         let key = format!("w{wave}-{w:02}-{i:02}");
-                        if matches!(
-                            r.propose(&common::enc_put(key.as_bytes(), b"v")).await,
-                            Ok(Ok(_))
-                        ) {
-                            ok += 1;
+                        let put = common::enc_put(key.as_bytes(), b"v");
+                        if matches!(r.propose(&put).await, Ok(Ok(_))) {
+                            ok.push(key);
                         }
                     }
                     ok
                 });
             }
-            let mut ok = 0;
+            let mut ok = Vec::new();
             while let Some(j) = set.join_next().await {
-                ok += j.unwrap();
+                ok.extend(j.unwrap());
             }
             ok
-        });
-        assert_eq!(acked, writers * each, "every write of wave {wave} acknowledged");
-        written += acked;
-        if c.replica(l).counters().batches_held.load(Ordering::Relaxed) > 0 {
+        }));
+        if held(&c) > 0 {
             break;
         }
     }
-    assert!(
-        c.replica(l).counters().batches_held.load(Ordering::Relaxed) > 0,
-        "a leader under load never held a batch"
-    );
+    assert!(held(&c) > 0, "a leader under load never held a batch");
+    assert!(acked.len() >= writers * each / 2, "too few writes succeeded: {}", acked.len());
+    let l = c.wait_leader(T).expect("a leader");
+    c.put(l, "final", "v").unwrap();
     c.converge(T).expect("members converge");
     let d0 = c.sm(0).dump();
-    assert_eq!(d0.len(), written);
+    for k in &acked {
+        assert!(d0.contains_key(k.as_bytes()), "acknowledged write {k} lost");
+    }
     assert!(d0.values().all(|(_, version)| *version == 1), "a write applied twice");
     for i in 1..3 {
         assert_eq!(c.sm(i).dump(), d0, "member {i} differs");

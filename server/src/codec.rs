@@ -6,9 +6,9 @@
 //! is larger than glibc's per-thread cache serves, so each unary call paid two large
 //! allocations (with `malloc_consolidate` and chunk unlinking) although most etcd messages are
 //! a few hundred bytes. [`CODEC_BUFFER_SIZE`] fits a put of a 256-byte value; larger messages
-//! grow the buffer (the decoder reserves the exact length from the gRPC frame header, prost's
-//! encoder reserves what it writes), so no size is refused here. Size limits stay where they
-//! are: tonic's max decoding/encoding sizes, set from `--max-request-bytes`.
+//! grow the buffer (the decoder reserves the exact length from the gRPC frame header; the
+//! encoder's buffer grows as prost writes), so no size is refused here. Size limits stay where
+//! they are: each service's max decoding/encoding size (`--max-request-bytes` for clients).
 
 use std::marker::PhantomData;
 use tonic::codec::{BufferSettings, Codec};
