@@ -347,8 +347,8 @@ impl<S: StateMachine> RaftLoop<S> {
     fn batch_hold(&mut self, now: Instant) -> Option<Duration> {
         if self.proposals.is_empty()
             || self.raw.raft.state != StateRole::Leader
-            || !self.has_voting_followers()
-            || self.proposals_gated()
+            || self.persisting.len() >= PROPOSE_GATE
+            || self.follower_free() != Some(true)
         {
             return None;
         }
@@ -360,37 +360,32 @@ impl<S: StateMachine> RaftLoop<S> {
         hold
     }
 
-    fn has_voting_followers(&self) -> bool {
-        let r = &self.raw.raft;
-        r.prs().conf().voters().ids().iter().any(|id| id != r.id)
-    }
-
     /// A leader holds proposals back while its WAL write is in flight (they would only start
     /// a second, smaller write); a follower forwards them at once (they cost it no write).
     fn proposals_gated(&self) -> bool {
         self.role == StateRole::Leader
-            && (self.persisting.len() >= PROPOSE_GATE || self.followers_busy())
+            && (self.persisting.len() >= PROPOSE_GATE || self.follower_free() == Some(false))
     }
 
-    /// True when this leader has voting followers and none can take an append now (each has
-    /// its in-flight window full, or is probing or getting a snapshot). Proposals taken now
-    /// could not be sent yet; taken when the next answer frees a window, they go into the same
-    /// WAL write and the same append, so a loaded leader writes its WAL once per replication
-    /// round rather than once per fsync.
-    fn followers_busy(&self) -> bool {
+    /// Can a voting follower take an append now? `None` when this member has no voting
+    /// followers; `Some(false)` when each has its in-flight window full, or is probing or
+    /// getting a snapshot. While none can, a leader leaves proposals queued: taken when the
+    /// next answer frees a window, they go into the same WAL write and the same append, so a
+    /// loaded leader writes its WAL once per replication round rather than once per fsync.
+    fn follower_free(&self) -> Option<bool> {
         let r = &self.raw.raft;
         let prs = r.prs();
-        let mut any = false;
+        let mut free = None;
         for (id, pr) in prs.iter() {
             if *id == r.id || !prs.conf().voters().contains(*id) {
                 continue;
             }
             if !pr.is_paused() {
-                return false;
+                return Some(true);
             }
-            any = true;
+            free = Some(false);
         }
-        any
+        free
     }
 
     /// raft-rs would send every follower an append (empty if need be) each time the commit
