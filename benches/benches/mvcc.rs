@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, Criterion};
-use rusted_engine::mvcc::request::*;
-use rusted_engine::mvcc::{Applied, Store, StoreOptions, WatchOptions};
+use rusted_mvcc::request::*;
+use rusted_mvcc::{Applied, Store, StoreOptions, WatchOptions};
 
 fn key(i: u64) -> Vec<u8> {
     format!("/registry/pods/ns-{:03}/pod-{:07}", i % 100, i).into_bytes()

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{EngineError, IoContext, Result};
 use crate::freelist::Freelist;
+use crate::io::{OsIo, PageIo};
 use crate::meta::{Meta, META_LEN};
 use crate::mmap::Map;
 use crate::node::Node;
@@ -43,11 +44,18 @@ pub struct DbOptions {
     pub fill_percent: f64,
     /// Bytes of address space mapped up front.
     pub initial_mmap_size: usize,
+    /// How the file is written ([`OsIo`]; tests inject faults with [`crate::io::FaultyIo`]).
+    pub io: Arc<dyn PageIo>,
 }
 
 impl Default for DbOptions {
     fn default() -> Self {
-        DbOptions { page_size: 4096, fill_percent: 0.5, initial_mmap_size: 1 << 30 }
+        DbOptions {
+            page_size: 4096,
+            fill_percent: 0.5,
+            initial_mmap_size: 1 << 30,
+            io: Arc::new(OsIo),
+        }
     }
 }
 
@@ -311,14 +319,14 @@ impl Db {
             // to journal, little slack.
             let step = (w.file_len / 8).clamp(1 << 20, 256 << 20);
             let new_len = needed.max(w.file_len + step).div_ceil(1 << 16) << 16;
-            w.file.set_len(new_len).at(&self.path)?;
+            self.opts.io.set_len(&w.file, new_len).at(&self.path)?;
             w.file_len = new_len;
         }
-        write_pages(&w.file, &self.path, out, ps)?;
+        write_pages(&*self.opts.io, &w.file, &self.path, out, ps)?;
         let meta = Meta { page_size: ps as u32, catalog, freelist: fl_id, hwm, txid, user };
         let mut slot = None;
         if sync {
-            w.file.sync_data().at(&self.path)?;
+            self.opts.io.sync_data(&w.file).at(&self.path)?;
             slot = Some(self.write_meta(&w.file, &meta, ps)?);
         }
         // Publish. A bigger map, when needed, is made before taking the lock readers use, so
@@ -344,8 +352,8 @@ impl Db {
         let slot = 1 - self.inner.lock().durable_slot;
         let mut b = vec![0u8; META_LEN];
         meta.write(slot, &mut b);
-        file.write_all_at(&b, slot * ps as u64).at(&self.path)?;
-        file.sync_data().at(&self.path)?;
+        self.opts.io.write_at(file, &b, slot * ps as u64).at(&self.path)?;
+        self.opts.io.sync_data(file).at(&self.path)?;
         Ok(slot)
     }
 
@@ -364,9 +372,10 @@ impl Db {
         if durable == meta.txid {
             return Ok(());
         }
-        let r = w
-            .file
-            .sync_data()
+        let r = self
+            .opts
+            .io
+            .sync_data(&w.file)
             .at(&self.path)
             .and_then(|()| self.write_meta(&w.file, &meta, meta.page_size as usize));
         match r {
@@ -605,7 +614,13 @@ fn walk(
     Ok(())
 }
 
-fn write_pages(file: &File, path: &Path, mut out: Vec<(PageId, Vec<u8>)>, ps: usize) -> Result<()> {
+fn write_pages(
+    io: &dyn PageIo,
+    file: &File,
+    path: &Path,
+    mut out: Vec<(PageId, Vec<u8>)>,
+    ps: usize,
+) -> Result<()> {
     out.sort_unstable_by_key(|p| p.0);
     let mut i = 0;
     while i < out.len() {
@@ -618,13 +633,13 @@ fn write_pages(file: &File, path: &Path, mut out: Vec<(PageId, Vec<u8>)>, ps: us
             j += 1;
         }
         if j == i + 1 {
-            file.write_all_at(&out[i].1, start * ps as u64).at(path)?;
+            io.write_at(file, &out[i].1, start * ps as u64).at(path)?;
         } else {
             let mut buf = Vec::with_capacity(((end - start) as usize) * ps);
             for p in &out[i..j] {
                 buf.extend_from_slice(&p.1);
             }
-            file.write_all_at(&buf, start * ps as u64).at(path)?;
+            io.write_at(file, &buf, start * ps as u64).at(path)?;
         }
         i = j;
     }

@@ -52,7 +52,8 @@ pub enum EngineError {
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 /// Attaches a path to an `io::Error`.
-pub(crate) trait IoContext<T> {
+pub trait IoContext<T> {
+    /// The error as an [`EngineError::Io`] naming `path`.
     fn at(self, path: &std::path::Path) -> Result<T>;
 }
 

@@ -3,7 +3,8 @@
 //! **What it is for.** A single-file, copy-on-write B+tree page store modeled on bbolt (the
 //! backend etcd uses): named buckets of sorted keys, one writer at a time, any number of readers
 //! each seeing a consistent snapshot, zero-copy reads from a read-only memory map, writes through
-//! `pwrite`. The MVCC store (revisions, index, watch, leases) will sit on top of it.
+//! `pwrite`. The MVCC store (rusted-mvcc, in `mvcc/` beside this crate) sits on top of it;
+//! bbolt's own file format, for etcd's snapshots, is rusted-bbolt (`bbolt/`).
 //!
 //! **Main types.** [`Db`] (open, transactions, sync, defrag, check), [`ReadTx`], [`WriteTx`],
 //! [`Cursor`], [`DbOptions`], [`EngineError`].
@@ -22,16 +23,14 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod bolt;
-pub mod bolt_read;
 pub mod cursor;
 mod db;
 mod error;
 pub mod freelist;
 pub mod fuzz_harness;
+pub mod io;
 pub mod meta;
 mod mmap;
-pub mod mvcc;
 pub mod node;
 pub mod page;
 mod tree;
@@ -39,6 +38,6 @@ mod tx;
 
 pub use cursor::Cursor;
 pub use db::{CheckReport, Db, DbOptions, DefragReport, Stats};
-pub use error::{EngineError, Result};
+pub use error::{EngineError, IoContext, Result};
 pub use tree::Pages;
 pub use tx::{Bucket, ReadTx, WriteTx, MAX_KEY_SIZE, MAX_VALUE_SIZE};

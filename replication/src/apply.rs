@@ -105,7 +105,7 @@ impl<S: StateMachine> Applier<S> {
                 }
                 EntryType::EntryNormal => match e.data[0] {
                     KIND_PROPOSAL => {
-                        let out = self.shared.sm.apply(e.index, e.term, &e.data[1..]);
+                        let out = self.shared.sm.apply(e.index, e.term, &e.data[1..])?;
                         if let Some(Waiter::Proposal(tx)) =
                             own.and_then(|s| self.shared.take_waiter(s))
                         {

@@ -52,4 +52,4 @@ pub use raft::eraftpb::Message as RaftMessage;
 pub use replica::{Replica, ReplicaStatus, BOOTSTRAP_INDEX};
 pub use shared::Counters;
 pub use storage::LogStore;
-pub use transport::{Mailbox, SnapDir, Transport};
+pub use transport::{Inbox, Mailbox, SnapDir, Transport};

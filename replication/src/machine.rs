@@ -19,8 +19,10 @@ pub trait StateMachine: Send + Sync + 'static {
     /// Index of the last entry applied (durable or not).
     fn applied(&self) -> u64;
 
-    /// Applies a committed proposal.
-    fn apply(&self, index: u64, term: u64, data: &[u8]) -> Self::Output;
+    /// Applies a committed proposal. A refusal (a compare that failed, a lease not found, ...)
+    /// is part of the output: every member refuses alike. `Err` means the state machine failed
+    /// for good (its storage failed): the member stops rather than drift from the cluster.
+    fn apply(&self, index: u64, term: u64, data: &[u8]) -> Result<Self::Output>;
 
     /// Advances the applied index over an entry with no effect (empty or rejected entries).
     fn apply_noop(&self, index: u64, term: u64) -> Result<()>;

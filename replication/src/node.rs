@@ -113,45 +113,106 @@ impl Wake for WalWake {
 }
 
 pub(crate) struct RaftLoop<S: StateMachine> {
-    pub raw: RawNode<LogStore>,
-    pub store: LogStore,
-    pub shared: Arc<Shared<S>>,
-    pub transport: Arc<dyn Transport>,
-    pub snaps: SnapDir,
-    pub rx: Receiver<Input>,
+    raw: RawNode<LogStore>,
+    store: LogStore,
+    shared: Arc<Shared<S>>,
+    transport: Arc<dyn Transport>,
+    snaps: SnapDir,
+    rx: Receiver<Input>,
     /// Proposals (a leader waits on them only while not gated, see `proposals_gated`).
-    pub prop_rx: Receiver<Input>,
-    pub conf_rx: Receiver<(ConfChangeV2, Sender<Result<ConfState>>)>,
-    pub apply_tx: Sender<ApplyTask>,
+    prop_rx: Receiver<Input>,
+    conf_rx: Receiver<(ConfChangeV2, Sender<Result<ConfState>>)>,
+    apply_tx: Sender<ApplyTask>,
     /// Readies whose persistence is not yet reported, oldest first.
-    pub persisting: VecDeque<PersistJob>,
+    persisting: VecDeque<PersistJob>,
     /// Posts [`Input::WalDone`] to this loop.
-    pub wal_waker: Waker,
+    wal_waker: Waker,
     /// A WAL wake-up arrived: the oldest job is polled (to see a failure) if not durable.
-    pub wal_woken: bool,
+    wal_woken: bool,
     /// Applied index last told to raft.
-    pub applied_seen: u64,
+    applied_seen: u64,
     /// Commit index this leader last broadcast on its own.
-    pub bcast_commit: u64,
-    pub snap_tx: Sender<()>,
-    pub tick: Duration,
-    pub election: Duration,
-    pub catchup: u64,
-    pub reads_waiting: Vec<oneshot::Sender<Result<u64>>>,
-    pub reads_inflight: Option<ReadRound>,
-    pub read_seq: u64,
-    pub role: StateRole,
-    pub snapshot_building: bool,
-    pub deferred_conf: Vec<(Vec<u8>, ConfChangeV2, Instant)>,
+    bcast_commit: u64,
+    snap_tx: Sender<()>,
+    tick: Duration,
+    election: Duration,
+    catchup: u64,
+    reads_waiting: Vec<oneshot::Sender<Result<u64>>>,
+    reads_inflight: Option<ReadRound>,
+    read_seq: u64,
+    role: StateRole,
+    snapshot_building: bool,
+    deferred_conf: Vec<(Vec<u8>, ConfChangeV2, Instant)>,
     /// Proposals taken this turn, stepped as one batch before the Ready.
-    pub proposals: Vec<raft::eraftpb::Entry>,
+    proposals: Vec<raft::eraftpb::Entry>,
     /// Bytes of `proposals` (a batch is stepped before it passes [`MAX_SIZE_PER_MSG`]).
-    pub proposals_bytes: usize,
+    proposals_bytes: usize,
     /// When a leader steps `proposals` (at once, or after a short wait for more).
-    pub linger: Linger,
+    linger: Linger,
+}
+
+/// The channels a raft loop reads from and writes to (made by [`crate::Replica::start`]).
+pub(crate) struct LoopChannels {
+    /// Inputs from the transport, readers and the WAL writer.
+    pub rx: Receiver<Input>,
+    /// Posts inputs to the loop itself (the WAL writer's wake-ups).
+    pub tx: Sender<Input>,
+    /// Proposals.
+    pub prop_rx: Receiver<Input>,
+    /// Membership changes to apply to raft's configuration.
+    pub conf_rx: Receiver<(ConfChangeV2, Sender<Result<ConfState>>)>,
+    /// Committed entries, to the apply thread.
+    pub apply_tx: Sender<ApplyTask>,
+    /// Asks the snapshot thread for a new snapshot.
+    pub snap_tx: Sender<()>,
 }
 
 impl<S: StateMachine> RaftLoop<S> {
+    /// A loop over `raw` (its log `store`), sending through `transport`; `applied` is the index
+    /// raft was told at start.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        raw: RawNode<LogStore>,
+        store: LogStore,
+        shared: Arc<Shared<S>>,
+        transport: Arc<dyn Transport>,
+        snaps: SnapDir,
+        ch: LoopChannels,
+        cfg: &crate::ReplicaConfig,
+        applied: u64,
+    ) -> Self {
+        RaftLoop {
+            raw,
+            store,
+            shared,
+            transport,
+            snaps,
+            rx: ch.rx,
+            prop_rx: ch.prop_rx,
+            conf_rx: ch.conf_rx,
+            apply_tx: ch.apply_tx,
+            persisting: VecDeque::new(),
+            wal_waker: Waker::from(Arc::new(WalWake(ch.tx))),
+            wal_woken: false,
+            applied_seen: applied,
+            bcast_commit: 0,
+            snap_tx: ch.snap_tx,
+            tick: cfg.heartbeat,
+            election: cfg.election,
+            catchup: cfg.catchup_entries,
+            reads_waiting: Vec::new(),
+            reads_inflight: None,
+            read_seq: 0,
+            role: StateRole::Follower,
+            snapshot_building: false,
+            deferred_conf: Vec::new(),
+            proposals: Vec::new(),
+            proposals_bytes: 0,
+            linger: Linger::new(cfg.propose_linger),
+        }
+    }
+
+    /// Runs until the replica stops or fails.
     pub fn run(mut self) {
         let mut next_tick = Instant::now() + self.tick;
         let never = crossbeam_channel::never();
@@ -228,6 +289,7 @@ impl<S: StateMachine> RaftLoop<S> {
             }
             if let Err(e) = self.on_ready() {
                 tracing::error!(error = %e, "raft ready failed; the member stops");
+                self.shared.failure.send_replace(Some(format!("raft ready failed: {e}")));
                 break;
             }
         }
@@ -307,6 +369,7 @@ impl<S: StateMachine> RaftLoop<S> {
             }
             Input::Fatal(m) => {
                 tracing::error!(reason = %m, "member stops");
+                self.shared.failure.send_replace(Some(m));
                 return true;
             }
             Input::Stop => return true,

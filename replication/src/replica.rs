@@ -2,30 +2,27 @@
 //! changes and leader transfer, each answered once applied (or refused with etcd's error).
 #![forbid(unsafe_code)]
 
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::task::Waker;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Sender};
 use protobuf::Message as PbMessage;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState};
-use raft::{Config, RawNode, ReadOnlyOption, StateRole};
+use raft::{Config, RawNode, ReadOnlyOption};
 use rusted_wal::{Record, Wal};
 use tokio::sync::oneshot;
 
 use crate::apply::{Applier, ConfContext, MemberUpdate};
 use crate::config::{Bootstrap, ReplicaConfig, MAX_INFLIGHT_MSGS, MAX_SIZE_PER_MSG};
 use crate::error::{ReplicationError, Result};
-use crate::linger::Linger;
 use crate::machine::StateMachine;
 use crate::membership::{member_id, ClusterRecord, Member};
-use crate::node::{snapshot_loop, Input, RaftLoop, WalWake};
+use crate::node::{snapshot_loop, Input, LoopChannels, RaftLoop};
 use crate::shared::{encode_ctx, Shared, Waiter, KIND_MEMBER_UPDATE, KIND_PROPOSAL};
 use crate::storage::LogStore;
-use crate::transport::{Mailbox, SnapDir, Transport};
+use crate::transport::{Inbox, Mailbox, Transport};
 
 /// A point-in-time view of the replica, for status and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,77 +80,28 @@ impl<S: StateMachine> Replica<S> {
     /// Opens the WAL, bootstraps or restarts, and starts the raft, apply and
     /// snapshot threads.
     pub fn start(cfg: ReplicaConfig, sm: Arc<S>, transport: Arc<dyn Transport>) -> Result<Self> {
-        let (wal, report) = Wal::open(&cfg.wal_dir, cfg.wal.clone())?;
-        tracing::info!(?report, dir = %cfg.wal_dir.display(), "wal opened");
-        let wal = Arc::new(wal);
-        let snaps = SnapDir::open(&cfg.snap_dir)?;
-        let fresh_log =
-            wal.hard_state().is_none() && wal.snapshot().is_none() && wal.last_index() == 0;
-        let mut record = match sm.cluster()? {
-            Some(b) => Some(ClusterRecord::decode(&b)?),
-            None => None,
-        };
-        let mut joining = None;
-        if fresh_log {
-            match (&cfg.bootstrap, &record) {
-                (Bootstrap::New(rec), None) => {
-                    sm.apply_cluster(BOOTSTRAP_INDEX, BOOTSTRAP_TERM, &rec.encode())?;
-                    // Durable before the log says index 1 is applied-and-compacted.
-                    sm.sync()?;
-                    record = Some(rec.clone());
-                }
-                (Bootstrap::New(_), Some(_)) if sm.applied() <= BOOTSTRAP_INDEX => {}
-                (Bootstrap::Existing(rec), None) => joining = Some(rec.clone()),
-                (_, Some(_)) => {
-                    return Err(ReplicationError::Config(format!(
-                        "the WAL in {} is empty but the state machine has applied index {}: \
-                         refusing to start without the log",
-                        cfg.wal_dir.display(),
-                        sm.applied()
-                    )))
-                }
-            }
-            if let Some(rec) = &record {
-                // The bootstrap log: compacted at BOOTSTRAP_INDEX, that index committed.
-                let cs = rec.conf_state().write_to_bytes().map_err(|e| {
-                    ReplicationError::Corrupt { what: "conf state", detail: e.to_string() }
-                })?;
-                wal.append_sync(&[
-                    Record::Snapshot {
-                        index: BOOTSTRAP_INDEX,
-                        term: BOOTSTRAP_TERM,
-                        conf_state: &cs,
-                    },
-                    Record::HardState(rusted_wal::HardState {
-                        term: BOOTSTRAP_TERM,
-                        vote: 0,
-                        commit: BOOTSTRAP_INDEX,
-                    }),
-                ])?;
-            }
+        let (mailbox, inbox) = Mailbox::new(cfg.id, &cfg.snap_dir)?;
+        Self::start_with_mailbox(cfg, sm, transport, mailbox, inbox)
+    }
+
+    /// [`Replica::start`] with a mailbox made beforehand ([`Mailbox::new`]), so that the
+    /// transport can hold it from the outset (it reports unreachable peers and snapshot
+    /// outcomes there, and its server delivers there).
+    pub fn start_with_mailbox(
+        cfg: ReplicaConfig,
+        sm: Arc<S>,
+        transport: Arc<dyn Transport>,
+        mailbox: Mailbox,
+        inbox: Inbox,
+    ) -> Result<Self> {
+        if mailbox.id != cfg.id {
+            return Err(ReplicationError::Config(format!(
+                "mailbox of member {:x} given to member {:x}",
+                mailbox.id, cfg.id
+            )));
         }
-        if !fresh_log && record.is_none() && sm.applied() < BOOTSTRAP_INDEX {
-            // The state machine lost the bootstrap record (a crash before it was flushed, in a
-            // data dir from before it was synced at once): the log starts compacted at
-            // BOOTSTRAP_INDEX, so the record must be there; it is the one the flags describe.
-            if let (Bootstrap::New(rec), Some(snap)) = (&cfg.bootstrap, wal.snapshot()) {
-                if snap.index == BOOTSTRAP_INDEX {
-                    tracing::warn!("re-applying the bootstrap membership the store lost");
-                    sm.apply_cluster(BOOTSTRAP_INDEX, BOOTSTRAP_TERM, &rec.encode())?;
-                    sm.sync()?;
-                    record = Some(rec.clone());
-                }
-            }
-        }
-        let cluster = match (&record, joining) {
-            (Some(r), _) => r.clone(),
-            (None, Some(r)) => r,
-            (None, None) => match &cfg.bootstrap {
-                // Joined before but no snapshot arrived yet: still waiting for one.
-                Bootstrap::Existing(r) | Bootstrap::New(r) => r.clone(),
-            },
-        };
-        let cs = record.as_ref().map(ClusterRecord::conf_state).unwrap_or_default();
+        let (wal, cluster, cs) = open_log(&cfg, &sm)?;
+        let snaps = mailbox.snaps.clone();
         let store = LogStore::open(wal.clone(), cs.clone())?;
         let hs = store.hard_state();
         let applied = sm.applied().min(hs.commit);
@@ -181,7 +129,8 @@ impl<S: StateMachine> Replica<S> {
         }
 
         let shared = Arc::new(Shared::new(cfg.id, sm.clone(), cluster.clone(), sm.applied()));
-        let (tx, rx) = unbounded();
+        let tx = mailbox.tx.clone();
+        let rx = inbox.rx;
         let (conf_tx, conf_rx) = unbounded();
         let (apply_tx, apply_rx) = unbounded();
         let (prop_tx, prop_rx) = unbounded();
@@ -189,7 +138,6 @@ impl<S: StateMachine> Replica<S> {
         for m in cluster.members.values().filter(|m| m.id != cfg.id) {
             transport.set_peer(m.id, &m.peer_urls);
         }
-        let mailbox = Mailbox { id: cfg.id, tx: tx.clone(), snaps: snaps.clone() };
         let mut threads = Vec::new();
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -214,35 +162,9 @@ impl<S: StateMachine> Replica<S> {
                 Box::new(move || snapshot_loop(snap_rx, node, shared, snaps)),
             )?);
         }
-        let raft_loop = RaftLoop {
-            raw,
-            store,
-            shared: shared.clone(),
-            transport,
-            snaps,
-            rx,
-            prop_rx,
-            conf_rx,
-            apply_tx,
-            persisting: VecDeque::new(),
-            wal_waker: Waker::from(Arc::new(WalWake(tx.clone()))),
-            wal_woken: false,
-            applied_seen: applied,
-            bcast_commit: 0,
-            snap_tx,
-            tick: cfg.heartbeat,
-            election: cfg.election,
-            catchup: cfg.catchup_entries,
-            reads_waiting: Vec::new(),
-            reads_inflight: None,
-            read_seq: 0,
-            role: StateRole::Follower,
-            snapshot_building: false,
-            deferred_conf: Vec::new(),
-            proposals: Vec::new(),
-            proposals_bytes: 0,
-            linger: Linger::new(cfg.propose_linger),
-        };
+        let channels = LoopChannels { rx, tx: tx.clone(), prop_rx, conf_rx, apply_tx, snap_tx };
+        let raft_loop =
+            RaftLoop::new(raw, store, shared.clone(), transport, snaps, channels, &cfg, applied);
         threads.push(spawn("raft", Box::new(move || raft_loop.run()))?);
         Ok(Replica {
             shared,
@@ -338,6 +260,23 @@ impl<S: StateMachine> Replica<S> {
     /// Counters (snapshots sent and installed, compactions, ...).
     pub fn counters(&self) -> &crate::shared::Counters {
         &self.shared.counters
+    }
+
+    /// Why the replica stopped on its own (a storage or state machine failure), if it has.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure.borrow().clone()
+    }
+
+    /// Waits until the replica stops on its own; returns why. A member then exits: it can no
+    /// longer apply what the cluster commits.
+    pub async fn failed(&self) -> String {
+        let mut rx = self.shared.failure.subscribe();
+        let why = match rx.wait_for(Option::is_some).await {
+            Ok(v) => v.clone().unwrap_or_default(),
+            // The sender lives as long as the replica: not reached while `self` exists.
+            Err(_) => String::from("replica dropped"),
+        };
+        why
     }
 
     /// Whether the replica stopped (fatal error, removal or [`Replica::stop`]).
@@ -645,4 +584,81 @@ impl<S: StateMachine> Drop for Replica<S> {
 
 fn is_sole_voter(cs: &ConfState, id: u64) -> bool {
     cs.voters == [id] && cs.learners.is_empty()
+}
+
+/// Opens the WAL and brings the log and the state machine to a common start: a new cluster's
+/// bootstrap log (compacted at [`BOOTSTRAP_INDEX`], membership applied), a joining member's
+/// empty log, or a restart's log as it is. Returns the WAL, the membership raft starts with,
+/// and its configuration.
+fn open_log<S: StateMachine>(
+    cfg: &ReplicaConfig,
+    sm: &Arc<S>,
+) -> Result<(Arc<Wal>, ClusterRecord, raft::eraftpb::ConfState)> {
+    let (wal, report) = Wal::open(&cfg.wal_dir, cfg.wal.clone())?;
+    tracing::info!(?report, dir = %cfg.wal_dir.display(), "wal opened");
+    let wal = Arc::new(wal);
+    let fresh_log = wal.hard_state().is_none() && wal.snapshot().is_none() && wal.last_index() == 0;
+    let mut record = match sm.cluster()? {
+        Some(b) => Some(ClusterRecord::decode(&b)?),
+        None => None,
+    };
+    let mut joining = None;
+    if fresh_log {
+        match (&cfg.bootstrap, &record) {
+            (Bootstrap::New(rec), None) => {
+                sm.apply_cluster(BOOTSTRAP_INDEX, BOOTSTRAP_TERM, &rec.encode())?;
+                // Durable before the log says index 1 is applied-and-compacted.
+                sm.sync()?;
+                record = Some(rec.clone());
+            }
+            (Bootstrap::New(_), Some(_)) if sm.applied() <= BOOTSTRAP_INDEX => {}
+            (Bootstrap::Existing(rec), None) => joining = Some(rec.clone()),
+            (_, Some(_)) => {
+                return Err(ReplicationError::Config(format!(
+                    "the WAL in {} is empty but the state machine has applied index {}: \
+                     refusing to start without the log",
+                    cfg.wal_dir.display(),
+                    sm.applied()
+                )))
+            }
+        }
+        if let Some(rec) = &record {
+            // The bootstrap log: compacted at BOOTSTRAP_INDEX, that index committed.
+            let cs = rec.conf_state().write_to_bytes().map_err(|e| ReplicationError::Corrupt {
+                what: "conf state",
+                detail: e.to_string(),
+            })?;
+            wal.append_sync(&[
+                Record::Snapshot { index: BOOTSTRAP_INDEX, term: BOOTSTRAP_TERM, conf_state: &cs },
+                Record::HardState(rusted_wal::HardState {
+                    term: BOOTSTRAP_TERM,
+                    vote: 0,
+                    commit: BOOTSTRAP_INDEX,
+                }),
+            ])?;
+        }
+    }
+    if !fresh_log && record.is_none() && sm.applied() < BOOTSTRAP_INDEX {
+        // The state machine lost the bootstrap record (a crash before it was flushed, in a
+        // data dir from before it was synced at once): the log starts compacted at
+        // BOOTSTRAP_INDEX, so the record must be there; it is the one the flags describe.
+        if let (Bootstrap::New(rec), Some(snap)) = (&cfg.bootstrap, wal.snapshot()) {
+            if snap.index == BOOTSTRAP_INDEX {
+                tracing::warn!("re-applying the bootstrap membership the store lost");
+                sm.apply_cluster(BOOTSTRAP_INDEX, BOOTSTRAP_TERM, &rec.encode())?;
+                sm.sync()?;
+                record = Some(rec.clone());
+            }
+        }
+    }
+    let cluster = match (&record, joining) {
+        (Some(r), _) => r.clone(),
+        (None, Some(r)) => r,
+        (None, None) => match &cfg.bootstrap {
+            // Joined before but no snapshot arrived yet: still waiting for one.
+            Bootstrap::Existing(r) | Bootstrap::New(r) => r.clone(),
+        },
+    };
+    let cs = record.as_ref().map(ClusterRecord::conf_state).unwrap_or_default();
+    Ok((wal, cluster, cs))
 }

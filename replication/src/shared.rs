@@ -54,6 +54,8 @@ pub(crate) struct Shared<S: StateMachine> {
     /// carries it).
     pub cluster_id: AtomicU64,
     pub stopped: AtomicBool,
+    /// Why the replica stopped on its own (a fatal error), once it has.
+    pub failure: watch::Sender<Option<String>>,
     pub removed: AtomicBool,
     pub counters: Counters,
 }
@@ -74,6 +76,7 @@ impl<S: StateMachine> Shared<S> {
             cluster_id: AtomicU64::new(cluster.cluster_id),
             cluster: RwLock::new(cluster),
             stopped: AtomicBool::new(false),
+            failure: watch::channel(None).0,
             removed: AtomicBool::new(false),
             counters: Counters::default(),
         }

@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use raft::eraftpb::Message;
 
 use crate::error::{IoAt, Result};
@@ -43,6 +43,14 @@ pub struct Mailbox {
 }
 
 impl Mailbox {
+    /// A mailbox for member `id` (its snapshot files in `snap_dir`) and the inbox its replica
+    /// reads, made before the replica starts ([`crate::Replica::start_with_mailbox`]).
+    pub fn new(id: u64, snap_dir: &Path) -> Result<(Mailbox, Inbox)> {
+        let snaps = SnapDir::open(snap_dir)?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Ok((Mailbox { id, tx, snaps }, Inbox { rx }))
+    }
+
     /// The member this mailbox belongs to.
     pub fn id(&self) -> u64 {
         self.id
@@ -68,6 +76,12 @@ impl Mailbox {
     pub fn snaps(&self) -> &SnapDir {
         &self.snaps
     }
+}
+
+/// What a replica reads its mailbox from: made with the [`Mailbox`], consumed by the replica.
+#[derive(Debug)]
+pub struct Inbox {
+    pub(crate) rx: Receiver<crate::node::Input>,
 }
 
 /// The directory of snapshot files: `out-<term>-<index>.db` written by the state machine for

@@ -11,9 +11,9 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rusted_server::proto::etcdserverpb::kv_client::KvClient;
-use rusted_server::proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use rusted_server::proto::etcdserverpb::{PutRequest, RangeRequest, StatusRequest};
+use rusted_proto::etcdserverpb::kv_client::KvClient;
+use rusted_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use rusted_proto::etcdserverpb::{PutRequest, RangeRequest, StatusRequest};
 
 struct Proc {
     name: String,
@@ -225,16 +225,14 @@ async fn sigkill_the_leader_under_load() {
 /// A client of member `url` for the given generated client type.
 async fn lease_client(
     url: &str,
-) -> rusted_server::proto::etcdserverpb::lease_client::LeaseClient<tonic::transport::Channel> {
-    rusted_server::proto::etcdserverpb::lease_client::LeaseClient::connect(url.to_string())
-        .await
-        .unwrap()
+) -> rusted_proto::etcdserverpb::lease_client::LeaseClient<tonic::transport::Channel> {
+    rusted_proto::etcdserverpb::lease_client::LeaseClient::connect(url.to_string()).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followers_forward_lease_requests_and_serve_watches() {
-    use rusted_server::proto::etcdserverpb::watch_client::WatchClient;
-    use rusted_server::proto::etcdserverpb::{
+    use rusted_proto::etcdserverpb::watch_client::WatchClient;
+    use rusted_proto::etcdserverpb::{
         watch_request, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseTimeToLiveRequest,
         WatchCreateRequest, WatchRequest,
     };
@@ -311,7 +309,7 @@ async fn followers_forward_lease_requests_and_serve_watches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn space_quota_raises_nospace_which_survives_restart_until_disarmed() {
-    use rusted_server::proto::etcdserverpb::{
+    use rusted_proto::etcdserverpb::{
         alarm_request::AlarmAction, AlarmRequest, AlarmType, CompactionRequest, DefragmentRequest,
         DeleteRangeRequest,
     };
@@ -445,16 +443,13 @@ async fn config_file_and_periodic_auto_compaction() {
     p.start();
     let procs = std::slice::from_ref(&p);
     wait_leader(procs, Duration::from_secs(20)).await;
-    let mut cl =
-        rusted_server::proto::etcdserverpb::cluster_client::ClusterClient::connect(client.clone())
-            .await
-            .unwrap();
+    let mut cl = rusted_proto::etcdserverpb::cluster_client::ClusterClient::connect(client.clone())
+        .await
+        .unwrap();
     let end = Instant::now() + Duration::from_secs(10);
     loop {
         let ms = cl
-            .member_list(rusted_server::proto::etcdserverpb::MemberListRequest {
-                linearizable: false,
-            })
+            .member_list(rusted_proto::etcdserverpb::MemberListRequest { linearizable: false })
             .await
             .unwrap()
             .into_inner()

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use rusted_server::proto::etcdserverpb as pb;
-use rusted_server::proto::etcdserverpb::kv_client::KvClient;
-use rusted_server::proto::etcdserverpb::lease_client::LeaseClient;
-use rusted_server::proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use rusted_server::proto::etcdserverpb::watch_client::WatchClient;
+use rusted_proto::etcdserverpb as pb;
+use rusted_proto::etcdserverpb::kv_client::KvClient;
+use rusted_proto::etcdserverpb::lease_client::LeaseClient;
+use rusted_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use rusted_proto::etcdserverpb::watch_client::WatchClient;
 use tonic::transport::{Channel, Endpoint};
 
 pub use report::Report;

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rusted_engine::mvcc::request::{DeleteRangeRequest, PutRequest, RangeRequest};
-use rusted_engine::mvcc::{Applied, Store, StoreOptions, StoreSlot};
+use rusted_mvcc::request::{DeleteRangeRequest, PutRequest, RangeRequest};
+use rusted_mvcc::{Applied, Store, StoreOptions, StoreSlot};
 use rusted_replication::membership::{bootstrap_record, ClusterRecord};
 use rusted_replication::sim::SimNet;
 use rusted_replication::{Bootstrap, Replica, ReplicaConfig, ReplicationError, StateMachine};
@@ -69,10 +69,15 @@ impl StateMachine for KvMachine {
         self.store().applied().index
     }
 
-    fn apply(&self, index: u64, term: u64, data: &[u8]) -> Self::Output {
+    fn apply(
+        &self,
+        index: u64,
+        term: u64,
+        data: &[u8],
+    ) -> rusted_replication::Result<Self::Output> {
         let at = Applied { index, term };
         let s = self.store();
-        match data.first() {
+        Ok(match data.first() {
             Some(0) if data.len() >= 5 => {
                 let n = u32::from_le_bytes(data[1..5].try_into().unwrap()) as usize;
                 let (key, value) = data[5..].split_at(n.min(data.len() - 5));
@@ -88,7 +93,7 @@ impl StateMachine for KvMachine {
                 let _ = s.apply_noop(at);
                 Err("bad command".into())
             }
-        }
+        })
     }
 
     fn apply_noop(&self, index: u64, term: u64) -> rusted_replication::Result<()> {

@@ -4,13 +4,13 @@
 
 use clap::Parser;
 use rusted_server::config::ServerConfig;
-use rusted_server::server::Member;
+use rusted_server::member::Member;
 
 fn main() -> std::process::ExitCode {
     let mut cfg = ServerConfig::parse();
     let mut skipped = Vec::new();
     if let Some(path) = cfg.config_file.clone() {
-        match rusted_server::config_file::load(&path) {
+        match rusted_server::config::file::load(&path) {
             Ok((c, s)) => {
                 cfg = c;
                 cfg.config_file = Some(path);
@@ -58,6 +58,12 @@ fn main() -> std::process::ExitCode {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT, shutting down"),
             _ = term.recv() => tracing::info!("received SIGTERM, shutting down"),
+            why = member.failed() => {
+                // No graceful stop: the store cannot be trusted to close cleanly, and the WAL
+                // already holds every acknowledged write.
+                tracing::error!(cause = %why, "fatal: the member stops");
+                return std::process::ExitCode::FAILURE;
+            }
         }
         member.stop().await;
         tracing::info!("stopped");

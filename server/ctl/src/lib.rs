@@ -1,0 +1,340 @@
+//! rusted-ctl, the `rustedctl` binary: etcdctl's command line (API v3), for rusted and etcd alike; it talks to the
+//! server only through the etcd v3 gRPC API. Flags, environment variables (`ETCDCTL_*`),
+//! messages, exit codes and output formats are etcdctl 3.4's.
+//!
+//! Commands: put, get, del, txn (from stdin or interactive), compaction, watch (with exec and
+//! interactive modes), lease grant/revoke/timetolive/list/keep-alive, member
+//! list/add/remove/update/promote, endpoint health/status/hashkv (with `--cluster`), snapshot
+//! save/status, alarm list/disarm, defrag, move-leader, lock, elect, check perf, version.
+//! Not built: the auth commands (user, role, auth), since rusted has no auth yet, `check
+//! datascale`, `snapshot restore`, `make-mirror`, `migrate` and `defrag --data-dir`.
+#![forbid(unsafe_code)]
+
+pub mod check;
+pub mod commands;
+pub mod concurrency;
+pub mod endpoint;
+pub mod kv;
+pub mod lease;
+pub mod maintenance;
+pub mod member;
+pub mod print;
+pub mod txn;
+pub mod watch;
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tonic::transport::{Channel, Endpoint};
+
+use print::Format;
+
+/// etcdctl's exit code for a failed command.
+pub const EXIT_ERROR: u8 = 1;
+/// etcdctl's exit code when the connection or stream fails.
+pub const EXIT_BAD_CONNECTION: u8 = 2;
+/// etcdctl's exit code for input it cannot parse (txn and interactive watch lines).
+pub const EXIT_INVALID_INPUT: u8 = 3;
+/// etcdctl's exit code for a valid flag with a value it does not support.
+pub const EXIT_BAD_FEATURE: u8 = 4;
+/// etcdctl's exit code when a stream ends under it (watch canceled, snapshot failed).
+pub const EXIT_INTERRUPTED: u8 = 5;
+/// etcdctl's exit code for bad arguments.
+pub const EXIT_BAD_ARGS: u8 = 128;
+
+/// etcdctl's default `--command-timeout`.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A command's failure: what etcdctl prints after `Error: `, and its exit code.
+#[derive(Debug)]
+pub struct CtlError {
+    /// The message.
+    pub message: String,
+    /// The exit code.
+    pub code: u8,
+}
+
+impl CtlError {
+    /// Bad arguments (exit 128).
+    pub fn args(m: impl Into<String>) -> Self {
+        CtlError { message: m.into(), code: EXIT_BAD_ARGS }
+    }
+
+    /// A failed command (exit 1).
+    pub fn failed(m: impl Into<String>) -> Self {
+        CtlError { message: m.into(), code: EXIT_ERROR }
+    }
+}
+
+impl From<tonic::Status> for CtlError {
+    fn from(s: tonic::Status) -> Self {
+        let m = match s.code() {
+            tonic::Code::DeadlineExceeded => "context deadline exceeded".to_string(),
+            _ => s.message().to_string(),
+        };
+        CtlError::failed(m)
+    }
+}
+
+impl CtlError {
+    /// A failure that has already been reported: exit with `code`, print nothing more.
+    pub fn silent(code: u8) -> Self {
+        CtlError { message: String::new(), code }
+    }
+}
+
+/// etcdctl's answer to an output format a command cannot print (exit 4).
+pub fn unsupported(f: Format) -> CtlError {
+    let name = match f {
+        Format::Simple => "simple",
+        Format::Json => "json",
+        Format::Fields => "fields",
+        Format::Protobuf => "protobuf",
+        Format::Table => "table",
+    };
+    CtlError { message: format!("{name} not supported as output format"), code: EXIT_BAD_FEATURE }
+}
+
+/// Go's strconv error text for a number that did not parse, as `fn_name` ("ParseUint",
+/// "ParseInt") words it: `strconv.ParseUint: parsing "zz": invalid syntax`.
+pub fn go_parse_uint_error(fn_name: &str, input: &str, e: &std::num::ParseIntError) -> String {
+    use std::num::IntErrorKind;
+    let why = match e.kind() {
+        IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => "value out of range",
+        _ => "invalid syntax",
+    };
+    format!("strconv.{fn_name}: parsing {}: {why}", print::go_quote(input))
+}
+
+/// A command's result.
+pub type CtlResult<T = ()> = Result<T, CtlError>;
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    rusted_proto::duration::parse_go_duration(s).ok_or_else(|| format!("invalid duration {s:?}"))
+}
+
+/// The global flags.
+#[derive(Debug, Parser)]
+#[command(
+    name = "rustedctl",
+    version,
+    about = "A simple command line client for etcd3 (and rusted)."
+)]
+pub struct Ctl {
+    /// gRPC endpoints
+    #[arg(
+        long,
+        env = "ETCDCTL_ENDPOINTS",
+        default_value = "127.0.0.1:2379",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub endpoints: Vec<String>,
+    /// dial timeout for client connections
+    #[arg(long = "dial-timeout", env = "ETCDCTL_DIAL_TIMEOUT", default_value = "2s", value_parser = parse_duration, global = true)]
+    pub dial_timeout: Duration,
+    /// timeout for short running command (excluding dial timeout)
+    /// (default 5s; unset matters: a snapshot save then has no deadline)
+    #[arg(long = "command-timeout", env = "ETCDCTL_COMMAND_TIMEOUT", value_parser = parse_duration, global = true)]
+    pub command_timeout_flag: Option<Duration>,
+    /// set the output format (fields, json, protobuf, simple, table)
+    #[arg(
+        short = 'w',
+        long = "write-out",
+        env = "ETCDCTL_WRITE_OUT",
+        default_value = "simple",
+        value_enum,
+        global = true
+    )]
+    pub write_out: Format,
+    /// print byte strings as hex encoded strings
+    #[arg(long, env = "ETCDCTL_HEX", global = true)]
+    pub hex: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Puts the given key into the store
+    Put(commands::PutArgs),
+    /// Gets the key or a range of keys
+    Get(commands::GetArgs),
+    /// Removes the specified key or range of keys [key, range_end)
+    Del(commands::DelArgs),
+    /// Txn processes all the requests in one transaction
+    Txn {
+        /// (none)
+        args: Vec<String>,
+        /// Input from stdin (interactive mode)
+        #[arg(short = 'i', long)]
+        interactive: bool,
+    },
+    /// Watches events stream on keys or prefixes
+    Watch(watch::WatchArgs),
+    /// Acquires a named lock
+    Lock(concurrency::LockArgs),
+    /// Observes and participates in leader election
+    Elect(concurrency::ElectArgs),
+    /// commands for checking properties of the etcd cluster
+    #[command(subcommand)]
+    Check(check::CheckCommand),
+    /// Compacts the event history in etcd
+    Compaction(commands::CompactionArgs),
+    /// Endpoint related commands
+    Endpoint(endpoint::EndpointArgs),
+    /// Membership related commands
+    #[command(subcommand)]
+    Member(member::MemberCommand),
+    /// Alarm related commands
+    #[command(subcommand)]
+    Alarm(maintenance::AlarmCommand),
+    /// Transfers leadership to another etcd cluster member.
+    MoveLeader {
+        /// The transferee's member ID (hex).
+        args: Vec<String>,
+    },
+    /// Manages etcd node snapshots
+    #[command(subcommand)]
+    Snapshot(maintenance::SnapshotCommand),
+    /// Lease related commands
+    #[command(subcommand)]
+    Lease(lease::LeaseCommand),
+    /// Defragments the storage of the etcd members with given endpoints
+    Defrag(maintenance::DefragArgs),
+    /// Prints the version of etcdctl
+    Version,
+}
+
+/// `http://` in front of an endpoint given as host:port.
+pub fn endpoint_url(e: &str) -> String {
+    if e.starts_with("http://") || e.starts_with("https://") {
+        e.to_string()
+    } else {
+        format!("http://{e}")
+    }
+}
+
+impl Ctl {
+    /// A channel to one endpoint.
+    pub async fn dial_one(&self, endpoint: &str) -> CtlResult<Channel> {
+        let ep = Endpoint::from_shared(endpoint_url(endpoint))
+            .map_err(|e| CtlError::failed(format!("bad endpoint {endpoint}: {e}")))?
+            .connect_timeout(self.dial_timeout)
+            .tcp_nodelay(true);
+        match tokio::time::timeout(self.dial_timeout, ep.connect()).await {
+            Ok(Ok(c)) => Ok(c),
+            _ => Err(CtlError::failed("context deadline exceeded")),
+        }
+    }
+
+    /// A channel to the first endpoint that answers, in the order given (failover).
+    pub async fn dial(&self) -> CtlResult<Channel> {
+        let mut last = CtlError::failed("context deadline exceeded");
+        for e in &self.endpoints {
+            match self.dial_one(e).await {
+                Ok(c) => return Ok(c),
+                Err(err) => last = err,
+            }
+        }
+        Err(last)
+    }
+
+    /// The command timeout: `--command-timeout`, 5 s by default.
+    pub fn command_timeout(&self) -> Duration {
+        self.command_timeout_flag.unwrap_or(DEFAULT_COMMAND_TIMEOUT)
+    }
+
+    /// Runs `f` within the command timeout.
+    pub async fn timed<T, F>(&self, f: F) -> CtlResult<T>
+    where
+        F: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        match tokio::time::timeout(self.command_timeout(), f).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(CtlError::failed("context deadline exceeded")),
+        }
+    }
+}
+
+/// Global flags that `ETCDCTL_*` variables also set: (clap id, variable).
+const ENV_FLAGS: &[(&str, &str)] = &[
+    ("endpoints", "ETCDCTL_ENDPOINTS"),
+    ("dial_timeout", "ETCDCTL_DIAL_TIMEOUT"),
+    ("command_timeout_flag", "ETCDCTL_COMMAND_TIMEOUT"),
+    ("write_out", "ETCDCTL_WRITE_OUT"),
+    ("hex", "ETCDCTL_HEX"),
+];
+
+/// Parses the command line. As etcdctl, a flag given both on the command line and in its
+/// `ETCDCTL_*` variable is refused (etcdctl's critical log line, exit 1).
+pub fn parse() -> Result<Ctl, u8> {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Ctl::command().get_matches();
+    for (id, var) in ENV_FLAGS {
+        let from_line =
+            matches.value_source(id).is_some_and(|s| s == clap::parser::ValueSource::CommandLine);
+        if from_line && std::env::var(var).is_ok_and(|v| !v.is_empty()) {
+            eprintln!(
+                "{} C | pkg/flags: conflicting environment variable {var:?} is shadowed by corresponding command-line flag (either unset environment variable or disable flag)",
+                log_time(std::time::SystemTime::now())
+            );
+            return Err(EXIT_ERROR);
+        }
+    }
+    Ctl::from_arg_matches(&matches).map_err(|e| {
+        let _ = e.print();
+        EXIT_BAD_ARGS
+    })
+}
+
+/// A UTC time as capnslog prints it: "2026-11-22 04:42:29.519892".
+pub fn log_time(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:06}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_micros()
+    )
+}
+
+/// Runs the command line; returns the exit code.
+pub async fn run(ctl: Ctl) -> u8 {
+    match commands::dispatch(&ctl).await {
+        Ok(()) => 0,
+        Err(e) => {
+            if !e.message.is_empty() {
+                eprintln!("Error: {}", e.message);
+            }
+            e.code
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capnslog_times() {
+        let t = std::time::UNIX_EPOCH + Duration::from_micros(1_795_322_549_519_892);
+        assert_eq!(log_time(t), "2026-11-22 04:42:29.519892");
+        assert_eq!(log_time(std::time::UNIX_EPOCH), "1970-01-01 00:00:00.000000");
+    }
+}

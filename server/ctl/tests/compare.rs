@@ -1,0 +1,66 @@
+//! rustedctl against etcdctl: the commands of `tests/ctl/commands.txt` run through Debian's
+//! etcdctl 3.4 and through rustedctl, each against a fresh server, must print the same (ids,
+//! sizes, timings and versions normalized). Once against rusted, once against Debian's etcd 3.4
+//! (so rustedctl is shown to be a true etcd client). Needs etcdctl and etcd (`.ci/run`
+//! installs them).
+//!
+//! The rusted server binary is `RUSTED_BIN` if set, else `rusted` beside `rustedctl` in the
+//! target directory: `cargo test --workspace` builds both; with `-p rusted-ctl` alone, build it
+//! first (`cargo build -p rusted-server --bin rusted`).
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The `rusted` binary to test against.
+fn rusted_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("RUSTED_BIN") {
+        return PathBuf::from(p);
+    }
+    let p = Path::new(env!("CARGO_BIN_EXE_rustedctl")).with_file_name("rusted");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build -p rusted-server --bin rusted` or set RUSTED_BIN",
+        p.display()
+    );
+    p
+}
+
+/// Runs `tests/<script>` with `env`; panics with `what` and the script's output on failure.
+fn run_script(script: &str, env: &[(&str, &str)], what: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(script);
+    let rusted = rusted_bin();
+    let out = Command::new("bash")
+        .arg(path)
+        .env("RUSTED_BIN", &rusted)
+        .envs(env.iter().copied())
+        .output()
+        .expect("cannot run bash");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{what} ({}):\n{stdout}\n{stderr}", out.status);
+    println!("{stdout}");
+}
+
+#[test]
+fn rustedctl_prints_what_etcdctl_prints() {
+    run_script(
+        "ctl/compare.sh",
+        &[("RUSTEDCTL_BIN", env!("CARGO_BIN_EXE_rustedctl"))],
+        "rustedctl differs from etcdctl",
+    );
+}
+
+#[test]
+fn rustedctl_is_an_etcd_client() {
+    run_script(
+        "ctl/compare.sh",
+        &[
+            ("SERVER", "etcd"),
+            // Its own address: the two tests run at the same time.
+            ("ADDR", "127.0.0.5"),
+            ("RUSTEDCTL_BIN", env!("CARGO_BIN_EXE_rustedctl")),
+        ],
+        "rustedctl differs from etcdctl against etcd",
+    );
+}

@@ -1,0 +1,181 @@
+//! What every handler shares: the replica, the store, the limits, and the response header.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use rusted_mvcc::Store;
+use rusted_replication::Replica;
+
+use crate::api::errors::{ApiError, ApiResult};
+use crate::api::idgen::IdGen;
+use crate::apply::machine::{ApplyOut, EtcdMachine};
+use crate::peer::forward::Forwarder;
+use rusted_proto::etcdserverpb::ResponseHeader;
+use rusted_proto::rustedpb::peer_client::PeerClient;
+use rusted_proto::rustedpb::proposal::Request;
+
+/// The version rusted reports (the etcd API level it serves).
+pub const SERVER_VERSION: &str = "3.5.0";
+/// The cluster version reported with it.
+pub const CLUSTER_VERSION: &str = "3.5.0";
+
+/// etcd's request limits, by the same flags.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// --max-request-bytes (etcd: 1.5 MiB).
+    pub max_request_bytes: usize,
+    /// --max-txn-ops (etcd: 128).
+    pub max_txn_ops: usize,
+    /// --quota-backend-bytes (etcd: 2 GiB; `None`: disabled by a negative flag).
+    pub quota_backend_bytes: Option<u64>,
+}
+
+/// etcd's default space quota.
+pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
+/// Above this etcd warns that the quota may degrade performance.
+pub const MAX_QUOTA_BYTES: u64 = 8 << 30;
+
+impl Limits {
+    /// The quota from the flag's value, as etcd reads it (0: default, negative: disabled).
+    pub fn quota_from_flag(v: i64) -> Option<u64> {
+        match v {
+            0 => Some(DEFAULT_QUOTA_BYTES),
+            v if v < 0 => None,
+            v => Some(v as u64),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_bytes: 1536 * 1024,
+            max_txn_ops: 128,
+            quota_backend_bytes: Some(DEFAULT_QUOTA_BYTES),
+        }
+    }
+}
+
+/// Shared by the services.
+#[derive(Debug)]
+pub struct Ctx {
+    /// This member's replica.
+    pub replica: Arc<Replica<EtcdMachine>>,
+    /// Its state machine.
+    pub machine: Arc<EtcdMachine>,
+    /// Limits.
+    pub limits: Limits,
+    /// Lease (and request) IDs.
+    pub ids: IdGen,
+    /// The connection to the leader, for requests only it answers.
+    pub forward: Forwarder,
+    /// A NOSPACE alarm proposal is in flight (one at a time, however many writes hit the quota).
+    pub raising_nospace: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Ctx {
+    /// The context of a member whose replica runs `machine`.
+    pub fn new(
+        replica: Arc<Replica<EtcdMachine>>,
+        machine: Arc<EtcdMachine>,
+        limits: Limits,
+    ) -> Self {
+        Ctx {
+            ids: IdGen::new(replica.id()),
+            replica,
+            machine,
+            limits,
+            forward: Forwarder::default(),
+            raising_nospace: Default::default(),
+        }
+    }
+
+    /// The store (current; replaced when a snapshot is installed).
+    pub fn store(&self) -> Arc<Store> {
+        self.machine.store()
+    }
+
+    /// A response header as etcd fills it.
+    pub fn header(&self, revision: i64) -> Option<ResponseHeader> {
+        Some(ResponseHeader {
+            cluster_id: self.replica.cluster_id(),
+            member_id: self.replica.id(),
+            revision,
+            raft_term: self.replica.term(),
+        })
+    }
+
+    /// A header with the store's current revision.
+    pub fn header_now(&self) -> Option<ResponseHeader> {
+        self.header(self.store().current_revision())
+    }
+
+    /// Replicates a request and returns what applying it produced.
+    pub async fn propose(&self, req: Request) -> ApiResult<ApplyOut> {
+        let bytes = EtcdMachine::encode(req);
+        if bytes.len() > self.limits.max_request_bytes {
+            return Err(ApiError::RequestTooLarge);
+        }
+        Ok(self.replica.propose(&bytes).await??)
+    }
+
+    /// A client to the leader's peer service (a follower forwards leader-only requests).
+    pub fn leader_client(&self) -> ApiResult<PeerClient<tonic::transport::Channel>> {
+        let leader = self.replica.leader();
+        let urls = self
+            .replica
+            .cluster()
+            .members
+            .get(&leader)
+            .map(|m| m.peer_urls.clone())
+            .unwrap_or_default();
+        self.forward.client(leader, &urls)
+    }
+
+    /// The time a forwarded or waited-on request may take (etcd's request timeout).
+    pub fn request_timeout(&self) -> std::time::Duration {
+        self.replica.config().request_timeout
+    }
+
+    /// The space quota check before a write that adds `cost` bytes (etcd's quota gate): refused
+    /// while the NOSPACE alarm is raised; a write that would take the store past the quota
+    /// raises the alarm (through raft, for this member) and is refused.
+    pub fn check_quota(&self, cost: u64) -> ApiResult<()> {
+        // What adds nothing (deletes, reads) always passes: that is how space is freed.
+        if cost == 0 {
+            return Ok(());
+        }
+        if self.machine.nospace() {
+            return Err(ApiError::NoSpace);
+        }
+        let Some(quota) = self.limits.quota_backend_bytes else { return Ok(()) };
+        if self.store().db().size() + cost < quota {
+            return Ok(());
+        }
+        let req = rusted_proto::etcdserverpb::AlarmRequest {
+            action: rusted_proto::etcdserverpb::alarm_request::AlarmAction::Activate as i32,
+            member_id: self.replica.id(),
+            alarm: rusted_proto::etcdserverpb::AlarmType::Nospace as i32,
+        };
+        use std::sync::atomic::Ordering;
+        if self.raising_nospace.swap(true, Ordering::AcqRel) {
+            return Err(ApiError::NoSpace);
+        }
+        let bytes = EtcdMachine::encode(Request::Alarm(req));
+        let replica = self.replica.clone();
+        let raising = self.raising_nospace.clone();
+        tokio::spawn(async move {
+            if let Err(e) = replica.propose(&bytes).await {
+                tracing::warn!(error = %e, "cannot raise the NOSPACE alarm");
+            }
+            raising.store(false, Ordering::Release);
+        });
+        Err(ApiError::NoSpace)
+    }
+
+    /// A linearizable read barrier.
+    pub async fn linearize(&self) -> ApiResult<()> {
+        self.replica.read_index().await?;
+        Ok(())
+    }
+}

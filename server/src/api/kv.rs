@@ -1,0 +1,148 @@
+//! The KV service: validate, call the layer below, map the error (etcd's v3rpc shape).
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use rusted_mvcc::Applied;
+use tonic::{Request, Response, Status};
+
+use crate::api::ctx::Ctx;
+use crate::api::errors::{ApiError, ApiResult};
+use crate::api::validate;
+use crate::apply::convert;
+use crate::apply::machine::ApplyOut;
+use rusted_proto::etcdserverpb as pb;
+use rusted_proto::etcdserverpb::kv_server::Kv;
+use rusted_proto::rustedpb::proposal::Request as P;
+
+/// The KV service.
+#[derive(Debug, Clone)]
+pub struct KvService {
+    /// Shared context.
+    pub ctx: Arc<Ctx>,
+}
+
+fn unexpected(out: ApplyOut) -> ApiError {
+    ApiError::Internal(format!("unexpected apply result {out:?}"))
+}
+
+fn txn_readonly(t: &pb::TxnRequest) -> bool {
+    use pb::request_op::Request as Q;
+    fn ro(ops: &[pb::RequestOp]) -> bool {
+        ops.iter().all(|o| match &o.request {
+            Some(Q::RequestRange(_)) | None => true,
+            Some(Q::RequestTxn(t)) => ro(&t.success) && ro(&t.failure),
+            _ => false,
+        })
+    }
+    ro(&t.success) && ro(&t.failure)
+}
+
+/// Range: linearizable unless `serializable`.
+pub async fn range(ctx: &Ctx, r: &pb::RangeRequest) -> ApiResult<pb::RangeResponse> {
+    validate::range(r)?;
+    if !r.serializable {
+        ctx.linearize().await?;
+    }
+    let out = ctx.store().range(&convert::range_in(r))?;
+    let rev = out.revision;
+    Ok(pb::RangeResponse { header: ctx.header(rev), ..convert::range_out(out) })
+}
+
+/// Put, through raft.
+pub async fn put(ctx: &Ctx, r: pb::PutRequest) -> ApiResult<pb::PutResponse> {
+    validate::put(&r)?;
+    ctx.check_quota(convert::put_cost(&r))?;
+    match ctx.propose(P::Put(r)).await? {
+        ApplyOut::Put(p) => {
+            let rev = p.revision;
+            Ok(pb::PutResponse { header: ctx.header(rev), ..convert::put_out(p) })
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// DeleteRange, through raft.
+pub async fn delete_range(
+    ctx: &Ctx,
+    r: pb::DeleteRangeRequest,
+) -> ApiResult<pb::DeleteRangeResponse> {
+    validate::delete_range(&r)?;
+    match ctx.propose(P::DeleteRange(r)).await? {
+        ApplyOut::Delete(d) => {
+            let rev = d.revision;
+            Ok(pb::DeleteRangeResponse { header: ctx.header(rev), ..convert::delete_out(d) })
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Txn: a read-only one is a linearizable read served locally (as etcd); others go through
+/// raft.
+pub async fn txn(ctx: &Ctx, t: pb::TxnRequest) -> ApiResult<pb::TxnResponse> {
+    validate::txn(&t, ctx.limits.max_txn_ops)?;
+    if txn_readonly(&t) {
+        ctx.linearize().await?;
+        let out = ctx.store().txn(Applied::default(), &convert::txn_in(&t))?;
+        let rev = out.revision;
+        return Ok(pb::TxnResponse { header: ctx.header(rev), ..convert::txn_out(out) });
+    }
+    ctx.check_quota(convert::txn_cost(&t))?;
+    match ctx.propose(P::Txn(t)).await? {
+        ApplyOut::Txn(out) => {
+            let rev = out.revision;
+            Ok(pb::TxnResponse { header: ctx.header(rev), ..convert::txn_out(out) })
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Compaction, through raft; with `physical`, waits until the old revisions are gone.
+pub async fn compact(ctx: &Ctx, c: pb::CompactionRequest) -> ApiResult<pb::CompactionResponse> {
+    let (rev, physical) = (c.revision, c.physical);
+    match ctx.propose(P::Compaction(c)).await? {
+        ApplyOut::Compact(_) => {
+            if physical {
+                let store = ctx.store();
+                let wait = ctx.request_timeout();
+                tokio::task::spawn_blocking(move || store.wait_compacted(rev, wait))
+                    .await
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+            }
+            Ok(pb::CompactionResponse { header: ctx.header_now() })
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(
+        &self,
+        req: Request<pb::RangeRequest>,
+    ) -> Result<Response<pb::RangeResponse>, Status> {
+        Ok(Response::new(range(&self.ctx, req.get_ref()).await?))
+    }
+
+    async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+        Ok(Response::new(put(&self.ctx, req.into_inner()).await?))
+    }
+
+    async fn delete_range(
+        &self,
+        req: Request<pb::DeleteRangeRequest>,
+    ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
+        Ok(Response::new(delete_range(&self.ctx, req.into_inner()).await?))
+    }
+
+    async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
+        Ok(Response::new(txn(&self.ctx, req.into_inner()).await?))
+    }
+
+    async fn compact(
+        &self,
+        req: Request<pb::CompactionRequest>,
+    ) -> Result<Response<pb::CompactionResponse>, Status> {
+        Ok(Response::new(compact(&self.ctx, req.into_inner()).await?))
+    }
+}

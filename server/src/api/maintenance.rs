@@ -1,0 +1,234 @@
+//! The Maintenance service: status, hashes, defragment, snapshot, alarms, leader transfer.
+#![forbid(unsafe_code)]
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::api::ctx::{Ctx, SERVER_VERSION};
+use crate::api::errors::ApiError;
+use crate::apply::machine::ApplyOut;
+use rusted_proto::etcdserverpb as pb;
+use rusted_proto::etcdserverpb::maintenance_server::Maintenance;
+use rusted_proto::rustedpb::proposal::Request as P;
+
+/// Page size of the bbolt file a snapshot is written as (etcd's: the OS page size).
+pub const SNAPSHOT_PAGE_SIZE: usize = 4096;
+
+/// Admits one client snapshot at a time.
+static SNAPSHOT_GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// Bytes per snapshot message (etcd sends 32 KiB).
+pub const SNAPSHOT_SEND_CHUNK: usize = 32 * 1024;
+
+/// The Maintenance service.
+#[derive(Debug, Clone)]
+pub struct MaintenanceService {
+    /// Shared context.
+    pub ctx: Arc<Ctx>,
+}
+
+type SnapStream = Pin<Box<dyn Stream<Item = Result<pb::SnapshotResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(
+        &self,
+        req: Request<pb::AlarmRequest>,
+    ) -> Result<Response<pb::AlarmResponse>, Status> {
+        use pb::alarm_request::AlarmAction;
+        let r = req.into_inner();
+        match AlarmAction::try_from(r.action) {
+            Ok(AlarmAction::Get) => {
+                let of = pb::AlarmType::try_from(r.alarm).unwrap_or(pb::AlarmType::None);
+                let alarms = self.ctx.machine.alarms().members(of);
+                // etcd 3.4 leaves the alarm response's header empty.
+                Ok(Response::new(pb::AlarmResponse { header: None, alarms }))
+            }
+            Ok(AlarmAction::Activate | AlarmAction::Deactivate) => {
+                match self.ctx.propose(P::Alarm(r)).await? {
+                    ApplyOut::Alarm(alarms) => {
+                        Ok(Response::new(pb::AlarmResponse { header: None, alarms }))
+                    }
+                    other => Err(Status::internal(format!("unexpected apply result {other:?}"))),
+                }
+            }
+            Err(_) => Err(ApiError::Invalid(format!("unknown alarm action {}", r.action)).into()),
+        }
+    }
+
+    async fn status(
+        &self,
+        _req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let st = self.ctx.replica.status();
+        let store = self.ctx.store();
+        let stats = store.db().stats();
+        let in_use = stats.pages.saturating_sub(stats.free_pages) * stats.page_size;
+        Ok(Response::new(pb::StatusResponse {
+            header: self.ctx.header(store.current_revision()),
+            version: SERVER_VERSION.into(),
+            db_size: stats.file_size as i64,
+            leader: st.leader,
+            raft_index: st.committed,
+            raft_term: st.term,
+            raft_applied_index: st.applied,
+            errors: self.ctx.machine.alarms().status_errors(),
+            db_size_in_use: in_use as i64,
+            is_learner: st.is_learner,
+            storage_version: String::new(),
+            // A 3.5 field; etcd 3.4 (what clients compare with) leaves it unset.
+            db_size_quota: 0,
+            downgrade_info: None,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _req: Request<pb::DefragmentRequest>,
+    ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        let store = self.ctx.store();
+        tokio::task::spawn_blocking(move || {
+            store.flush()?;
+            store.db().defrag().map_err(rusted_mvcc::MvccError::from)?;
+            Ok::<_, rusted_mvcc::MvccError>(())
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(ApiError::from)?;
+        // etcd answers a defragment with an empty response (no header).
+        Ok(Response::new(pb::DefragmentResponse { header: None }))
+    }
+
+    async fn hash(
+        &self,
+        _req: Request<pb::HashRequest>,
+    ) -> Result<Response<pb::HashResponse>, Status> {
+        let store = self.ctx.store();
+        let hash = tokio::task::spawn_blocking(move || store.hash())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::HashResponse { header: self.ctx.header_now(), hash }))
+    }
+
+    async fn hash_kv(
+        &self,
+        req: Request<pb::HashKvRequest>,
+    ) -> Result<Response<pb::HashKvResponse>, Status> {
+        let rev = req.into_inner().revision;
+        let store = self.ctx.store();
+        let h = tokio::task::spawn_blocking(move || store.hash_kv(rev))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::HashKvResponse {
+            header: self.ctx.header(h.revision),
+            hash: h.hash,
+            compact_revision: h.compact_revision,
+            hash_revision: h.hash_revision,
+        }))
+    }
+
+    type SnapshotStream = SnapStream;
+
+    async fn snapshot(
+        &self,
+        _req: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<SnapStream>, Status> {
+        // One snapshot at a time: each holds a copy of the store in memory while it is written.
+        let permit = SNAPSHOT_GATE
+            .acquire()
+            .await
+            .map_err(|e| Status::internal(format!("snapshot gate: {e}")))?;
+        let store = self.ctx.store();
+        let dir = store.db().path().parent().map(|p| p.to_path_buf()).unwrap_or_default();
+        let tmp = dir.join(format!("client-snapshot-{}.db", std::process::id()));
+        let cluster = self.ctx.replica.cluster();
+        let alarms = self.ctx.machine.alarms().clone();
+        // etcd streams its backend file: write the store in etcd's layout, as a bbolt file, so
+        // etcd's tools read it. The file is unlinked as soon as it is open (even if the client
+        // has gone meanwhile), so nothing is left behind.
+        let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, Status> {
+            let written = (|| {
+                let export = store.export().map_err(ApiError::from)?;
+                let buckets = crate::apply::etcd_backend::buckets(export, &cluster, &alarms);
+                rusted_bbolt::write_bolt(&tmp, SNAPSHOT_PAGE_SIZE, &buckets)
+                    .map_err(|e| Status::internal(format!("writing the snapshot: {e}")))?;
+                std::fs::File::open(&tmp).map_err(|e| Status::internal(e.to_string()))
+            })();
+            let _ = std::fs::remove_file(&tmp);
+            written
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        let mut f = tokio::fs::File::from_std(file);
+        let size = f.metadata().await.map_err(|e| Status::internal(e.to_string()))?.len();
+        let mut header = self.ctx.header_now();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut h = Sha256::new();
+            let mut left = size;
+            let mut first = true;
+            loop {
+                let mut buf = vec![0u8; SNAPSHOT_SEND_CHUNK];
+                let n = match f.read(&mut buf).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                        return;
+                    }
+                };
+                if n == 0 {
+                    break;
+                }
+                buf.truncate(n);
+                h.update(&buf);
+                left = left.saturating_sub(n as u64);
+                let msg = pb::SnapshotResponse {
+                    header: header.take(),
+                    remaining_bytes: left + 32,
+                    blob: buf,
+                    version: if first { SERVER_VERSION.into() } else { String::new() },
+                };
+                first = false;
+                if tx.send(Ok(msg)).await.is_err() {
+                    return;
+                }
+            }
+            drop(permit);
+            // As etcd: the stream ends with the SHA-256 of the bytes before it.
+            let sum = h.finalize().to_vec();
+            let _ = tx
+                .send(Ok(pb::SnapshotResponse {
+                    header: None,
+                    remaining_bytes: 0,
+                    blob: sum,
+                    version: String::new(),
+                }))
+                .await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn move_leader(
+        &self,
+        req: Request<pb::MoveLeaderRequest>,
+    ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+        let to = req.into_inner().target_id;
+        self.ctx.replica.transfer_leader(to).await.map_err(ApiError::from)?;
+        Ok(Response::new(pb::MoveLeaderResponse { header: self.ctx.header_now() }))
+    }
+
+    async fn downgrade(
+        &self,
+        _req: Request<pb::DowngradeRequest>,
+    ) -> Result<Response<pb::DowngradeResponse>, Status> {
+        Err(ApiError::Unsupported("rusted: downgrade is not supported").into())
+    }
+}

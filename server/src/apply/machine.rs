@@ -1,0 +1,274 @@
+//! The replicated state machine: raft entries (a `rustedpb.Proposal` each) applied to the MVCC
+//! store, in the replication layer's [`StateMachine`] terms.
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use prost::Message;
+use rusted_mvcc::request as eng;
+use rusted_mvcc::{
+    Applied, FailureObserver, LeaseGrant, MvccError, Store, StoreOptions, StoreSlot,
+};
+use rusted_replication::{ReplicationError, StateMachine};
+
+use crate::apply::alarm::{Alarms, ALARM_KEY};
+use crate::apply::convert;
+use rusted_proto::etcdserverpb::{alarm_request::AlarmAction, AlarmMember, AlarmType};
+use rusted_proto::rustedpb::{proposal::Request, Proposal};
+
+/// What applying an entry produced.
+#[derive(Debug)]
+pub enum ApplyOut {
+    /// A put.
+    Put(eng::PutResponse),
+    /// A delete.
+    Delete(eng::DeleteRangeResponse),
+    /// A txn.
+    Txn(eng::TxnResponse),
+    /// A compaction (the store revision after it).
+    Compact(i64),
+    /// A lease grant.
+    LeaseGrant(LeaseGrant),
+    /// A lease revoke (the revision after it).
+    LeaseRevoke(i64),
+    /// A lease checkpoint.
+    Done,
+    /// An alarm change: the alarms it raised or cleared.
+    Alarm(Vec<AlarmMember>),
+}
+
+/// The result a proposer gets.
+pub type ApplyResult = Result<ApplyOut, MvccError>;
+
+/// The MVCC store (replaced whole when a snapshot is installed).
+#[derive(Debug)]
+pub struct EtcdMachine {
+    slot: StoreSlot,
+    /// The raised alarms (mirrors the store's `x-alarm` blob).
+    alarms: Mutex<Alarms>,
+    /// Whether NOSPACE is among them (read by every write; kept with `alarms`).
+    nospace: AtomicBool,
+    /// Lease deadlines a new leader extends by (etcd: the election timeout).
+    pub lease_extend: Duration,
+    /// Why the store failed for good (a background flush or sync failed), once it has.
+    failure: Arc<tokio::sync::watch::Sender<Option<String>>>,
+}
+
+fn load_alarms(s: &Store) -> Result<Alarms, MvccError> {
+    Alarms::decode(s.meta_blob(ALARM_KEY)?.as_deref()).map_err(MvccError::Corrupt)
+}
+
+/// Does applying `r` add data (what the NOSPACE alarm refuses, as etcd's capped applier)?
+fn adds_data(r: &Request) -> bool {
+    match r {
+        Request::Put(_) | Request::LeaseGrant(_) => true,
+        Request::Txn(t) => convert::txn_cost(t) > 0,
+        _ => false,
+    }
+}
+
+fn sm_err(e: impl std::fmt::Display) -> ReplicationError {
+    ReplicationError::StateMachine(e.to_string())
+}
+
+/// Is `e` a failure of the store itself (the member must stop), rather than a refusal every
+/// member makes alike (a compare, a missing lease, a compacted revision, ...)?
+pub fn is_fatal(e: &MvccError) -> bool {
+    matches!(
+        e,
+        MvccError::Engine(_)
+            | MvccError::Corrupt(_)
+            | MvccError::Failed(_)
+            | MvccError::Closed
+            | MvccError::AlreadyApplied { .. }
+    )
+}
+
+/// A refusal as the proposer's answer; a store failure as the replica's fatal error.
+fn answer(r: ApplyResult) -> rusted_replication::Result<ApplyResult> {
+    match r {
+        Err(e) if is_fatal(&e) => Err(sm_err(e)),
+        r => Ok(r),
+    }
+}
+
+impl EtcdMachine {
+    /// Opens the store at `path` (its failure observer is the machine's own).
+    pub fn open(
+        path: &Path,
+        mut opts: StoreOptions,
+        lease_extend: Duration,
+    ) -> Result<Self, MvccError> {
+        let failure = Arc::new(tokio::sync::watch::channel(None).0);
+        let tx = failure.clone();
+        opts.on_failure = FailureObserver(Some(Arc::new(move |e: &MvccError| {
+            tx.send_replace(Some(e.to_string()));
+        })));
+        let slot = StoreSlot::open(path, opts)?;
+        let alarms = load_alarms(&slot.get())?;
+        let nospace = AtomicBool::new(alarms.has(AlarmType::Nospace));
+        Ok(EtcdMachine { slot, alarms: Mutex::new(alarms), nospace, lease_extend, failure })
+    }
+
+    /// Waits until the store fails for good (a background flush or sync failed); returns why.
+    pub async fn failed(&self) -> String {
+        let mut rx = self.failure.subscribe();
+        let why = match rx.wait_for(Option::is_some).await {
+            Ok(v) => v.clone().unwrap_or_default(),
+            Err(_) => String::from("state machine dropped"),
+        };
+        why
+    }
+
+    /// The raised alarms.
+    pub fn alarms(&self) -> MutexGuard<'_, Alarms> {
+        self.alarms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Is the space quota alarm raised (writes that add data are refused)?
+    pub fn nospace(&self) -> bool {
+        self.nospace.load(Ordering::Acquire)
+    }
+
+    /// Replaces the alarm list (and the NOSPACE flag with it).
+    fn set_alarms(&self, guard: &mut MutexGuard<'_, Alarms>, next: Alarms) {
+        self.nospace.store(next.has(AlarmType::Nospace), Ordering::Release);
+        **guard = next;
+    }
+
+    fn apply_alarm(
+        &self,
+        s: &Store,
+        at: Applied,
+        r: &rusted_proto::etcdserverpb::AlarmRequest,
+    ) -> ApplyResult {
+        let mut alarms = self.alarms();
+        let mut next = alarms.clone();
+        let changed = match AlarmAction::try_from(r.action) {
+            Ok(AlarmAction::Activate) if r.alarm != AlarmType::None as i32 => {
+                next.activate(r.member_id, r.alarm)
+            }
+            Ok(AlarmAction::Deactivate) => next.deactivate(r.member_id, r.alarm),
+            _ => false,
+        };
+        if !changed {
+            s.apply_noop(at)?;
+            return Ok(ApplyOut::Alarm(Vec::new()));
+        }
+        s.apply_meta_blob(at, ALARM_KEY, &next.encode())?;
+        if r.alarm == AlarmType::Nospace as i32 {
+            tracing::warn!(member = %format!("{:x}", r.member_id), raised = next.has(AlarmType::Nospace), "NOSPACE alarm changed");
+        }
+        self.set_alarms(&mut alarms, next);
+        Ok(ApplyOut::Alarm(vec![AlarmMember { member_id: r.member_id, alarm: r.alarm }]))
+    }
+
+    /// The current store (replaced only when a snapshot is installed).
+    pub fn store(&self) -> Arc<Store> {
+        self.slot.get()
+    }
+
+    /// Applies one request at `at`.
+    fn apply_request(&self, s: &Store, at: Applied, req: Request) -> ApplyResult {
+        if adds_data(&req) && self.nospace() {
+            s.apply_noop(at)?;
+            return Err(MvccError::NoSpace);
+        }
+        match req {
+            Request::Alarm(a) => self.apply_alarm(s, at, &a),
+            Request::Put(p) => s.put(at, &convert::put_in(&p)).map(ApplyOut::Put),
+            Request::DeleteRange(d) => {
+                s.delete_range(at, &convert::delete_in(&d)).map(ApplyOut::Delete)
+            }
+            Request::Txn(t) => s.txn(at, &convert::txn_in(&t)).map(ApplyOut::Txn),
+            Request::Compaction(c) => s.compact(at, c.revision).map(ApplyOut::Compact),
+            Request::LeaseGrant(g) => s.lease_grant(at, g.id, g.ttl).map(ApplyOut::LeaseGrant),
+            Request::LeaseRevoke(r) => s.lease_revoke(at, r.id).map(ApplyOut::LeaseRevoke),
+            // rusted proposes one checkpoint per entry (the store records one per index).
+            Request::LeaseCheckpoint(c) => match c.checkpoints.first() {
+                Some(cp) => s.lease_checkpoint(at, cp.id, cp.remaining_ttl),
+                None => s.apply_noop(at),
+            }
+            .map(|()| ApplyOut::Done),
+        }
+    }
+
+    /// Encodes a proposal.
+    pub fn encode(r: Request) -> Vec<u8> {
+        Proposal { request: Some(r) }.encode_to_vec()
+    }
+}
+
+impl StateMachine for EtcdMachine {
+    type Output = ApplyResult;
+
+    fn applied(&self) -> u64 {
+        self.store().applied().index
+    }
+
+    fn apply(&self, index: u64, term: u64, data: &[u8]) -> rusted_replication::Result<ApplyResult> {
+        let s = self.store();
+        if let Some(why) = s.failure() {
+            return Err(sm_err(format!("the store failed earlier: {why}")));
+        }
+        let at = Applied { index, term };
+        let req = match Proposal::decode(data) {
+            Ok(Proposal { request: Some(r) }) => r,
+            Ok(Proposal { request: None }) | Err(_) => {
+                // Keep the index moving; the entry carries nothing this version understands,
+                // on every member alike: an answer, not a failure of this member.
+                s.apply_noop(at).map_err(sm_err)?;
+                return Ok(Err(MvccError::Corrupt(format!("entry {index}: undecodable proposal"))));
+            }
+        };
+        answer(self.apply_request(&s, at, req))
+    }
+
+    fn apply_noop(&self, index: u64, term: u64) -> rusted_replication::Result<()> {
+        self.store().apply_noop(Applied { index, term }).map_err(sm_err)
+    }
+
+    fn apply_cluster(
+        &self,
+        index: u64,
+        term: u64,
+        record: &[u8],
+    ) -> rusted_replication::Result<()> {
+        self.store().apply_cluster(Applied { index, term }, record).map_err(sm_err)
+    }
+
+    fn cluster(&self) -> rusted_replication::Result<Option<Vec<u8>>> {
+        self.store().cluster().map_err(sm_err)
+    }
+
+    fn sync(&self) -> rusted_replication::Result<()> {
+        self.store().sync().map_err(sm_err)
+    }
+
+    fn write_snapshot(
+        &self,
+        path: &Path,
+    ) -> rusted_replication::Result<(u64, u64, Option<Vec<u8>>)> {
+        let info = self.store().write_snapshot(path).map_err(sm_err)?;
+        Ok((info.applied.index, info.applied.term, info.cluster))
+    }
+
+    fn restore(&self, path: &Path) -> rusted_replication::Result<()> {
+        self.slot.restore(path).map_err(sm_err)?;
+        let loaded = load_alarms(&self.store()).map_err(sm_err)?;
+        self.set_alarms(&mut self.alarms(), loaded);
+        Ok(())
+    }
+
+    fn on_leader_change(&self, is_leader: bool) {
+        let s = self.store();
+        if is_leader {
+            s.lease_promote(self.lease_extend);
+        } else {
+            s.lease_demote();
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! `--config-file`: etcd's YAML configuration file, keyed by the flag names
+//! (`name`, `data-dir`, `listen-client-urls`, ...). As with etcd, when a file is given the other
+//! command-line flags and the ETCD_* environment variables are ignored. Keys rusted has no flag
+//! for are reported and skipped (etcd itself ignores unknown keys).
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+
+use clap::{CommandFactory, FromArgMatches};
+
+use crate::config::flags::ServerConfig;
+
+/// The configuration a file gives, and the keys it had that rusted does not use.
+pub fn load(path: &Path) -> Result<(ServerConfig, Vec<String>), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Parses the YAML text of a configuration file.
+pub fn parse(text: &str) -> Result<(ServerConfig, Vec<String>), String> {
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(text).map_err(|e| format!("invalid YAML: {e}"))?;
+    let map = match doc {
+        serde_yaml::Value::Mapping(m) => m,
+        serde_yaml::Value::Null => serde_yaml::Mapping::new(),
+        _ => return Err("the configuration must be a YAML mapping of flag names".into()),
+    };
+    // Flags without their environment variables: the file is the only source.
+    let mut cmd = ServerConfig::command().mut_args(|a| a.env(None));
+    let known: Vec<String> =
+        cmd.get_arguments().filter_map(|a| a.get_long().map(String::from)).collect();
+    let mut args = vec!["rusted".to_string()];
+    let mut skipped = Vec::new();
+    for (k, v) in map {
+        let key = match k {
+            serde_yaml::Value::String(s) => s,
+            other => return Err(format!("configuration key {other:?} is not a string")),
+        };
+        if key == "config-file" || !known.contains(&key) {
+            skipped.push(key);
+            continue;
+        }
+        let value = match v {
+            serde_yaml::Value::Null => continue,
+            serde_yaml::Value::Bool(b) => b.to_string(),
+            serde_yaml::Value::Number(n) => n.to_string(),
+            serde_yaml::Value::String(s) => s,
+            _ => return Err(format!("{key}: expected a single value")),
+        };
+        args.push(format!("--{key}={value}"));
+    }
+    let m = cmd.try_get_matches_from_mut(args).map_err(|e| e.to_string())?;
+    let cfg = ServerConfig::from_arg_matches(&m).map_err(|e| e.to_string())?;
+    Ok((cfg, skipped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_by_their_names_and_defaults_for_the_rest() {
+        let (c, skipped) = parse(
+            "name: infra1\ndata-dir: /tmp/x\nsnapshot-count: 5000\nheartbeat-interval: 50\n\
+             election-timeout: 500\nlisten-client-urls: http://127.0.0.9:2379\npre-vote: false\n\
+             enable-v2: true\nquota-backend-bytes: -1\n",
+        )
+        .unwrap();
+        assert_eq!(c.name, "infra1");
+        assert_eq!(c.data_dir.as_deref(), Some(Path::new("/tmp/x")));
+        assert_eq!((c.snapshot_count, c.heartbeat_interval, c.election_timeout), (5000, 50, 500));
+        assert_eq!(c.listen_client_urls, "http://127.0.0.9:2379");
+        assert!(!c.pre_vote);
+        assert_eq!(c.quota_backend_bytes, -1);
+        assert_eq!(c.max_txn_ops, 128, "unset keys keep etcd's defaults");
+        assert_eq!(skipped, vec!["enable-v2".to_string()]);
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_a_reason() {
+        assert!(parse("snapshot-count: lots\n").unwrap_err().contains("snapshot-count"));
+        assert!(parse("- a\n- b\n").is_err());
+        assert!(parse("name: [a, b]\n").is_err());
+        assert!(parse("initial-cluster-state: sideways\n").is_err());
+        assert!(parse(": :\n  - ").is_err());
+        assert_eq!(parse("").unwrap().0.name, "default");
+    }
+}

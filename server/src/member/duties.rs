@@ -1,0 +1,74 @@
+//! What a running member does on its own: publish its name and client URLs once, and, while
+//! leading, expire leases and checkpoint them (etcd's lessor loop). Auto-compaction is in
+//! [`super::autocompact`].
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusted_proto::etcdserverpb::{LeaseCheckpoint, LeaseCheckpointRequest, LeaseRevokeRequest};
+use rusted_proto::rustedpb::proposal::Request as P;
+use tokio::sync::watch;
+
+use crate::api::ctx::Ctx;
+
+/// How often the leader looks for expired leases and due checkpoints.
+pub const LEASE_DUTY_INTERVAL: Duration = Duration::from_millis(500);
+/// Leases revoked (and checkpoints proposed) per round at most, as etcd's lessor.
+pub const LEASES_PER_ROUND: usize = 1000;
+/// How long a failed publish waits before it tries again.
+pub const PUBLISH_RETRY: Duration = Duration::from_millis(500);
+
+/// etcd's publish: the member's name and client URLs go through raft once it runs.
+pub(super) async fn publish(
+    ctx: Arc<Ctx>,
+    name: String,
+    client_urls: Vec<String>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let cur = ctx.replica.cluster();
+        if cur
+            .members
+            .get(&ctx.replica.id())
+            .is_some_and(|m| m.name == name && m.client_urls == client_urls)
+        {
+            return;
+        }
+        match ctx.replica.publish(&name, client_urls.clone()).await {
+            Ok(_) => return,
+            Err(e) => tracing::debug!(error = %e, "publish, retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PUBLISH_RETRY) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Lease expiry and checkpoints, run only while leading (etcd's lessor loop).
+pub(super) async fn leader_duties(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(LEASE_DUTY_INTERVAL) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if !ctx.replica.is_leader() {
+            continue;
+        }
+        let store = ctx.store();
+        for id in store.expired_leases(LEASES_PER_ROUND) {
+            match ctx.propose(P::LeaseRevoke(LeaseRevokeRequest { id })).await {
+                Ok(_) => {}
+                Err(e) => tracing::debug!(lease = id, error = %e, "lease expiry revoke failed"),
+            }
+        }
+        for (id, remaining_ttl) in store.due_lease_checkpoints(LEASES_PER_ROUND) {
+            let req =
+                LeaseCheckpointRequest { checkpoints: vec![LeaseCheckpoint { id, remaining_ttl }] };
+            if let Err(e) = ctx.propose(P::LeaseCheckpoint(req)).await {
+                tracing::debug!(lease = id, error = %e, "lease checkpoint failed");
+            }
+        }
+    }
+}

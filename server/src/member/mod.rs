@@ -1,0 +1,291 @@
+//! Assembles a member and stops it: identity ([`bootstrap`]), store and state machine, replica,
+//! peer transport and service, client services, background duties ([`duties`],
+//! [`autocompact`]).
+//!
+//! **Order, and why.** The replica's mailbox is made first, so the peer transport holds it from
+//! the start; the replica starts with that transport; the handlers' context is built on the
+//! running replica; only then do the peer and client listeners open, each service built with
+//! everything it answers from (nothing is filled in later, nothing polls to copy state).
+#![forbid(unsafe_code)]
+
+pub mod autocompact;
+mod bootstrap;
+mod duties;
+mod runtime;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusted_engine::io::{OsIo, PageIo};
+use rusted_mvcc::{CommitObserver, StoreOptions};
+use rusted_proto::etcdserverpb::auth_server::AuthServer;
+use rusted_proto::etcdserverpb::cluster_server::ClusterServer;
+use rusted_proto::etcdserverpb::kv_server::KvServer;
+use rusted_proto::etcdserverpb::lease_server::LeaseServer;
+use rusted_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use rusted_proto::etcdserverpb::watch_server::WatchServer;
+use rusted_proto::health::health_server::HealthServer;
+use rusted_proto::rustedpb::peer_server::PeerServer;
+use rusted_proto::v3electionpb::election_server::ElectionServer;
+use rusted_proto::v3lockpb::lock_server::LockServer;
+use rusted_replication::{Bootstrap, Mailbox, Replica, ReplicaConfig};
+use tokio::sync::watch;
+
+use crate::api::auth::AuthService;
+use crate::api::cluster::ClusterService;
+use crate::api::ctx::{Ctx, Limits};
+use crate::api::election::ElectionService;
+use crate::api::health::HealthService;
+use crate::api::kv::KvService;
+use crate::api::lease::LeaseService;
+use crate::api::lock::LockService;
+use crate::api::maintenance::MaintenanceService;
+use crate::api::watch::WatchService;
+use crate::apply::machine::EtcdMachine;
+use crate::config::flags::{bind_addr, urls};
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::net::serve::serve;
+use crate::peer::service::PeerService;
+use crate::peer::transport::{GrpcTransport, GrpcTransportRef};
+use bootstrap::{bootstrap, Identity};
+use runtime::PeerRuntime;
+
+/// A startup failure.
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Peer messages (raft appends, snapshot chunks) up to this size are accepted.
+pub const MAX_PEER_MESSAGE: usize = 64 << 20;
+/// Room above `--max-request-bytes` for a client message's envelope (etcd's gRPC limit is the
+/// request limit plus this).
+pub const CLIENT_MESSAGE_OVERHEAD: usize = 512 * 1024;
+
+/// What a member is started with besides its flags: the seams tests inject faults through.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    /// How the page store writes its file ([`rusted_engine::io::OsIo`] by default).
+    pub page_io: Arc<dyn PageIo>,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions { page_io: Arc::new(OsIo) }
+    }
+}
+
+/// A running member.
+#[derive(Debug)]
+pub struct Member {
+    /// Handler context.
+    pub ctx: Arc<Ctx>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    peer_rt: PeerRuntime,
+}
+
+impl Member {
+    /// Starts a member as `cfg` says, serving clients and peers until [`Member::stop`].
+    pub async fn start(cfg: ServerConfig) -> Result<Member, StartError> {
+        Self::start_with(cfg, StartOptions::default()).await
+    }
+
+    /// [`Member::start`] with `opts`.
+    pub async fn start_with(cfg: ServerConfig, opts: StartOptions) -> Result<Member, StartError> {
+        std::fs::create_dir_all(cfg.snap_dir())?;
+        let (ident, boot) = bootstrap(&cfg).await?;
+        let rcfg = replica_config(&cfg, ident, boot)?;
+        let auto_compaction =
+            autocompact::parse(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)?;
+        let metrics = Arc::new(Metrics::new()?);
+        let mut store_opts = StoreOptions::default();
+        store_opts.db.io = opts.page_io;
+        let m = metrics.clone();
+        store_opts.on_commit = CommitObserver(Some(Arc::new(move |d| m.observe_backend_commit(d))));
+        let machine =
+            Arc::new(EtcdMachine::open(&cfg.snap_dir().join("db"), store_opts, rcfg.election)?);
+        let peer_rt = PeerRuntime::new()?;
+        let replica = start_replica(rcfg, ident, machine.clone(), &peer_rt, &metrics).await?;
+        let ctx = Arc::new(Ctx::new(replica, machine, limits(&cfg)));
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        let peer = PeerService::new(ctx.clone(), tokio::runtime::Handle::current());
+        for u in urls(&cfg.listen_peer_urls) {
+            let addr = bind_addr(&u)?;
+            // Bound here (so a taken port fails the start), registered on the peer runtime.
+            let listener = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|e| format!("listen {u}: {e}"))?;
+            let listener = {
+                let _in_peer_rt = peer_rt.handle().enter();
+                tokio::net::TcpListener::from_std(listener)
+                    .map_err(|e| format!("listen {u}: {e}"))?
+            };
+            let svc = PeerServer::new(peer.clone()).max_decoding_message_size(MAX_PEER_MESSAGE);
+            let routes = tonic::service::Routes::new(svc);
+            tasks.push(peer_rt.handle().spawn(serve(
+                listener,
+                routes,
+                false,
+                stop_rx.clone(),
+                "peer",
+            )));
+            tracing::info!(url = %u, "serving peer traffic");
+        }
+        let max_msg = cfg.max_request_bytes + CLIENT_MESSAGE_OVERHEAD;
+        for u in urls(&cfg.listen_client_urls) {
+            let addr = bind_addr(&u)?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("listen {u}: {e}"))?;
+            let routes = client_routes(&ctx, &metrics, max_msg);
+            tasks.push(tokio::spawn(serve(listener, routes, true, stop_rx.clone(), "client")));
+            tracing::info!(url = %u, "serving client traffic");
+        }
+        tasks.push(tokio::spawn(duties::publish(
+            ctx.clone(),
+            cfg.name.clone(),
+            urls(&cfg.advertise_client_urls),
+            stop_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(duties::leader_duties(ctx.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(autocompact::run(ctx.clone(), auto_compaction, stop_rx)));
+        tracing::info!(id = %format!("{:x}", ident.member_id), cluster = %format!("{:x}", ident.cluster_id), "member started");
+        Ok(Member { ctx, stop, tasks, peer_rt })
+    }
+
+    /// Waits until the member fails for good: its replica stopped on a fatal error, or its
+    /// store could no longer make writes durable. Returns why. The process should then exit
+    /// (as etcd does): the member can no longer follow the cluster, and must not keep
+    /// answering from a state that drifts from it.
+    pub async fn failed(&self) -> String {
+        tokio::select! {
+            why = self.ctx.replica.failed() => why,
+            why = self.ctx.machine.failed() => why,
+        }
+    }
+
+    /// Stops serving, stops the replica (every acknowledged write is in the synced WAL) and
+    /// closes the store.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        // Graceful shutdown waits for open streams (peers keep theirs open): give them a
+        // moment, then cut them.
+        for mut t in self.tasks {
+            if tokio::time::timeout(Duration::from_secs(1), &mut t).await.is_err() {
+                t.abort();
+            }
+        }
+        let ctx = self.ctx.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            ctx.replica.stop();
+            if let Err(e) = ctx.store().close() {
+                tracing::warn!(error = %e, "store close");
+            }
+        })
+        .await;
+        // The transport's tasks go last: raft could send until the replica stopped.
+        drop(self.peer_rt);
+    }
+}
+
+/// The replica's settings from the flags (etcd's timing rules checked).
+fn replica_config(
+    cfg: &ServerConfig,
+    ident: Identity,
+    boot: Bootstrap,
+) -> Result<ReplicaConfig, StartError> {
+    if cfg.election_timeout < 5 * cfg.heartbeat_interval {
+        return Err(format!(
+            "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
+            cfg.election_timeout, cfg.heartbeat_interval
+        )
+        .into());
+    }
+    let election = Duration::from_millis(cfg.election_timeout);
+    let mut rcfg = ReplicaConfig::new(ident.member_id, cfg.member_dir(), boot);
+    rcfg.wal_dir = cfg.wal_dir();
+    rcfg.snap_dir = cfg.snap_dir();
+    rcfg.heartbeat = Duration::from_millis(cfg.heartbeat_interval.max(1));
+    rcfg.election = election;
+    rcfg.snapshot_count = cfg.snapshot_count;
+    rcfg.request_timeout = Duration::from_secs(5) + 2 * election;
+    rcfg.pre_vote = cfg.pre_vote;
+    Ok(rcfg)
+}
+
+/// Starts the replica with the peer transport (on the peer runtime) already holding its
+/// mailbox.
+async fn start_replica(
+    mut rcfg: ReplicaConfig,
+    ident: Identity,
+    machine: Arc<EtcdMachine>,
+    peer_rt: &PeerRuntime,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<Replica<EtcdMachine>>, StartError> {
+    let m = metrics.clone();
+    rcfg.wal.on_sync = Some(Arc::new(move |d| m.observe_wal_fsync(d)));
+    let (mailbox, inbox) = Mailbox::new(ident.member_id, &rcfg.snap_dir)?;
+    let transport =
+        GrpcTransport::new(peer_rt.handle(), ident.member_id, ident.cluster_id, mailbox.clone());
+    let replica = tokio::task::spawn_blocking(move || {
+        Replica::start_with_mailbox(
+            rcfg,
+            machine,
+            Arc::new(GrpcTransportRef(transport)),
+            mailbox,
+            inbox,
+        )
+    })
+    .await??;
+    Ok(Arc::new(replica))
+}
+
+/// etcd's request limits from the flags (the quota's warnings logged as etcd logs them).
+fn limits(cfg: &ServerConfig) -> Limits {
+    let quota = Limits::quota_from_flag(cfg.quota_backend_bytes);
+    match quota {
+        None => tracing::warn!("disabled backend quota"),
+        Some(q) if q > crate::api::ctx::MAX_QUOTA_BYTES => tracing::warn!(
+            quota = q,
+            max = crate::api::ctx::MAX_QUOTA_BYTES,
+            "quota exceeds the maximum value; performance may degrade"
+        ),
+        Some(_) => {}
+    }
+    Limits {
+        max_request_bytes: cfg.max_request_bytes,
+        max_txn_ops: cfg.max_txn_ops,
+        quota_backend_bytes: quota,
+    }
+}
+
+/// Everything on a client URL: the etcd gRPC services, the JSON gateway, and the plain HTTP
+/// endpoints, with every gRPC call counted.
+fn client_routes(ctx: &Arc<Ctx>, metrics: &Arc<Metrics>, max_msg: usize) -> tonic::service::Routes {
+    let grpc = crate::net::dispatch::GrpcServices {
+        kv: KvServer::new(KvService { ctx: ctx.clone() }).max_decoding_message_size(max_msg),
+        cluster: ClusterServer::new(ClusterService { ctx: ctx.clone() })
+            .max_decoding_message_size(max_msg),
+        maintenance: MaintenanceServer::new(MaintenanceService { ctx: ctx.clone() })
+            .max_decoding_message_size(max_msg)
+            .max_encoding_message_size(usize::MAX),
+        watch: WatchServer::new(WatchService { ctx: ctx.clone() })
+            .max_decoding_message_size(max_msg)
+            .max_encoding_message_size(usize::MAX),
+        lease: LeaseServer::new(LeaseService { ctx: ctx.clone() })
+            .max_decoding_message_size(max_msg),
+        auth: AuthServer::new(AuthService { ctx: ctx.clone() }).max_decoding_message_size(max_msg),
+        health: HealthServer::new(HealthService { ctx: ctx.clone() }),
+        lock: LockServer::new(LockService { ctx: ctx.clone() }).max_decoding_message_size(max_msg),
+        election: ElectionServer::new(ElectionService { ctx: ctx.clone() })
+            .max_decoding_message_size(max_msg),
+    };
+    let http = crate::gateway::json::router(ctx.clone())
+        .merge(crate::gateway::http::router(ctx.clone(), metrics.clone()))
+        .fallback(crate::gateway::json::not_found)
+        .method_not_allowed_fallback(crate::gateway::json::method_not_allowed)
+        .layer(axum::middleware::from_fn(crate::gateway::http::cors));
+    let front = crate::net::dispatch::ClientDispatch::new(grpc, http, metrics.clone());
+    tonic::service::Routes::from(axum::Router::new().fallback_service(front))
+}

@@ -1,0 +1,257 @@
+//! The peer transport: raft's messages to the other members over gRPC (rustedpb.Peer) on
+//! their peer URLs. Each peer gets one long-lived client stream; messages queued for it are
+//! sent in batches; a broken stream is reported to raft (unreachable) and reconnected with
+//! backoff. Snapshots stream the state machine file in [`SNAPSHOT_CHUNK`]s after the
+//! MsgSnapshot message.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use protobuf::Message as PbMessage;
+use raft::eraftpb::{Message, MessageType};
+use rusted_proto::rustedpb::peer_client::PeerClient;
+use rusted_proto::rustedpb::{ProbeRequest, RaftBatch, SnapshotChunk};
+use rusted_replication::{Mailbox, Transport};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Messages queued per peer before new ones are dropped (raft resends what matters).
+pub const PEER_QUEUE: usize = 8192;
+/// Messages per batch on the wire.
+pub const MAX_BATCH: usize = 512;
+/// Snapshot chunk size.
+pub const SNAPSHOT_CHUNK: usize = 1 << 20;
+
+struct PeerHandle {
+    tx: mpsc::Sender<Message>,
+    urls: watch::Sender<Vec<String>>,
+}
+
+/// The client side: a [`Transport`] over gRPC streams.
+pub struct GrpcTransport {
+    rt: tokio::runtime::Handle,
+    from: u64,
+    cluster_id: u64,
+    mailbox: Mailbox,
+    peers: Mutex<HashMap<u64, PeerHandle>>,
+}
+
+impl std::fmt::Debug for GrpcTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcTransport").field("from", &self.from).finish()
+    }
+}
+
+impl GrpcTransport {
+    /// A transport for member `from` of `cluster_id`, running its tasks on `rt`, reporting
+    /// unreachable peers and snapshot outcomes to the local replica's `mailbox`.
+    pub fn new(
+        rt: tokio::runtime::Handle,
+        from: u64,
+        cluster_id: u64,
+        mailbox: Mailbox,
+    ) -> Arc<Self> {
+        Arc::new(GrpcTransport { rt, from, cluster_id, mailbox, peers: Mutex::new(HashMap::new()) })
+    }
+
+    fn report_unreachable(&self, to: u64) {
+        self.mailbox.report_unreachable(to);
+    }
+
+    fn send_snapshot(self: &Arc<Self>, m: Message) {
+        let to = m.to;
+        let mb = self.mailbox.clone();
+        let url = self
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&to)
+            .and_then(|p| p.urls.borrow().first().cloned());
+        let Some(url) = url else {
+            mb.report_snapshot(to, false);
+            return;
+        };
+        self.rt.spawn(async move {
+            let ok = match stream_snapshot(&url, &mb, m).await {
+                Ok(ok) => ok,
+                Err(e) => {
+                    tracing::warn!(to = %format!("{to:x}"), error = %e, "snapshot send failed");
+                    false
+                }
+            };
+            mb.report_snapshot(to, ok);
+        });
+    }
+}
+
+async fn stream_snapshot(
+    url: &str,
+    mb: &Mailbox,
+    m: Message,
+) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
+    let meta = m.get_snapshot().get_metadata();
+    let path = mb.snaps().outgoing(meta.index, meta.term);
+    let mut f = tokio::fs::File::open(&path).await?;
+    let total = f.metadata().await?.len();
+    let mut client = PeerClient::connect(url.to_string()).await?;
+    let (tx, rx) = mpsc::channel::<SnapshotChunk>(4);
+    let msg = m.write_to_bytes()?;
+    let feeder = tokio::spawn(async move {
+        let mut first = Some(msg);
+        loop {
+            let mut buf = vec![0u8; SNAPSHOT_CHUNK];
+            let mut n = 0;
+            while n < buf.len() {
+                match f.read(&mut buf[n..]).await {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(_) => return,
+                }
+            }
+            buf.truncate(n);
+            let last = n < SNAPSHOT_CHUNK;
+            let c = SnapshotChunk {
+                message: first.take().unwrap_or_default(),
+                data: buf,
+                last,
+                total_size: total,
+            };
+            if tx.send(c).await.is_err() || last {
+                return;
+            }
+        }
+    });
+    let ack = client.snapshot(ReceiverStream::new(rx)).await?.into_inner();
+    let _ = feeder.await;
+    Ok(ack.ok)
+}
+
+async fn peer_loop(
+    from: u64,
+    to: u64,
+    cluster_id: u64,
+    urls: watch::Receiver<Vec<String>>,
+    mut msgs: mpsc::Receiver<Message>,
+    t: std::sync::Weak<GrpcTransport>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let url = urls.borrow().first().cloned();
+        let endpoint = url.and_then(|u| tonic::transport::Endpoint::from_shared(u).ok());
+        let ch = match endpoint {
+            Some(e) => {
+                e.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true).connect().await.ok()
+            }
+            None => None,
+        };
+        let Some(ch) = ch else {
+            // Unreachable: drop what is queued (raft resends), tell raft, back off.
+            while msgs.try_recv().is_ok() {}
+            match t.upgrade() {
+                Some(t) => t.report_unreachable(to),
+                None => return,
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+            continue;
+        };
+        backoff = Duration::from_millis(50);
+        let mut client = PeerClient::new(ch);
+        let (btx, brx) = mpsc::channel::<RaftBatch>(64);
+        let call = tokio::spawn(async move { client.send(ReceiverStream::new(brx)).await });
+        loop {
+            let Some(m) = msgs.recv().await else {
+                drop(btx);
+                let _ = call.await;
+                return;
+            };
+            let mut batch = Vec::with_capacity(16);
+            batch.push(m.write_to_bytes().unwrap_or_default());
+            while batch.len() < MAX_BATCH {
+                match msgs.try_recv() {
+                    Ok(m) => batch.push(m.write_to_bytes().unwrap_or_default()),
+                    Err(_) => break,
+                }
+            }
+            if btx.send(RaftBatch { messages: batch, from, to, cluster_id }).await.is_err() {
+                break;
+            }
+        }
+        if let Some(t) = t.upgrade() {
+            t.report_unreachable(to);
+        }
+        let _ = call.await;
+    }
+}
+
+impl Transport for GrpcTransportRef {
+    fn send(&self, msgs: Vec<Message>) {
+        let t = &self.0;
+        let peers = t.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut unreachable = Vec::new();
+        let mut snaps = Vec::new();
+        for m in msgs {
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                snaps.push(m);
+                continue;
+            }
+            match peers.get(&m.to) {
+                Some(p) => {
+                    if p.tx.try_send(m).is_err() {
+                        // Queue full: raft will retry; slow it down.
+                    }
+                }
+                None => unreachable.push(m.to),
+            }
+        }
+        drop(peers);
+        for to in unreachable {
+            t.report_unreachable(to);
+        }
+        for m in snaps {
+            t.send_snapshot(m);
+        }
+    }
+
+    fn set_peer(&self, id: u64, peer_urls: &[String]) {
+        let t = &self.0;
+        let mut peers = t.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = peers.get(&id) {
+            p.urls.send_replace(peer_urls.to_vec());
+            return;
+        }
+        let (tx, rx) = mpsc::channel(PEER_QUEUE);
+        let (utx, urx) = watch::channel(peer_urls.to_vec());
+        peers.insert(id, PeerHandle { tx, urls: utx });
+        let weak = Arc::downgrade(t);
+        t.rt.spawn(peer_loop(t.from, id, t.cluster_id, urx, rx, weak));
+    }
+
+    fn remove_peer(&self, id: u64) {
+        // Dropping the queue's sender ends the peer's task.
+        self.0.peers.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+}
+
+/// The [`Transport`] handed to the replica (a strong handle to the shared transport).
+#[derive(Debug, Clone)]
+pub struct GrpcTransportRef(pub Arc<GrpcTransport>);
+
+/// Asks the peers at `urls` for the current cluster record (joining an existing cluster).
+pub async fn fetch_cluster(urls: &[String]) -> Result<Vec<u8>, String> {
+    let mut last = String::from("no peer URL given");
+    for u in urls {
+        match PeerClient::connect(u.clone()).await {
+            Ok(mut c) => match c.probe(ProbeRequest { from: 0, cluster_id: 0 }).await {
+                Ok(r) if !r.get_ref().cluster.is_empty() => return Ok(r.into_inner().cluster),
+                Ok(_) => last = format!("{u}: member not ready"),
+                Err(e) => last = format!("{u}: {e}"),
+            },
+            Err(e) => last = format!("{u}: {e}"),
+        }
+    }
+    Err(last)
+}

@@ -1,0 +1,169 @@
+//! A member in this process, driven over its gRPC port: what it does with an invalid request
+//! (refused before any raft round) and with a page store whose disk fails (it stops, with the
+//! cause, instead of answering from a state it can no longer make durable). Needs no etcd, no
+//! python: `cargo test -p rusted-server --test member`.
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+use clap::Parser;
+use rusted_engine::io::{FaultyIo, PageFaults};
+use rusted_proto::etcdserverpb::kv_client::KvClient;
+use rusted_proto::etcdserverpb::lease_client::LeaseClient;
+use rusted_proto::etcdserverpb::{
+    request_op, DeleteRangeRequest, LeaseRevokeRequest, PutRequest, RangeRequest, RequestOp,
+    TxnRequest,
+};
+use rusted_server::config::ServerConfig;
+use rusted_server::member::{Member, StartOptions};
+use tonic::transport::Channel;
+
+/// Starts a single member on `ip` (ports 2379/2380) with data in `dir`.
+async fn start(ip: &str, dir: &std::path::Path, opts: StartOptions) -> Member {
+    let client = format!("http://{ip}:2379");
+    let peer = format!("http://{ip}:2380");
+    let cfg = ServerConfig::parse_from([
+        "rusted",
+        "--name=m",
+        &format!("--data-dir={}", dir.display()),
+        &format!("--listen-client-urls={client}"),
+        &format!("--advertise-client-urls={client}"),
+        &format!("--listen-peer-urls={peer}"),
+        &format!("--initial-advertise-peer-urls={peer}"),
+        &format!("--initial-cluster=m={peer}"),
+    ]);
+    let m = Member::start_with(cfg, opts).await.expect("member starts");
+    // Settled: leading, its publish applied, nothing left to apply.
+    for _ in 0..200 {
+        let st = m.ctx.replica.status();
+        let published = m.ctx.replica.cluster().members.values().any(|x| x.name == "m");
+        if st.is_leader && published && st.applied == st.committed {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("member did not settle");
+}
+
+async fn kv(ip: &str) -> KvClient<Channel> {
+    KvClient::connect(format!("http://{ip}:2379")).await.expect("connect")
+}
+
+fn put(k: &str, v: &str) -> PutRequest {
+    PutRequest { key: k.into(), value: v.into(), ..Default::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_requests_are_refused_before_any_proposal() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.0.61";
+    let m = start(ip, dir.path(), StartOptions::default()).await;
+    let mut c = kv(ip).await;
+    let mut leases = LeaseClient::connect(format!("http://{ip}:2379")).await.unwrap();
+    let before = m.ctx.replica.status().committed;
+
+    let txn_op =
+        |k: &str| RequestOp { request: Some(request_op::Request::RequestPut(put(k, "v"))) };
+    let refusals: Vec<(tonic::Status, &str)> = vec![
+        (c.put(put("", "v")).await.unwrap_err(), "etcdserver: key is not provided"),
+        (
+            c.put(PutRequest { ignore_value: true, ..put("k", "v") }).await.unwrap_err(),
+            "etcdserver: value is provided",
+        ),
+        (
+            c.put(PutRequest { ignore_lease: true, lease: 7, ..put("k", "") }).await.unwrap_err(),
+            "etcdserver: lease is provided",
+        ),
+        (
+            c.delete_range(DeleteRangeRequest::default()).await.unwrap_err(),
+            "etcdserver: key is not provided",
+        ),
+        (c.range(RangeRequest::default()).await.unwrap_err(), "etcdserver: key is not provided"),
+        (
+            c.txn(TxnRequest { success: vec![txn_op("a"), txn_op("a")], ..Default::default() })
+                .await
+                .unwrap_err(),
+            "etcdserver: duplicate key given in txn request",
+        ),
+        (
+            c.txn(TxnRequest {
+                success: (0..129).map(|i| txn_op(&format!("k{i}"))).collect(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+            "etcdserver: too many operations in txn request",
+        ),
+        (
+            c.put(put("big", &"x".repeat(2 << 20))).await.unwrap_err(),
+            // Over --max-request-bytes: refused by the gRPC limit as in etcd.
+            "",
+        ),
+        (
+            leases.lease_revoke(LeaseRevokeRequest { id: 0 }).await.unwrap_err(),
+            "etcdserver: requested lease not found",
+        ),
+    ];
+    for (status, want) in &refusals {
+        if !want.is_empty() {
+            assert_eq!(status.message(), *want, "{status:?}");
+        }
+        assert_ne!(status.code(), tonic::Code::Ok);
+    }
+    assert_eq!(m.ctx.replica.status().committed, before, "an invalid request made a proposal");
+    // The same member proposes a valid one.
+    c.put(put("k", "v")).await.unwrap();
+    assert!(m.ctx.replica.status().committed > before);
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_page_store_stops_the_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.0.62";
+    let faults = std::sync::Arc::new(PageFaults::default());
+    let opts = StartOptions { page_io: std::sync::Arc::new(FaultyIo::new(faults.clone())) };
+    let m = start(ip, dir.path(), opts).await;
+    let mut c = kv(ip).await;
+    c.put(put("before", "1")).await.unwrap();
+
+    // From now on every page write and fdatasync of the store fails, as on a dead disk.
+    faults.fail_now();
+    let failed = tokio::spawn({
+        let ctx = m.ctx.clone();
+        async move {
+            tokio::select! {
+                why = ctx.replica.failed() => why,
+                why = ctx.machine.failed() => why,
+            }
+        }
+    });
+    let mut answered_after = 0;
+    for i in 0..200 {
+        if failed.is_finished() {
+            break;
+        }
+        if c.put(put(&format!("k{i}"), "v")).await.is_ok() {
+            answered_after += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let why = tokio::time::timeout(Duration::from_secs(10), failed)
+        .await
+        .expect("the member did not stop")
+        .unwrap();
+    assert!(why.contains("injected"), "the cause names the disk failure: {why}");
+    assert!(faults.injected.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    // Stopped: no write is accepted any more. (Writes applied before the flush failed were in
+    // the WAL: acknowledged writes are durable there.)
+    for _ in 0..50 {
+        if m.ctx.replica.is_stopped() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = c.put(put("after", "1")).await;
+    assert!(r.is_err(), "a failed member still accepts writes");
+    assert!(answered_after < 200);
+    m.stop().await;
+}
