@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tonic::{Code, Request, Response, Status};
 
 use crate::api::ctx::Ctx;
+use crate::api::errors::ApiError;
 use rusted_proto::etcdserverpb as pb;
 use rusted_proto::etcdserverpb::auth_server::Auth;
 
@@ -70,7 +71,7 @@ auth_impl! {{
         &self,
         _r: Request<pb::AuthenticateRequest>,
     ) -> Result<Response<pb::AuthenticateResponse>, Status> {
-        Err(Status::new(Code::FailedPrecondition, "etcdserver: authentication is not enabled"))
+        Err(ApiError::AuthNotEnabled.into())
     }
 }
         auth_enable(AuthEnableRequest) -> AuthEnableResponse;

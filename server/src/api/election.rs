@@ -10,10 +10,10 @@ use std::sync::Arc;
 use rusted_mvcc::WatchOptions;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use crate::api::ctx::Ctx;
-use crate::api::errors::ApiResult;
+use crate::api::errors::{ApiError, ApiResult};
 use crate::api::lock::session_lease;
 use crate::api::recipe::{self, DeleteOnDrop};
 use rusted_proto::v3electionpb::election_server::Election;
@@ -21,13 +21,6 @@ use rusted_proto::v3electionpb::{
     CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest, LeaderResponse, ProclaimRequest,
     ProclaimResponse, ResignRequest, ResignResponse,
 };
-
-/// Proclaim by a caller that no longer leads.
-pub const NOT_LEADER: &str = "election: not leader";
-/// Leader of an election nobody campaigns in.
-pub const NO_LEADER: &str = "election: no leader";
-/// Proclaim or Resign without a leader key.
-pub const MISSING_LEADER_KEY: &str = "\"leader\" field must be provided";
 
 /// The Election service.
 #[derive(Debug, Clone)]
@@ -37,7 +30,7 @@ pub struct ElectionService {
 }
 
 fn leader_key(l: Option<LeaderKey>) -> Result<LeaderKey, Status> {
-    l.ok_or_else(|| Status::new(Code::Unknown, MISSING_LEADER_KEY))
+    l.ok_or_else(|| ApiError::MissingLeaderKey.into())
 }
 
 type ObserveStream = Pin<Box<dyn Stream<Item = Result<LeaderResponse, Status>> + Send>>;
@@ -60,7 +53,7 @@ impl Election for ElectionService {
                 .await
                 .map_err(recipe::as_unknown)?;
             if !ok {
-                return Err(Status::new(Code::Unknown, NOT_LEADER));
+                return Err(ApiError::ElectionNotLeader.into());
             }
         }
         recipe::wait_deletes(ctx, &recipe::prefix(&r.name), rev - 1)
@@ -83,7 +76,7 @@ impl Election for ElectionService {
             .await
             .map_err(recipe::as_unknown)?;
         if !ok {
-            return Err(Status::new(Code::Unknown, NOT_LEADER));
+            return Err(ApiError::ElectionNotLeader.into());
         }
         Ok(Response::new(ProclaimResponse { header }))
     }
@@ -100,7 +93,7 @@ impl Election for ElectionService {
             Some(kv) => {
                 Ok(Response::new(LeaderResponse { header: self.ctx.header(rev), kv: Some(kv) }))
             }
-            None => Err(Status::new(Code::Unknown, NO_LEADER)),
+            None => Err(ApiError::ElectionNoLeader.into()),
         }
     }
 
@@ -163,7 +156,7 @@ async fn observe(
         let store = ctx.store();
         let (mut ws, mut rx) = store.watch_stream(16);
         let opts = WatchOptions { key: key.clone(), start_revision: at + 1, ..Default::default() };
-        ws.watch(0, opts).map_err(|e| crate::api::errors::ApiError::Internal(e.to_string()))?;
+        ws.watch(0, opts).map_err(crate::api::errors::internal)?;
         let mut check = tokio::time::interval(recipe::STORE_CHECK_INTERVAL);
         'follow: loop {
             tokio::select! {
@@ -222,7 +215,7 @@ async fn next_put(
         no_delete: true,
         ..Default::default()
     };
-    ws.watch(0, opts).map_err(|e| crate::api::errors::ApiError::Internal(e.to_string()))?;
+    ws.watch(0, opts).map_err(crate::api::errors::internal)?;
     let mut check = tokio::time::interval(recipe::STORE_CHECK_INTERVAL);
     loop {
         tokio::select! {

@@ -1,5 +1,6 @@
 //! The one table from every layer's errors to etcd's gRPC codes and messages (etcd's
-//! rpctypes). Handlers return [`ApiError`]; tonic sees only the mapped `Status`.
+//! rpctypes). Handlers return [`ApiError`]; tonic sees only the mapped `Status`. Every etcd
+//! message a client sees is spelled here: the lower crates' own error texts are for logs.
 #![forbid(unsafe_code)]
 
 use rusted_mvcc::{LeaseError, MvccError};
@@ -24,6 +25,21 @@ pub enum ApiError {
     /// Writes refused under the NOSPACE alarm.
     #[error("mvcc: database space exceeded")]
     NoSpace,
+    /// An auth operation while auth is disabled.
+    #[error("authentication is not enabled")]
+    AuthNotEnabled,
+    /// Proclaim or resign by a candidate that no longer leads.
+    #[error("election: not leader")]
+    ElectionNotLeader,
+    /// Leader asked of an election nobody leads.
+    #[error("election: no leader")]
+    ElectionNoLeader,
+    /// An election request without its leader key.
+    #[error("leader field must be provided")]
+    MissingLeaderKey,
+    /// A health check of a service this server does not have.
+    #[error("unknown service")]
+    UnknownService,
     /// Something rusted does not do yet.
     #[error("{0}")]
     Unsupported(&'static str),
@@ -50,54 +66,91 @@ fn lease(e: &LeaseError) -> Status {
     }
 }
 
+/// etcd's text for a store refusal (the store's own wording stays its own).
+fn mvcc(m: &MvccError) -> Status {
+    match m {
+        MvccError::Compacted { .. } => {
+            etcd(Code::OutOfRange, "mvcc: required revision has been compacted")
+        }
+        MvccError::FutureRevision => {
+            etcd(Code::OutOfRange, "mvcc: required revision is a future revision")
+        }
+        MvccError::EmptyKey => etcd(Code::InvalidArgument, "key is not provided"),
+        MvccError::KeyNotFound => etcd(Code::InvalidArgument, "key not found"),
+        MvccError::ValueProvided => etcd(Code::InvalidArgument, "value is provided"),
+        MvccError::LeaseProvided => etcd(Code::InvalidArgument, "lease is provided"),
+        MvccError::DuplicateKey => {
+            etcd(Code::InvalidArgument, "duplicate key given in txn request")
+        }
+        MvccError::Lease(l) => lease(l),
+        MvccError::Closed => etcd(Code::Unavailable, "server stopped"),
+        MvccError::NoSpace => etcd(Code::ResourceExhausted, "mvcc: database space exceeded"),
+        MvccError::AlreadyApplied { .. }
+        | MvccError::Engine(_)
+        | MvccError::Corrupt(_)
+        | MvccError::Failed(_) => Status::new(Code::Internal, m.to_string()),
+    }
+}
+
+/// etcd's code and text for a replication refusal.
+fn replication(r: &ReplicationError) -> Status {
+    use ReplicationError as R;
+    let (code, msg) = match r {
+        R::NoLeader => (Code::Unavailable, "no leader"),
+        // etcd sends these two with code Unknown (they are not rpctypes errors there).
+        R::TooManyRequests => (Code::Unknown, "too many requests"),
+        R::NotEnoughStartedMembers => {
+            (Code::Unknown, "re-configuration failed due to not enough started members")
+        }
+        R::Timeout => (Code::Unavailable, "request timed out"),
+        R::TimeoutLeaderFail => {
+            (Code::Unavailable, "request timed out, possibly due to previous leader failure")
+        }
+        R::Stopped => (Code::Unavailable, "server stopped"),
+        R::Removed => {
+            (Code::Unavailable, "the member has been permanently removed from the cluster")
+        }
+        R::LeaderChanged => (Code::Unavailable, "leader changed"),
+        R::MemberExists => (Code::FailedPrecondition, "member ID already exist"),
+        R::PeerUrlExists => (Code::FailedPrecondition, "Peer URLs already exists"),
+        R::MemberNotLearner => (Code::FailedPrecondition, "can only promote a learner member"),
+        R::LearnerNotReady => (
+            Code::FailedPrecondition,
+            "can only promote a learner member which is in sync with leader",
+        ),
+        R::TooManyLearners => (Code::FailedPrecondition, "too many learner members in cluster"),
+        R::BadLeaderTransferee => (Code::FailedPrecondition, "bad leader transferee"),
+        R::NotLeader => (Code::FailedPrecondition, "not leader"),
+        R::MemberNotFound | R::MemberRemoved => (Code::NotFound, "member not found"),
+        R::Config(_) => (Code::InvalidArgument, "given member URLs are invalid"),
+        R::Wal(_) | R::Raft(_) | R::StateMachine(_) | R::Corrupt { .. } | R::Io { .. } => {
+            return Status::new(Code::Internal, r.to_string())
+        }
+    };
+    etcd(code, msg)
+}
+
 impl From<ApiError> for Status {
     fn from(e: ApiError) -> Status {
-        use ReplicationError as R;
         match &e {
-            ApiError::Mvcc(m) => match m {
-                MvccError::Compacted { .. } => {
-                    etcd(Code::OutOfRange, "mvcc: required revision has been compacted")
-                }
-                MvccError::FutureRevision => {
-                    etcd(Code::OutOfRange, "mvcc: required revision is a future revision")
-                }
-                MvccError::EmptyKey
-                | MvccError::KeyNotFound
-                | MvccError::ValueProvided
-                | MvccError::LeaseProvided
-                | MvccError::DuplicateKey => etcd(Code::InvalidArgument, &m.to_string()),
-                MvccError::Lease(l) => lease(l),
-                MvccError::Closed => etcd(Code::Unavailable, "server stopped"),
-                MvccError::NoSpace => {
-                    etcd(Code::ResourceExhausted, "mvcc: database space exceeded")
-                }
-                other => Status::new(Code::Internal, other.to_string()),
-            },
-            ApiError::Replication(r) => match r {
-                R::NoLeader => etcd(Code::Unavailable, "no leader"),
-                // etcd sends these two with code Unknown (they are not rpctypes errors there).
-                R::TooManyRequests | R::NotEnoughStartedMembers => {
-                    etcd(Code::Unknown, &r.to_string())
-                }
-                R::Timeout | R::TimeoutLeaderFail | R::Stopped | R::Removed | R::LeaderChanged => {
-                    etcd(Code::Unavailable, &r.to_string())
-                }
-                R::MemberExists
-                | R::PeerUrlExists
-                | R::MemberNotLearner
-                | R::LearnerNotReady
-                | R::TooManyLearners
-                | R::BadLeaderTransferee
-                | R::NotLeader => etcd(Code::FailedPrecondition, &r.to_string()),
-                R::MemberNotFound | R::MemberRemoved => etcd(Code::NotFound, "member not found"),
-                R::Config(_) => etcd(Code::InvalidArgument, "given member URLs are invalid"),
-                other => Status::new(Code::Internal, other.to_string()),
-            },
+            ApiError::Mvcc(m) => mvcc(m),
+            ApiError::Replication(r) => replication(r),
             ApiError::TooManyOps => {
                 etcd(Code::InvalidArgument, "too many operations in txn request")
             }
             ApiError::RequestTooLarge => etcd(Code::InvalidArgument, "request is too large"),
             ApiError::NoSpace => etcd(Code::ResourceExhausted, "mvcc: database space exceeded"),
+            ApiError::AuthNotEnabled => {
+                etcd(Code::FailedPrecondition, "authentication is not enabled")
+            }
+            // etcd's Lock and Election services answer through an in-process client: their
+            // errors reach callers with code Unknown.
+            ApiError::ElectionNotLeader => Status::new(Code::Unknown, "election: not leader"),
+            ApiError::ElectionNoLeader => Status::new(Code::Unknown, "election: no leader"),
+            ApiError::MissingLeaderKey => {
+                Status::new(Code::Unknown, "\"leader\" field must be provided")
+            }
+            ApiError::UnknownService => Status::new(Code::NotFound, "unknown service"),
             ApiError::Unsupported(m) => Status::new(Code::Unimplemented, *m),
             ApiError::Invalid(m) => Status::new(Code::InvalidArgument, m.clone()),
             ApiError::Internal(m) => Status::new(Code::Internal, m.clone()),
@@ -105,5 +158,96 @@ impl From<ApiError> for Status {
     }
 }
 
+/// A state machine answer of the wrong kind for the request: a bug.
+pub fn unexpected(out: impl std::fmt::Debug) -> ApiError {
+    ApiError::Internal(format!("unexpected apply result {out:?}"))
+}
+
+/// A local failure (I/O, a task that did not finish) while serving a request.
+pub fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(e: impl Into<ApiError>) -> (Code, String) {
+        let s: Status = e.into().into();
+        (s.code(), s.message().to_string())
+    }
+
+    #[test]
+    fn etcds_codes_and_messages() {
+        use ReplicationError as R;
+        let cases: Vec<(ApiError, Code, &str)> = vec![
+            (
+                MvccError::Compacted { compact_revision: 3 }.into(),
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision has been compacted",
+            ),
+            (
+                MvccError::FutureRevision.into(),
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision is a future revision",
+            ),
+            (MvccError::EmptyKey.into(), Code::InvalidArgument, "etcdserver: key is not provided"),
+            (MvccError::KeyNotFound.into(), Code::InvalidArgument, "etcdserver: key not found"),
+            (
+                MvccError::Lease(LeaseError::NotFound).into(),
+                Code::NotFound,
+                "etcdserver: requested lease not found",
+            ),
+            (
+                MvccError::Lease(LeaseError::TtlTooLarge).into(),
+                Code::OutOfRange,
+                "etcdserver: too large lease TTL",
+            ),
+            (
+                ApiError::NoSpace,
+                Code::ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded",
+            ),
+            (R::NoLeader.into(), Code::Unavailable, "etcdserver: no leader"),
+            (R::TooManyRequests.into(), Code::Unknown, "etcdserver: too many requests"),
+            (R::MemberNotFound.into(), Code::NotFound, "etcdserver: member not found"),
+            (
+                R::PeerUrlExists.into(),
+                Code::FailedPrecondition,
+                "etcdserver: Peer URLs already exists",
+            ),
+            (
+                R::Removed.into(),
+                Code::Unavailable,
+                "etcdserver: the member has been permanently removed from the cluster",
+            ),
+            (
+                ApiError::TooManyOps,
+                Code::InvalidArgument,
+                "etcdserver: too many operations in txn request",
+            ),
+            (ApiError::RequestTooLarge, Code::InvalidArgument, "etcdserver: request is too large"),
+            (
+                ApiError::AuthNotEnabled,
+                Code::FailedPrecondition,
+                "etcdserver: authentication is not enabled",
+            ),
+            (ApiError::ElectionNotLeader, Code::Unknown, "election: not leader"),
+            (ApiError::MissingLeaderKey, Code::Unknown, "\"leader\" field must be provided"),
+        ];
+        for (e, code, msg) in cases {
+            assert_eq!(st(e), (code, msg.to_string()));
+        }
+    }
+
+    #[test]
+    fn store_failures_are_internal_and_say_why() {
+        let (code, msg) = st(MvccError::Failed("flush failed: disk".into()));
+        assert_eq!(code, Code::Internal);
+        assert!(msg.contains("disk"), "{msg}");
+        assert_eq!(st(unexpected(1)).0, Code::Internal);
+    }
+}

@@ -44,7 +44,7 @@ impl Health for HealthService {
         req: Request<HealthCheckRequest>,
     ) -> Result<Response<HealthCheckResponse>, Status> {
         if !SERVICES.contains(&req.get_ref().service.as_str()) {
-            return Err(Status::not_found("unknown service"));
+            return Err(crate::api::errors::ApiError::UnknownService.into());
         }
         Ok(Response::new(HealthCheckResponse { status: self.status() as i32 }))
     }

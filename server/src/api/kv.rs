@@ -7,7 +7,7 @@ use rusted_mvcc::Applied;
 use tonic::{Request, Response, Status};
 
 use crate::api::ctx::Ctx;
-use crate::api::errors::{ApiError, ApiResult};
+use crate::api::errors::{internal, unexpected, ApiResult};
 use crate::api::validate;
 use crate::apply::convert;
 use crate::apply::machine::ApplyOut;
@@ -20,10 +20,6 @@ use rusted_proto::rustedpb::proposal::Request as P;
 pub struct KvService {
     /// Shared context.
     pub ctx: Arc<Ctx>,
-}
-
-fn unexpected(out: ApplyOut) -> ApiError {
-    ApiError::Internal(format!("unexpected apply result {out:?}"))
 }
 
 fn txn_readonly(t: &pb::TxnRequest) -> bool {
@@ -107,7 +103,7 @@ pub async fn compact(ctx: &Ctx, c: pb::CompactionRequest) -> ApiResult<pb::Compa
                 let wait = ctx.request_timeout();
                 tokio::task::spawn_blocking(move || store.wait_compacted(rev, wait))
                     .await
-                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                    .map_err(internal)?;
             }
             Ok(pb::CompactionResponse { header: ctx.header_now() })
         }

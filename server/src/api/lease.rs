@@ -10,7 +10,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::ctx::Ctx;
-use crate::api::errors::{ApiError, ApiResult};
+use crate::api::errors::{unexpected, ApiError, ApiResult};
 use crate::api::validate;
 use crate::apply::machine::ApplyOut;
 use rusted_proto::etcdserverpb as pb;
@@ -22,10 +22,6 @@ use rusted_proto::rustedpb::proposal::Request as P;
 pub struct LeaseService {
     /// Shared context.
     pub ctx: Arc<Ctx>,
-}
-
-fn unexpected(out: ApplyOut) -> Status {
-    Status::internal(format!("unexpected apply result {out:?}"))
 }
 
 /// Is this 'no such lease' (answered as TTL 0 or -1 rather than as an error)?
@@ -165,7 +161,7 @@ impl Lease for LeaseService {
                 ttl: g.ttl,
                 error: String::new(),
             })),
-            other => Err(unexpected(other)),
+            other => Err(unexpected(other).into()),
         }
     }
 
@@ -178,7 +174,7 @@ impl Lease for LeaseService {
             ApplyOut::LeaseRevoke(rev) => {
                 Ok(Response::new(pb::LeaseRevokeResponse { header: self.ctx.header(rev) }))
             }
-            other => Err(unexpected(other)),
+            other => Err(unexpected(other).into()),
         }
     }
 

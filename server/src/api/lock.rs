@@ -36,7 +36,7 @@ pub async fn session_lease(ctx: &Ctx, lease: i64) -> ApiResult<i64> {
     ctx.check_quota(crate::apply::convert::LEASE_OVERHEAD)?;
     match ctx.propose(P::LeaseGrant(req)).await? {
         crate::apply::machine::ApplyOut::LeaseGrant(g) => Ok(g.id),
-        other => Err(ApiError::Internal(format!("unexpected apply result {other:?}"))),
+        other => Err(crate::api::errors::unexpected(other)),
     }
 }
 

@@ -11,7 +11,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::api::ctx::{Ctx, SERVER_VERSION};
-use crate::api::errors::ApiError;
+use crate::api::errors::{internal, ApiError};
 use crate::apply::machine::ApplyOut;
 use rusted_proto::etcdserverpb as pb;
 use rusted_proto::etcdserverpb::maintenance_server::Maintenance;
@@ -55,7 +55,7 @@ impl Maintenance for MaintenanceService {
                     ApplyOut::Alarm(alarms) => {
                         Ok(Response::new(pb::AlarmResponse { header: None, alarms }))
                     }
-                    other => Err(Status::internal(format!("unexpected apply result {other:?}"))),
+                    other => Err(crate::api::errors::unexpected(other).into()),
                 }
             }
             Err(_) => Err(ApiError::Invalid(format!("unknown alarm action {}", r.action)).into()),
@@ -99,7 +99,7 @@ impl Maintenance for MaintenanceService {
             Ok::<_, rusted_mvcc::MvccError>(())
         })
         .await
-        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::from(internal(e)))?
         .map_err(ApiError::from)?;
         // etcd answers a defragment with an empty response (no header).
         Ok(Response::new(pb::DefragmentResponse { header: None }))
@@ -112,7 +112,7 @@ impl Maintenance for MaintenanceService {
         let store = self.ctx.store();
         let hash = tokio::task::spawn_blocking(move || store.hash())
             .await
-            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::from(internal(e)))?
             .map_err(ApiError::from)?;
         Ok(Response::new(pb::HashResponse { header: self.ctx.header_now(), hash }))
     }
@@ -125,7 +125,7 @@ impl Maintenance for MaintenanceService {
         let store = self.ctx.store();
         let h = tokio::task::spawn_blocking(move || store.hash_kv(rev))
             .await
-            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::from(internal(e)))?
             .map_err(ApiError::from)?;
         Ok(Response::new(pb::HashKvResponse {
             header: self.ctx.header(h.revision),
@@ -145,7 +145,7 @@ impl Maintenance for MaintenanceService {
         let permit = SNAPSHOT_GATE
             .acquire()
             .await
-            .map_err(|e| Status::internal(format!("snapshot gate: {e}")))?;
+            .map_err(|e| Status::from(internal(format!("snapshot gate: {e}"))))?;
         let store = self.ctx.store();
         let dir = store.db().path().parent().map(|p| p.to_path_buf()).unwrap_or_default();
         let tmp = dir.join(format!("client-snapshot-{}.db", std::process::id()));
@@ -159,16 +159,16 @@ impl Maintenance for MaintenanceService {
                 let export = store.export().map_err(ApiError::from)?;
                 let buckets = crate::apply::etcd_backend::buckets(export, &cluster, &alarms);
                 rusted_bbolt::write_bolt(&tmp, SNAPSHOT_PAGE_SIZE, &buckets)
-                    .map_err(|e| Status::internal(format!("writing the snapshot: {e}")))?;
-                std::fs::File::open(&tmp).map_err(|e| Status::internal(e.to_string()))
+                    .map_err(|e| Status::from(internal(format!("writing the snapshot: {e}"))))?;
+                std::fs::File::open(&tmp).map_err(|e| Status::from(internal(e)))
             })();
             let _ = std::fs::remove_file(&tmp);
             written
         })
         .await
-        .map_err(|e| Status::internal(e.to_string()))??;
+        .map_err(|e| Status::from(internal(e)))??;
         let mut f = tokio::fs::File::from_std(file);
-        let size = f.metadata().await.map_err(|e| Status::internal(e.to_string()))?.len();
+        let size = f.metadata().await.map_err(|e| Status::from(internal(e)))?.len();
         let mut header = self.ctx.header_now();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
@@ -180,7 +180,7 @@ impl Maintenance for MaintenanceService {
                 let n = match f.read(&mut buf).await {
                     Ok(n) => n,
                     Err(e) => {
-                        let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                        let _ = tx.send(Err(internal(e).into())).await;
                         return;
                     }
                 };

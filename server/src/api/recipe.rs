@@ -175,7 +175,7 @@ pub async fn wait_delete(ctx: &Ctx, key: &[u8], after: i64) -> ApiResult<()> {
         no_put: true,
         ..Default::default()
     };
-    ws.watch(0, opts).map_err(|e| ApiError::Internal(e.to_string()))?;
+    ws.watch(0, opts).map_err(crate::api::errors::internal)?;
     let mut check = tokio::time::interval(STORE_CHECK_INTERVAL);
     loop {
         tokio::select! {

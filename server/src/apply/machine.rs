@@ -272,3 +272,50 @@ impl StateMachine for EtcdMachine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusted_engine::io::{FaultyIo, PageFaults};
+    use rusted_proto::etcdserverpb as pb;
+
+    fn machine(dir: &Path, faults: Arc<PageFaults>) -> EtcdMachine {
+        let mut opts = StoreOptions::default();
+        opts.db.io = Arc::new(FaultyIo::new(faults));
+        opts.db.initial_mmap_size = 1 << 24;
+        EtcdMachine::open(&dir.join("db"), opts, Duration::from_secs(1)).unwrap()
+    }
+
+    fn put(k: &str) -> Vec<u8> {
+        EtcdMachine::encode(Request::Put(pb::PutRequest {
+            key: k.into(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn refusals_are_answers_and_store_failures_are_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Arc::new(PageFaults::default());
+        let m = machine(dir.path(), faults.clone());
+        assert!(matches!(m.apply(2, 1, &put("a")), Ok(Ok(ApplyOut::Put(_)))));
+        let revoke = EtcdMachine::encode(Request::LeaseRevoke(pb::LeaseRevokeRequest { id: 9 }));
+        assert!(matches!(m.apply(3, 1, &revoke), Ok(Err(MvccError::Lease(_)))));
+        assert!(matches!(m.apply(4, 1, b"\xff\xff"), Ok(Err(MvccError::Corrupt(_)))));
+        assert_eq!(m.applied(), 4, "a refused or undecodable entry still moves the index");
+
+        faults.fail_now();
+        assert!(matches!(m.apply(5, 1, &put("b")), Ok(Ok(_))), "buffered until the flush");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while m.store().failure().is_none() {
+            assert!(std::time::Instant::now() < deadline, "the flush never failed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let e = m.apply(6, 1, &put("c")).unwrap_err();
+        assert!(e.to_string().contains("injected"), "{e}");
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let why = rt.block_on(m.failed());
+        assert!(why.contains("injected"), "{why}");
+    }
+}
