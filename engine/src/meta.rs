@@ -12,8 +12,8 @@
 //! | 40     | 8    | freelist page                                                |
 //! | 48     | 8    | high-water mark: pages `>= hwm` are not in use               |
 //! | 56     | 8    | transaction id                                               |
-//! | 64     | 8    | user field 1 (the MVCC layer's applied index)                |
-//! | 72     | 8    | user field 2 (the MVCC layer's applied term)                 |
+//! | 64     | 8    | user field 1 (the owner's; rusted-mvcc: last flushed revision) |
+//! | 72     | 8    | user field 2 (the owner's; rusted-mvcc: 0, unused)           |
 //! | 80     | 4    | CRC32 of bytes 16..80                                        |
 //!
 //! Open reads both and takes the valid one with the higher transaction id, falling back to the
@@ -42,7 +42,9 @@ pub struct Meta {
     pub hwm: PageId,
     /// Transaction id.
     pub txid: u64,
-    /// User fields (applied index, term).
+    /// Two fields the page store's owner sets with each commit (rusted-mvcc: the last
+    /// revision flushed into its `key` bucket, then 0; its applied index lives in its `meta`
+    /// bucket, committed with the data).
     pub user: [u64; 2],
 }
 

@@ -26,18 +26,13 @@ pub const MAX_SIZE_PER_MSG: u64 = 1 << 20;
 /// one append per Ready (a few entries each), and every one costs the follower a Ready, a WAL
 /// write and a reply. With one, the entries proposed during a round trip travel together in
 /// the next append (up to [`MAX_SIZE_PER_MSG`], so a follower catching up still gets 1 MiB
-/// per round trip). Measured with 3 members on 2 cores, 100 clients, leader endpoint, three
-/// alternating runs each: 1 in flight 24.0-24.3k puts/s, 2: 22.1-23.0k, 4: 22.4-22.8k; before
-/// the raft loop's other changes, 4 in flight had done 22.3-23.3k against 20.0-20.8k for 512.
+/// per round trip). Chosen by measurement (benches/RESULTS.md, sessions 6 and 7).
 pub const MAX_INFLIGHT_MSGS: usize = 1;
 /// Longest a leader under heavy load holds a batch smaller than its last round to let more
 /// proposals join it (the `linger` module; after rounds under 16 entries nothing waits). etcd
-/// has no such wait: its leader keeps up to 512 appends in flight instead. Measured with 3
-/// members on 2 cores, etcd's benchmark, 100 clients, leader endpoint, three alternating runs
-/// each: 1 ms 26.2k puts/s, 1.5 ms 28.0k, 2.5 ms 28.3k (none: 24.6k beside 1 ms's 27.3k in
-/// another run). At 12,000 puts/s (open loop) the mean latency was 2.4 ms against 2.6–2.8 ms
-/// without; at 2,000 puts/s and with 1 client it was unchanged. Longer waits add latency when
-/// the load is near the machine's limit (2 ms: +0.3 ms mean at 12,000 puts/s).
+/// has no such wait: its leader keeps up to 512 appends in flight instead. Longer waits
+/// trade latency near the machine's limit for throughput; the measurements behind 1.5 ms are
+/// in benches/RESULTS.md (session 8).
 pub const DEFAULT_PROPOSE_LINGER: Duration = Duration::from_micros(1500);
 
 /// How the member starts when its data dir holds no state yet.

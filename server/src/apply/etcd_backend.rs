@@ -39,16 +39,9 @@ struct LeasePb {
     remaining_ttl: i64,
 }
 
-/// A revision as etcd's `key` bucket spells it.
-pub fn rev_key(main: i64, sub: i64, tombstone: bool) -> Vec<u8> {
-    let mut k = Vec::with_capacity(18);
-    k.extend_from_slice(&(main as u64).to_be_bytes());
-    k.push(b'_');
-    k.extend_from_slice(&(sub as u64).to_be_bytes());
-    if tombstone {
-        k.push(b't');
-    }
-    k
+/// A revision as etcd's `key` bucket spells it (rusted-mvcc's key encoding is etcd's).
+fn rev_key(main: i64, sub: i64, tombstone: bool) -> Vec<u8> {
+    rusted_mvcc::Revision { main, sub }.to_key(tombstone)
 }
 
 #[derive(serde::Serialize)]

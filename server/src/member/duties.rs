@@ -1,21 +1,22 @@
 //! What a running member does on its own: publish its name and client URLs once, and, while
-//! leading, expire leases and checkpoint them (etcd's lessor loop). Auto-compaction is in
+//! leading, expire leases and checkpoint them (etcd's lessor loop, at its rates). Auto-compaction is in
 //! [`super::autocompact`].
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use rusted_mvcc::lease::{DEFAULT_LEASE_REVOKE_RATE, LEASE_CHECKPOINT_RATE, LESSOR_TICK};
 use rusted_proto::etcdserverpb::{LeaseCheckpoint, LeaseCheckpointRequest, LeaseRevokeRequest};
 use rusted_proto::rustedpb::proposal::Request as P;
 use tokio::sync::watch;
 
 use crate::api::ctx::Ctx;
 
-/// How often the leader looks for expired leases and due checkpoints.
-pub const LEASE_DUTY_INTERVAL: Duration = Duration::from_millis(500);
-/// Leases revoked (and checkpoints proposed) per round at most, as etcd's lessor.
-pub const LEASES_PER_ROUND: usize = 1000;
+/// Leases revoked per lessor tick at most: etcd's revoke rate (per second) over its ticks.
+const REVOKES_PER_TICK: usize = DEFAULT_LEASE_REVOKE_RATE * LESSOR_TICK.as_millis() as usize / 1000;
+/// Lease checkpoints proposed per lessor tick at most (etcd's checkpoint rate, likewise).
+const CHECKPOINTS_PER_TICK: usize = LEASE_CHECKPOINT_RATE * LESSOR_TICK.as_millis() as usize / 1000;
 /// How long a failed publish waits before it tries again.
 pub const PUBLISH_RETRY: Duration = Duration::from_millis(500);
 
@@ -50,20 +51,20 @@ pub(super) async fn publish(
 pub(super) async fn leader_duties(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(LEASE_DUTY_INTERVAL) => {}
+            _ = tokio::time::sleep(LESSOR_TICK) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
         if !ctx.replica.is_leader() {
             continue;
         }
         let store = ctx.store();
-        for id in store.expired_leases(LEASES_PER_ROUND) {
+        for id in store.expired_leases(REVOKES_PER_TICK) {
             match ctx.propose(P::LeaseRevoke(LeaseRevokeRequest { id })).await {
                 Ok(_) => {}
                 Err(e) => tracing::debug!(lease = id, error = %e, "lease expiry revoke failed"),
             }
         }
-        for (id, remaining_ttl) in store.due_lease_checkpoints(LEASES_PER_ROUND) {
+        for (id, remaining_ttl) in store.due_lease_checkpoints(CHECKPOINTS_PER_TICK) {
             let req =
                 LeaseCheckpointRequest { checkpoints: vec![LeaseCheckpoint { id, remaining_ttl }] };
             if let Err(e) = ctx.propose(P::LeaseCheckpoint(req)).await {

@@ -3,11 +3,11 @@
 //! UNIMPLEMENTED here); everything else goes to the HTTP router (JSON gateway, /health,
 //! /metrics, ...). Every gRPC call is counted (grpc_server_handled_total).
 //!
-//! **Why not one axum router for all.** On a loaded leader, routing each gRPC call through
-//! axum (a wildcard route per service, whose captured parameters are stored in the request
-//! for every call) and through a `from_fn` middleware (which boxes the rest of the stack for
-//! every call) took about 4% of all CPU in a 3-member put benchmark, against 2% for
-//! tonic's own server code. Here it is one string match and one boxed future.
+//! **Why not one axum router for all.** Routing each gRPC call through axum (a wildcard route
+//! per service, whose captured parameters are stored in the request for every call) and a
+//! `from_fn` middleware (which boxes the rest of the stack for every call) cost a loaded
+//! leader more CPU than tonic's own server code (benches/RESULTS.md, session 7). Here it is
+//! one string match and one boxed future.
 #![forbid(unsafe_code)]
 
 use std::convert::Infallible;
