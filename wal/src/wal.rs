@@ -1,5 +1,9 @@
 //! The WAL handle: open, append, read, truncate, release.
 //!
+//! Long (about 870 lines) because it is one concept: the handle's operations all work on the
+//! shared pending tail and its lock, and reading them side by side is how its use is checked;
+//! the frame, segment, record, recovery and writer code live in their own files.
+//!
 //! Appending is encode-under-lock: an append validates its records against the pending tail of
 //! the log, encodes their frames into the open write group's chunk, and returns a [`Durable`]
 //! handle for that group. The writer thread (see [`crate::writer`]) takes all pending chunks at
