@@ -97,7 +97,8 @@ wait_for() {
 wait_lines() {
     local f=$1 n=$2 t=$3 i=0
     while [ $i -lt $((t * 20)) ]; do
-        [ "$(wc -l <"$f" 2>/dev/null || echo 0)" -ge "$n" ] && return 0
+        # The file may not exist yet: test first (a failed redirection would print an error).
+        [ -f "$f" ] && [ "$(wc -l <"$f")" -ge "$n" ] && return 0
         sleep 0.05
         i=$((i + 1))
     done
