@@ -113,7 +113,7 @@ impl<S: StateMachine> Applier<S> {
                         }
                     }
                     KIND_MEMBER_UPDATE => {
-                        let r = self.member_update(&e);
+                        let r = self.member_update(&e)?;
                         self.answer_members(own, e.index, r);
                     }
                     k => {
@@ -221,15 +221,17 @@ impl<S: StateMachine> Applier<S> {
         }
     }
 
-    fn member_update(&mut self, e: &Entry) -> Result<Vec<Member>> {
+    /// Applies a member update: the outer error is a failure of the state machine (the member
+    /// stops), the inner one the refusal its proposer gets.
+    fn member_update(&mut self, e: &Entry) -> Result<Result<Vec<Member>>> {
         let u: MemberUpdate = match serde_json::from_slice(&e.data[1..]) {
             Ok(u) => u,
             Err(err) => {
                 self.shared.sm.apply_noop(e.index, e.term)?;
-                return Err(ReplicationError::Corrupt {
+                return Ok(Err(ReplicationError::Corrupt {
                     what: "member update",
                     detail: err.to_string(),
-                });
+                }));
             }
         };
         let mut rec = self.shared.cluster();
@@ -242,7 +244,7 @@ impl<S: StateMachine> Applier<S> {
         };
         if let Err(err) = check {
             self.shared.sm.apply_noop(e.index, e.term)?;
-            return Err(err);
+            return Ok(Err(err));
         }
         if let Some(m) = rec.members.get_mut(&u.id) {
             if let Some(n) = u.name {
@@ -261,7 +263,7 @@ impl<S: StateMachine> Applier<S> {
         self.shared.sm.apply_cluster(e.index, e.term, &rec.encode())?;
         let list = rec.list();
         self.shared.set_cluster(rec);
-        Ok(list)
+        Ok(Ok(list))
     }
 }
 

@@ -256,6 +256,7 @@ impl<S: StateMachine> RaftLoop<S> {
             }
             if let Err(e) = self.drain_persisted() {
                 tracing::error!(error = %e, "wal write failed; the member stops");
+                self.shared.failure.send_replace(Some(format!("wal write failed: {e}")));
                 break;
             }
             if !self.proposals_gated() {

@@ -94,10 +94,13 @@ impl<S: StateMachine> Replica<S> {
         mailbox: Mailbox,
         inbox: Inbox,
     ) -> Result<Self> {
-        if mailbox.id != cfg.id {
+        if mailbox.id != cfg.id || mailbox.snaps.path() != cfg.snap_dir {
             return Err(ReplicationError::Config(format!(
-                "mailbox of member {:x} given to member {:x}",
-                mailbox.id, cfg.id
+                "mailbox of member {:x} ({}) given to member {:x} ({})",
+                mailbox.id,
+                mailbox.snaps.path().display(),
+                cfg.id,
+                cfg.snap_dir.display()
             )));
         }
         let (wal, cluster, cs) = open_log(&cfg, &sm)?;

@@ -19,6 +19,11 @@
 //!   answering from a state that drifts from the cluster's.
 #![forbid(unsafe_code)]
 
+/// The version rusted reports (the etcd API level it serves).
+pub const SERVER_VERSION: &str = "3.5.0";
+/// The cluster version reported with it.
+pub const CLUSTER_VERSION: &str = "3.5.0";
+
 pub mod api;
 pub mod apply;
 pub mod config;

@@ -11,7 +11,8 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-use crate::api::ctx::{Ctx, CLUSTER_VERSION, SERVER_VERSION};
+use crate::api::ctx::Ctx;
+use crate::{CLUSTER_VERSION, SERVER_VERSION};
 
 /// etcd's buckets for disk latencies: 1 ms doubling 14 times (to ~8 s).
 fn disk_buckets() -> Vec<f64> {

@@ -19,7 +19,7 @@ use rusted_proto::etcdserverpb::kv_client::KvClient;
 use rusted_proto::etcdserverpb::lease_client::LeaseClient;
 use rusted_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use rusted_proto::etcdserverpb::watch_client::WatchClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 pub use report::Report;
 
@@ -226,10 +226,8 @@ pub async fn connect(b: &Bench) -> Result<Vec<Channel>, BenchError> {
 }
 
 async fn dial(ep: &str) -> Result<Channel, BenchError> {
-    let url = if ep.contains("://") { ep.to_string() } else { format!("http://{ep}") };
-    Endpoint::from_shared(url)
+    rusted_proto::dial::endpoint(ep)
         .map_err(|e| BenchError::Args(format!("bad endpoint {ep}: {e}")))?
-        .tcp_nodelay(true)
         .connect()
         .await
         .map_err(|e| BenchError::Connect(format!("cannot connect to {ep}: {e}")))

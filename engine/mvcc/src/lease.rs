@@ -11,9 +11,10 @@
 //!
 //! **The caller's duties.**
 //! - Every [`LESSOR_TICK`] on the primary: propose a revoke for each id of
-//!   `expired(now, revoke_rate / 2)`, and propose `due_checkpoints(now,
-//!   MAX_LEASE_CHECKPOINT_BATCH_SIZE)` as one entry (repeating while a full batch comes back, up
-//!   to [`LEASE_CHECKPOINT_RATE`] / 2 batches), as etcd's lessor loop does.
+//!   `expired(now, revoke_rate / 2)`, as etcd's lessor loop does, and propose the checkpoints
+//!   `due_checkpoints(now, MAX_LEASE_CHECKPOINT_BATCH_SIZE)` returns. (etcd proposes them as
+//!   one entry, repeating up to [`LEASE_CHECKPOINT_RATE`] / 2 batches; rusted's server
+//!   proposes one checkpoint per entry, since the store records one per index.)
 //! - Before [`Lessor::renew`]: when [`Lessor::needs_checkpoint_clear`] says so, propose
 //!   checkpoint(id, 0) through raft and wait until it is applied, so no member keeps a stale
 //!   remaining TTL that a later promotion would use.

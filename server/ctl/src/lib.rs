@@ -25,7 +25,7 @@ pub mod watch;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use print::Format;
 
@@ -208,22 +208,12 @@ pub enum Command {
     Version,
 }
 
-/// `http://` in front of an endpoint given as host:port.
-pub fn endpoint_url(e: &str) -> String {
-    if e.starts_with("http://") || e.starts_with("https://") {
-        e.to_string()
-    } else {
-        format!("http://{e}")
-    }
-}
-
 impl Ctl {
     /// A channel to one endpoint.
     pub async fn dial_one(&self, endpoint: &str) -> CtlResult<Channel> {
-        let ep = Endpoint::from_shared(endpoint_url(endpoint))
+        let ep = rusted_proto::dial::endpoint(endpoint)
             .map_err(|e| CtlError::failed(format!("bad endpoint {endpoint}: {e}")))?
-            .connect_timeout(self.dial_timeout)
-            .tcp_nodelay(true);
+            .connect_timeout(self.dial_timeout);
         match tokio::time::timeout(self.dial_timeout, ep.connect()).await {
             Ok(Ok(c)) => Ok(c),
             _ => Err(CtlError::failed("context deadline exceeded")),

@@ -6,7 +6,7 @@
 //! entry format (rustedpb), generated at build time by protox (no system `protoc`), with serde
 //! impls in grpc-gateway's JSON mapping for the JSON gateway; the gRPC [`codec`] every stub
 //! uses; and the small helpers every etcd client and server needs alike: key ranges
-//! ([`keys`]) and Go's duration syntax ([`duration`]).
+//! ([`keys`]), Go's duration syntax ([`duration`]) and dialing an endpoint ([`dial`]).
 //!
 //! **Main types.** The generated modules below; [`codec::Codec1K`]; [`keys::prefix_end`];
 //! [`duration::parse_go_duration`].
@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod dial;
 pub mod duration;
 pub mod keys;
 

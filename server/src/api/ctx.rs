@@ -7,17 +7,12 @@ use rusted_mvcc::Store;
 use rusted_replication::Replica;
 
 use crate::api::errors::{ApiError, ApiResult};
+use crate::api::forward::Forwarder;
 use crate::api::idgen::IdGen;
 use crate::apply::machine::{ApplyOut, EtcdMachine};
-use crate::peer::forward::Forwarder;
 use rusted_proto::etcdserverpb::ResponseHeader;
 use rusted_proto::rustedpb::peer_client::PeerClient;
 use rusted_proto::rustedpb::proposal::Request;
-
-/// The version rusted reports (the etcd API level it serves).
-pub const SERVER_VERSION: &str = "3.5.0";
-/// The cluster version reported with it.
-pub const CLUSTER_VERSION: &str = "3.5.0";
 
 /// etcd's request limits, by the same flags.
 #[derive(Debug, Clone, Copy)]

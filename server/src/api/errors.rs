@@ -37,6 +37,9 @@ pub enum ApiError {
     /// An election request without its leader key.
     #[error("leader field must be provided")]
     MissingLeaderKey,
+    /// A gRPC method this server does not have (as any gRPC server answers it).
+    #[error("unknown method {0}")]
+    UnknownMethod(String),
     /// A health check of a service this server does not have.
     #[error("unknown service")]
     UnknownService,
@@ -151,6 +154,9 @@ impl From<ApiError> for Status {
                 Status::new(Code::Unknown, "\"leader\" field must be provided")
             }
             ApiError::UnknownService => Status::new(Code::NotFound, "unknown service"),
+            ApiError::UnknownMethod(path) => {
+                Status::new(Code::Unimplemented, format!("unknown method {path}"))
+            }
             ApiError::Unsupported(m) => Status::new(Code::Unimplemented, *m),
             ApiError::Invalid(m) => Status::new(Code::InvalidArgument, m.clone()),
             ApiError::Internal(m) => Status::new(Code::Internal, m.clone()),

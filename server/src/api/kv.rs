@@ -47,8 +47,8 @@ pub async fn range(ctx: &Ctx, r: &pb::RangeRequest) -> ApiResult<pb::RangeRespon
 
 /// Put, through raft.
 pub async fn put(ctx: &Ctx, r: pb::PutRequest) -> ApiResult<pb::PutResponse> {
-    validate::put(&r)?;
     ctx.check_quota(convert::put_cost(&r))?;
+    validate::put(&r)?;
     match ctx.propose(P::Put(r)).await? {
         ApplyOut::Put(p) => {
             let rev = p.revision;
@@ -76,6 +76,8 @@ pub async fn delete_range(
 /// Txn: a read-only one is a linearizable read served locally (as etcd); others go through
 /// raft.
 pub async fn txn(ctx: &Ctx, t: pb::TxnRequest) -> ApiResult<pb::TxnResponse> {
+    // A read-only txn costs nothing, so it always passes the quota.
+    ctx.check_quota(convert::txn_cost(&t))?;
     validate::txn(&t, ctx.limits.max_txn_ops)?;
     if txn_readonly(&t) {
         ctx.linearize().await?;
@@ -83,7 +85,6 @@ pub async fn txn(ctx: &Ctx, t: pb::TxnRequest) -> ApiResult<pb::TxnResponse> {
         let rev = out.revision;
         return Ok(pb::TxnResponse { header: ctx.header(rev), ..convert::txn_out(out) });
     }
-    ctx.check_quota(convert::txn_cost(&t))?;
     match ctx.propose(P::Txn(t)).await? {
         ApplyOut::Txn(out) => {
             let rev = out.revision;

@@ -10,9 +10,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::api::ctx::{Ctx, SERVER_VERSION};
+use crate::api::ctx::Ctx;
 use crate::api::errors::{internal, ApiError};
 use crate::apply::machine::ApplyOut;
+use crate::SERVER_VERSION;
 use rusted_proto::etcdserverpb as pb;
 use rusted_proto::etcdserverpb::maintenance_server::Maintenance;
 use rusted_proto::rustedpb::proposal::Request as P;

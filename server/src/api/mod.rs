@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod ctx;
 pub mod election;
 pub mod errors;
+pub mod forward;
 pub mod health;
 pub mod idgen;
 pub mod kv;

@@ -1,4 +1,5 @@
-//! Requests checked before they are proposed, as etcd's v3rpc checks them (`checkPutRequest`,
+//! Requests checked before they are proposed (after the space quota, as etcd's quota layer
+//! wraps its KV server), as etcd's v3rpc checks them (`checkPutRequest`,
 //! `checkTxnRequest`, `checkIntervals`, ...): a malformed request is refused with etcd's code
 //! and message without a raft round or an fsync. The store checks the same again when it
 //! applies (every member alike), so a request that reaches raft some other way is still
@@ -74,7 +75,8 @@ fn txn_ops(t: &pb::TxnRequest, max_ops: usize) -> ApiResult<()> {
             Some(Q::RequestPut(p)) => put(p)?,
             Some(Q::RequestDeleteRange(d)) => delete_range(d)?,
             Some(Q::RequestTxn(n)) => txn_ops(n, max_ops - most)?,
-            None => {}
+            // An empty op: etcd refuses it as "key not found".
+            None => return Err(ApiError::Mvcc(MvccError::KeyNotFound)),
         }
     }
     Ok(())
@@ -150,6 +152,9 @@ mod tests {
             |n| pb::TxnRequest { success: vec![put_op("p"), txn_op(ops(n))], ..Default::default() };
         assert!(txn(&nested(2), 4).is_ok());
         assert!(matches!(txn(&nested(3), 4), Err(ApiError::TooManyOps)));
+        let empty =
+            pb::TxnRequest { success: vec![pb::RequestOp { request: None }], ..Default::default() };
+        assert!(matches!(txn(&empty, 128), Err(ApiError::Mvcc(MvccError::KeyNotFound))));
         let bad_nested =
             pb::TxnRequest { success: vec![txn_op(vec![put_op("")])], ..Default::default() };
         assert!(matches!(txn(&bad_nested, 128), Err(ApiError::Mvcc(MvccError::EmptyKey))));

@@ -23,8 +23,8 @@ use rusted_bbolt::BoltBucket;
 use rusted_mvcc::export::Export;
 use rusted_replication::membership::ClusterRecord;
 
-use crate::api::ctx::CLUSTER_VERSION;
 use crate::apply::alarm::Alarms;
+use crate::CLUSTER_VERSION;
 use rusted_proto::etcdserverpb::{AlarmMember, AlarmType};
 use rusted_proto::mvccpb;
 

@@ -104,8 +104,12 @@ impl EtcdMachine {
     ) -> Result<Self, MvccError> {
         let failure = Arc::new(tokio::sync::watch::channel(None).0);
         let tx = failure.clone();
+        let theirs = opts.on_failure.0.take();
         opts.on_failure = FailureObserver(Some(Arc::new(move |e: &MvccError| {
             tx.send_replace(Some(e.to_string()));
+            if let Some(f) = &theirs {
+                f(e);
+            }
         })));
         let slot = StoreSlot::open(path, opts)?;
         let alarms = load_alarms(&slot.get())?;
@@ -196,6 +200,15 @@ impl EtcdMachine {
         }
     }
 
+    /// The store, unless it has failed for good (then applying anything more is fatal).
+    fn usable_store(&self) -> rusted_replication::Result<Arc<Store>> {
+        let s = self.store();
+        match s.failure() {
+            Some(why) => Err(sm_err(format!("the store failed earlier: {why}"))),
+            None => Ok(s),
+        }
+    }
+
     /// Encodes a proposal.
     pub fn encode(r: Request) -> Vec<u8> {
         Proposal { request: Some(r) }.encode_to_vec()
@@ -210,10 +223,7 @@ impl StateMachine for EtcdMachine {
     }
 
     fn apply(&self, index: u64, term: u64, data: &[u8]) -> rusted_replication::Result<ApplyResult> {
-        let s = self.store();
-        if let Some(why) = s.failure() {
-            return Err(sm_err(format!("the store failed earlier: {why}")));
-        }
+        let s = self.usable_store()?;
         let at = Applied { index, term };
         let req = match Proposal::decode(data) {
             Ok(Proposal { request: Some(r) }) => r,
@@ -228,7 +238,8 @@ impl StateMachine for EtcdMachine {
     }
 
     fn apply_noop(&self, index: u64, term: u64) -> rusted_replication::Result<()> {
-        self.store().apply_noop(Applied { index, term }).map_err(sm_err)
+        let s = self.usable_store()?;
+        s.apply_noop(Applied { index, term }).map_err(sm_err)
     }
 
     fn apply_cluster(
@@ -237,7 +248,8 @@ impl StateMachine for EtcdMachine {
         term: u64,
         record: &[u8],
     ) -> rusted_replication::Result<()> {
-        self.store().apply_cluster(Applied { index, term }, record).map_err(sm_err)
+        let s = self.usable_store()?;
+        s.apply_cluster(Applied { index, term }, record).map_err(sm_err)
     }
 
     fn cluster(&self) -> rusted_replication::Result<Option<Vec<u8>>> {

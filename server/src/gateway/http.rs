@@ -12,8 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::api::ctx::{Ctx, CLUSTER_VERSION, SERVER_VERSION};
+use crate::api::ctx::Ctx;
 use crate::metrics::Metrics;
+use crate::{CLUSTER_VERSION, SERVER_VERSION};
 
 /// How long a health check waits for its linearizable read.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);

@@ -24,6 +24,7 @@ use crate::api::auth::AuthService;
 use crate::api::cluster::ClusterService;
 use crate::api::ctx::Ctx;
 use crate::api::election::ElectionService;
+use crate::api::errors::{internal, ApiError};
 use crate::api::kv::KvService;
 use crate::api::lease::LeaseService;
 use crate::api::lock::LockService;
@@ -133,18 +134,24 @@ fn json_response<T: Serialize + ?Sized>(status: StatusCode, v: &T) -> Response {
         )
             .into_response(),
         Ok(b) => (status, [(header::CONTENT_TYPE, "application/json")], b).into_response(),
-        Err(e) => error_response(&Status::internal(e.to_string())),
+        Err(e) => error_response(&internal(e).into()),
     }
+}
+
+/// A request body the gateway cannot read (InvalidArgument with Go's wording, as etcd's).
+fn invalid(m: impl Into<String>) -> Status {
+    ApiError::Invalid(m.into()).into()
 }
 
 /// Decodes a request body as etcd's gateway does: its first JSON value (anything after it is
 /// ignored), which must be an object; empty or `null` is the default request. Syntax errors
 /// are worded as Go's; field errors come from our JSON mapping.
 pub fn decode<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Status> {
-    match crate::gateway::gojson::first_value(body).map_err(Status::invalid_argument)? {
+    match crate::gateway::gojson::first_value(body).map_err(invalid)? {
         crate::gateway::gojson::Top::Empty | crate::gateway::gojson::Top::Null => Ok(T::default()),
-        crate::gateway::gojson::Top::Object(end) => serde_json::from_slice(&body[..end])
-            .map_err(|e| Status::invalid_argument(e.to_string())),
+        crate::gateway::gojson::Top::Object(end) => {
+            serde_json::from_slice(&body[..end]).map_err(|e| invalid(e.to_string()))
+        }
     }
 }
 
@@ -191,7 +198,7 @@ where
                     }
                     Err(e) if e == "unexpected EOF" => complete = false,
                     Err(e) => {
-                        let _ = tx.send(Err(Status::invalid_argument(e))).await;
+                        let _ = tx.send(Err(invalid(e))).await;
                         return;
                     }
                     Ok(top) => {
@@ -202,10 +209,9 @@ where
                         let v = match top {
                             crate::gateway::gojson::Top::Object(_) => {
                                 serde_json::from_slice(&rest[..end])
-                                    .map_err(|e| Status::invalid_argument(e.to_string()))
+                                    .map_err(|e| invalid(e.to_string()))
                             }
-                            _ => serde_json::from_slice(b"{}")
-                                .map_err(|e| Status::invalid_argument(e.to_string())),
+                            _ => serde_json::from_slice(b"{}").map_err(|e| invalid(e.to_string())),
                         };
                         used += end;
                         let failed = v.is_err();
@@ -222,14 +228,14 @@ where
                     buf.extend_from_slice(&chunk);
                     if buf.len() > limit {
                         let msg = "request body too large";
-                        let _ = tx.send(Err(Status::invalid_argument(msg))).await;
+                        let _ = tx.send(Err(invalid(msg))).await;
                         return;
                     }
                 }
                 Some(Err(_)) => return,
                 None if ended || buf.iter().all(u8::is_ascii_whitespace) => {
                     if !buf.iter().all(u8::is_ascii_whitespace) {
-                        let _ = tx.send(Err(Status::invalid_argument("unexpected EOF"))).await;
+                        let _ = tx.send(Err(invalid("unexpected EOF"))).await;
                     }
                     return;
                 }

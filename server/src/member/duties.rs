@@ -1,12 +1,12 @@
 //! What a running member does on its own: publish its name and client URLs once, and, while
-//! leading, expire leases and checkpoint them (etcd's lessor loop, at its rates). Auto-compaction is in
+//! leading, expire leases (at etcd's revoke rate) and checkpoint them (etcd's lessor loop). Auto-compaction is in
 //! [`super::autocompact`].
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusted_mvcc::lease::{DEFAULT_LEASE_REVOKE_RATE, LEASE_CHECKPOINT_RATE, LESSOR_TICK};
+use rusted_mvcc::lease::{DEFAULT_LEASE_REVOKE_RATE, LESSOR_TICK, MAX_LEASE_CHECKPOINT_BATCH_SIZE};
 use rusted_proto::etcdserverpb::{LeaseCheckpoint, LeaseCheckpointRequest, LeaseRevokeRequest};
 use rusted_proto::rustedpb::proposal::Request as P;
 use tokio::sync::watch;
@@ -15,8 +15,9 @@ use crate::api::ctx::Ctx;
 
 /// Leases revoked per lessor tick at most: etcd's revoke rate (per second) over its ticks.
 const REVOKES_PER_TICK: usize = DEFAULT_LEASE_REVOKE_RATE * LESSOR_TICK.as_millis() as usize / 1000;
-/// Lease checkpoints proposed per lessor tick at most (etcd's checkpoint rate, likewise).
-const CHECKPOINTS_PER_TICK: usize = LEASE_CHECKPOINT_RATE * LESSOR_TICK.as_millis() as usize / 1000;
+/// Lease checkpoints proposed per lessor tick at most. rusted proposes one checkpoint per
+/// entry (the store records one per index); a tick proposes up to one etcd batch's worth.
+const CHECKPOINTS_PER_TICK: usize = MAX_LEASE_CHECKPOINT_BATCH_SIZE;
 /// How long a failed publish waits before it tries again.
 pub const PUBLISH_RETRY: Duration = Duration::from_millis(500);
 

@@ -24,6 +24,7 @@ use tower::{Service, ServiceExt};
 use crate::api::auth::AuthService;
 use crate::api::cluster::ClusterService;
 use crate::api::election::ElectionService;
+use crate::api::errors::ApiError;
 use crate::api::health::HealthService;
 use crate::api::kv::KvService;
 use crate::api::lease::LeaseService;
@@ -141,7 +142,7 @@ impl Service<Request<Body>> for ClientDispatch {
             ElectionServer::<ElectionService>::NAME => grpc_call(g.election.clone(), req),
             // As any gRPC server answers a method it does not have.
             _ => {
-                let status = tonic::Status::unimplemented(format!("unknown method {path}"));
+                let status: tonic::Status = ApiError::UnknownMethod(path.to_string()).into();
                 Box::pin(std::future::ready(Ok(status.into_http::<Body>())))
             }
         };

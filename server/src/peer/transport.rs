@@ -24,6 +24,8 @@ pub const PEER_QUEUE: usize = 8192;
 pub const MAX_BATCH: usize = 512;
 /// Snapshot chunk size.
 pub const SNAPSHOT_CHUNK: usize = 1 << 20;
+/// How long connecting to a peer may take before it counts as unreachable.
+pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 struct PeerHandle {
     tx: mpsc::Sender<Message>,
@@ -96,7 +98,7 @@ async fn stream_snapshot(
     let path = mb.snaps().outgoing(meta.index, meta.term);
     let mut f = tokio::fs::File::open(&path).await?;
     let total = f.metadata().await?.len();
-    let mut client = PeerClient::connect(url.to_string()).await?;
+    let mut client = PeerClient::new(rusted_proto::dial::endpoint(url)?.connect().await?);
     let (tx, rx) = mpsc::channel::<SnapshotChunk>(4);
     let msg = m.write_to_bytes()?;
     let feeder = tokio::spawn(async move {
@@ -140,11 +142,9 @@ async fn peer_loop(
     let mut backoff = Duration::from_millis(50);
     loop {
         let url = urls.borrow().first().cloned();
-        let endpoint = url.and_then(|u| tonic::transport::Endpoint::from_shared(u).ok());
+        let endpoint = url.and_then(|u| rusted_proto::dial::endpoint(&u).ok());
         let ch = match endpoint {
-            Some(e) => {
-                e.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true).connect().await.ok()
-            }
+            Some(e) => e.connect_timeout(PEER_CONNECT_TIMEOUT).connect().await.ok(),
             None => None,
         };
         let Some(ch) = ch else {
@@ -244,7 +244,11 @@ pub struct GrpcTransportRef(pub Arc<GrpcTransport>);
 pub async fn fetch_cluster(urls: &[String]) -> Result<Vec<u8>, String> {
     let mut last = String::from("no peer URL given");
     for u in urls {
-        match PeerClient::connect(u.clone()).await {
+        let ch = match rusted_proto::dial::endpoint(u) {
+            Ok(e) => e.connect_timeout(PEER_CONNECT_TIMEOUT).connect().await,
+            Err(e) => Err(e),
+        };
+        match ch.map(PeerClient::new) {
             Ok(mut c) => match c.probe(ProbeRequest { from: 0, cluster_id: 0 }).await {
                 Ok(r) if !r.get_ref().cluster.is_empty() => return Ok(r.into_inner().cluster),
                 Ok(_) => last = format!("{u}: member not ready"),

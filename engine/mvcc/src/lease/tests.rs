@@ -287,10 +287,7 @@ fn records_encode_and_refuse_damage() {
     assert_eq!(b.len(), LEASE_RECORD_BYTES);
     assert_eq!(LeaseRecord::decode(&b), Ok(r));
     assert_eq!(LeaseRecord::decode(&[]), Err(RecordError::Empty));
-    assert_eq!(
-        LeaseRecord::decode(&b[..24]),
-        Err(RecordError::Length { expected: 25, got: 24 })
-    );
+    assert_eq!(LeaseRecord::decode(&b[..24]), Err(RecordError::Length { expected: 25, got: 24 }));
     let mut bad = b.clone();
     bad[0] = 2;
     assert_eq!(LeaseRecord::decode(&bad), Err(RecordError::Version(2)));

@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 
 use rusted_replication::ReplicationError;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::api::errors::{ApiError, ApiResult};
 use rusted_proto::rustedpb::peer_client::PeerClient;
@@ -30,9 +30,8 @@ impl Forwarder {
             }
         }
         let url = peer_urls.first().ok_or(ApiError::Replication(ReplicationError::NoLeader))?;
-        let ep = Endpoint::from_shared(url.clone())
+        let ep = rusted_proto::dial::endpoint(url)
             .map_err(|e| ApiError::Invalid(format!("leader peer URL {url}: {e}")))?
-            .tcp_nodelay(true)
             .connect_timeout(std::time::Duration::from_secs(1));
         let client = PeerClient::new(ep.connect_lazy());
         *c = Some((leader, url.clone(), client.clone()));
