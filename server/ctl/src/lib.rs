@@ -25,6 +25,7 @@ pub mod watch;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use rusted_proto::tls::ClientTls;
 use tonic::transport::Channel;
 
 use print::Format;
@@ -150,6 +151,24 @@ pub struct Ctl {
     /// print byte strings as hex encoded strings
     #[arg(long, env = "ETCDCTL_HEX", global = true)]
     pub hex: bool,
+    /// verify certificates of TLS-enabled secure servers using this CA bundle
+    #[arg(long, env = "ETCDCTL_CACERT", global = true)]
+    pub cacert: Option<std::path::PathBuf>,
+    /// identify secure client using this TLS certificate file
+    #[arg(long, env = "ETCDCTL_CERT", global = true)]
+    pub cert: Option<std::path::PathBuf>,
+    /// identify secure client using this TLS key file
+    #[arg(long, env = "ETCDCTL_KEY", global = true)]
+    pub key: Option<std::path::PathBuf>,
+    /// skip server certificate verification (CAUTION: this option should be enabled only for
+    /// testing purposes)
+    #[arg(long = "insecure-skip-tls-verify", env = "ETCDCTL_INSECURE_SKIP_TLS_VERIFY", global = true,
+          default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_skip_tls_verify: bool,
+    /// disable transport security for client connections
+    #[arg(long = "insecure-transport", env = "ETCDCTL_INSECURE_TRANSPORT", global = true,
+          default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_transport: bool,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -211,13 +230,29 @@ pub enum Command {
 impl Ctl {
     /// A channel to one endpoint.
     pub async fn dial_one(&self, endpoint: &str) -> CtlResult<Channel> {
-        let ep = rusted_proto::dial::endpoint(endpoint)
-            .map_err(|e| CtlError::failed(format!("bad endpoint {endpoint}: {e}")))?
-            .connect_timeout(self.dial_timeout);
-        match tokio::time::timeout(self.dial_timeout, ep.connect()).await {
+        let target = rusted_proto::dial::target(endpoint, self.tls().as_ref())
+            .map_err(|e| CtlError::failed(e.to_string()))?
+            .with(|e| e.connect_timeout(self.dial_timeout));
+        match tokio::time::timeout(self.dial_timeout, target.connect()).await {
             Ok(Ok(c)) => Ok(c),
             _ => Err(CtlError::failed("context deadline exceeded")),
         }
+    }
+
+    /// The TLS settings, as etcdctl reads its flags: TLS when a certificate, key or CA is given
+    /// or `--insecure-transport=false`; `--insecure-skip-tls-verify` then skips verification.
+    /// (An `https://` endpoint speaks TLS in any case.)
+    pub fn tls(&self) -> Option<ClientTls> {
+        let files = self.cacert.is_some() || self.cert.is_some() || self.key.is_some();
+        if !files && self.insecure_transport {
+            return None;
+        }
+        Some(ClientTls {
+            ca_file: self.cacert.clone(),
+            cert_file: self.cert.clone(),
+            key_file: self.key.clone(),
+            skip_verify: self.insecure_skip_tls_verify,
+        })
     }
 
     /// A channel to the first endpoint that answers, in the order given (failover).

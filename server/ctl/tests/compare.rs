@@ -64,3 +64,27 @@ fn rustedctl_is_an_etcd_client() {
         "rustedctl differs from etcdctl against etcd",
     );
 }
+
+#[test]
+fn rustedctl_speaks_tls_as_etcdctl() {
+    // The same TLS scenarios as rusted-server's tests/tls.rs, with rustedctl as the client.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/compat/tls.sh");
+    let rusted = rusted_bin();
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new("bash")
+        .arg(script)
+        .env("RUSTED_BIN", &rusted)
+        .env("RUSTEDCTL_BIN", env!("CARGO_BIN_EXE_rustedctl"))
+        .env("TARGETS", "etcd rustedctl")
+        .env("PYTHON", python)
+        .output()
+        .expect("cannot run bash");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "rustedctl over TLS differs from etcdctl ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    println!("{stdout}");
+}

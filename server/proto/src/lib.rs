@@ -6,7 +6,8 @@
 //! entry format (rustedpb), generated at build time by protox (no system `protoc`), with serde
 //! impls in grpc-gateway's JSON mapping for the JSON gateway; the gRPC [`codec`] every stub
 //! uses; and the small helpers every etcd client and server needs alike: key ranges
-//! ([`keys`]), Go's duration syntax ([`duration`]) and dialing an endpoint ([`dial`]).
+//! ([`keys`]), Go's duration syntax ([`duration`]), dialing an endpoint ([`dial`]) and the
+//! TLS material both sides read ([`tls`]).
 //!
 //! **Main types.** The generated modules below; [`codec::Codec1K`]; [`keys::prefix_end`];
 //! [`duration::parse_go_duration`].
@@ -20,6 +21,7 @@ pub mod codec;
 pub mod dial;
 pub mod duration;
 pub mod keys;
+pub mod tls;
 
 /// etcd's mvccpb (KeyValue, Event).
 #[allow(missing_docs, clippy::all, clippy::pedantic, missing_debug_implementations)]

@@ -69,18 +69,19 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// The context of a member whose replica runs `machine`.
+    /// The context of a member whose replica runs `machine`; `forward` reaches the leader.
     pub fn new(
         replica: Arc<Replica<EtcdMachine>>,
         machine: Arc<EtcdMachine>,
         limits: Limits,
+        forward: Forwarder,
     ) -> Self {
         Ctx {
             ids: IdGen::new(replica.id()),
             replica,
             machine,
             limits,
-            forward: Forwarder::default(),
+            forward,
             raising_nospace: Default::default(),
         }
     }

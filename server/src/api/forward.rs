@@ -5,6 +5,7 @@
 
 use std::sync::Mutex;
 
+use rusted_proto::tls::ClientTls;
 use rusted_replication::ReplicationError;
 use tonic::transport::Channel;
 
@@ -15,9 +16,16 @@ use rusted_proto::rustedpb::peer_client::PeerClient;
 #[derive(Debug, Default)]
 pub struct Forwarder {
     cached: Mutex<Option<(u64, String, PeerClient<Channel>)>>,
+    /// TLS towards the peer URLs (`--peer-*` flags), if any.
+    tls: Option<ClientTls>,
 }
 
 impl Forwarder {
+    /// A forwarder that reaches peer URLs with `tls`.
+    pub fn new(tls: Option<ClientTls>) -> Self {
+        Forwarder { cached: Mutex::new(None), tls }
+    }
+
     /// A client to member `leader` at one of `peer_urls`.
     pub fn client(&self, leader: u64, peer_urls: &[String]) -> ApiResult<PeerClient<Channel>> {
         if leader == 0 {
@@ -30,10 +38,10 @@ impl Forwarder {
             }
         }
         let url = peer_urls.first().ok_or(ApiError::Replication(ReplicationError::NoLeader))?;
-        let ep = rusted_proto::dial::endpoint(url)
+        let target = rusted_proto::dial::target(url, self.tls.as_ref())
             .map_err(|e| ApiError::Invalid(format!("leader peer URL {url}: {e}")))?
-            .connect_timeout(std::time::Duration::from_secs(1));
-        let client = PeerClient::new(ep.connect_lazy());
+            .with(|e| e.connect_timeout(crate::peer::transport::PEER_CONNECT_TIMEOUT));
+        let client = PeerClient::new(target.connect_lazy());
         *c = Some((leader, url.clone(), client.clone()));
         Ok(client)
     }

@@ -10,6 +10,40 @@ use clap::{CommandFactory, FromArgMatches};
 
 use crate::config::flags::ServerConfig;
 
+/// Flags whose file value is a YAML list in etcd's configuration file.
+const LIST_FLAGS: [&str; 4] = [
+    "cipher-suites",
+    "client-cert-allowed-hostname",
+    "peer-cert-allowed-cn",
+    "peer-cert-allowed-hostname",
+];
+
+/// The flag a key of etcd's `client-transport-security` / `peer-transport-security` block
+/// stands for (`None`: a key with no flag on that side).
+fn transport_flag(side: &str, key: &str) -> Option<&'static str> {
+    let client = side == "client-transport-security";
+    Some(match (client, key) {
+        (true, "cert-file") => "cert-file",
+        (true, "key-file") => "key-file",
+        (true, "client-cert-file") => "client-cert-file",
+        (true, "client-key-file") => "client-key-file",
+        (true, "client-cert-auth") => "client-cert-auth",
+        (true, "trusted-ca-file") => "trusted-ca-file",
+        (true, "auto-tls") => "auto-tls",
+        (true, "allowed-hostname") => "client-cert-allowed-hostname",
+        (false, "cert-file") => "peer-cert-file",
+        (false, "key-file") => "peer-key-file",
+        (false, "client-cert-file") => "peer-client-cert-file",
+        (false, "client-key-file") => "peer-client-key-file",
+        (false, "client-cert-auth") => "peer-client-cert-auth",
+        (false, "trusted-ca-file") => "peer-trusted-ca-file",
+        (false, "auto-tls") => "peer-auto-tls",
+        (false, "allowed-cn") => "peer-cert-allowed-cn",
+        (false, "allowed-hostname") => "peer-cert-allowed-hostname",
+        _ => return None,
+    })
+}
+
 /// The configuration a file gives, and the keys it had that rusted does not use.
 pub fn load(path: &Path) -> Result<(ServerConfig, Vec<String>), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -31,11 +65,33 @@ pub fn parse(text: &str) -> Result<(ServerConfig, Vec<String>), String> {
         cmd.get_arguments().filter_map(|a| a.get_long().map(String::from)).collect();
     let mut args = vec!["rusted".to_string()];
     let mut skipped = Vec::new();
+    let mut entries: Vec<(String, serde_yaml::Value)> = Vec::new();
     for (k, v) in map {
         let key = match k {
             serde_yaml::Value::String(s) => s,
             other => return Err(format!("configuration key {other:?} is not a string")),
         };
+        match (key.as_str(), v) {
+            // etcd's nested TLS blocks: each key stands for a flag of its side.
+            (
+                side @ ("client-transport-security" | "peer-transport-security"),
+                serde_yaml::Value::Mapping(m),
+            ) => {
+                for (k2, v2) in m {
+                    let serde_yaml::Value::String(k2) = k2 else {
+                        return Err(format!("{side}: a key is not a string"));
+                    };
+                    match transport_flag(side, &k2) {
+                        Some(flag) => entries.push((flag.to_string(), v2)),
+                        None => skipped.push(format!("{side}.{k2}")),
+                    }
+                }
+            }
+            (_, serde_yaml::Value::Null) => {}
+            (_, v) => entries.push((key, v)),
+        }
+    }
+    for (key, v) in entries {
         if key == "config-file" || !known.contains(&key) {
             skipped.push(key);
             continue;
@@ -45,6 +101,17 @@ pub fn parse(text: &str) -> Result<(ServerConfig, Vec<String>), String> {
             serde_yaml::Value::Bool(b) => b.to_string(),
             serde_yaml::Value::Number(n) => n.to_string(),
             serde_yaml::Value::String(s) => s,
+            // Lists (cipher-suites, allowed-cn, allowed-hostname): the flag's comma form.
+            serde_yaml::Value::Sequence(items) if LIST_FLAGS.contains(&key.as_str()) => {
+                let mut parts = Vec::new();
+                for i in items {
+                    match i {
+                        serde_yaml::Value::String(s) => parts.push(s),
+                        _ => return Err(format!("{key}: expected a list of strings")),
+                    }
+                }
+                parts.join(",")
+            }
             _ => return Err(format!("{key}: expected a single value")),
         };
         args.push(format!("--{key}={value}"));
@@ -74,6 +141,25 @@ mod tests {
         assert_eq!(c.quota_backend_bytes, -1);
         assert_eq!(c.max_txn_ops, 128, "unset keys keep etcd's defaults");
         assert_eq!(skipped, vec!["enable-v2".to_string()]);
+    }
+
+    #[test]
+    fn tls_blocks_as_etcds_file_nests_them() {
+        let (c, skipped) = parse(
+            "client-transport-security:\n  cert-file: /c.pem\n  key-file: /k.pem\n  \
+             client-cert-auth: true\n  trusted-ca-file: /ca.pem\n  allowed-cn: x\n\
+             peer-transport-security:\n  auto-tls: true\n  allowed-cn: [a, b]\n\
+             cipher-suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384]\n",
+        )
+        .unwrap();
+        assert_eq!(c.tls.cert_file.as_deref(), Some(Path::new("/c.pem")));
+        assert!(c.tls.client_cert_auth && c.tls.peer_auto_tls);
+        assert_eq!(c.tls.peer_cert_allowed_cn, "a,b");
+        assert_eq!(
+            c.tls.cipher_suites,
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"
+        );
+        assert_eq!(skipped, vec!["client-transport-security.allowed-cn".to_string()]);
     }
 
     #[test]

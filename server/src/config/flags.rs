@@ -113,6 +113,13 @@ pub struct ServerConfig {
     /// Currently only supports 'debug', 'info', 'warn', 'error', 'panic', or 'fatal'.
     #[arg(long = "log-level", env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// List of URLs to listen on for the metrics and health endpoints (https ones use the
+    /// client TLS settings).
+    #[arg(long = "listen-metrics-urls", env = "ETCD_LISTEN_METRICS_URLS", default_value = "")]
+    pub listen_metrics_urls: String,
+    /// Transport security (client and peer).
+    #[command(flatten)]
+    pub tls: crate::config::tls::TlsFlags,
 }
 
 impl ServerConfig {

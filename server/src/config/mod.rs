@@ -3,5 +3,6 @@
 
 pub mod file;
 pub mod flags;
+pub mod tls;
 
 pub use flags::ServerConfig;

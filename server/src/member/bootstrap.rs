@@ -14,6 +14,7 @@ use super::StartError;
 use crate::config::flags::urls;
 use crate::config::ServerConfig;
 use crate::peer::transport::fetch_cluster;
+use rusted_proto::tls::ClientTls;
 
 /// Who this member is, fixed at bootstrap (initial-* flags are ignored afterwards).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -44,7 +45,10 @@ fn write_identity(path: &Path, id: Identity) -> Result<(), StartError> {
 }
 
 /// Works out who this member is and how it starts.
-pub(super) async fn bootstrap(cfg: &ServerConfig) -> Result<(Identity, Bootstrap), StartError> {
+pub(super) async fn bootstrap(
+    cfg: &ServerConfig,
+    peer_client: Option<&ClientTls>,
+) -> Result<(Identity, Bootstrap), StartError> {
     let id_path = cfg.member_dir().join("identity.json");
     let initial = parse_initial_cluster(&cfg.initial_cluster)?;
     let my_urls = urls(&cfg.initial_advertise_peer_urls);
@@ -55,7 +59,7 @@ pub(super) async fn bootstrap(cfg: &ServerConfig) -> Result<(Identity, Bootstrap
             .flat_map(|(_, u)| u.iter().cloned())
             .filter(|u| !my_urls.contains(u))
             .collect();
-        let raw = fetch_cluster(&others)
+        let raw = fetch_cluster(&others, peer_client)
             .await
             .map_err(|e| format!("cannot fetch the cluster from its members: {e}"))?;
         let rec = ClusterRecord::decode(&raw)?;

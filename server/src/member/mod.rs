@@ -35,6 +35,7 @@ use crate::api::auth::AuthService;
 use crate::api::cluster::ClusterService;
 use crate::api::ctx::{Ctx, Limits};
 use crate::api::election::ElectionService;
+use crate::api::forward::Forwarder;
 use crate::api::health::HealthService;
 use crate::api::kv::KvService;
 use crate::api::lease::LeaseService;
@@ -46,10 +47,12 @@ use crate::config::flags::{bind_addr, urls};
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::net::serve::serve;
+use crate::net::tls::Acceptor;
 use crate::peer::service::PeerService;
 use crate::peer::transport::{GrpcTransport, GrpcTransportRef};
 use bootstrap::{bootstrap, Identity};
 use runtime::PeerRuntime;
+use rusted_proto::tls::ClientTls;
 
 /// A startup failure.
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
@@ -91,8 +94,15 @@ impl Member {
 
     /// [`Member::start`] with `opts`.
     pub async fn start_with(cfg: ServerConfig, opts: StartOptions) -> Result<Member, StartError> {
+        // TLS first: bad certificates or flags fail the start before anything is opened.
+        let data_dir = cfg.data_dir();
+        let client_tls = cfg.tls.client(&data_dir, &urls(&cfg.listen_client_urls))?;
+        let peer_tls = cfg.tls.peer(&data_dir, &urls(&cfg.listen_peer_urls))?;
+        let peer_client = cfg.tls.peer_client(peer_tls.as_ref());
+        let client_acceptor = client_tls.map(Acceptor::new).transpose()?.map(Arc::new);
+        let peer_acceptor = peer_tls.map(Acceptor::new).transpose()?.map(Arc::new);
         std::fs::create_dir_all(cfg.snap_dir())?;
-        let (ident, boot) = bootstrap(&cfg).await?;
+        let (ident, boot) = bootstrap(&cfg, peer_client.as_ref()).await?;
         let rcfg = replica_config(&cfg, ident, boot)?;
         let auto_compaction =
             autocompact::parse(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)?;
@@ -104,13 +114,17 @@ impl Member {
         let machine =
             Arc::new(EtcdMachine::open(&cfg.snap_dir().join("db"), store_opts, rcfg.election)?);
         let peer_rt = PeerRuntime::new()?;
-        let replica = start_replica(rcfg, ident, machine.clone(), &peer_rt, &metrics).await?;
-        let ctx = Arc::new(Ctx::new(replica, machine, limits(&cfg)));
+        let replica =
+            start_replica(rcfg, ident, machine.clone(), &peer_rt, &metrics, peer_client.clone())
+                .await?;
+        let forward = Forwarder::new(peer_client);
+        let ctx = Arc::new(Ctx::new(replica, machine, limits(&cfg), forward));
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
         let peer = PeerService::new(ctx.clone(), tokio::runtime::Handle::current());
         for u in urls(&cfg.listen_peer_urls) {
+            let tls = tls_for(&u, &peer_acceptor, "--peer-cert-file, --peer-key-file", "peer")?;
             let addr = bind_addr(&u)?;
             // Bound here (so a taken port fails the start), registered on the peer runtime.
             let listener = std::net::TcpListener::bind(addr)
@@ -123,24 +137,26 @@ impl Member {
             };
             let svc = PeerServer::new(peer.clone()).max_decoding_message_size(MAX_PEER_MESSAGE);
             let routes = tonic::service::Routes::new(svc);
-            tasks.push(peer_rt.handle().spawn(serve(
-                listener,
-                routes,
-                false,
-                stop_rx.clone(),
-                "peer",
-            )));
+            let stop = stop_rx.clone();
+            tasks.push(peer_rt.handle().spawn(serve(listener, tls, routes, false, stop, "peer")));
             tracing::info!(url = %u, "serving peer traffic");
         }
         let max_msg = cfg.max_request_bytes + CLIENT_MESSAGE_OVERHEAD;
         for u in urls(&cfg.listen_client_urls) {
-            let addr = bind_addr(&u)?;
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("listen {u}: {e}"))?;
+            let tls = tls_for(&u, &client_acceptor, "--cert-file, --key-file", "client")?;
+            let listener = bind(&u).await?;
             let routes = client_routes(&ctx, &metrics, max_msg);
-            tasks.push(tokio::spawn(serve(listener, routes, true, stop_rx.clone(), "client")));
+            let stop = stop_rx.clone();
+            tasks.push(tokio::spawn(serve(listener, tls, routes, true, stop, "client")));
             tracing::info!(url = %u, "serving client traffic");
+        }
+        for u in urls(&cfg.listen_metrics_urls) {
+            let tls = tls_for(&u, &client_acceptor, "--cert-file, --key-file", "metrics")?;
+            let listener = bind(&u).await?;
+            let routes = metrics_routes(&ctx, &metrics);
+            let stop = stop_rx.clone();
+            tasks.push(tokio::spawn(serve(listener, tls, routes, true, stop, "metrics")));
+            tracing::info!(url = %u, "serving metrics and health");
         }
         tasks.push(tokio::spawn(duties::publish(
             ctx.clone(),
@@ -222,12 +238,18 @@ async fn start_replica(
     machine: Arc<EtcdMachine>,
     peer_rt: &PeerRuntime,
     metrics: &Arc<Metrics>,
+    peer_tls: Option<ClientTls>,
 ) -> Result<Arc<Replica<EtcdMachine>>, StartError> {
     let m = metrics.clone();
     rcfg.wal.on_sync = Some(Arc::new(move |d| m.observe_wal_fsync(d)));
     let (mailbox, inbox) = Mailbox::new(ident.member_id, &rcfg.snap_dir)?;
-    let transport =
-        GrpcTransport::new(peer_rt.handle(), ident.member_id, ident.cluster_id, mailbox.clone());
+    let transport = GrpcTransport::new(
+        peer_rt.handle(),
+        ident.member_id,
+        ident.cluster_id,
+        mailbox.clone(),
+        peer_tls,
+    );
     let replica = tokio::task::spawn_blocking(move || {
         Replica::start_with_mailbox(
             rcfg,
@@ -258,6 +280,45 @@ fn limits(cfg: &ServerConfig) -> Limits {
         max_txn_ops: cfg.max_txn_ops,
         quota_backend_bytes: quota,
     }
+}
+
+/// The TLS of a listener at `url`: required on https (etcd's error otherwise), ignored with a
+/// warning on http.
+fn tls_for(
+    url: &str,
+    acceptor: &Option<Arc<Acceptor>>,
+    flags: &str,
+    what: &str,
+) -> Result<Option<Arc<Acceptor>>, StartError> {
+    let https = url.starts_with("https://");
+    match (https, acceptor) {
+        (true, Some(a)) => Ok(Some(a.clone())),
+        (true, None) => Err(format!(
+            "TLS key/cert ({flags}) must be provided for {what} url {url} with HTTPS scheme"
+        )
+        .into()),
+        (false, Some(_)) => {
+            tracing::warn!(
+                url,
+                "scheme is HTTP while key and cert files are present; ignoring key and cert files"
+            );
+            Ok(None)
+        }
+        (false, None) => Ok(None),
+    }
+}
+
+/// A client-runtime listener on `url` (a taken port fails the start).
+async fn bind(url: &str) -> Result<tokio::net::TcpListener, StartError> {
+    let addr = bind_addr(url)?;
+    Ok(tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("listen {url}: {e}"))?)
+}
+
+/// What a `--listen-metrics-urls` listener serves: /metrics and /health (and /livez,
+/// /readyz, /version: the same plain endpoints as the client port), no gRPC, no gateway.
+fn metrics_routes(ctx: &Arc<Ctx>, metrics: &Arc<Metrics>) -> tonic::service::Routes {
+    let http = crate::gateway::http::router(ctx.clone(), metrics.clone());
+    tonic::service::Routes::from(http)
 }
 
 /// Everything on a client URL: the etcd gRPC services, the JSON gateway, and the plain HTTP

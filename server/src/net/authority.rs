@@ -451,8 +451,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for AuthorityFix<T> {
     }
 }
 
-impl tonic::transport::server::Connected for AuthorityFix<tokio::net::TcpStream> {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+impl<T: tonic::transport::server::Connected> tonic::transport::server::Connected
+    for AuthorityFix<T>
+{
+    type ConnectInfo = T::ConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
         self.inner.connect_info()

@@ -13,10 +13,12 @@ use protobuf::Message as PbMessage;
 use raft::eraftpb::{Message, MessageType};
 use rusted_proto::rustedpb::peer_client::PeerClient;
 use rusted_proto::rustedpb::{ProbeRequest, RaftBatch, SnapshotChunk};
+use rusted_proto::tls::ClientTls;
 use rusted_replication::{Mailbox, Transport};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
 
 /// Messages queued per peer before new ones are dropped (raft resends what matters).
 pub const PEER_QUEUE: usize = 8192;
@@ -38,6 +40,8 @@ pub struct GrpcTransport {
     from: u64,
     cluster_id: u64,
     mailbox: Mailbox,
+    /// TLS towards the other members (`--peer-*` flags), if any.
+    tls: Option<ClientTls>,
     peers: Mutex<HashMap<u64, PeerHandle>>,
 }
 
@@ -55,8 +59,10 @@ impl GrpcTransport {
         from: u64,
         cluster_id: u64,
         mailbox: Mailbox,
+        tls: Option<ClientTls>,
     ) -> Arc<Self> {
-        Arc::new(GrpcTransport { rt, from, cluster_id, mailbox, peers: Mutex::new(HashMap::new()) })
+        let peers = Mutex::new(HashMap::new());
+        Arc::new(GrpcTransport { rt, from, cluster_id, mailbox, tls, peers })
     }
 
     fn report_unreachable(&self, to: u64) {
@@ -66,6 +72,7 @@ impl GrpcTransport {
     fn send_snapshot(self: &Arc<Self>, m: Message) {
         let to = m.to;
         let mb = self.mailbox.clone();
+        let tls = self.tls.clone();
         let url = self
             .peers
             .lock()
@@ -77,7 +84,7 @@ impl GrpcTransport {
             return;
         };
         self.rt.spawn(async move {
-            let ok = match stream_snapshot(&url, &mb, m).await {
+            let ok = match stream_snapshot(&url, tls.as_ref(), &mb, m).await {
                 Ok(ok) => ok,
                 Err(e) => {
                     tracing::warn!(to = %format!("{to:x}"), error = %e, "snapshot send failed");
@@ -91,6 +98,7 @@ impl GrpcTransport {
 
 async fn stream_snapshot(
     url: &str,
+    tls: Option<&ClientTls>,
     mb: &Mailbox,
     m: Message,
 ) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
@@ -98,7 +106,7 @@ async fn stream_snapshot(
     let path = mb.snaps().outgoing(meta.index, meta.term);
     let mut f = tokio::fs::File::open(&path).await?;
     let total = f.metadata().await?.len();
-    let mut client = PeerClient::new(rusted_proto::dial::endpoint(url)?.connect().await?);
+    let mut client = PeerClient::new(dial_peer(url, tls).await?);
     let (tx, rx) = mpsc::channel::<SnapshotChunk>(4);
     let msg = m.write_to_bytes()?;
     let feeder = tokio::spawn(async move {
@@ -142,9 +150,9 @@ async fn peer_loop(
     let mut backoff = Duration::from_millis(50);
     loop {
         let url = urls.borrow().first().cloned();
-        let endpoint = url.and_then(|u| rusted_proto::dial::endpoint(&u).ok());
-        let ch = match endpoint {
-            Some(e) => e.connect_timeout(PEER_CONNECT_TIMEOUT).connect().await.ok(),
+        let tls = t.upgrade().and_then(|t| t.tls.clone());
+        let ch = match url {
+            Some(u) => dial_peer(&u, tls.as_ref()).await.ok(),
             None => None,
         };
         let Some(ch) = ch else {
@@ -240,15 +248,21 @@ impl Transport for GrpcTransportRef {
 #[derive(Debug, Clone)]
 pub struct GrpcTransportRef(pub Arc<GrpcTransport>);
 
+/// A channel to a peer URL (TLS as the URL and `tls` say).
+pub async fn dial_peer(url: &str, tls: Option<&ClientTls>) -> Result<Channel, String> {
+    let target = rusted_proto::dial::target(url, tls).map_err(|e| e.to_string())?;
+    target
+        .with(|e| e.connect_timeout(PEER_CONNECT_TIMEOUT))
+        .connect()
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// Asks the peers at `urls` for the current cluster record (joining an existing cluster).
-pub async fn fetch_cluster(urls: &[String]) -> Result<Vec<u8>, String> {
+pub async fn fetch_cluster(urls: &[String], tls: Option<&ClientTls>) -> Result<Vec<u8>, String> {
     let mut last = String::from("no peer URL given");
     for u in urls {
-        let ch = match rusted_proto::dial::endpoint(u) {
-            Ok(e) => e.connect_timeout(PEER_CONNECT_TIMEOUT).connect().await,
-            Err(e) => Err(e),
-        };
-        match ch.map(PeerClient::new) {
+        match dial_peer(u, tls).await.map(PeerClient::new) {
             Ok(mut c) => match c.probe(ProbeRequest { from: 0, cluster_id: 0 }).await {
                 Ok(r) if !r.get_ref().cluster.is_empty() => return Ok(r.into_inner().cluster),
                 Ok(_) => last = format!("{u}: member not ready"),

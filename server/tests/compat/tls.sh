@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# TLS scenarios against etcd and rusted, outputs normalized and diffed (as run.sh does for the
+# plain scripts): one-way TLS, mutual TLS with a good certificate, none and one from another
+# CA, auto TLS, the JSON gateway and snapshot save over TLS, http and https listeners at once,
+# and a metrics URL.
+#
+# Env: RUSTED_BIN (required unless ONLY=etcd), ETCD_BIN, ETCDCTL_BIN, PYTHON, ONLY, KEEP;
+#      RUSTEDCTL_BIN: also run rusted's scenarios with rustedctl as the client (its output must
+#      equal etcdctl's against etcd too); TARGETS: any of "etcd rusted rustedctl" (default:
+#      etcd and rusted, and rustedctl when RUSTEDCTL_BIN is set)
+set -u
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ETCD_BIN=${ETCD_BIN:-etcd}
+ETCDCTL_BIN=${ETCDCTL_BIN:-etcdctl}
+PYTHON=${PYTHON:-python3}
+ONLY=${ONLY:-}
+RUSTED_BIN=${RUSTED_BIN:-}
+die() { echo "tls: $*" >&2; exit 2; }
+for c in openssl curl "$ETCDCTL_BIN" "$PYTHON"; do
+    command -v "$c" >/dev/null 2>&1 || die "$c not found (.ci/run installs openssl, curl and etcdctl)"
+done
+[ "$ONLY" = rusted ] || command -v "$ETCD_BIN" >/dev/null 2>&1 || die "etcd not found"
+[ "$ONLY" = etcd ] || [ -x "$RUSTED_BIN" ] || die "RUSTED_BIN is not an executable file (the server: rustedctl runs against it too)"
+
+WORK=$(mktemp -d /tmp/rusted-tls.XXXXXX)
+export COMPAT_TMP=$WORK/etcd:$WORK/rustedctl:$WORK/rusted:$WORK
+E_ADDR=127.0.0.21
+R_ADDR=127.0.0.22
+bash "$HERE/certs.sh" "$WORK/certs" "$E_ADDR" "$R_ADDR" || die "cannot make test certificates"
+C=$WORK/certs
+SERVER_PID=""
+stop_server() {
+    [ -n "$SERVER_PID" ] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null
+    local i=0
+    while [ $i -lt 50 ] && kill -0 "$SERVER_PID" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+    kill -KILL "$SERVER_PID" 2>/dev/null
+    wait "$SERVER_PID" 2>/dev/null
+    SERVER_PID=""
+}
+on_exit() {
+    local rc=$?
+    stop_server
+    [ -n "${KEEP:-}" ] && echo "tls: kept $WORK" >&2 || rm -rf "$WORK"
+    exit $rc
+}
+trap on_exit EXIT
+
+# start BIN ADDR TAG HEALTH_ARGS... -- SERVER_ARGS...: starts a member whose client URLs the
+# server args give, and waits until etcdctl (with HEALTH_ARGS) finds it healthy.
+start() {
+    local bin=$1 addr=$2 tag=$3; shift 3
+    local health=()
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do health+=("$1"); shift; done
+    shift
+    local data=$WORK/data-$tag
+    rm -rf "$data"
+    "$bin" --name default --data-dir "$data" \
+        --listen-peer-urls "http://$addr:2380" --initial-advertise-peer-urls "http://$addr:2380" \
+        --initial-cluster "default=http://$addr:2380" "$@" >"$WORK/server-$tag.log" 2>&1 &
+    SERVER_PID=$!
+    local t0=$SECONDS
+    while :; do
+        kill -0 "$SERVER_PID" 2>/dev/null || { echo "tls: $tag exited at start:" >&2; tail -40 "$WORK/server-$tag.log" >&2; exit 1; }
+        ETCDCTL_API=3 "$CLIENT" --dial-timeout=1s --command-timeout=2s "${health[@]}" endpoint health >/dev/null 2>&1 && return 0
+        [ $((SECONDS - t0)) -lt 20 ] || { echo "tls: $tag not healthy in 20 s:" >&2; tail -40 "$WORK/server-$tag.log" >&2; exit 1; }
+        sleep 0.2
+    done
+}
+
+# step NAME CMD...: runs a client command, prints its output and exit status
+step() {
+    local name=$1; shift
+    echo "### $name"
+    "$@" 2>&1 | head -n 20
+    echo "exit=${PIPESTATUS[0]}"
+}
+ctl() { ETCDCTL_API=3 timeout 20 "$CLIENT" --dial-timeout=2s --command-timeout=3s "$@"; }
+# An unreachable or refused TLS server looks the same to every client: keep only that.
+refused() { "$@" >/dev/null 2>&1 && echo served || echo refused; }
+
+scenarios() {
+    local bin=$1 a=$2 tag=$3
+    local tls=(--cert-file "$C/server.pem" --key-file "$C/server-key.pem")
+    local https=(--listen-client-urls "https://$a:2379" --advertise-client-urls "https://$a:2379")
+    local good=(--endpoints "https://$a:2379" --cacert "$C/ca.pem" --cert "$C/client.pem" --key "$C/client-key.pem")
+
+    echo "## one-way TLS"
+    start "$bin" "$a" "$tag-oneway" --endpoints "https://$a:2379" --cacert "$C/ca.pem" -- "${tls[@]}" "${https[@]}"
+    step "put" ctl --endpoints "https://$a:2379" --cacert "$C/ca.pem" put k1 v1
+    step "get" ctl --endpoints "https://$a:2379" --cacert "$C/ca.pem" get k1
+    step "get, host:port endpoint with --cacert" ctl --endpoints "$a:2379" --cacert "$C/ca.pem" get k1
+    step "no CA: server not trusted" refused ctl --endpoints "https://$a:2379" get k1
+    step "plain gRPC to the TLS port" refused ctl --endpoints "$a:2379" get k1
+    step "skip verify" ctl --endpoints "https://$a:2379" --insecure-skip-tls-verify --insecure-transport=false get k1 --print-value-only
+    step "gateway put" curl -s --cacert "$C/ca.pem" "https://$a:2379/v3/kv/put" -d '{"key":"Z3c=","value":"MQ=="}'
+    step "gateway range" curl -s --cacert "$C/ca.pem" "https://$a:2379/v3/kv/range" -d '{"key":"Z3c="}'
+    step "health over TLS" curl -s --cacert "$C/ca.pem" "https://$a:2379/health"
+    step "plain HTTP to the TLS port" refused curl -sf --max-time 5 "http://$a:2379/health"
+    stop_server
+
+    echo "## mutual TLS"
+    start "$bin" "$a" "$tag-mutual" "${good[@]}" -- "${tls[@]}" "${https[@]}" --client-cert-auth --trusted-ca-file "$C/ca.pem"
+    step "put with a good certificate" ctl "${good[@]}" put k2 v2
+    step "get with a good certificate" ctl "${good[@]}" get k2
+    step "no client certificate" refused ctl --endpoints "https://$a:2379" --cacert "$C/ca.pem" get k2
+    step "certificate from another CA" refused ctl --endpoints "https://$a:2379" --cacert "$C/ca.pem" --cert "$C/other.pem" --key "$C/other-key.pem" get k2
+    step "gateway with a certificate" curl -s --cacert "$C/ca.pem" --cert "$C/client.pem" --key "$C/client-key.pem" "https://$a:2379/v3/kv/range" -d '{"key":"azI="}'
+    step "gateway without one" refused curl -sf --max-time 5 --cacert "$C/ca.pem" "https://$a:2379/v3/kv/range" -d '{"key":"azI="}'
+    # (stdout only: etcdctl's progress log lines name its own source files)
+    mkdir -p "$WORK/$tag"
+    step "snapshot save" sh -c 'ETCDCTL_API=3 "$0" --dial-timeout=2s --command-timeout=3s "$@" 2>/dev/null' "$CLIENT" "${good[@]}" snapshot save "$WORK/$tag/snap.db"
+    step "snapshot status" ctl -w table snapshot status "$WORK/$tag/snap.db"
+    stop_server
+
+    echo "## auto TLS"
+    start "$bin" "$a" "$tag-auto" --endpoints "https://$a:2379" --insecure-skip-tls-verify --insecure-transport=false -- "${https[@]}" --auto-tls
+    step "put" ctl --endpoints "https://$a:2379" --insecure-skip-tls-verify --insecure-transport=false put k3 v3
+    step "get" ctl --endpoints "https://$a:2379" --insecure-skip-tls-verify --insecure-transport=false get k3
+    step "generated certificate" ls "$WORK/data-$tag-auto/fixtures/client"
+    step "not trusted without skip" refused ctl --endpoints "https://$a:2379" --cacert "$C/ca.pem" get k3
+    stop_server
+
+    echo "## http and https listeners, metrics URL"
+    start "$bin" "$a" "$tag-both" --endpoints "$a:2378" -- "${tls[@]}" \
+        --listen-client-urls "http://$a:2378,https://$a:2379" --advertise-client-urls "http://$a:2378" \
+        --listen-metrics-urls "http://$a:2381"
+    step "put over http" ctl --endpoints "$a:2378" put k4 v4
+    step "get over https" ctl --endpoints "https://$a:2379" --cacert "$C/ca.pem" get k4
+    step "metrics URL: /health" curl -s "http://$a:2381/health"
+    step "metrics URL: has_leader" sh -c "curl -s http://$a:2381/metrics | grep '^etcd_server_has_leader '"
+    step "metrics URL: no gRPC there" refused ctl --endpoints "$a:2381" get k4
+    stop_server
+}
+
+run() {
+    local name=$1 bin=$2 a=$3
+    CLIENT=${4:-$ETCDCTL_BIN} scenarios "$bin" "$a" "$name" >"$WORK/$name.raw" 2>&1
+    "$PYTHON" "$HERE/normalize.py" <"$WORK/$name.raw" >"$WORK/$name.out"
+    echo "tls: $name: $(grep -c '^### ' "$WORK/$name.raw") steps"
+}
+TARGETS=${TARGETS:-etcd rusted${RUSTEDCTL_BIN:+ rustedctl}}
+[ -z "$ONLY" ] || TARGETS=$ONLY
+for t in $TARGETS; do
+    case $t in
+    etcd) run etcd "$ETCD_BIN" "$E_ADDR" ;;
+    rusted) run rusted "$RUSTED_BIN" "$R_ADDR" ;;
+    rustedctl) [ -x "${RUSTEDCTL_BIN:-}" ] || die "RUSTEDCTL_BIN is not an executable file"
+        run rustedctl "$RUSTED_BIN" "$R_ADDR" "$RUSTEDCTL_BIN" ;;
+    *) die "unknown target $t" ;;
+    esac
+done
+if [ -n "$ONLY" ]; then cat "$WORK/$ONLY.out"; exit 0; fi
+fail=0
+for other in $TARGETS; do
+    [ "$other" != etcd ] || continue
+    if diff -u --label etcd --label "$other" "$WORK/etcd.out" "$WORK/$other.out"; then
+        echo "tls: etcd and $other identical"
+    else
+        echo "tls: etcd and $other DIFFERENT"
+        fail=1
+    fi
+done
+exit $fail
