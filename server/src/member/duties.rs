@@ -21,11 +21,13 @@ const CHECKPOINTS_PER_TICK: usize = MAX_LEASE_CHECKPOINT_BATCH_SIZE;
 /// How long a failed publish waits before it tries again.
 pub const PUBLISH_RETRY: Duration = Duration::from_millis(500);
 
-/// etcd's publish: the member's name and client URLs go through raft once it runs.
+/// etcd's publish: the member's name and client URLs go through raft once it runs; then the
+/// member is ready (`ready` is set), and serves clients, as etcd's does after its publish.
 pub(super) async fn publish(
     ctx: Arc<Ctx>,
     name: String,
     client_urls: Vec<String>,
+    ready: watch::Sender<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -35,10 +37,18 @@ pub(super) async fn publish(
             .get(&ctx.replica.id())
             .is_some_and(|m| m.name == name && m.client_urls == client_urls)
         {
+            ready.send_replace(true);
             return;
         }
         match ctx.replica.publish(&name, client_urls.clone()).await {
-            Ok(_) => return,
+            Ok(_) => {
+                tracing::info!(
+                    name,
+                    "published local member to cluster; ready to serve client requests"
+                );
+                ready.send_replace(true);
+                return;
+            }
             Err(e) => tracing::debug!(error = %e, "publish, retrying"),
         }
         tokio::select! {

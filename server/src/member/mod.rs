@@ -142,13 +142,22 @@ impl Member {
             tracing::info!(url = %u, "serving peer traffic");
         }
         let max_msg = cfg.max_request_bytes + CLIENT_MESSAGE_OVERHEAD;
+        // Client ports are bound now (a taken port fails the start) and served once the member
+        // has published itself, as etcd's: a member cut off from its cluster answers no client.
+        let (ready_tx, ready_rx) = watch::channel(false);
         for u in urls(&cfg.listen_client_urls) {
             let tls = tls_for(&u, &client_acceptor, "--cert-file, --key-file", "client")?;
             let listener = bind(&u).await?;
             let routes = client_routes(&ctx, &metrics, max_msg);
-            let stop = stop_rx.clone();
-            tasks.push(tokio::spawn(serve(listener, tls, routes, true, stop, "client")));
-            tracing::info!(url = %u, "serving client traffic");
+            let (mut ready, mut stop) = (ready_rx.clone(), stop_rx.clone());
+            tasks.push(tokio::spawn(async move {
+                tokio::select! {
+                    r = ready.wait_for(|r| *r) => if r.is_err() { return },
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                tracing::info!(url = %u, "serving client traffic");
+                serve(listener, tls, routes, true, stop, "client").await
+            }));
         }
         for u in urls(&cfg.listen_metrics_urls) {
             let tls = tls_for(&u, &client_acceptor, "--cert-file, --key-file", "metrics")?;
@@ -162,6 +171,7 @@ impl Member {
             ctx.clone(),
             cfg.name.clone(),
             urls(&cfg.advertise_client_urls),
+            ready_tx,
             stop_rx.clone(),
         )));
         tasks.push(tokio::spawn(duties::leader_duties(ctx.clone(), stop_rx.clone())));

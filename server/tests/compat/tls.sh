@@ -2,7 +2,8 @@
 # TLS scenarios against etcd and rusted, outputs normalized and diffed (as run.sh does for the
 # plain scripts): one-way TLS, mutual TLS with a good certificate, none and one from another
 # CA, auto TLS, the JSON gateway and snapshot save over TLS, http and https listeners at once,
-# and a metrics URL.
+# a metrics URL, and peers over mutual TLS (three members; a member whose certificate the
+# others do not trust stays cut off).
 #
 # Env: RUSTED_BIN (required unless ONLY=etcd), ETCD_BIN, ETCDCTL_BIN, PYTHON, ONLY, KEEP;
 #      RUSTEDCTL_BIN: also run rusted's scenarios with rustedctl as the client (its output must
@@ -38,8 +39,21 @@ stop_server() {
     wait "$SERVER_PID" 2>/dev/null
     SERVER_PID=""
 }
+PIDS=()
+stop_cluster() {
+    local p
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${PIDS[@]}"; do
+        local i=0
+        while [ $i -lt 50 ] && kill -0 "$p" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+        kill -KILL "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
+    PIDS=()
+}
 on_exit() {
     local rc=$?
+    stop_cluster
     stop_server
     [ -n "${KEEP:-}" ] && echo "tls: kept $WORK" >&2 || rm -rf "$WORK"
     exit $rc
@@ -133,9 +147,57 @@ scenarios() {
     stop_server
 }
 
+# cluster BIN ADDR TAG BAD: three members m0..m2 on ADDR (client ports 2379/2389/2399, peer
+# ports 2380/2390/2400), peers over mutual TLS; with BAD=1, m2's peer certificate comes from
+# a CA the others do not trust. Waits until m0 is healthy.
+cluster() {
+    local bin=$1 a=$2 tag=$3 bad=$4 i
+    local init="m0=https://$a:2380,m1=https://$a:2390,m2=https://$a:2400"
+    for i in 0 1 2; do
+        local cp=$((2379 + 10 * i)) pp=$((2380 + 10 * i)) cert=$C/server.pem key=$C/server-key.pem
+        if [ "$bad" = 1 ] && [ $i = 2 ]; then cert=$C/other.pem; key=$C/other-key.pem; fi
+        rm -rf "$WORK/data-$tag-m$i"
+        "$bin" --name "m$i" --data-dir "$WORK/data-$tag-m$i" \
+            --listen-client-urls "http://$a:$cp" --advertise-client-urls "http://$a:$cp" \
+            --listen-peer-urls "https://$a:$pp" --initial-advertise-peer-urls "https://$a:$pp" \
+            --initial-cluster "$init" --initial-cluster-token "tls-$tag" \
+            --peer-cert-file "$cert" --peer-key-file "$key" --peer-client-cert-auth \
+            --peer-trusted-ca-file "$C/ca.pem" >"$WORK/server-$tag-m$i.log" 2>&1 &
+        PIDS+=($!)
+    done
+    local t0=$SECONDS
+    until ETCDCTL_API=3 "$CLIENT" --endpoints "$a:2379" --dial-timeout=1s --command-timeout=2s endpoint health >/dev/null 2>&1; do
+        [ $((SECONDS - t0)) -lt 30 ] || { echo "tls: $tag cluster not healthy in 30 s:" >&2; tail -20 "$WORK/server-$tag-m0.log" >&2; exit 1; }
+        sleep 0.2
+    done
+}
+
+peer_scenarios() {
+    local bin=$1 a=$2 tag=$3
+    echo "## peer TLS, three members"
+    cluster "$bin" "$a" "$tag-peers" 0
+    step "put on m0" ctl --endpoints "$a:2379" put p1 v1
+    step "get on m2" ctl --endpoints "$a:2399" get p1
+    local t0=$SECONDS # every member published (and so serving) before the list is compared
+    while ctl --endpoints "$a:2389" member list 2>&1 | grep -q unstarted || ! ctl --endpoints "$a:2389" member list >/dev/null 2>&1; do
+        [ $((SECONDS - t0)) -lt 15 ] || break
+        sleep 0.2
+    done
+    step "member list" ctl --endpoints "$a:2389" member list
+    stop_cluster
+    echo "## peer TLS, a member with an untrusted certificate"
+    cluster "$bin" "$a" "$tag-untrusted" 1
+    step "put on m0" ctl --endpoints "$a:2379" put p2 v2
+    step "m1 healthy" refused ctl --endpoints "$a:2389" endpoint health
+    step "m2 cut off" refused ctl --endpoints "$a:2399" endpoint health
+    step "m2 has not got the write" ctl --endpoints "$a:2399" get p2 --consistency=s
+    stop_cluster
+}
+
 run() {
     local name=$1 bin=$2 a=$3
-    CLIENT=${4:-$ETCDCTL_BIN} scenarios "$bin" "$a" "$name" >"$WORK/$name.raw" 2>&1
+    CLIENT=${4:-$ETCDCTL_BIN}
+    { scenarios "$bin" "$a" "$name"; peer_scenarios "$bin" "$a" "$name"; } >"$WORK/$name.raw" 2>&1
     "$PYTHON" "$HERE/normalize.py" <"$WORK/$name.raw" >"$WORK/$name.out"
     echo "tls: $name: $(grep -c '^### ' "$WORK/$name.raw") steps"
 }
