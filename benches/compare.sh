@@ -31,6 +31,8 @@
 #   PUT1_TOTAL=5000 PUT_TOTAL=100000 RANGE_TOTAL=100000 TXN_TOTAL=50000
 #   WATCH_TOTAL=2000 (puts at 100/s) LEASE_TOTAL=100000 LOAD_KEYS=1000000
 #   RUSTED_BIN, RUSTED_BENCH_BIN  prebuilt binaries (skip cargo); BENCH = etcd's benchmark tool
+#   TLS=0                       1: clients over mutual TLS (https client URLs, --client-cert-auth;
+#                               the tools and etcdctl get --cacert/--cert/--key; peers stay plain)
 #
 # Workload notes: watch-latency uses etcd 3.4's flags (--total, --put-rate; it has no --streams or
 # --watchers-per-stream): each client opens one watch on the key, so --clients=100 over 10 conns gives
@@ -50,6 +52,7 @@ MEMBERS=${MEMBERS:-1 3}
 WORKLOADS=${WORKLOADS:-all}
 OUT=${OUT:-}
 TIMEOUT=${TIMEOUT:-300}
+TLS=${TLS:-0}
 q() { if [ "$QUICK" = 1 ]; then echo $(($1 / 10)); else echo "$1"; fi; } # default total, QUICK-scaled
 PUT1_TOTAL=${PUT1_TOTAL:-$(q 5000)}
 PUT_TOTAL=${PUT_TOTAL:-$(q 100000)}
@@ -116,6 +119,18 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 [ -n "$OUT" ] && : >"$OUT"
 
+# ---- TLS (TLS=1): a CA, a server certificate for 127.0.0.1, a client certificate ----
+SERVER_TLS=()
+CLIENT_TLS=()
+SCHEME=http
+if [ "$TLS" = 1 ]; then
+  bash "$repo/server/tests/compat/certs.sh" "$WORK/certs" 127.0.0.1 || { echo "cannot make certificates (openssl?)" >&2; exit 1; }
+  SERVER_TLS=(--cert-file "$WORK/certs/server.pem" --key-file "$WORK/certs/server-key.pem"
+    --client-cert-auth --trusted-ca-file "$WORK/certs/ca.pem")
+  CLIENT_TLS=(--cacert "$WORK/certs/ca.pem" --cert "$WORK/certs/client.pem" --key "$WORK/certs/client-key.pem")
+  SCHEME=https
+fi
+
 # ---- servers ----
 client_ep() { echo "127.0.0.1:$((42379 + $1))"; }
 peer_url() { echo "http://127.0.0.1:$((42480 + $1))"; }
@@ -124,14 +139,15 @@ launch_member() { # server i members dir token: start member i, append its pid t
   local server=$1 i=$2 n=$3 dir=$4 token=$5 cluster="" j
   for ((j = 0; j < n; j++)); do cluster+="m$j=$(peer_url "$j"),"; done
   "${SERVER_BIN[$server]}" --name "m$i" --data-dir "$dir/m$i" \
-    --listen-client-urls "http://$(client_ep "$i")" --advertise-client-urls "http://$(client_ep "$i")" \
+    --listen-client-urls "$SCHEME://$(client_ep "$i")" --advertise-client-urls "$SCHEME://$(client_ep "$i")" \
+    "${SERVER_TLS[@]}" \
     --listen-peer-urls "$(peer_url "$i")" --initial-advertise-peer-urls "$(peer_url "$i")" \
     --initial-cluster "${cluster%,}" --initial-cluster-token "$token" --initial-cluster-state new \
     >>"$dir/m$i.log" 2>&1 &
   PIDS+=($!)
 }
 
-ctl() { etcdctl --dial-timeout=2s --command-timeout=5s "$@"; }
+ctl() { etcdctl --dial-timeout=2s --command-timeout=5s "${CLIENT_TLS[@]}" "$@"; }
 
 port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; }
 
@@ -190,19 +206,20 @@ stop_cluster() {
 put_foo() { ctl --endpoints="$1" put foo "$(printf '%0256d' 0)" >/dev/null; }
 
 # ---- one load run ----
-parse() { # report file -> "rps p50_ms p99_ms errors" or nothing
+parse() { # report file -> "rps p50_ms p99_ms errors total_s" or nothing
   awk '/Requests\/sec:/ {r=$2}
+       /Total:/ && t == "" {t=$2}
        $1 == "50%" && $2 == "in" {p50=$3}
        $1 == "99%" && $2 == "in" {p99=$3}
        /^Error distribution:/ {e=1; next}
        e && /^ *\[[0-9]+\]/ {gsub(/[][]/, "", $1); errs+=$1}
-       END {if (r != "" && p99 != "") printf "%.1f %.4f %.4f %d\n", r, p50*1000, p99*1000, errs}' "$1"
+       END {if (r != "" && p99 != "") printf "%.1f %.4f %.4f %d %s\n", r, p50*1000, p99*1000, errs, (t == "" ? 0 : t)}' "$1"
 }
 
 load() { # tool endpoint args logfile: run the tool under the timeout, print the parsed figures
   local tool=$1 ep=$2 args=$3 logf=$4 rc
   # shellcheck disable=SC2086  # args is a word list from the workload table
-  timeout "$TIMEOUT" "${TOOL_BIN[$tool]}" --endpoints="$ep" --precise $args >"$logf" 2>"$logf.err"
+  timeout "$TIMEOUT" "${TOOL_BIN[$tool]}" --endpoints="$ep" --precise "${CLIENT_TLS[@]}" $args >"$logf" 2>"$logf.err"
   rc=$?
   if ((rc == 124)); then log "FAILED: $tool timed out after ${TIMEOUT}s"; return 1; fi
   if ((rc != 0)); then log "FAILED: $tool exited with $rc; stderr tail:"; tail -3 "$logf.err" >&2; return 1; fi
@@ -211,9 +228,17 @@ load() { # tool endpoint args logfile: run the tool under the timeout, print the
   echo "$res"
 }
 
-declare -A RPS P50 P99   # key "workload|members|tool|server" -> space-separated values (n/a for failures)
-record() { # key rps p50 p99
-  RPS[$1]+="$2 "; P50[$1]+="$3 "; P99[$1]+="$4 "
+declare -A RPS P50 P99 CPU  # key "workload|members|tool|server" -> space-separated values (n/a for failures)
+record() { # key rps p50 p99 [cpu_us_per_request]
+  RPS[$1]+="$2 "; P50[$1]+="$3 "; P99[$1]+="$4 "; CPU[$1]+="${5:-n/a} "
+}
+
+cpu_ticks() { # the running servers' user + system CPU, in clock ticks
+  local p t=0 f
+  for p in "${PIDS[@]}"; do
+    f=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) && t=$((t + f))
+  done
+  echo "$t"
 }
 
 fmt_ms() { awk -v v="$1" 'BEGIN {if (v == "n/a") print v; else if (v < 1) printf "%.3f\n", v; else if (v < 100) printf "%.2f\n", v; else printf "%.0f\n", v}'; }
@@ -226,7 +251,10 @@ bench_one() { # members workload tool run server
   log "run $run: $server ($n member(s)), $tool $w"
   if start_cluster "$server" "$n" "$dir"; then
     if [ -z "${WL_SETUP[$w]:-}" ] || "${WL_SETUP[$w]}" "$EP"; then
+      local c0 c1
+      c0=$(cpu_ticks)
       res=$(load "$tool" "$EP" "${WL[$w]}" "$dir/report")
+      c1=$(cpu_ticks)
     else
       log "FAILED: setup ${WL_SETUP[$w]} for $w"
     fi
@@ -234,10 +262,13 @@ bench_one() { # members workload tool run server
   stop_cluster
   rm -rf "$dir"
   if [ -n "$res" ]; then
-    local rps p50 p99 errs
-    read -r rps p50 p99 errs <<<"$res"
-    record "$key" "$rps" "$p50" "$p99"
-    say "run $run | $n member(s) | $tool | $w | $server | $(printf '%.0f' "$rps") req/s | p50 $(fmt_ms "$p50") ms | p99 $(fmt_ms "$p99") ms$( ((errs > 0)) && echo " | $errs ERRORS")"
+    local rps p50 p99 errs total cpu
+    read -r rps p50 p99 errs total <<<"$res"
+    # Server CPU (every member) per request, in microseconds.
+    cpu=$(awk -v d="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" -v r="$rps" -v t="$total" \
+      'BEGIN {n = r * t; if (n > 0) printf "%.1f\n", d / hz * 1e6 / n; else print "n/a"}')
+    record "$key" "$rps" "$p50" "$p99" "$cpu"
+    say "run $run | $n member(s) | $tool | $w | $server | $(printf '%.0f' "$rps") req/s | p50 $(fmt_ms "$p50") ms | p99 $(fmt_ms "$p99") ms | CPU $cpu µs/req$( ((errs > 0)) && echo " | $errs ERRORS")"
   else
     record "$key" n/a n/a n/a
     say "run $run | $n member(s) | $tool | $w | $server | FAILED (n/a)"
@@ -297,7 +328,7 @@ say "# rusted vs etcd — $(date -u '+%Y-%m-%d %H:%M UTC')"
 say ""
 say "commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo n/a), nproc $(nproc), kernel $(uname -r), $(stat -f -c %T "$WORK") at /tmp"
 say "etcd: ${SERVER_BIN[etcd]} ($(etcd --version 2>/dev/null | head -1)); rusted: $RUSTED_BIN; tools: $TOOLS"
-say "RUNS=$RUNS QUICK=$QUICK MEMBERS=\"$MEMBERS\" WORKLOADS=\"$WORKLOADS\" TIMEOUT=$TIMEOUT"
+say "RUNS=$RUNS QUICK=$QUICK MEMBERS=\"$MEMBERS\" WORKLOADS=\"$WORKLOADS\" TIMEOUT=$TIMEOUT TLS=$TLS"
 say "totals: put1 $PUT1_TOTAL, put100 $PUT_TOTAL, range $RANGE_TOTAL, txn-put $TXN_TOTAL, watch $WATCH_TOTAL puts, lease $LEASE_TOTAL, load $LOAD_KEYS keys"
 say ""
 
@@ -319,23 +350,23 @@ if has "$WORKLOADS" resources && has "$MEMBERS" 1; then
 fi
 
 say ""
-say "| workload | members | tool | etcd req/s | rusted req/s | ratio | etcd p99 ms | rusted p99 ms |"
-say "|---|---:|---|---:|---:|---:|---:|---:|"
+say "| workload | members | tool | etcd req/s | rusted req/s | ratio | etcd p99 ms | rusted p99 ms | etcd CPU µs/req | rusted CPU µs/req |"
+say "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
 for n in $MEMBERS; do
   for w in "${ALL_WORKLOADS[@]}"; do
     has "$WORKLOADS" "$w" || continue
     [ "$n" = 1 ] || [ -n "${WL_3MEMBERS[$w]:-}" ] || continue
     for tool in $TOOLS; do
       e=$(mean "${RPS[$w|$n|$tool|etcd]:-}"); r=$(mean "${RPS[$w|$n|$tool|rusted]:-}")
-      say "| $w | $n | $tool | $(num "$e" rps) | $(num "$r" rps) | $(ratio "$e" "$r") | $(num "$(mean "${P99[$w|$n|$tool|etcd]:-}")" ms) | $(num "$(mean "${P99[$w|$n|$tool|rusted]:-}")" ms) |"
+      say "| $w | $n | $tool | $(num "$e" rps) | $(num "$r" rps) | $(ratio "$e" "$r") | $(num "$(mean "${P99[$w|$n|$tool|etcd]:-}")" ms) | $(num "$(mean "${P99[$w|$n|$tool|rusted]:-}")" ms) | $(num "$(mean "${CPU[$w|$n|$tool|etcd]:-}")" plain) | $(num "$(mean "${CPU[$w|$n|$tool|rusted]:-}")" plain) |"
     done
   done
 done
 if has "$WORKLOADS" resources && has "$MEMBERS" 1; then
   e=$(mean "${RSS[etcd]:-}"); r=$(mean "${RSS[rusted]:-}")
-  say "| RSS after $LOAD_KEYS keys (MB) | 1 | benchmark | $(num "$e" plain) | $(num "$r" plain) | $(ratio "$e" "$r") | | |"
+  say "| RSS after $LOAD_KEYS keys (MB) | 1 | benchmark | $(num "$e" plain) | $(num "$r" plain) | $(ratio "$e" "$r") | | | | |"
   e=$(mean "${RESTART[etcd]:-}"); r=$(mean "${RESTART[rusted]:-}")
-  say "| restart with $LOAD_KEYS keys (s) | 1 | benchmark | $(num "$e" plain) | $(num "$r" plain) | $(ratio "$e" "$r") | | |"
+  say "| restart with $LOAD_KEYS keys (s) | 1 | benchmark | $(num "$e" plain) | $(num "$r" plain) | $(ratio "$e" "$r") | | | | |"
   say ""
   say "RSS and restart rows: the etcd/rusted columns hold MB and seconds; ratio rusted ÷ etcd, lower is better."
 fi

@@ -19,6 +19,7 @@ use rusted_proto::etcdserverpb::kv_client::KvClient;
 use rusted_proto::etcdserverpb::lease_client::LeaseClient;
 use rusted_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use rusted_proto::etcdserverpb::watch_client::WatchClient;
+use rusted_proto::tls::ClientTls;
 use tonic::transport::Channel;
 
 pub use report::Report;
@@ -45,6 +46,15 @@ pub struct Bench {
     /// print the report as one JSON object
     #[arg(long, global = true)]
     pub json: bool,
+    /// verify certificates of HTTPS-enabled servers using this CA bundle
+    #[arg(long, global = true)]
+    pub cacert: Option<std::path::PathBuf>,
+    /// identify HTTPS client using this SSL certificate file
+    #[arg(long, global = true)]
+    pub cert: Option<std::path::PathBuf>,
+    /// identify HTTPS client using this SSL key file
+    #[arg(long, global = true)]
+    pub key: Option<std::path::PathBuf>,
     /// The benchmark.
     #[command(subcommand)]
     pub command: Workload,
@@ -211,31 +221,45 @@ fn seed() -> u64 {
         .map_or(7, |d| d.as_nanos() as u64)
 }
 
+/// TLS as etcd's benchmark tool reads its flags: when a CA, certificate or key is given.
+fn tls(b: &Bench) -> Option<ClientTls> {
+    if b.cacert.is_none() && b.cert.is_none() && b.key.is_none() {
+        return None;
+    }
+    Some(ClientTls {
+        ca_file: b.cacert.clone(),
+        cert_file: b.cert.clone(),
+        key_file: b.key.clone(),
+        skip_verify: false,
+    })
+}
+
 /// The connections: `conns` channels over the endpoints (or the leader's alone).
 pub async fn connect(b: &Bench) -> Result<Vec<Channel>, BenchError> {
+    let tls = tls(b);
     let mut eps = b.endpoints.clone();
     if b.target_leader {
-        eps = vec![leader(&eps).await?];
+        eps = vec![leader(&eps, tls.as_ref()).await?];
     }
     let mut out = Vec::new();
     for i in 0..b.conns.max(1) {
         let ep = &eps[i % eps.len()];
-        out.push(dial(ep).await?);
+        out.push(dial(ep, tls.as_ref()).await?);
     }
     Ok(out)
 }
 
-async fn dial(ep: &str) -> Result<Channel, BenchError> {
-    rusted_proto::dial::endpoint(ep)
-        .map_err(|e| BenchError::Args(format!("bad endpoint {ep}: {e}")))?
+async fn dial(ep: &str, tls: Option<&ClientTls>) -> Result<Channel, BenchError> {
+    rusted_proto::dial::target(ep, tls)
+        .map_err(|e| BenchError::Args(e.to_string()))?
         .connect()
         .await
         .map_err(|e| BenchError::Connect(format!("cannot connect to {ep}: {e}")))
 }
 
-async fn leader(eps: &[String]) -> Result<String, BenchError> {
+async fn leader(eps: &[String], tls: Option<&ClientTls>) -> Result<String, BenchError> {
     for ep in eps {
-        let Ok(ch) = dial(ep).await else { continue };
+        let Ok(ch) = dial(ep, tls).await else { continue };
         if let Ok(st) = MaintenanceClient::new(ch).status(pb::StatusRequest {}).await {
             let st = st.into_inner();
             if st.header.is_some_and(|h| h.member_id == st.leader) {
@@ -489,7 +513,7 @@ async fn watch_latency(
         s.message().await.map_err(|e| BenchError::Connect(format!("watch: {}", e.message())))?;
         streams.push((s, tx));
     }
-    let put_conn = dial(&b.endpoints[0]).await?;
+    let put_conn = dial(&b.endpoints[0], tls(b).as_ref()).await?;
     let mut kv = KvClient::new(put_conn);
     let plan = Plan::new(a.total, a.put_rate);
     let bar = progress(&plan);
