@@ -54,25 +54,27 @@ struct TlsTarget {
     addr: String,
 }
 
-/// How to reach `e`: over TLS when `e` is an `https://` URL or `tls` is given (`host:port`
-/// endpoints then speak TLS too, as etcdctl's do), else plain TCP.
+/// How to reach `e`: over TLS when `e` is an `https://` URL, or a bare `host:port` with `tls`
+/// given (as etcd's clients read it); an `http://` URL is plain TCP whatever `tls` says (a
+/// member's peer URLs may mix both).
 pub fn target(e: &str, tls: Option<&ClientTls>) -> Result<Target, DialError> {
     let url = endpoint_url(e);
     let bad = |m: &dyn std::fmt::Display| DialError::Endpoint(e.to_string(), m.to_string());
     let uri: Uri = url.parse().map_err(|x| bad(&x))?;
-    let secure = uri.scheme_str() == Some("https") || tls.is_some();
+    let bare = !e.contains("://");
+    let secure = uri.scheme_str() == Some("https") || (bare && tls.is_some());
     if !secure {
         return Ok(Target { endpoint: endpoint(e).map_err(|x| bad(&x))?, tls: None });
     }
     let host = uri.host().ok_or_else(|| bad(&"no host"))?;
     let port = uri.port_u16().unwrap_or(443);
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let name = ServerName::try_from(bare.to_string()).map_err(|x| bad(&x))?;
+    let unbracketed = host.trim_start_matches('[').trim_end_matches(']');
+    let name = ServerName::try_from(unbracketed.to_string()).map_err(|x| bad(&x))?;
     let config = Arc::new(tls.cloned().unwrap_or_default().config()?);
     // tonic is given the plain form of the address: the TLS is ours, in the connector.
     let plain = format!("http://{host}:{port}");
     let endpoint = Endpoint::from_shared(plain).map_err(|x| bad(&x))?.tcp_nodelay(true);
-    let addr = format!("{bare}:{port}");
+    let addr = format!("{host}:{port}");
     Ok(Target { endpoint, tls: Some(TlsTarget { config, name, addr }) })
 }
 
@@ -141,6 +143,11 @@ mod tests {
         assert_eq!(t.endpoint.uri().scheme_str(), Some("http"));
         let skip = ClientTls { skip_verify: true, ..Default::default() };
         assert!(target("localhost:2379", Some(&skip)).unwrap().tls.is_some());
+        assert!(
+            target("http://localhost:2380", Some(&skip)).unwrap().tls.is_none(),
+            "http stays plain"
+        );
+        assert_eq!(target("https://[::1]:2379", None).unwrap().tls.unwrap().addr, "[::1]:2379");
         let half = ClientTls { cert_file: Some("c.pem".into()), ..Default::default() };
         assert!(matches!(
             target("a:1", Some(&half)),

@@ -119,8 +119,9 @@ impl ClientTls {
     }
 }
 
-/// The system's trusted roots (what etcdctl uses for https endpoints without `--cacert`).
-fn system_roots() -> rustls::RootCertStore {
+/// The system's trusted roots (what etcdctl uses for https endpoints without `--cacert`, and a
+/// server with `--client-cert-auth` but no trusted CA checks clients against).
+pub fn system_roots() -> rustls::RootCertStore {
     let mut roots = rustls::RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();
     for c in found.certs {

@@ -99,6 +99,20 @@ pub struct TlsFlags {
     pub tls_max_version: String,
 }
 
+/// One side's flags (client or peer), for [`TlsFlags::side`].
+struct Side<'a> {
+    cert: &'a Option<PathBuf>,
+    key: &'a Option<PathBuf>,
+    auto: bool,
+    ca: &'a Option<PathBuf>,
+    cert_auth: bool,
+    crl: &'a Option<PathBuf>,
+    hostnames: &'a str,
+    cns: &'a str,
+    fixtures: &'static str,
+    flags: &'static str,
+}
+
 fn list(s: &str) -> Vec<String> {
     s.split(',').map(str::trim).filter(|x| !x.is_empty()).map(String::from).collect()
 }
@@ -122,7 +136,14 @@ pub fn self_cert(dir: &Path, hosts: &[String], years: u32) -> Result<(PathBuf, P
     if cert.exists() && key.exists() {
         return Ok((cert, key));
     }
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
     let mut params =
         rcgen::CertificateParams::new(hosts.to_vec()).map_err(|e| format!("auto TLS: {e}"))?;
     params.distinguished_name.push(rcgen::DnType::OrganizationName, "etcd");
@@ -154,67 +175,78 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
 }
 
 impl TlsFlags {
-    fn common(&self, info: &mut TlsInfo) {
-        info.cipher_suites = list(&self.cipher_suites);
-        info.min_version = self.tls_min_version.clone();
-        info.max_version = self.tls_max_version.clone();
-    }
-
-    /// The client listeners' TLS (for https client and metrics URLs), if any is configured;
-    /// `--auto-tls` generates a certificate in `<data-dir>/fixtures/client` when none is given.
+    /// The client listeners' TLS (for https client and metrics URLs), if any is configured.
+    /// `--auto-tls` without a certificate generates one in `<data-dir>/fixtures/client` and,
+    /// as etcd's, replaces the whole client TLS setting with it (no CA, no client
+    /// certificates).
     pub fn client(&self, data_dir: &Path, listen: &[String]) -> Result<Option<TlsInfo>, String> {
-        let (cert, key) = match (&self.cert_file, &self.key_file) {
-            (Some(c), Some(k)) => {
-                if self.auto_tls {
-                    tracing::warn!("ignoring client auto TLS since certs given");
-                }
-                (c.clone(), k.clone())
-            }
-            (None, None) if self.auto_tls => self_cert(
-                &data_dir.join("fixtures").join("client"),
-                &hosts(listen),
-                self.self_signed_cert_validity,
-            )?,
-            (None, None) => return Ok(None),
-            _ => return Err("--cert-file and --key-file must be given together".into()),
+        let side = Side {
+            cert: &self.cert_file,
+            key: &self.key_file,
+            auto: self.auto_tls,
+            ca: &self.trusted_ca_file,
+            cert_auth: self.client_cert_auth,
+            crl: &self.client_crl_file,
+            hostnames: &self.client_cert_allowed_hostname,
+            cns: "",
+            fixtures: "client",
+            flags: "--cert-file and --key-file",
         };
-        let mut info = TlsInfo {
-            cert_file: cert,
-            key_file: key,
-            trusted_ca_file: self.trusted_ca_file.clone(),
-            client_cert_auth: self.client_cert_auth,
-            crl_file: self.client_crl_file.clone(),
-            allowed_hostnames: list(&self.client_cert_allowed_hostname),
-            ..Default::default()
-        };
-        self.common(&mut info);
-        Ok(Some(info))
+        self.side(&side, data_dir, listen)
     }
 
     /// The peer listeners' TLS, as [`TlsFlags::client`] for the peer side
     /// (`<data-dir>/fixtures/peer`).
     pub fn peer(&self, data_dir: &Path, listen: &[String]) -> Result<Option<TlsInfo>, String> {
-        let (cert, key) = match (&self.peer_cert_file, &self.peer_key_file) {
-            (Some(c), Some(k)) => (c.clone(), k.clone()),
-            (None, None) if self.peer_auto_tls => self_cert(
-                &data_dir.join("fixtures").join("peer"),
-                &hosts(listen),
-                self.self_signed_cert_validity,
-            )?,
+        let side = Side {
+            cert: &self.peer_cert_file,
+            key: &self.peer_key_file,
+            auto: self.peer_auto_tls,
+            ca: &self.peer_trusted_ca_file,
+            cert_auth: self.peer_client_cert_auth,
+            crl: &self.peer_crl_file,
+            hostnames: &self.peer_cert_allowed_hostname,
+            cns: &self.peer_cert_allowed_cn,
+            fixtures: "peer",
+            flags: "--peer-cert-file and --peer-key-file",
+        };
+        self.side(&side, data_dir, listen)
+    }
+
+    fn side(
+        &self,
+        s: &Side<'_>,
+        data_dir: &Path,
+        listen: &[String],
+    ) -> Result<Option<TlsInfo>, String> {
+        let mut info = match (s.cert, s.key) {
+            (Some(cert), Some(key)) => {
+                if s.auto {
+                    tracing::warn!(side = s.fixtures, "ignoring auto TLS since certs given");
+                }
+                TlsInfo {
+                    cert_file: cert.clone(),
+                    key_file: key.clone(),
+                    trusted_ca_file: s.ca.clone(),
+                    client_cert_auth: s.cert_auth,
+                    crl_file: s.crl.clone(),
+                    allowed_hostnames: list(s.hostnames),
+                    allowed_cns: list(s.cns),
+                    ..Default::default()
+                }
+            }
+            (None, None) if s.auto => {
+                let dir = data_dir.join("fixtures").join(s.fixtures);
+                let (cert_file, key_file) =
+                    self_cert(&dir, &hosts(listen), self.self_signed_cert_validity)?;
+                TlsInfo { cert_file, key_file, ..Default::default() }
+            }
             (None, None) => return Ok(None),
-            _ => return Err("--peer-cert-file and --peer-key-file must be given together".into()),
+            _ => return Err(format!("{} must be given together", s.flags)),
         };
-        let mut info = TlsInfo {
-            cert_file: cert,
-            key_file: key,
-            trusted_ca_file: self.peer_trusted_ca_file.clone(),
-            client_cert_auth: self.peer_client_cert_auth,
-            crl_file: self.peer_crl_file.clone(),
-            allowed_hostnames: list(&self.peer_cert_allowed_hostname),
-            allowed_cns: list(&self.peer_cert_allowed_cn),
-            ..Default::default()
-        };
-        self.common(&mut info);
+        info.cipher_suites = list(&self.cipher_suites);
+        info.min_version = self.tls_min_version.clone();
+        info.max_version = self.tls_max_version.clone();
         Ok(Some(info))
     }
 
@@ -230,5 +262,36 @@ impl TlsFlags {
             key_file: Some(self.peer_client_key_file.clone().unwrap_or(peer.key_file.clone())),
             skip_verify: auto,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn auto_tls_replaces_the_side_as_etcds() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = TlsFlags {
+            auto_tls: true,
+            client_cert_auth: true,
+            trusted_ca_file: Some("/nonexistent/ca.pem".into()),
+            ..Default::default()
+        };
+        let listen = ["https://127.0.0.1:2379".to_string()];
+        let info = f.client(dir.path(), &listen).unwrap().unwrap();
+        assert!(info.trusted_ca_file.is_none() && !info.client_cert_auth);
+        assert!(info.server_config().is_ok(), "the generated certificate loads");
+        let fixtures = dir.path().join("fixtures/client");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&fixtures), 0o700);
+        assert_eq!(mode(&fixtures.join("key.pem")), 0o600);
+        let before = std::fs::read(fixtures.join("cert.pem")).unwrap();
+        f.client(dir.path(), &listen).unwrap();
+        assert_eq!(std::fs::read(fixtures.join("cert.pem")).unwrap(), before, "reused, not remade");
+        assert_eq!(TlsFlags::default().client(dir.path(), &listen).unwrap(), None);
+        let half = TlsFlags { cert_file: Some("/c.pem".into()), ..Default::default() };
+        assert!(half.client(dir.path(), &listen).is_err());
     }
 }

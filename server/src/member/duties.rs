@@ -30,16 +30,9 @@ pub(super) async fn publish(
     ready: watch::Sender<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Published on every start, even when the record already holds these values (as etcd):
+    // a restarted member cut off from its cluster does not become ready.
     loop {
-        let cur = ctx.replica.cluster();
-        if cur
-            .members
-            .get(&ctx.replica.id())
-            .is_some_and(|m| m.name == name && m.client_urls == client_urls)
-        {
-            ready.send_replace(true);
-            return;
-        }
         match ctx.replica.publish(&name, client_urls.clone()).await {
             Ok(_) => {
                 tracing::info!(

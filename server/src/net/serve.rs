@@ -52,6 +52,8 @@ pub async fn serve(
                     let accepted = tokio::select! {
                         a = listener.accept() => a,
                         _ = stop.wait_for(|s| *s) => return,
+                        // tonic's server ended: nothing takes connections any more.
+                        _ = tx.closed() => return,
                     };
                     let (tcp, peer) = match accepted {
                         Ok(a) => a,

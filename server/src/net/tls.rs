@@ -139,24 +139,26 @@ impl TlsInfo {
         let builder = rustls::ServerConfig::builder_with_provider(Arc::new(p))
             .with_protocol_versions(&self.versions()?)
             .map_err(|e| TlsError::Config(e.to_string()))?;
-        let builder = match (&self.trusted_ca_file, self.client_cert_auth) {
-            (Some(ca), true) => {
-                let mut v = WebPkiClientVerifier::builder_with_provider(
-                    Arc::new(load_roots(ca)?),
-                    provider(),
-                );
-                if let Some(crl) = &self.crl_file {
-                    v = v.with_crls(load_crls(crl)?);
-                }
-                let v = v.build().map_err(|e| TlsError::Config(e.to_string()))?;
-                builder.with_client_cert_verifier(v)
+        // As etcd: a trusted CA alone already requires client certificates; client-cert-auth
+        // without a CA checks them against the system's roots.
+        let builder = if self.client_cert_auth || self.trusted_ca_file.is_some() {
+            let roots = match &self.trusted_ca_file {
+                Some(ca) => load_roots(ca)?,
+                None => rusted_proto::tls::system_roots(),
+            };
+            let mut v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+            if let Some(crl) = &self.crl_file {
+                // etcd matches serial numbers of the end certificate only; an issuer without a
+                // CRL in the file is not a reason to refuse.
+                v = v
+                    .with_crls(load_crls(crl)?)
+                    .only_check_end_entity_revocation()
+                    .allow_unknown_revocation_status();
             }
-            (None, true) => {
-                return Err(TlsError::Config(
-                    "--client-cert-auth needs --trusted-ca-file (the CA client certificates are checked against)".into(),
-                ))
-            }
-            (_, false) => builder.with_no_client_auth(),
+            let v = v.build().map_err(|e| TlsError::Config(e.to_string()))?;
+            builder.with_client_cert_verifier(v)
+        } else {
+            builder.with_no_client_auth()
         };
         let mut cfg = builder
             .with_single_cert(load_certs(&self.cert_file)?, load_key(&self.key_file)?)
@@ -166,13 +168,19 @@ impl TlsInfo {
     }
 }
 
-/// Modification stamps of a configuration's files.
-type Stamps = Vec<Option<(SystemTime, u64)>>;
+/// What tells a changed file: modification and change times, size, inode (a file renamed into
+/// place has a new inode even when its times and size match the old one's).
+type Stamps = Vec<Option<(SystemTime, i64, u64, u64)>>;
 
 fn stamps(files: &[&Path]) -> Stamps {
+    use std::os::unix::fs::MetadataExt;
     files
         .iter()
-        .map(|f| std::fs::metadata(f).ok().and_then(|m| Some((m.modified().ok()?, m.len()))))
+        .map(|f| {
+            let m = std::fs::metadata(f).ok()?;
+            let changed = m.ctime() * 1_000_000_000 + m.ctime_nsec();
+            Some((m.modified().ok()?, changed, m.len(), m.ino()))
+        })
         .collect()
 }
 
@@ -191,22 +199,30 @@ impl Acceptor {
         Ok(Acceptor { info, current: Mutex::new((s, cfg)) })
     }
 
-    /// The configuration for a new connection (reloaded first if a file changed).
+    /// The configuration for a new connection (reloaded first if a file changed). A rebuild
+    /// that fails keeps the loaded configuration until the files change again.
     fn config(&self) -> Arc<rustls::ServerConfig> {
         let now = stamps(&self.info.files());
-        let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        if now != cur.0 {
-            match self.info.server_config() {
-                Ok(c) => {
-                    tracing::info!(cert = %self.info.cert_file.display(), "reloaded TLS certificates");
-                    *cur = (now, Arc::new(c));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot reload TLS certificates; keeping the loaded ones")
-                }
-            }
+        let (same, loaded) = {
+            let cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+            (cur.0 == now, cur.1.clone())
+        };
+        if same {
+            return loaded;
         }
-        cur.1.clone()
+        // Built outside the lock: reading and parsing files must not hold up other handshakes.
+        let next = match self.info.server_config() {
+            Ok(c) => {
+                tracing::info!(cert = %self.info.cert_file.display(), "reloaded TLS certificates");
+                Arc::new(c)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reload TLS certificates; keeping the loaded ones");
+                loaded
+            }
+        };
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = (now, next.clone());
+        next
     }
 
     /// The TLS handshake on `tcp`, then the checks rustls does not make: an allowed hostname

@@ -127,6 +127,12 @@ scenarios() {
     step "snapshot status" ctl -w table snapshot status "$WORK/$tag/snap.db"
     stop_server
 
+    echo "## a trusted CA without --client-cert-auth (etcd requires client certificates then too)"
+    start "$bin" "$a" "$tag-caonly" "${good[@]}" -- "${tls[@]}" "${https[@]}" --trusted-ca-file "$C/ca.pem"
+    step "with a good certificate" ctl "${good[@]}" put k5 v5
+    step "no client certificate" refused ctl --endpoints "https://$a:2379" --cacert "$C/ca.pem" get k5
+    stop_server
+
     echo "## auto TLS"
     start "$bin" "$a" "$tag-auto" --endpoints "https://$a:2379" --insecure-skip-tls-verify --insecure-transport=false -- "${https[@]}" --auto-tls
     step "put" ctl --endpoints "https://$a:2379" --insecure-skip-tls-verify --insecure-transport=false put k3 v3
