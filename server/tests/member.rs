@@ -20,18 +20,30 @@ use tonic::transport::Channel;
 
 /// Starts a single member on `ip` (ports 2379/2380) with data in `dir`.
 async fn start(ip: &str, dir: &std::path::Path, opts: StartOptions) -> Member {
+    start_with_flags(ip, dir, opts, &[]).await
+}
+
+/// [`start`] with more flags.
+async fn start_with_flags(
+    ip: &str,
+    dir: &std::path::Path,
+    opts: StartOptions,
+    extra: &[&str],
+) -> Member {
     let client = format!("http://{ip}:2379");
     let peer = format!("http://{ip}:2380");
-    let cfg = ServerConfig::parse_from([
-        "rusted",
-        "--name=m",
-        &format!("--data-dir={}", dir.display()),
-        &format!("--listen-client-urls={client}"),
-        &format!("--advertise-client-urls={client}"),
-        &format!("--listen-peer-urls={peer}"),
-        &format!("--initial-advertise-peer-urls={peer}"),
-        &format!("--initial-cluster=m={peer}"),
-    ]);
+    let mut args = vec![
+        "rusted".to_string(),
+        "--name=m".into(),
+        format!("--data-dir={}", dir.display()),
+        format!("--listen-client-urls={client}"),
+        format!("--advertise-client-urls={client}"),
+        format!("--listen-peer-urls={peer}"),
+        format!("--initial-advertise-peer-urls={peer}"),
+        format!("--initial-cluster=m={peer}"),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let cfg = ServerConfig::parse_from(args);
     let m = Member::start_with(cfg, opts).await.expect("member starts");
     // Settled: leading, its publish applied, nothing left to apply.
     for _ in 0..200 {
@@ -165,5 +177,39 @@ async fn a_failing_page_store_stops_the_member() {
     let r = c.put(put("after", "1")).await;
     assert!(r.is_err(), "a failed member still accepts writes");
     assert!(answered_after < 200);
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_progress_comes_at_the_configured_interval() {
+    use rusted_proto::etcdserverpb::watch_client::WatchClient;
+    use rusted_proto::etcdserverpb::{watch_request, WatchCreateRequest, WatchRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.0.64";
+    let flags = ["--experimental-watch-progress-notify-interval=300ms"];
+    let m = start_with_flags(ip, dir.path(), StartOptions::default(), &flags).await;
+    let mut w = WatchClient::connect(format!("http://{ip}:2379")).await.unwrap();
+    let create = WatchRequest {
+        request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest {
+            key: b"idle".to_vec(),
+            progress_notify: true,
+            ..Default::default()
+        })),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(create).await.unwrap();
+    let mut stream =
+        w.watch(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+    let created = stream.message().await.unwrap().unwrap();
+    assert!(created.created);
+    // With etcd's default (10 minutes) nothing would come within this wait.
+    let progress = tokio::time::timeout(Duration::from_secs(20), stream.message())
+        .await
+        .expect("no progress notification")
+        .unwrap()
+        .unwrap();
+    assert!(progress.events.is_empty() && !progress.created && !progress.canceled);
+    assert!(progress.header.is_some_and(|h| h.revision >= 1));
+    drop(tx);
     m.stop().await;
 }

@@ -23,6 +23,9 @@ pub struct Limits {
     pub max_txn_ops: usize,
     /// --quota-backend-bytes (etcd: 2 GiB; `None`: disabled by a negative flag).
     pub quota_backend_bytes: Option<u64>,
+    /// --experimental-watch-progress-notify-interval (etcd: 10 minutes): how often a watcher
+    /// that asked for progress notifications and got no event hears the current revision.
+    pub watch_progress_interval: std::time::Duration,
 }
 
 /// etcd's default space quota.
@@ -47,6 +50,7 @@ impl Default for Limits {
             max_request_bytes: 1536 * 1024,
             max_txn_ops: 128,
             quota_backend_bytes: Some(DEFAULT_QUOTA_BYTES),
+            watch_progress_interval: crate::api::watch::PROGRESS_REPORT_INTERVAL,
         }
     }
 }

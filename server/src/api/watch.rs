@@ -90,10 +90,11 @@ pub async fn serve<S>(
     S: Stream<Item = Result<pb::WatchRequest, Status>> + Unpin,
 {
     let store = ctx.store();
+    let progress_every = ctx.limits.watch_progress_interval;
     let (ws, rx) = store.watch_stream(STREAM_BUFFER);
     let mut st =
         StreamState { ctx, store, ws, rx, watched: HashMap::new(), out, progress_pending: false };
-    let mut progress = tokio::time::interval(PROGRESS_REPORT_INTERVAL);
+    let mut progress = tokio::time::interval(progress_every);
     progress.tick().await;
     let mut check = tokio::time::interval(STORE_CHECK_INTERVAL);
     let mut reading = true;

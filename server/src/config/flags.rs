@@ -117,6 +117,21 @@ pub struct ServerConfig {
     /// client TLS settings).
     #[arg(long = "listen-metrics-urls", env = "ETCD_LISTEN_METRICS_URLS", default_value = "")]
     pub listen_metrics_urls: String,
+    /// Duration of periodic watch progress notifications.
+    #[arg(
+        long = "experimental-watch-progress-notify-interval",
+        env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL",
+        default_value = "10m0s",
+        value_parser = go_duration
+    )]
+    pub watch_progress_notify_interval: std::time::Duration,
+    /// Maximum concurrent streams that each client can open at a time.
+    #[arg(
+        long = "max-concurrent-streams",
+        env = "ETCD_MAX_CONCURRENT_STREAMS",
+        default_value_t = u32::MAX
+    )]
+    pub max_concurrent_streams: u32,
     /// Transport security (client and peer).
     #[command(flatten)]
     pub tls: crate::config::tls::TlsFlags,
@@ -142,6 +157,12 @@ impl ServerConfig {
     pub fn snap_dir(&self) -> PathBuf {
         self.member_dir().join("snap")
     }
+}
+
+/// A Go duration flag value ("5s", "10m0s"), with etcd's wording when it is not one.
+fn go_duration(s: &str) -> Result<std::time::Duration, String> {
+    rusted_proto::duration::parse_go_duration(s)
+        .ok_or_else(|| format!("time: invalid duration {s:?}"))
 }
 
 /// Splits a comma-separated URL list.

@@ -138,7 +138,9 @@ impl Member {
             let svc = PeerServer::new(peer.clone()).max_decoding_message_size(MAX_PEER_MESSAGE);
             let routes = tonic::service::Routes::new(svc);
             let stop = stop_rx.clone();
-            tasks.push(peer_rt.handle().spawn(serve(listener, tls, routes, false, stop, "peer")));
+            tasks.push(
+                peer_rt.handle().spawn(serve(listener, tls, routes, false, None, stop, "peer")),
+            );
             tracing::info!(url = %u, "serving peer traffic");
         }
         let max_msg = cfg.max_request_bytes + CLIENT_MESSAGE_OVERHEAD;
@@ -150,13 +152,14 @@ impl Member {
             let listener = bind(&u).await?;
             let routes = client_routes(&ctx, &metrics, max_msg);
             let (mut ready, mut stop) = (ready_rx.clone(), stop_rx.clone());
+            let streams = cfg.max_concurrent_streams;
             tasks.push(tokio::spawn(async move {
                 tokio::select! {
                     r = ready.wait_for(|r| *r) => if r.is_err() { return },
                     _ = stop.wait_for(|s| *s) => return,
                 }
                 tracing::info!(url = %u, "serving client traffic");
-                serve(listener, tls, routes, true, stop, "client").await
+                serve(listener, tls, routes, true, Some(streams), stop, "client").await
             }));
         }
         for u in urls(&cfg.listen_metrics_urls) {
@@ -164,7 +167,7 @@ impl Member {
             let listener = bind(&u).await?;
             let routes = metrics_routes(&ctx, &metrics);
             let stop = stop_rx.clone();
-            tasks.push(tokio::spawn(serve(listener, tls, routes, true, stop, "metrics")));
+            tasks.push(tokio::spawn(serve(listener, tls, routes, true, None, stop, "metrics")));
             tracing::info!(url = %u, "serving metrics and health");
         }
         tasks.push(tokio::spawn(duties::publish(
@@ -285,10 +288,22 @@ fn limits(cfg: &ServerConfig) -> Limits {
         ),
         Some(_) => {}
     }
+    if cfg.watch_progress_notify_interval.is_zero() {
+        // etcd refuses a zero interval at start too.
+        tracing::warn!(
+            "--experimental-watch-progress-notify-interval of 0: etcd's default is used"
+        );
+    }
+    let watch_progress_interval = if cfg.watch_progress_notify_interval.is_zero() {
+        crate::api::watch::PROGRESS_REPORT_INTERVAL
+    } else {
+        cfg.watch_progress_notify_interval
+    };
     Limits {
         max_request_bytes: cfg.max_request_bytes,
         max_txn_ops: cfg.max_txn_ops,
         quota_backend_bytes: quota,
+        watch_progress_interval,
     }
 }
 

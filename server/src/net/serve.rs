@@ -20,12 +20,14 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const ACCEPTED_QUEUE: usize = 64;
 
 /// Serves `routes` on `listener` (TCP_NODELAY on every connection, writes coalesced per burst;
-/// HTTP/1.1 too when `http1`; TLS when `tls` is given) until `stop`.
+/// HTTP/1.1 too when `http1`; TLS when `tls` is given; at most `streams` concurrent HTTP/2
+/// streams per connection, as `--max-concurrent-streams`) until `stop`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Option<Arc<Acceptor>>,
     routes: tonic::service::Routes,
     http1: bool,
+    streams: Option<u32>,
     mut stop: watch::Receiver<bool>,
     what: &'static str,
 ) {
@@ -33,6 +35,7 @@ pub async fn serve(
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .accept_http1(http1)
+        .max_concurrent_streams(streams)
         .add_routes(routes);
     let mut stop2 = stop.clone();
     let shutdown = async move {
