@@ -11,7 +11,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::api::ctx::Ctx;
-use crate::api::errors::{internal, ApiError};
+use crate::api::errors::{internal, ApiError, ApiResult};
 use crate::apply::machine::ApplyOut;
 use crate::SERVER_VERSION;
 use rusted_proto::etcdserverpb as pb;
@@ -122,18 +122,7 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<pb::HashKvRequest>,
     ) -> Result<Response<pb::HashKvResponse>, Status> {
-        let rev = req.into_inner().revision;
-        let store = self.ctx.store();
-        let h = tokio::task::spawn_blocking(move || store.hash_kv(rev))
-            .await
-            .map_err(|e| Status::from(internal(e)))?
-            .map_err(ApiError::from)?;
-        Ok(Response::new(pb::HashKvResponse {
-            header: self.ctx.header(h.revision),
-            hash: h.hash,
-            compact_revision: h.compact_revision,
-            hash_revision: h.hash_revision,
-        }))
+        Ok(Response::new(hash_kv(&self.ctx, req.into_inner().revision).await?))
     }
 
     type SnapshotStream = SnapStream;
@@ -232,4 +221,17 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<pb::DowngradeResponse>, Status> {
         Err(ApiError::Unsupported("rusted: downgrade is not supported").into())
     }
+}
+
+/// This member's hash of its history up to `rev` (0: the current revision), as HashKV answers
+/// it; the peer service answers the same to a starting member's corruption check.
+pub async fn hash_kv(ctx: &Ctx, rev: i64) -> ApiResult<pb::HashKvResponse> {
+    let store = ctx.store();
+    let h = tokio::task::spawn_blocking(move || store.hash_kv(rev)).await.map_err(internal)??;
+    Ok(pb::HashKvResponse {
+        header: ctx.header(h.revision),
+        hash: h.hash,
+        compact_revision: h.compact_revision,
+        hash_revision: h.hash_revision,
+    })
 }

@@ -125,6 +125,10 @@ pub struct ServerConfig {
         value_parser = go_duration
     )]
     pub watch_progress_notify_interval: std::time::Duration,
+    /// Enable to check data corruption before serving any client/peer traffic.
+    #[arg(long = "experimental-initial-corrupt-check", env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK",
+          default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub initial_corrupt_check: bool,
     /// Maximum concurrent streams that each client can open at a time.
     #[arg(
         long = "max-concurrent-streams",

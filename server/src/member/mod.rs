@@ -10,6 +10,7 @@
 
 pub mod autocompact;
 mod bootstrap;
+pub mod corrupt;
 mod duties;
 mod runtime;
 
@@ -117,7 +118,7 @@ impl Member {
         let replica =
             start_replica(rcfg, ident, machine.clone(), &peer_rt, &metrics, peer_client.clone())
                 .await?;
-        let forward = Forwarder::new(peer_client);
+        let forward = Forwarder::new(peer_client.clone());
         let ctx = Arc::new(Ctx::new(replica, machine, limits(&cfg), forward));
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -169,6 +170,13 @@ impl Member {
             let stop = stop_rx.clone();
             tasks.push(tokio::spawn(serve(listener, tls, routes, true, None, stop, "metrics")));
             tracing::info!(url = %u, "serving metrics and health");
+        }
+        if cfg.initial_corrupt_check {
+            // Peers are served already (they answer each other's checks); clients not yet.
+            if let Err(e) = corrupt::initial_check(&ctx, peer_client.as_ref()).await {
+                Member { ctx, stop, tasks, peer_rt }.stop().await;
+                return Err(e);
+            }
         }
         tasks.push(tokio::spawn(duties::publish(
             ctx.clone(),

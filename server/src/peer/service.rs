@@ -195,6 +195,18 @@ impl Peer for PeerService {
         .await
     }
 
+    async fn hash_kv(
+        &self,
+        req: Request<pb::HashKvRequest>,
+    ) -> Result<Response<pb::HashKvResponse>, Status> {
+        let ctx = self.ctx.clone();
+        let rev = req.get_ref().revision;
+        self.on_client_rt(async move {
+            Ok(Response::new(crate::api::maintenance::hash_kv(&ctx, rev).await?))
+        })
+        .await
+    }
+
     async fn probe(&self, _req: Request<ProbeRequest>) -> Result<Response<ProbeResponse>, Status> {
         let r = &self.ctx.replica;
         let (cluster_id, member_id, cluster) = (r.cluster_id(), r.id(), r.cluster().encode());
