@@ -315,8 +315,8 @@ fn limits(cfg: &ServerConfig) -> Limits {
     }
 }
 
-/// The TLS of a listener at `url`: required on https (etcd's error otherwise), ignored with a
-/// warning on http.
+/// The TLS of a listener at `url`: required on https (etcd's error otherwise), ignored on
+/// http (with etcd's warning, for client and peer URLs).
 fn tls_for(
     url: &str,
     acceptor: &Option<Arc<Acceptor>>,
@@ -330,11 +330,15 @@ fn tls_for(
             "TLS key/cert ({flags}) must be provided for {what} url {url} with HTTPS scheme"
         )
         .into()),
+        // etcd warns for client and peer URLs; a plain metrics URL beside TLS client URLs is
+        // kubeadm's ordinary setup, and etcd says nothing about it.
         (false, Some(_)) => {
-            tracing::warn!(
-                url,
-                "scheme is HTTP while key and cert files are present; ignoring key and cert files"
-            );
+            if what != "metrics" {
+                tracing::warn!(
+                    url,
+                    "scheme is HTTP while key and cert files are present; ignoring key and cert files"
+                );
+            }
             Ok(None)
         }
         (false, None) => Ok(None),
