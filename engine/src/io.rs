@@ -38,6 +38,23 @@ impl PageIo for OsIo {
     }
 }
 
+/// Writes through another [`PageIo`] but never syncs (etcd's `--unsafe-no-fsync`): a host
+/// crash may lose or tear recent commits. For tests and throwaway clusters only.
+#[derive(Debug)]
+pub struct NoSyncIo(pub Arc<dyn PageIo>);
+
+impl PageIo for NoSyncIo {
+    fn write_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.0.write_at(file, buf, offset)
+    }
+    fn sync_data(&self, _file: &File) -> io::Result<()> {
+        Ok(())
+    }
+    fn set_len(&self, file: &File, len: u64) -> io::Result<()> {
+        self.0.set_len(file, len)
+    }
+}
+
 /// Which calls fail: the `n`-th write or sync (counting from 1) and every one after it. 0
 /// means never.
 #[derive(Debug, Default)]

@@ -8,6 +8,11 @@ use rusted_wal::WalOptions;
 
 use crate::membership::ClusterRecord;
 
+/// etcd's --max-snapshots default.
+pub const DEFAULT_MAX_SNAPSHOTS: u64 = 5;
+/// How long a peer link must have been up to count as connected for a membership change
+/// (etcd's HealthInterval).
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 /// etcd's default --heartbeat-interval.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(100);
 /// etcd's default --election-timeout.
@@ -74,6 +79,10 @@ pub struct ReplicaConfig {
     pub pre_vote: bool,
     /// Longest a leader with followers holds a small batch for more proposals (zero: never).
     pub propose_linger: Duration,
+    /// Refuse membership changes that could cost the quorum (--strict-reconfig-check).
+    pub strict_reconfig_check: bool,
+    /// Snapshot files kept (--max-snapshots; 0: every one).
+    pub max_snapshots: u64,
 }
 
 impl ReplicaConfig {
@@ -94,6 +103,8 @@ impl ReplicaConfig {
             bootstrap,
             pre_vote: true,
             propose_linger: DEFAULT_PROPOSE_LINGER,
+            strict_reconfig_check: true,
+            max_snapshots: DEFAULT_MAX_SNAPSHOTS,
         }
     }
 

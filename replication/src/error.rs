@@ -51,6 +51,10 @@ pub enum ReplicationError {
     /// The change would leave too few started voters for a quorum.
     #[error("re-configuration failed due to not enough started members")]
     NotEnoughStartedMembers,
+    /// The change could cost the active quorum: this member has not been connected to enough
+    /// voters for the health interval.
+    #[error("unhealthy cluster")]
+    Unhealthy,
     /// Leader transfer target is not a voter, or the transfer did not finish.
     #[error("bad leader transferee")]
     BadLeaderTransferee,

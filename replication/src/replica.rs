@@ -15,7 +15,9 @@ use rusted_wal::{Record, Wal};
 use tokio::sync::oneshot;
 
 use crate::apply::{Applier, ConfContext, MemberUpdate};
-use crate::config::{Bootstrap, ReplicaConfig, MAX_INFLIGHT_MSGS, MAX_SIZE_PER_MSG};
+use crate::config::{
+    Bootstrap, ReplicaConfig, HEALTH_INTERVAL, MAX_INFLIGHT_MSGS, MAX_SIZE_PER_MSG,
+};
 use crate::error::{ReplicationError, Result};
 use crate::machine::StateMachine;
 use crate::membership::{member_id, ClusterRecord, Member};
@@ -62,6 +64,7 @@ pub struct Replica<S: StateMachine> {
     threads: Mutex<Vec<JoinHandle<()>>>,
     member_lock: tokio::sync::Mutex<()>,
     wal: Arc<Wal>,
+    transport: Arc<dyn Transport>,
 }
 
 impl<S: StateMachine> std::fmt::Debug for Replica<S> {
@@ -105,6 +108,8 @@ impl<S: StateMachine> Replica<S> {
         }
         let (wal, cluster, cs) = open_log(&cfg, &sm)?;
         let snaps = mailbox.snaps.clone();
+        snaps.set_max_files(cfg.max_snapshots);
+        let transport_handle = transport.clone();
         let store = LogStore::open(wal.clone(), cs.clone())?;
         let hs = store.hard_state();
         let applied = sm.applied().min(hs.commit);
@@ -178,6 +183,7 @@ impl<S: StateMachine> Replica<S> {
             threads: Mutex::new(threads),
             member_lock: tokio::sync::Mutex::new(()),
             wal,
+            transport: transport_handle,
         })
     }
 
@@ -424,6 +430,85 @@ impl<S: StateMachine> Replica<S> {
         (nstarted == 1 && nmembers == 2) || nstarted > nmembers / 2
     }
 
+    /// Voters this member has been connected to for the health interval (itself included).
+    fn connected_voters(&self) -> (usize, usize) {
+        let rec = self.shared.cluster();
+        let since = Instant::now().checked_sub(HEALTH_INTERVAL);
+        let mut connected = 0;
+        let mut total = 0;
+        for m in rec.voters() {
+            total += 1;
+            let up = m.id == self.shared.id
+                || self.transport.active_since(m.id).is_some_and(|t| since.is_some_and(|s| t <= s));
+            connected += usize::from(up);
+        }
+        (connected, total)
+    }
+
+    /// etcd 3.5's mayAddMember: a voter needs a started quorum after the change; any new
+    /// member needs this one connected to a quorum of the grown cluster (the newcomer counted
+    /// as down), except in a one-member cluster.
+    fn may_add_member(&self, is_learner: bool) -> Result<()> {
+        if !self.cfg.strict_reconfig_check {
+            return Ok(());
+        }
+        if !is_learner && !self.ready_to_add_voter() {
+            return Err(ReplicationError::NotEnoughStartedMembers);
+        }
+        let (connected, total) = self.connected_voters();
+        // etcd: a quorum of the cluster with the newcomer, i.e. (total + 1) / 2 + 1.
+        if total > 1 && connected < total.div_ceil(2) + 1 {
+            tracing::warn!(connected, total, "rejecting member add: not connected to a quorum");
+            return Err(ReplicationError::Unhealthy);
+        }
+        Ok(())
+    }
+
+    /// etcd's mayRemoveMember: the rest keep a started quorum, and removing a voter that is
+    /// up does not leave fewer connected voters than a quorum.
+    fn may_remove_member(&self, id: u64) -> Result<()> {
+        if !self.cfg.strict_reconfig_check {
+            return Ok(());
+        }
+        let rec = self.shared.cluster();
+        if rec.members.get(&id).is_some_and(|m| m.is_learner) {
+            return Ok(());
+        }
+        let rest: Vec<_> = rec.voters().filter(|m| m.id != id).collect();
+        let started = rest.iter().filter(|m| m.is_started()).count();
+        if started < rest.len() / 2 + 1 {
+            return Err(ReplicationError::NotEnoughStartedMembers);
+        }
+        // A member that is down is not part of the active quorum: removing it is safe.
+        if id != self.shared.id && self.transport.active_since(id).is_none() {
+            return Ok(());
+        }
+        let (connected, total) = self.connected_voters();
+        if connected.saturating_sub(1) < 1 + total.saturating_sub(1) / 2 {
+            tracing::warn!(
+                connected,
+                total,
+                "rejecting member remove: it would break the active quorum"
+            );
+            return Err(ReplicationError::Unhealthy);
+        }
+        Ok(())
+    }
+
+    /// etcd's mayPromoteMember: counting the learner as a started voter, a quorum is started.
+    fn may_promote_member(&self) -> Result<()> {
+        if !self.cfg.strict_reconfig_check {
+            return Ok(());
+        }
+        let rec = self.shared.cluster();
+        let nmembers = 1 + rec.voters().count();
+        let nstarted = 1 + rec.voters().filter(|m| m.is_started()).count();
+        if nstarted < nmembers / 2 + 1 {
+            return Err(ReplicationError::NotEnoughStartedMembers);
+        }
+        Ok(())
+    }
+
     /// Adds a member (`member add`); returns it and the membership after the change.
     pub async fn member_add(
         &self,
@@ -436,9 +521,7 @@ impl<S: StateMachine> Replica<S> {
         for u in &peer_urls {
             crate::membership::check_url(u)?;
         }
-        if !is_learner && !self.ready_to_add_voter() {
-            return Err(ReplicationError::NotEnoughStartedMembers);
-        }
+        self.may_add_member(is_learner)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -461,15 +544,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// Removes a member (`member remove`).
     pub async fn member_remove(&self, id: u64) -> Result<Vec<Member>> {
-        let rec = self.shared.cluster();
-        if let Some(target) = rec.members.get(&id).filter(|m| !m.is_learner) {
-            // etcd's IsReadyToRemoveVotingMember: the rest must still have a started quorum.
-            let rest: Vec<_> = rec.voters().filter(|m| m.id != target.id).collect();
-            let started = rest.iter().filter(|m| m.is_started()).count();
-            if !rest.is_empty() && started <= rest.len() / 2 {
-                return Err(ReplicationError::NotEnoughStartedMembers);
-            }
-        }
+        self.may_remove_member(id)?;
         let m = Member {
             id,
             name: String::new(),
@@ -490,6 +565,7 @@ impl<S: StateMachine> Replica<S> {
             Some(m) if !m.is_learner => return Err(ReplicationError::MemberNotLearner),
             Some(_) => {}
         }
+        self.may_promote_member()?;
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Input::PromoteCheck { id, reply: tx })

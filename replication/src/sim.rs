@@ -78,6 +78,9 @@ struct State {
     faults: Faults,
     /// Pairs (from, to) that cannot talk.
     cut: HashSet<(u64, u64)>,
+    /// When each member was connected, and when the partition last changed.
+    registered: HashMap<u64, Instant>,
+    links_changed: Option<Instant>,
     rng: SplitMix,
     seq: u64,
     queue: BinaryHeap<Reverse<Delayed>>,
@@ -141,12 +144,16 @@ impl SimNet {
 
     /// Connects a running replica (its mailbox receives from now on).
     pub fn register(&self, mb: Mailbox) {
-        self.lock().nodes.insert(mb.id(), mb);
+        let mut st = self.lock();
+        st.registered.insert(mb.id(), Instant::now());
+        st.nodes.insert(mb.id(), mb);
     }
 
     /// Disconnects a member (it was killed): messages to and from it vanish.
     pub fn unregister(&self, id: u64) {
-        self.lock().nodes.remove(&id);
+        let mut st = self.lock();
+        st.registered.remove(&id);
+        st.nodes.remove(&id);
     }
 
     /// Sets the faults.
@@ -158,6 +165,7 @@ impl SimNet {
     pub fn partition(&self, groups: &[Vec<u64>]) {
         let mut st = self.lock();
         st.cut.clear();
+        st.links_changed = Some(Instant::now());
         for (i, a) in groups.iter().enumerate() {
             for (j, b) in groups.iter().enumerate() {
                 if i != j {
@@ -173,7 +181,9 @@ impl SimNet {
 
     /// Removes every partition.
     pub fn heal(&self) {
-        self.lock().cut.clear();
+        let mut st = self.lock();
+        st.cut.clear();
+        st.links_changed = Some(Instant::now());
     }
 
     /// Messages delivered and dropped so far.
@@ -286,4 +296,13 @@ impl Transport for Endpoint {
     fn set_peer(&self, _id: u64, _peer_urls: &[String]) {}
 
     fn remove_peer(&self, _id: u64) {}
+
+    fn active_since(&self, id: u64) -> Option<Instant> {
+        let st = self.net.lock();
+        if st.cut.contains(&(self.from, id)) || st.cut.contains(&(id, self.from)) {
+            return None;
+        }
+        let (a, b) = (st.registered.get(&self.from)?, st.registered.get(&id)?);
+        Some((*a).max(*b).max(st.links_changed.unwrap_or(*a)))
+    }
 }

@@ -10,6 +10,9 @@
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use raft::eraftpb::Message;
@@ -24,6 +27,9 @@ pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
     fn set_peer(&self, id: u64, peer_urls: &[String]);
     /// A member left the cluster.
     fn remove_peer(&self, id: u64);
+    /// Since when the link to member `id` has been up (`None`: down or unknown), as etcd's
+    /// transport's ActiveSince; the strict reconfiguration check reads it.
+    fn active_since(&self, id: u64) -> Option<Instant>;
 }
 
 /// Inputs the raft loop accepts from outside (transport and timers).
@@ -86,9 +92,14 @@ pub struct Inbox {
 
 /// The directory of snapshot files: `out-<term>-<index>.db` written by the state machine for
 /// followers, `in-<term>-<index>.db` received from a leader (`.part` while incomplete).
+///
+/// Only the newest file of each kind is kept unless `--max-snapshots` is 0 (keep every one):
+/// these are whole copies of the store, written only to bring a follower up, so one of each is
+/// within any maximum etcd's flag sets.
 #[derive(Debug, Clone)]
 pub struct SnapDir {
     dir: PathBuf,
+    keep_all: Arc<AtomicBool>,
 }
 
 impl SnapDir {
@@ -100,7 +111,12 @@ impl SnapDir {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        Ok(SnapDir { dir: dir.to_path_buf() })
+        Ok(SnapDir { dir: dir.to_path_buf(), keep_all: Arc::new(AtomicBool::new(false)) })
+    }
+
+    /// Applies `--max-snapshots` (0: unlimited, any other maximum: the newest file only).
+    pub fn set_max_files(&self, max: u64) {
+        self.keep_all.store(max == 0, Ordering::Relaxed);
     }
 
     /// The directory.
@@ -125,6 +141,9 @@ impl SnapDir {
 
     /// Deletes snapshot files other than `keep` whose names start with `prefix`.
     pub fn prune(&self, prefix: &str, keep: &Path) {
+        if self.keep_all.load(Ordering::Relaxed) {
+            return;
+        }
         let Ok(rd) = std::fs::read_dir(&self.dir) else { return };
         for e in rd.flatten() {
             let p = e.path();
@@ -132,5 +151,33 @@ impl SnapDir {
                 let _ = std::fs::remove_file(p);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_snapshots_zero_keeps_every_file_and_any_other_keeps_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SnapDir::open(dir.path()).unwrap();
+        let write = |i: u64| {
+            let p = s.outgoing(i, 1);
+            std::fs::write(&p, b"x").unwrap();
+            p
+        };
+        let count = || std::fs::read_dir(dir.path()).unwrap().count();
+        s.set_max_files(0);
+        for i in 1..=3 {
+            let p = write(i);
+            s.prune("out-", &p);
+        }
+        assert_eq!(count(), 3, "0: unlimited");
+        s.set_max_files(5);
+        let p = write(4);
+        s.prune("out-", &p);
+        assert_eq!(count(), 1);
+        assert!(p.exists());
     }
 }

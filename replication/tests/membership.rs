@@ -39,6 +39,23 @@ fn background_writer(
     })
 }
 
+/// Retries a membership change while it is refused as "unhealthy cluster": etcd's strict
+/// check wants every voter connected for 5 s, so a change right after another waits, as a
+/// user's retry would.
+fn when_healthy<R>(
+    mut f: impl FnMut() -> rusted_replication::Result<R>,
+) -> rusted_replication::Result<R> {
+    let end = Instant::now() + T;
+    loop {
+        match f() {
+            Err(ReplicationError::Unhealthy) if Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            r => return r,
+        }
+    }
+}
+
 fn promote_when_ready(c: &Cluster, leader: usize, id: u64) {
     let end = Instant::now() + T;
     loop {
@@ -57,7 +74,9 @@ fn promote_when_ready(c: &Cluster, leader: usize, id: u64) {
 
 fn add_member(c: &mut Cluster, leader: usize, port: u16) -> usize {
     let url = format!("http://127.0.0.1:{port}");
-    let (m, list) = c.rt.block_on(c.replica(leader).member_add(vec![url], true)).unwrap();
+    let (m, list) =
+        when_healthy(|| c.rt.block_on(c.replica(leader).member_add(vec![url.clone()], true)))
+            .unwrap();
     assert!(m.is_learner);
     assert!(list.iter().any(|x| x.id == m.id));
     let i = c.add_slot(m.id);
@@ -108,7 +127,7 @@ fn grow_one_to_three_while_writing_then_remove() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let gone = c.slots[0].id;
-    let list = c.rt.block_on(c.replica(l).member_remove(gone)).unwrap();
+    let list = when_healthy(|| c.rt.block_on(c.replica(l).member_remove(gone))).unwrap();
     assert_eq!(list.len(), 2);
     c.kill(0);
     let l = c.wait_leader(T).expect("leader without member 0");
@@ -146,7 +165,8 @@ fn replace_a_failed_member() {
     std::fs::remove_dir_all(&c.slots[dead].dir).unwrap();
     c.rt.block_on(c.replica(l).member_remove(dead_id)).unwrap();
     // Same peer URL, new ID, started with --initial-cluster-state existing.
-    let (m, _) = c.rt.block_on(c.replica(l).member_add(dead_url, false)).unwrap();
+    let (m, _) =
+        when_healthy(|| c.rt.block_on(c.replica(l).member_add(dead_url.clone(), false))).unwrap();
     assert_ne!(m.id, dead_id);
     let i = c.add_slot(m.id);
     let rec = c.replica(l).cluster();
@@ -163,12 +183,50 @@ fn replace_a_failed_member() {
     c.converge(T).unwrap();
     // Duplicate adds are refused with etcd's errors.
     let url = c.replica(l).cluster().members[&m.id].peer_urls.clone();
-    let r = c.rt.block_on(c.replica(l).member_add(url, false));
+    let r = when_healthy(|| c.rt.block_on(c.replica(l).member_add(url.clone(), false)));
     // (Within the same second the time-based ID repeats too: etcd checks the ID first.)
     assert!(
         matches!(r, Err(ReplicationError::PeerUrlExists) | Err(ReplicationError::MemberExists)),
         "{r:?}"
     );
+}
+
+#[test]
+fn strict_reconfig_check_protects_the_active_quorum() {
+    let c = Cluster::new(3, 7);
+    let l = c.wait_leader(T).unwrap();
+    for i in 0..3 {
+        c.publish(i);
+    }
+    let add = |url: &str| c.rt.block_on(c.replica(l).member_add(vec![url.to_string()], false));
+    // Links up for less than etcd's 5 s health interval: not yet.
+    assert!(matches!(add("http://127.0.0.1:1"), Err(ReplicationError::Unhealthy)));
+    // One follower cut off: adding stays refused however long we wait.
+    let cut = c.slots[(l + 1) % 3].id;
+    let other = c.slots[(l + 2) % 3].id;
+    let lid = c.slots[l].id;
+    c.net.partition(&[vec![lid, other], vec![cut]]);
+    std::thread::sleep(rusted_replication::config::HEALTH_INTERVAL + Duration::from_millis(300));
+    assert!(matches!(add("http://127.0.0.1:1"), Err(ReplicationError::Unhealthy)));
+    // Removing the connected follower would leave one connected voter of two: refused.
+    let r = c.rt.block_on(c.replica(l).member_remove(other));
+    assert!(matches!(r, Err(ReplicationError::Unhealthy)), "{r:?}");
+    // Removing the member that is down is safe.
+    let list = c.rt.block_on(c.replica(l).member_remove(cut)).unwrap();
+    assert_eq!(list.len(), 2);
+}
+
+#[test]
+fn without_strict_reconfig_check_changes_are_not_held_back() {
+    let mut c = Cluster::new(1, 8);
+    c.strict_reconfig_check = false;
+    c.kill(0);
+    c.start(0);
+    let l = c.wait_leader(T).unwrap();
+    // Not started (never published) and just up: strict mode would refuse a second voter
+    // when the only member is not started; without it the change goes through.
+    let r = c.rt.block_on(c.replica(l).member_add(vec!["http://127.0.0.1:1".into()], false));
+    assert!(r.is_ok(), "{r:?}");
 }
 
 #[test]

@@ -129,6 +129,143 @@ async fn invalid_requests_are_refused_before_any_proposal() {
     m.stop().await;
 }
 
+/// One HTTP/1.1 request; the status code and body.
+async fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    let code = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (code, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_client_http_urls_split_grpc_from_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.0.68";
+    let http_url = format!("--listen-client-http-urls=http://{ip}:2382");
+    let m = start_with_flags(ip, dir.path(), StartOptions::default(), &[&http_url]).await;
+    let mut c = kv(ip).await;
+    c.put(put("k", "v")).await.unwrap();
+    let http_port = format!("{ip}:2382");
+    let (code, body) = http(&http_port, "GET", "/health", "").await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = http(&http_port, "POST", "/v3/kv/range", r#"{"key":"aw=="}"#).await;
+    assert!(code == 200 && body.contains(r#""count":"1""#), "{code} {body}");
+    // The gRPC URL serves no HTTP any more.
+    let (code, _) = http(&format!("{ip}:2379"), "GET", "/health", "").await;
+    assert_eq!(code, 404);
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_not_serving_while_defragmenting_with_the_flag() {
+    use rusted_proto::health::health_client::HealthClient;
+    use rusted_proto::health::HealthCheckRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.0.69";
+    let flag = ["--experimental-stop-grpc-service-on-defrag"];
+    let m = start_with_flags(ip, dir.path(), StartOptions::default(), &flag).await;
+    let mut h = HealthClient::connect(format!("http://{ip}:2379")).await.unwrap();
+    let status = |h: &mut HealthClient<Channel>| {
+        let mut h = h.clone();
+        async move { h.check(HealthCheckRequest::default()).await.unwrap().into_inner().status }
+    };
+    assert_eq!(status(&mut h).await, 1, "SERVING");
+    // As while a defragmentation runs (a real one is too quick to catch).
+    m.ctx.defragmenting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(status(&mut h).await, 2, "NOT_SERVING");
+    m.ctx.defragmenting.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(status(&mut h).await, 1);
+    // A real one leaves it serving.
+    let mut mt = rusted_proto::etcdserverpb::maintenance_client::MaintenanceClient::connect(
+        format!("http://{ip}:2379"),
+    )
+    .await
+    .unwrap();
+    mt.defragment(rusted_proto::etcdserverpb::DefragmentRequest {}).await.unwrap();
+    assert_eq!(status(&mut h).await, 1);
+    assert_eq!(m.ctx.defragmenting.load(std::sync::atomic::Ordering::SeqCst), 0);
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_defrag_threshold_shrinks_the_store_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.0.70";
+    let m = start(ip, dir.path(), StartOptions::default()).await;
+    let mut c = kv(ip).await;
+    let big = "x".repeat(8 << 10);
+    for i in 0..1500 {
+        c.put(put(&format!("k{i}"), &big)).await.unwrap();
+    }
+    let r = c
+        .delete_range(rusted_proto::etcdserverpb::DeleteRangeRequest {
+            key: b"k".to_vec(),
+            range_end: b"l".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let rev = r.header.unwrap().revision;
+    c.compact(rusted_proto::etcdserverpb::CompactionRequest { revision: rev, physical: true })
+        .await
+        .unwrap();
+    m.ctx.store().flush().unwrap();
+    let size = |m: &Member| m.ctx.store().db().stats().file_size;
+    let before = size(&m);
+    m.stop().await;
+    // A threshold above what is free: nothing happens.
+    let m = start_with_flags(
+        ip,
+        dir.path(),
+        StartOptions::default(),
+        &["--experimental-bootstrap-defrag-threshold-megabytes=100000"],
+    )
+    .await;
+    assert_eq!(size(&m), before);
+    m.stop().await;
+    let m = start_with_flags(
+        ip,
+        dir.path(),
+        StartOptions::default(),
+        &["--experimental-bootstrap-defrag-threshold-megabytes=1"],
+    )
+    .await;
+    let after = size(&m);
+    assert!(after * 2 < before, "{before} -> {after} bytes");
+    let mut c = kv(ip).await;
+    c.put(put("after", "v")).await.unwrap();
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsafe_no_fsync_never_syncs_the_page_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.0.67";
+    // Every fdatasync of the store fails: without syncing, nothing notices.
+    let faults = PageFaults::fail_sync_from(1);
+    let opts = StartOptions { page_io: std::sync::Arc::new(FaultyIo::new(faults.clone())) };
+    let m = start_with_flags(ip, dir.path(), opts, &["--unsafe-no-fsync"]).await;
+    let mut c = kv(ip).await;
+    for i in 0..300 {
+        c.put(put(&format!("k{i}"), "v")).await.unwrap();
+    }
+    // Past the store's batch interval: its commits have run (unsynced).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.put(put("last", "v")).await.unwrap();
+    assert_eq!(faults.injected.load(std::sync::atomic::Ordering::SeqCst), 0, "no sync was tried");
+    assert!(!m.ctx.replica.is_stopped());
+    m.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_page_store_stops_the_member() {
     let dir = tempfile::tempdir().unwrap();

@@ -70,6 +70,23 @@ pub enum SyncStyle {
     Dsync,
     /// The write is followed by fdatasync.
     Fdatasync,
+    /// Never synced (etcd's `--unsafe-no-fsync`): a crash of the host may lose acknowledged
+    /// writes. For tests and throwaway clusters only.
+    UnsafeNoSync,
+}
+
+/// Wraps a backend so it never syncs (`SyncStyle::UnsafeNoSync`).
+#[derive(Debug)]
+struct NoSync(Box<dyn IoBackend>);
+
+impl IoBackend for NoSync {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn write_sync(&mut self, file: &File, off: u64, buf: &[u8], _sync: bool) -> io::Result<()> {
+        self.0.write_sync(file, off, buf, false)
+    }
 }
 
 /// Which backend to use.
@@ -97,6 +114,9 @@ impl std::str::FromStr for IoMode {
 
 /// Builds the backend for `mode`.
 pub fn make_backend(mode: IoMode, sync: SyncStyle) -> io::Result<Box<dyn IoBackend>> {
+    if sync == SyncStyle::UnsafeNoSync {
+        return Ok(Box::new(NoSync(make_backend(mode, SyncStyle::Fdatasync)?)));
+    }
     let dsync = sync == SyncStyle::Dsync;
     match mode {
         IoMode::Pwrite => Ok(Box::new(PwriteBackend { dsync })),
@@ -188,5 +208,25 @@ impl IoBackend for FaultyBackend {
             self.inner.write_sync(file, off, &[], true)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_no_sync_never_asks_for_a_sync() {
+        let plan = Arc::new(FaultPlan::default());
+        plan.fail_sync_at.store(1, Ordering::SeqCst);
+        let faulty = FaultyBackend::new(Box::new(PwriteBackend { dsync: false }), plan.clone());
+        let mut b = NoSync(Box::new(faulty));
+        let f = tempfile::tempfile().unwrap();
+        for i in 0..3u64 {
+            b.write_sync(&f, i * 4, b"abcd", true).unwrap();
+        }
+        let mut buf = [0u8; 12];
+        f.read_exact_at(&mut buf, 0).unwrap();
+        assert_eq!(&buf, b"abcdabcdabcd");
     }
 }

@@ -51,6 +51,6 @@ pub use recovery::RecoveryReport;
 pub use segment::Prealloc;
 pub use sys::UringBackend;
 pub use wal::{
-    BackendFactory, Inspection, StatsSnapshot, SyncObserver, Wal, WalOptions,
+    BackendFactory, Inspection, StatsSnapshot, SyncObserver, Wal, WalOptions, DEFAULT_MAX_FILES,
     DEFAULT_MAX_RECORD_BYTES, DEFAULT_SEGMENT_SIZE, MAX_SEGMENT_SIZE,
 };

@@ -41,6 +41,8 @@ pub type SyncObserver = Arc<dyn Fn(Duration) + Send + Sync>;
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
 /// Default largest record payload.
 pub const DEFAULT_MAX_RECORD_BYTES: u32 = 32 << 20;
+/// Segments kept after release by default (etcd's `--max-wals` default).
+pub const DEFAULT_MAX_FILES: usize = 5;
 /// Largest segment size (frame `batch` offsets are 32-bit).
 pub const MAX_SEGMENT_SIZE: u64 = 1 << 31;
 /// Bytes of reads coalesced into one pread.
@@ -63,6 +65,9 @@ pub struct WalOptions {
     pub prealloc: Prealloc,
     /// Truncate the log at damage instead of refusing to open.
     pub repair: bool,
+    /// Segments kept even once released (etcd's `--max-wals`); 0 keeps every segment (and
+    /// its entries' index in memory). The live segment is always kept.
+    pub max_files: usize,
     /// Appenders wait while this many bytes are pending (bounded memory).
     pub max_pending_bytes: usize,
     /// Overrides `io` with a custom backend (fault injection).
@@ -81,6 +86,7 @@ impl std::fmt::Debug for WalOptions {
             .field("sync", &self.sync)
             .field("prealloc", &self.prealloc)
             .field("repair", &self.repair)
+            .field("max_files", &self.max_files)
             .field("max_pending_bytes", &self.max_pending_bytes)
             .field("backend_factory", &self.backend_factory.is_some())
             .field("on_sync", &self.on_sync.is_some())
@@ -98,6 +104,7 @@ impl Default for WalOptions {
             sync: SyncStyle::Dsync,
             prealloc: Prealloc::ZeroFill,
             repair: false,
+            max_files: DEFAULT_MAX_FILES,
             max_pending_bytes: 64 << 20,
             backend_factory: None,
             on_sync: None,
@@ -692,7 +699,8 @@ impl Wal {
     }
 
     /// Deletes whole segments whose entries all have index ≤ `upto` (after a snapshot at
-    /// `upto`). The segment being written is never deleted. Returns how many were deleted.
+    /// `upto`), oldest first, while more than [`WalOptions::max_files`] segments remain. The
+    /// segment being written is never deleted. Returns how many were deleted.
     pub fn release_prefix(&self, upto: u64) -> Result<usize> {
         let doomed: Vec<PathBuf> = {
             // Lock order: pending, then view (publish takes only the view).
@@ -700,7 +708,7 @@ impl Wal {
             let mut v = self.shared.view.write().unwrap_or_else(|e| e.into_inner());
             let published = self.shared.published_seq.load(Ordering::Acquire);
             let seqs: Vec<(u64, u64)> = v.segs.iter().map(|(s, r)| (*s, r.first_index)).collect();
-            let mut drop_below = None;
+            let mut releasable = 0;
             for w in seqs.windows(2) {
                 // Only once the group that started the next segment is published are all
                 // entries of this one published (and covered by `upto`).
@@ -709,12 +717,23 @@ impl Wal {
                 }
                 let next_first = w[1].1;
                 if next_first == 0 || next_first - 1 <= upto {
-                    drop_below = Some(w[1].0);
+                    releasable += 1;
                 } else {
                     break;
                 }
             }
-            let Some(min_seg) = drop_below else { return Ok(0) };
+            // etcd's --max-wals: the newest `max_files` segments stay even when released;
+            // 0 keeps every one.
+            let max_files = self.shared.opts.max_files;
+            let n = if max_files == 0 {
+                0
+            } else {
+                releasable.min(seqs.len().saturating_sub(max_files))
+            };
+            if n == 0 {
+                return Ok(0);
+            }
+            let min_seg = seqs[n].0;
             v.log.release(min_seg);
             // Appends are validated against the tail: it must not accept entries below the
             // new first index either.

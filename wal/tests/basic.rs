@@ -115,6 +115,31 @@ fn release_prefix_drops_whole_segments_and_keeps_state() {
 }
 
 #[test]
+fn released_segments_stay_up_to_max_files() {
+    for max_files in [0usize, 1, 3, 5] {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = WalOptions { max_files, ..small_opts(IoMode::Pwrite) };
+        let (w, _) = Wal::open(dir.path(), opts).unwrap();
+        append_range(&w, 1, 1000);
+        let before = segments(dir.path()).len();
+        assert!(before > 6, "{before} segments");
+        w.release_prefix(999).unwrap();
+        let after = segments(dir.path()).len();
+        match max_files {
+            0 => assert_eq!(after, before, "0 keeps every segment"),
+            n => assert_eq!(after, n.max(1), "released down to {n} of {before}"),
+        }
+        // What is kept stays readable, and a restart sees the same log.
+        let first = w.first_index();
+        assert_eq!(all(&w).len() as u64, 1000 - first);
+        drop(w);
+        let (w, _) =
+            Wal::open(dir.path(), WalOptions { max_files, ..small_opts(IoMode::Pwrite) }).unwrap();
+        assert_eq!(w.first_index(), first);
+    }
+}
+
+#[test]
 fn max_bytes_limits_reads_but_returns_one() {
     let dir = tempfile::tempdir().unwrap();
     let (w, _) = Wal::open(dir.path(), small_opts(IoMode::Auto)).unwrap();

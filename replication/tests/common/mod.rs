@@ -159,6 +159,8 @@ pub struct Cluster {
     pub record: ClusterRecord,
     pub rt: tokio::runtime::Runtime,
     pub base: tempfile::TempDir,
+    /// --strict-reconfig-check for members started from now on.
+    pub strict_reconfig_check: bool,
 }
 
 impl Cluster {
@@ -183,7 +185,14 @@ impl Cluster {
             .enable_all()
             .build()
             .unwrap();
-        let mut c = Cluster { net: SimNet::new(seed), slots, record, rt, base };
+        let mut c = Cluster {
+            net: SimNet::new(seed),
+            slots,
+            record,
+            rt,
+            base,
+            strict_reconfig_check: true,
+        };
         for i in 0..n {
             c.start(i);
         }
@@ -198,7 +207,8 @@ impl Cluster {
         let s = &mut self.slots[i];
         std::fs::create_dir_all(&s.dir).unwrap();
         let sm = KvMachine::open(&s.dir.join("db"));
-        let cfg = test_config(s.id, &s.dir, b);
+        let mut cfg = test_config(s.id, &s.dir, b);
+        cfg.strict_reconfig_check = self.strict_reconfig_check;
         let r = Replica::start(cfg, sm.clone(), self.net.endpoint(s.id)).unwrap();
         self.net.register(r.mailbox());
         s.sm = Some(sm);

@@ -26,6 +26,9 @@ pub struct Limits {
     /// --experimental-watch-progress-notify-interval (etcd: 10 minutes): how often a watcher
     /// that asked for progress notifications and got no event hears the current revision.
     pub watch_progress_interval: std::time::Duration,
+    /// --experimental-stop-grpc-service-on-defrag: the gRPC health service says NOT_SERVING
+    /// while this member defragments, so health-checking clients go elsewhere.
+    pub stop_grpc_service_on_defrag: bool,
 }
 
 /// etcd's default space quota.
@@ -51,6 +54,7 @@ impl Default for Limits {
             max_txn_ops: 128,
             quota_backend_bytes: Some(DEFAULT_QUOTA_BYTES),
             watch_progress_interval: crate::api::watch::PROGRESS_REPORT_INTERVAL,
+            stop_grpc_service_on_defrag: false,
         }
     }
 }
@@ -70,6 +74,8 @@ pub struct Ctx {
     pub forward: Forwarder,
     /// A NOSPACE alarm proposal is in flight (one at a time, however many writes hit the quota).
     pub raising_nospace: Arc<std::sync::atomic::AtomicBool>,
+    /// Defragmentations running now (the health service reads it).
+    pub defragmenting: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Ctx {
@@ -87,6 +93,7 @@ impl Ctx {
             limits,
             forward,
             raising_nospace: Default::default(),
+            defragmenting: Default::default(),
         }
     }
 

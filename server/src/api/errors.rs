@@ -105,6 +105,7 @@ fn replication(r: &ReplicationError) -> Status {
         R::NotEnoughStartedMembers => {
             (Code::Unknown, "re-configuration failed due to not enough started members")
         }
+        R::Unhealthy => (Code::Unavailable, "unhealthy cluster"),
         R::Timeout => (Code::Unavailable, "request timed out"),
         R::TimeoutLeaderFail => {
             (Code::Unavailable, "request timed out, possibly due to previous leader failure")

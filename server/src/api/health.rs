@@ -1,6 +1,7 @@
 //! grpc.health.v1, as etcd registers it: the server as a whole (service "") is SERVING while it
-//! runs (etcd does not tie it to leadership; /health and /readyz do that); any other service
-//! name is NotFound.
+//! runs (etcd does not tie it to leadership; /health and /readyz do that), NOT_SERVING while it
+//! defragments with --experimental-stop-grpc-service-on-defrag; any other service name is
+//! NotFound.
 #![forbid(unsafe_code)]
 
 use std::pin::Pin;
@@ -27,7 +28,9 @@ pub struct HealthService {
 
 impl HealthService {
     fn status(&self) -> ServingStatus {
-        if self.ctx.replica.is_stopped() {
+        let defrag = self.ctx.limits.stop_grpc_service_on_defrag
+            && self.ctx.defragmenting.load(std::sync::atomic::Ordering::SeqCst) > 0;
+        if self.ctx.replica.is_stopped() || defrag {
             ServingStatus::NotServing
         } else {
             ServingStatus::Serving

@@ -94,6 +94,7 @@ impl Maintenance for MaintenanceService {
         _req: Request<pb::DefragmentRequest>,
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
         let store = self.ctx.store();
+        let _defragmenting = Defragmenting::start(&self.ctx);
         tokio::task::spawn_blocking(move || {
             store.flush()?;
             store.db().defrag().map_err(rusted_mvcc::MvccError::from)?;
@@ -234,4 +235,20 @@ pub async fn hash_kv(ctx: &Ctx, rev: i64) -> ApiResult<pb::HashKvResponse> {
         compact_revision: h.compact_revision,
         hash_revision: h.hash_revision,
     })
+}
+
+/// Counts a running defragmentation for the health service, until dropped.
+struct Defragmenting(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Defragmenting {
+    fn start(ctx: &Ctx) -> Self {
+        ctx.defragmenting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Defragmenting(ctx.defragmenting.clone())
+    }
+}
+
+impl Drop for Defragmenting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }

@@ -55,6 +55,25 @@ pub struct EtcdMachine {
     pub lease_extend: Duration,
     /// Why the store failed for good (a background flush or sync failed), once it has.
     failure: Arc<tokio::sync::watch::Sender<Option<String>>>,
+    /// Applies slower than this are logged (--experimental-warning-apply-duration), in ns.
+    warn_apply_nanos: std::sync::atomic::AtomicU64,
+}
+
+/// etcd's --experimental-warning-apply-duration default.
+pub const DEFAULT_WARNING_APPLY: Duration = Duration::from_millis(100);
+
+/// A request's kind, for logs.
+fn request_kind(r: &Request) -> &'static str {
+    match r {
+        Request::Put(_) => "put",
+        Request::DeleteRange(_) => "delete_range",
+        Request::Txn(_) => "txn",
+        Request::LeaseGrant(_) => "lease_grant",
+        Request::LeaseRevoke(_) => "lease_revoke",
+        Request::LeaseCheckpoint(_) => "lease_checkpoint",
+        Request::Compaction(_) => "compaction",
+        Request::Alarm(_) => "alarm",
+    }
 }
 
 fn load_alarms(s: &Store) -> Result<Alarms, MvccError> {
@@ -114,7 +133,22 @@ impl EtcdMachine {
         let slot = StoreSlot::open(path, opts)?;
         let alarms = load_alarms(&slot.get())?;
         let nospace = AtomicBool::new(alarms.has(AlarmType::Nospace));
-        Ok(EtcdMachine { slot, alarms: Mutex::new(alarms), nospace, lease_extend, failure })
+        Ok(EtcdMachine {
+            slot,
+            alarms: Mutex::new(alarms),
+            nospace,
+            lease_extend,
+            failure,
+            warn_apply_nanos: std::sync::atomic::AtomicU64::new(
+                DEFAULT_WARNING_APPLY.as_nanos() as u64
+            ),
+        })
+    }
+
+    /// Applies slower than `d` are logged as etcd logs them.
+    pub fn set_warning_apply_duration(&self, d: Duration) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.warn_apply_nanos.store(nanos, Ordering::Relaxed);
     }
 
     /// Waits until the store fails for good (a background flush or sync failed); returns why.
@@ -234,7 +268,15 @@ impl StateMachine for EtcdMachine {
                 return Ok(Err(MvccError::Corrupt(format!("entry {index}: undecodable proposal"))));
             }
         };
-        answer(self.apply_request(&s, at, req))
+        let start = std::time::Instant::now();
+        let kind = request_kind(&req);
+        let r = answer(self.apply_request(&s, at, req));
+        let took = start.elapsed();
+        let expected = Duration::from_nanos(self.warn_apply_nanos.load(Ordering::Relaxed));
+        if took > expected {
+            tracing::warn!(?took, expected_duration = ?expected, request = kind, index, "apply request took too long");
+        }
+        r
     }
 
     fn apply_noop(&self, index: u64, term: u64) -> rusted_replication::Result<()> {

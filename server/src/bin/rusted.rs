@@ -2,35 +2,28 @@
 //! 127.0.0.1:2379 (clients) and 127.0.0.1:2380 (peers), data in ./default.rusted.
 #![forbid(unsafe_code)]
 
-use clap::Parser;
-use rusted_server::config::ServerConfig;
+use rusted_server::config::argv::{load, LoadError};
 use rusted_server::member::Member;
 
 fn main() -> std::process::ExitCode {
-    let mut cfg = ServerConfig::parse();
-    let mut skipped = Vec::new();
-    if let Some(path) = cfg.config_file.clone() {
-        match rusted_server::config::file::load(&path) {
-            Ok((c, s)) => {
-                cfg = c;
-                cfg.config_file = Some(path);
-                skipped = s;
-            }
-            Err(e) => {
-                eprintln!("rusted: --config-file: {e}");
-                return std::process::ExitCode::FAILURE;
-            }
+    let loaded = match load(std::env::args(), std::env::vars()) {
+        Ok(l) => l,
+        Err(LoadError::Usage(e)) => e.exit(),
+        Err(LoadError::Invalid(e)) => {
+            eprintln!("rusted: {e}");
+            return std::process::ExitCode::FAILURE;
         }
-    }
+    };
+    let cfg = loaded.cfg;
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{},raft=warn", cfg.log_level))
     });
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     if let Some(path) = &cfg.config_file {
         tracing::info!(path = %path.display(), "loaded server configuration, other configuration command line flags and environment variables will be ignored if provided");
-        for key in skipped {
-            tracing::warn!(key = %key, "configuration key not supported by rusted, ignored");
-        }
+    }
+    for w in loaded.warnings {
+        tracing::warn!("{w}");
     }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

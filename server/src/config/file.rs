@@ -11,8 +11,9 @@ use clap::{CommandFactory, FromArgMatches};
 use crate::config::flags::ServerConfig;
 
 /// Flags whose file value is a YAML list in etcd's configuration file.
-const LIST_FLAGS: [&str; 4] = [
+const LIST_FLAGS: [&str; 5] = [
     "cipher-suites",
+    "log-outputs",
     "client-cert-allowed-hostname",
     "peer-cert-allowed-cn",
     "peer-cert-allowed-hostname",
@@ -73,6 +74,23 @@ pub fn parse(text: &str) -> Result<(ServerConfig, Vec<String>), String> {
         };
         match (key.as_str(), v) {
             // etcd's nested TLS blocks: each key stands for a flag of its side.
+            // etcd's `socket-options` block: reuse-port, reuse-address.
+            ("socket-options", serde_yaml::Value::Mapping(m)) => {
+                for (k2, v2) in m {
+                    match k2 {
+                        serde_yaml::Value::String(k2)
+                            if k2 == "reuse-port" || k2 == "reuse-address" =>
+                        {
+                            entries.push((format!("socket-{k2}"), v2));
+                        }
+                        other => skipped.push(format!("socket-options.{other:?}")),
+                    }
+                }
+            }
+            // The file's spelling of --experimental-snapshot-catchup-entries.
+            ("experimental-snapshot-catch-up-entries", v) => {
+                entries.push(("experimental-snapshot-catchup-entries".into(), v));
+            }
             (
                 side @ ("client-transport-security" | "peer-transport-security"),
                 serde_yaml::Value::Mapping(m),
@@ -116,6 +134,7 @@ pub fn parse(text: &str) -> Result<(ServerConfig, Vec<String>), String> {
         };
         args.push(format!("--{key}={value}"));
     }
+    let args = crate::config::argv::drop_empty_optionals(args);
     let m = cmd.try_get_matches_from_mut(args).map_err(|e| e.to_string())?;
     let cfg = ServerConfig::from_arg_matches(&m).map_err(|e| e.to_string())?;
     Ok((cfg, skipped))
@@ -130,7 +149,9 @@ mod tests {
         let (c, skipped) = parse(
             "name: infra1\ndata-dir: /tmp/x\nsnapshot-count: 5000\nheartbeat-interval: 50\n\
              election-timeout: 500\nlisten-client-urls: http://127.0.0.9:2379\npre-vote: false\n\
-             enable-v2: true\nquota-backend-bytes: -1\n",
+             enable-v2: true\nquota-backend-bytes: -1\nno-such-key: 1\n\
+             socket-options:\n  reuse-port: true\nexperimental-snapshot-catch-up-entries: 7\n\
+             log-outputs: [stderr]\n",
         )
         .unwrap();
         assert_eq!(c.name, "infra1");
@@ -140,7 +161,10 @@ mod tests {
         assert!(!c.pre_vote);
         assert_eq!(c.quota_backend_bytes, -1);
         assert_eq!(c.max_txn_ops, 128, "unset keys keep etcd's defaults");
-        assert_eq!(skipped, vec!["enable-v2".to_string()]);
+        assert!(c.deferred.enable_v2 && c.socket_reuse_port);
+        assert_eq!(c.experimental.snapshot_catchup_entries, 7);
+        assert_eq!(c.deferred.log_outputs, "stderr");
+        assert_eq!(skipped, vec!["no-such-key".to_string()]);
     }
 
     #[test]

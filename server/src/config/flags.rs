@@ -2,8 +2,9 @@
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::Parser;
+use clap::{ArgAction, Parser};
 
 /// rusted: an etcd-compatible key-value store.
 #[derive(Debug, Clone, Parser)]
@@ -117,18 +118,6 @@ pub struct ServerConfig {
     /// client TLS settings).
     #[arg(long = "listen-metrics-urls", env = "ETCD_LISTEN_METRICS_URLS", default_value = "")]
     pub listen_metrics_urls: String,
-    /// Duration of periodic watch progress notifications.
-    #[arg(
-        long = "experimental-watch-progress-notify-interval",
-        env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL",
-        default_value = "10m0s",
-        value_parser = go_duration
-    )]
-    pub watch_progress_notify_interval: std::time::Duration,
-    /// Enable to check data corruption before serving any client/peer traffic.
-    #[arg(long = "experimental-initial-corrupt-check", env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK",
-          default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    pub initial_corrupt_check: bool,
     /// Maximum concurrent streams that each client can open at a time.
     #[arg(
         long = "max-concurrent-streams",
@@ -136,12 +125,128 @@ pub struct ServerConfig {
         default_value_t = u32::MAX
     )]
     pub max_concurrent_streams: u32,
+    /// List of URLs to listen on for HTTP-only client traffic (gateway, health, metrics); the
+    /// --listen-client-urls then serve gRPC only.
+    #[arg(
+        long = "listen-client-http-urls",
+        env = "ETCD_LISTEN_CLIENT_HTTP_URLS",
+        default_value = ""
+    )]
+    pub listen_client_http_urls: String,
+    /// Maximum number of snapshot files to retain (0 is unlimited).
+    #[arg(long = "max-snapshots", env = "ETCD_MAX_SNAPSHOTS", default_value_t = 5)]
+    pub max_snapshots: u64,
+    /// Maximum number of WAL files to retain (0 is unlimited).
+    #[arg(long = "max-wals", env = "ETCD_MAX_WALS", default_value_t = 5)]
+    pub max_wals: u64,
+    /// Reject reconfiguration requests that would cause quorum loss.
+    #[arg(long = "strict-reconfig-check", env = "ETCD_STRICT_RECONFIG_CHECK", default_value_t = true,
+          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub strict_reconfig_check: bool,
+    /// Fast-forward election ticks at start (rusted: see the README's flag table).
+    #[arg(long = "initial-election-tick-advance", env = "ETCD_INITIAL_ELECTION_TICK_ADVANCE",
+          default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub initial_election_tick_advance: bool,
+    /// bbolt's freelist type (rusted's page store has one freelist; accepted, no effect).
+    #[arg(
+        long = "backend-bbolt-freelist-type",
+        env = "ETCD_BACKEND_BBOLT_FREELIST_TYPE",
+        default_value = ""
+    )]
+    pub backend_bbolt_freelist_type: String,
+    /// Maximum time before committing the backend transaction (rusted: no effect).
+    #[arg(long = "backend-batch-interval", env = "ETCD_BACKEND_BATCH_INTERVAL",
+          default_value = "0s", value_parser = go_duration)]
+    pub backend_batch_interval: Duration,
+    /// Maximum operations before committing the backend transaction (rusted: no effect).
+    #[arg(
+        long = "backend-batch-limit",
+        env = "ETCD_BACKEND_BATCH_LIMIT",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub backend_batch_limit: i64,
+    /// Enable SO_REUSEPORT on the listeners.
+    #[arg(long = "socket-reuse-port", env = "ETCD_SOCKET_REUSE_PORT", default_value_t = false,
+          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub socket_reuse_port: bool,
+    /// Enable SO_REUSEADDR on the listeners.
+    #[arg(long = "socket-reuse-address", env = "ETCD_SOCKET_REUSE_ADDRESS", default_value_t = false,
+          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub socket_reuse_address: bool,
+    /// Serve etcd's JSON gateway (/v3/...) on the client URLs.
+    #[arg(long = "enable-grpc-gateway", env = "ETCD_ENABLE_GRPC_GATEWAY", default_value_t = true,
+          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_grpc_gateway: bool,
+    /// Comma-separated whitelist of origins for CORS (cross-origin resource sharing).
+    #[arg(long = "cors", env = "ETCD_CORS", default_value = "*")]
+    pub cors: String,
+    /// Acceptable hostnames from HTTP client requests, if the server is not secure.
+    #[arg(long = "host-whitelist", env = "ETCD_HOST_WHITELIST", default_value = "*")]
+    pub host_whitelist: String,
+    /// Disables fsync: unsafe, for tests and throwaway clusters only (a host crash may lose
+    /// acknowledged writes).
+    #[arg(long = "unsafe-no-fsync", env = "ETCD_UNSAFE_NO_FSYNC", default_value_t = false,
+          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub unsafe_no_fsync: bool,
+    /// The `--experimental-*` flags.
+    #[command(flatten)]
+    pub experimental: crate::config::experimental::ExperimentalFlags,
+    /// Flags whose features are not built yet (refused when they ask for them).
+    #[command(flatten)]
+    pub deferred: crate::config::deferred::DeferredFlags,
     /// Transport security (client and peer).
     #[command(flatten)]
     pub tls: crate::config::tls::TlsFlags,
 }
 
+/// etcd's longest election timeout, in milliseconds.
+pub const MAX_ELECTION_MS: u64 = 50_000;
+
 impl ServerConfig {
+    /// etcd's start-time checks of the flags (its embed.Config.Validate and flag parsing),
+    /// and refusals of what rusted does not do yet. TLS files are checked when loaded.
+    pub fn check(&self) -> Result<(), String> {
+        if self.heartbeat_interval == 0 {
+            return Err(format!(
+                "--heartbeat-interval must be >0 (set to {}ms)",
+                self.heartbeat_interval
+            ));
+        }
+        if self.election_timeout == 0 {
+            return Err(format!(
+                "--election-timeout must be >0 (set to {}ms)",
+                self.election_timeout
+            ));
+        }
+        if self.election_timeout < 5 * self.heartbeat_interval {
+            return Err(format!(
+                "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
+                self.election_timeout, self.heartbeat_interval
+            ));
+        }
+        if self.election_timeout > MAX_ELECTION_MS {
+            return Err(format!(
+                "--election-timeout[{}ms] is too long, and should be set less than {MAX_ELECTION_MS}ms",
+                self.election_timeout
+            ));
+        }
+        for origin in urls(&self.cors) {
+            crate::net::access::check_origin(&origin)?;
+        }
+        let grpc: Vec<String> = urls(&self.listen_client_urls);
+        for u in urls(&self.listen_client_http_urls) {
+            bind_addr(&u)?;
+            if grpc.contains(&u) {
+                return Err(format!(
+                    "http only client URL {u} cannot be the same as a client URL (--listen-client-urls and --listen-client-http-urls)"
+                ));
+            }
+        }
+        self.experimental.check()?;
+        self.deferred.check()
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.rusted", self.name)))
@@ -164,7 +269,7 @@ impl ServerConfig {
 }
 
 /// A Go duration flag value ("5s", "10m0s"), with etcd's wording when it is not one.
-fn go_duration(s: &str) -> Result<std::time::Duration, String> {
+pub fn go_duration(s: &str) -> Result<std::time::Duration, String> {
     rusted_proto::duration::parse_go_duration(s)
         .ok_or_else(|| format!("time: invalid duration {s:?}"))
 }

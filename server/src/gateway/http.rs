@@ -1,13 +1,12 @@
 //! Plain HTTP on the client port: /health, /livez, /readyz, /version and /metrics (Prometheus
-//! text, with etcd's metric names), plus the CORS layer of the HTTP router.
+//! text, with etcd's metric names). CORS and the host whitelist are `net::access`.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -121,29 +120,9 @@ async fn scrape(State(st): State<HttpState>) -> Response {
     }
 }
 
-fn with_cors(mut resp: Response) -> Response {
-    let h = resp.headers_mut();
-    h.insert("access-control-allow-origin", header::HeaderValue::from_static("*"));
-    h.insert(
-        "access-control-allow-methods",
-        header::HeaderValue::from_static("POST, GET, OPTIONS, PUT, DELETE"),
-    );
-    h.insert(
-        "access-control-allow-headers",
-        header::HeaderValue::from_static("accept, content-type, authorization"),
-    );
-    resp
-}
-
-/// Adds etcd's CORS headers to plain HTTP answers and answers CORS preflights (gRPC calls
-/// never reach the HTTP router, see `dispatch`).
-pub async fn cors(req: Request, next: Next) -> Response {
-    // etcd's HTTP handlers answer CORS preflights and allow any origin (--cors=*).
-    if req.method() == axum::http::Method::OPTIONS {
-        return with_cors(StatusCode::OK.into_response());
-    }
-    let mut resp = next.run(req).await;
-    // axum lists the allowed methods; etcd's gateway does not.
-    resp.headers_mut().remove(header::ALLOW);
-    with_cors(resp)
+/// Go's plain 404, for paths nothing serves (the gateway's own prefixes answer differently,
+/// see `json::not_found`).
+pub async fn page_not_found() -> Response {
+    let h = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    (StatusCode::NOT_FOUND, h, "404 page not found\n").into_response()
 }

@@ -47,6 +47,7 @@ use crate::apply::machine::EtcdMachine;
 use crate::config::flags::{bind_addr, urls};
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
+use crate::net::access::Access;
 use crate::net::serve::serve;
 use crate::net::tls::Acceptor;
 use crate::peer::service::PeerService;
@@ -95,7 +96,9 @@ impl Member {
 
     /// [`Member::start`] with `opts`.
     pub async fn start_with(cfg: ServerConfig, opts: StartOptions) -> Result<Member, StartError> {
-        // TLS first: bad certificates or flags fail the start before anything is opened.
+        // Flags and TLS first: bad flags or certificates fail the start before anything is
+        // opened.
+        cfg.check()?;
         let data_dir = cfg.data_dir();
         let client_tls = cfg.tls.client(&data_dir, &urls(&cfg.listen_client_urls))?;
         let peer_tls = cfg.tls.peer(&data_dir, &urls(&cfg.listen_peer_urls))?;
@@ -109,11 +112,41 @@ impl Member {
             autocompact::parse(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)?;
         let metrics = Arc::new(Metrics::new()?);
         let mut store_opts = StoreOptions::default();
-        store_opts.db.io = opts.page_io;
+        store_opts.db.io = if cfg.unsafe_no_fsync {
+            tracing::warn!("--unsafe-no-fsync: neither the WAL nor the page store is synced; a host crash may lose acknowledged writes");
+            Arc::new(rusted_engine::io::NoSyncIo(opts.page_io))
+        } else {
+            opts.page_io
+        };
+        // etcd's backend and compaction batching flags (0: etcd's defaults, which are the
+        // store's).
+        if !cfg.backend_batch_interval.is_zero() {
+            store_opts.batch_interval = cfg.backend_batch_interval;
+        }
+        if cfg.backend_batch_limit > 0 {
+            store_opts.batch_limit = usize::try_from(cfg.backend_batch_limit).unwrap_or(usize::MAX);
+        }
+        if cfg.experimental.compaction_batch_limit > 0 {
+            store_opts.compaction_batch_limit =
+                usize::try_from(cfg.experimental.compaction_batch_limit).unwrap_or(usize::MAX);
+        }
+        if !cfg.experimental.compaction_sleep_interval.is_zero() {
+            store_opts.compaction_sleep = cfg.experimental.compaction_sleep_interval;
+        }
         let m = metrics.clone();
         store_opts.on_commit = CommitObserver(Some(Arc::new(move |d| m.observe_backend_commit(d))));
         let machine =
             Arc::new(EtcdMachine::open(&cfg.snap_dir().join("db"), store_opts, rcfg.election)?);
+        machine.set_warning_apply_duration(cfg.experimental.warning_apply_duration);
+        let threshold = cfg.experimental.bootstrap_defrag_threshold_megabytes;
+        if threshold != 0 {
+            bootstrap_defrag(&machine, threshold)?;
+        }
+        if cfg.experimental.memory_mlock {
+            use rustix::mm::{mlockall, MlockAllFlags};
+            mlockall(MlockAllFlags::CURRENT | MlockAllFlags::ONFAULT)
+                .map_err(|e| format!("--experimental-memory-mlock: cannot lock memory: {e}"))?;
+        }
         let peer_rt = PeerRuntime::new()?;
         let replica =
             start_replica(rcfg, ident, machine.clone(), &peer_rt, &metrics, peer_client.clone())
@@ -126,15 +159,10 @@ impl Member {
         let peer = PeerService::new(ctx.clone(), tokio::runtime::Handle::current());
         for u in urls(&cfg.listen_peer_urls) {
             let tls = tls_for(&u, &peer_acceptor, "--peer-cert-file, --peer-key-file", "peer")?;
-            let addr = bind_addr(&u)?;
             // Bound here (so a taken port fails the start), registered on the peer runtime.
-            let listener = std::net::TcpListener::bind(addr)
-                .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                .map_err(|e| format!("listen {u}: {e}"))?;
             let listener = {
                 let _in_peer_rt = peer_rt.handle().enter();
-                tokio::net::TcpListener::from_std(listener)
-                    .map_err(|e| format!("listen {u}: {e}"))?
+                listen(&u, &cfg)?
             };
             let svc = PeerServer::new(peer.clone()).max_decoding_message_size(MAX_PEER_MESSAGE);
             let routes = tonic::service::Routes::new(svc);
@@ -148,10 +176,22 @@ impl Member {
         // Client ports are bound now (a taken port fails the start) and served once the member
         // has published itself, as etcd's: a member cut off from its cluster answers no client.
         let (ready_tx, ready_rx) = watch::channel(false);
-        for u in urls(&cfg.listen_client_urls) {
+        let http_only = urls(&cfg.listen_client_http_urls);
+        let client_listeners = urls(&cfg.listen_client_urls).into_iter().map(|u| (u, false));
+        for (u, http_listener) in
+            client_listeners.chain(http_only.iter().map(|u| (u.clone(), true)))
+        {
             let tls = tls_for(&u, &client_acceptor, "--cert-file, --key-file", "client")?;
-            let listener = bind(&u).await?;
-            let routes = client_routes(&ctx, &metrics, max_msg);
+            let listener = bind(&u, &cfg).await?;
+            let http = client_http(&ctx, &metrics, &cfg, tls.is_some());
+            let routes = if http_listener {
+                tonic::service::Routes::from(http)
+            } else if http_only.is_empty() {
+                client_routes(&ctx, &metrics, max_msg, http)
+            } else {
+                let none = axum::Router::new().fallback(crate::gateway::http::page_not_found);
+                client_routes(&ctx, &metrics, max_msg, none)
+            };
             let (mut ready, mut stop) = (ready_rx.clone(), stop_rx.clone());
             let streams = cfg.max_concurrent_streams;
             tasks.push(tokio::spawn(async move {
@@ -165,13 +205,13 @@ impl Member {
         }
         for u in urls(&cfg.listen_metrics_urls) {
             let tls = tls_for(&u, &client_acceptor, "--cert-file, --key-file", "metrics")?;
-            let listener = bind(&u).await?;
+            let listener = bind(&u, &cfg).await?;
             let routes = metrics_routes(&ctx, &metrics);
             let stop = stop_rx.clone();
             tasks.push(tokio::spawn(serve(listener, tls, routes, true, None, stop, "metrics")));
             tracing::info!(url = %u, "serving metrics and health");
         }
-        if cfg.initial_corrupt_check {
+        if cfg.experimental.initial_corrupt_check {
             // Peers are served already (they answer each other's checks); clients not yet.
             if let Err(e) = corrupt::initial_check(&ctx, peer_client.as_ref()).await {
                 Member { ctx, stop, tasks, peer_rt }.stop().await;
@@ -226,19 +266,29 @@ impl Member {
     }
 }
 
+/// etcd's --experimental-bootstrap-defrag-threshold-megabytes: defragment the page store
+/// before serving when at least `threshold_mb` MiB of it is free.
+fn bootstrap_defrag(machine: &EtcdMachine, threshold_mb: u64) -> Result<(), StartError> {
+    let store = machine.store();
+    let stats = store.db().stats();
+    let in_use = stats.pages.saturating_sub(stats.free_pages) * stats.page_size;
+    let free = stats.file_size.saturating_sub(in_use);
+    let threshold = threshold_mb.saturating_mul(1 << 20);
+    if free < threshold {
+        tracing::info!(free, threshold, "skipping defragmentation");
+        return Ok(());
+    }
+    let r = store.db().defrag().map_err(|e| format!("bootstrap defragmentation failed: {e}"))?;
+    tracing::info!(free, threshold, report = ?r, "defragmented the page store before serving");
+    Ok(())
+}
+
 /// The replica's settings from the flags (etcd's timing rules checked).
 fn replica_config(
     cfg: &ServerConfig,
     ident: Identity,
     boot: Bootstrap,
 ) -> Result<ReplicaConfig, StartError> {
-    if cfg.election_timeout < 5 * cfg.heartbeat_interval {
-        return Err(format!(
-            "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
-            cfg.election_timeout, cfg.heartbeat_interval
-        )
-        .into());
-    }
     let election = Duration::from_millis(cfg.election_timeout);
     let mut rcfg = ReplicaConfig::new(ident.member_id, cfg.member_dir(), boot);
     rcfg.wal_dir = cfg.wal_dir();
@@ -248,6 +298,13 @@ fn replica_config(
     rcfg.snapshot_count = cfg.snapshot_count;
     rcfg.request_timeout = Duration::from_secs(5) + 2 * election;
     rcfg.pre_vote = cfg.pre_vote;
+    rcfg.strict_reconfig_check = cfg.strict_reconfig_check;
+    rcfg.max_snapshots = cfg.max_snapshots;
+    rcfg.catchup_entries = cfg.experimental.snapshot_catchup_entries;
+    rcfg.wal.max_files = usize::try_from(cfg.max_wals).unwrap_or(usize::MAX);
+    if cfg.unsafe_no_fsync {
+        rcfg.wal.sync = rusted_wal::SyncStyle::UnsafeNoSync;
+    }
     Ok(rcfg)
 }
 
@@ -296,22 +353,23 @@ fn limits(cfg: &ServerConfig) -> Limits {
         ),
         Some(_) => {}
     }
-    if cfg.watch_progress_notify_interval.is_zero() {
+    if cfg.experimental.watch_progress_notify_interval.is_zero() {
         // etcd refuses a zero interval at start too.
         tracing::warn!(
             "--experimental-watch-progress-notify-interval of 0: etcd's default is used"
         );
     }
-    let watch_progress_interval = if cfg.watch_progress_notify_interval.is_zero() {
+    let watch_progress_interval = if cfg.experimental.watch_progress_notify_interval.is_zero() {
         crate::api::watch::PROGRESS_REPORT_INTERVAL
     } else {
-        cfg.watch_progress_notify_interval
+        cfg.experimental.watch_progress_notify_interval
     };
     Limits {
         max_request_bytes: cfg.max_request_bytes,
         max_txn_ops: cfg.max_txn_ops,
         quota_backend_bytes: quota,
         watch_progress_interval,
+        stop_grpc_service_on_defrag: cfg.experimental.stop_grpc_service_on_defrag,
     }
 }
 
@@ -346,9 +404,29 @@ fn tls_for(
 }
 
 /// A client-runtime listener on `url` (a taken port fails the start).
-async fn bind(url: &str) -> Result<tokio::net::TcpListener, StartError> {
+async fn bind(url: &str, cfg: &ServerConfig) -> Result<tokio::net::TcpListener, StartError> {
+    Ok(listen(url, cfg)?)
+}
+
+/// A listening socket on `url` with `--socket-reuse-port` / `--socket-reuse-address`, in the
+/// runtime that is current.
+fn listen(url: &str, cfg: &ServerConfig) -> Result<tokio::net::TcpListener, String> {
     let addr = bind_addr(url)?;
-    Ok(tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("listen {url}: {e}"))?)
+    let err = |e: std::io::Error| format!("listen {url}: {e}");
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    // Rust's standard listener sets SO_REUSEADDR on Unix; etcd's (Go's) does too, so the
+    // flag can only add to it.
+    sock.set_reuseaddr(true).map_err(err)?;
+    if cfg.socket_reuse_port {
+        sock.set_reuseport(true).map_err(err)?;
+    }
+    sock.bind(addr).map_err(err)?;
+    sock.listen(1024).map_err(err)
 }
 
 /// What a `--listen-metrics-urls` listener serves: /metrics and /health (and /livez,
@@ -358,9 +436,35 @@ fn metrics_routes(ctx: &Arc<Ctx>, metrics: &Arc<Metrics>) -> tonic::service::Rou
     tonic::service::Routes::from(http)
 }
 
-/// Everything on a client URL: the etcd gRPC services, the JSON gateway, and the plain HTTP
-/// endpoints, with every gRPC call counted.
-fn client_routes(ctx: &Arc<Ctx>, metrics: &Arc<Metrics>, max_msg: usize) -> tonic::service::Routes {
+/// The HTTP side of a client URL: the JSON gateway (unless `--enable-grpc-gateway=false`) and
+/// the plain endpoints, behind etcd's access control (`--cors`, `--host-whitelist`).
+fn client_http(
+    ctx: &Arc<Ctx>,
+    metrics: &Arc<Metrics>,
+    cfg: &ServerConfig,
+    tls: bool,
+) -> axum::Router {
+    let plain = crate::gateway::http::router(ctx.clone(), metrics.clone());
+    let http = if cfg.enable_grpc_gateway {
+        crate::gateway::json::router(ctx.clone())
+            .merge(plain)
+            .fallback(crate::gateway::json::not_found)
+    } else {
+        plain.fallback(crate::gateway::http::page_not_found)
+    };
+    let access = Access::new(&cfg.cors, &cfg.host_whitelist, tls);
+    http.method_not_allowed_fallback(crate::gateway::json::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(access, crate::net::access::layer))
+}
+
+/// Everything on a client URL: the etcd gRPC services and `http` (the HTTP side, or, with
+/// `--listen-client-http-urls`, nothing but 404s), with every gRPC call counted.
+fn client_routes(
+    ctx: &Arc<Ctx>,
+    metrics: &Arc<Metrics>,
+    max_msg: usize,
+    http: axum::Router,
+) -> tonic::service::Routes {
     let grpc = crate::net::dispatch::GrpcServices {
         kv: KvServer::new(KvService { ctx: ctx.clone() }).max_decoding_message_size(max_msg),
         cluster: ClusterServer::new(ClusterService { ctx: ctx.clone() })
@@ -379,11 +483,6 @@ fn client_routes(ctx: &Arc<Ctx>, metrics: &Arc<Metrics>, max_msg: usize) -> toni
         election: ElectionServer::new(ElectionService { ctx: ctx.clone() })
             .max_decoding_message_size(max_msg),
     };
-    let http = crate::gateway::json::router(ctx.clone())
-        .merge(crate::gateway::http::router(ctx.clone(), metrics.clone()))
-        .fallback(crate::gateway::json::not_found)
-        .method_not_allowed_fallback(crate::gateway::json::method_not_allowed)
-        .layer(axum::middleware::from_fn(crate::gateway::http::cors));
     let front = crate::net::dispatch::ClientDispatch::new(grpc, http, metrics.clone());
     tonic::service::Routes::from(axum::Router::new().fallback_service(front))
 }

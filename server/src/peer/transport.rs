@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use protobuf::Message as PbMessage;
 use raft::eraftpb::{Message, MessageType};
@@ -32,6 +32,12 @@ pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 struct PeerHandle {
     tx: mpsc::Sender<Message>,
     urls: watch::Sender<Vec<String>>,
+    /// Since when the stream to the peer has been up (etcd's ActiveSince).
+    active: Arc<Mutex<Option<Instant>>>,
+}
+
+fn set_active(a: &Mutex<Option<Instant>>, v: Option<Instant>) {
+    *a.lock().unwrap_or_else(|p| p.into_inner()) = v;
 }
 
 /// The client side: a [`Transport`] over gRPC streams.
@@ -146,6 +152,7 @@ async fn peer_loop(
     urls: watch::Receiver<Vec<String>>,
     mut msgs: mpsc::Receiver<Message>,
     t: std::sync::Weak<GrpcTransport>,
+    active: Arc<Mutex<Option<Instant>>>,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -169,9 +176,17 @@ async fn peer_loop(
         backoff = Duration::from_millis(50);
         let mut client = PeerClient::new(ch);
         let (btx, brx) = mpsc::channel::<RaftBatch>(64);
-        let call = tokio::spawn(async move { client.send(ReceiverStream::new(brx)).await });
+        let mut call = tokio::spawn(async move { client.send(ReceiverStream::new(brx)).await });
+        set_active(&active, Some(Instant::now()));
+        let mut call_done = false;
         loop {
-            let Some(m) = msgs.recv().await else {
+            let m = tokio::select! {
+                m = msgs.recv() => m,
+                // The peer went away (reset, restarted): notice without waiting for a send.
+                _ = &mut call => { call_done = true; break; }
+            };
+            let Some(m) = m else {
+                set_active(&active, None);
                 drop(btx);
                 let _ = call.await;
                 return;
@@ -188,10 +203,13 @@ async fn peer_loop(
                 break;
             }
         }
+        set_active(&active, None);
         if let Some(t) = t.upgrade() {
             t.report_unreachable(to);
         }
-        let _ = call.await;
+        if !call_done {
+            let _ = call.await;
+        }
     }
 }
 
@@ -233,14 +251,21 @@ impl Transport for GrpcTransportRef {
         }
         let (tx, rx) = mpsc::channel(PEER_QUEUE);
         let (utx, urx) = watch::channel(peer_urls.to_vec());
-        peers.insert(id, PeerHandle { tx, urls: utx });
+        let active = Arc::new(Mutex::new(None));
+        peers.insert(id, PeerHandle { tx, urls: utx, active: active.clone() });
         let weak = Arc::downgrade(t);
-        t.rt.spawn(peer_loop(t.from, id, t.cluster_id, urx, rx, weak));
+        t.rt.spawn(peer_loop(t.from, id, t.cluster_id, urx, rx, weak, active));
     }
 
     fn remove_peer(&self, id: u64) {
         // Dropping the queue's sender ends the peer's task.
         self.0.peers.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+
+    fn active_since(&self, id: u64) -> Option<Instant> {
+        let peers = self.0.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let a = peers.get(&id)?.active.lock().unwrap_or_else(|p| p.into_inner());
+        *a
     }
 }
 

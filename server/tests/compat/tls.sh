@@ -141,6 +141,32 @@ scenarios() {
     step "not trusted without skip" refused ctl --endpoints "https://$a:2379" --cacert "$C/ca.pem" get k3
     stop_server
 
+    echo "## kubeadm's static-pod command line"
+    rm -rf "$WORK/data-$tag-kubeadm"
+    "$bin" --advertise-client-urls="https://$a:2379" --cert-file="$C/server.pem" \
+        --client-cert-auth=true --data-dir="$WORK/data-$tag-kubeadm" \
+        --experimental-initial-corrupt-check=true \
+        --experimental-watch-progress-notify-interval=5s \
+        --initial-advertise-peer-urls="https://$a:2380" --initial-cluster="cp1=https://$a:2380" \
+        --key-file="$C/server-key.pem" --listen-client-urls="https://$a:2379" \
+        --listen-metrics-urls="http://$a:2381" --listen-peer-urls="https://$a:2380" --name=cp1 \
+        --peer-cert-file="$C/server.pem" --peer-client-cert-auth=true \
+        --peer-key-file="$C/server-key.pem" --peer-trusted-ca-file="$C/ca.pem" \
+        --snapshot-count=10000 --trusted-ca-file="$C/ca.pem" >"$WORK/server-$tag-kubeadm.log" 2>&1 &
+    SERVER_PID=$!
+    local t0=$SECONDS
+    until ctl "${good[@]}" endpoint health >/dev/null 2>&1; do
+        kill -0 "$SERVER_PID" 2>/dev/null || { echo "tls: $tag kubeadm exited at start:" >&2; tail -40 "$WORK/server-$tag-kubeadm.log" >&2; exit 1; }
+        [ $((SECONDS - t0)) -lt 20 ] || { echo "tls: $tag kubeadm not healthy in 20 s" >&2; exit 1; }
+        sleep 0.2
+    done
+    step "put with the client certificate" ctl "${good[@]}" put /registry/k v
+    step "get" ctl "${good[@]}" get /registry/k
+    step "member list" ctl "${good[@]}" member list
+    step "metrics URL: /health" curl -s "http://$a:2381/health"
+    step "no client certificate" refused ctl --endpoints "https://$a:2379" --cacert "$C/ca.pem" get k
+    stop_server
+
     echo "## http and https listeners, metrics URL"
     start "$bin" "$a" "$tag-both" --endpoints "$a:2378" -- "${tls[@]}" \
         --listen-client-urls "http://$a:2378,https://$a:2379" --advertise-client-urls "http://$a:2378" \

@@ -12,6 +12,8 @@ pub fn small_opts(io: IoMode) -> WalOptions {
         segment_size: 8 * 1024,
         io,
         prealloc: Prealloc::Fallocate,
+        // Released segments go at once, so tests see releases with few segments.
+        max_files: 1,
         ..WalOptions::default()
     }
 }

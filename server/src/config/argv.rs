@@ -1,0 +1,265 @@
+//! The command line as etcd's (Go's `flag` package) reads it, turned into what clap reads:
+//! `-name x` is `--name x`; the legacy flags etcd still accepts and ignores are dropped; an
+//! ETCD_* variable that a command-line flag shadows is refused, as etcd refuses it, and one no
+//! flag reads is reported.
+#![forbid(unsafe_code)]
+
+use std::collections::HashSet;
+
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
+
+use crate::config::flags::ServerConfig;
+
+/// A configuration read from the command line (or the file it names).
+#[derive(Debug)]
+pub struct Loaded {
+    /// The configuration.
+    pub cfg: ServerConfig,
+    /// Warnings to log once logging is set up (ignored flags, unknown variables or keys).
+    pub warnings: Vec<String>,
+}
+
+/// Why no configuration could be read.
+#[derive(Debug)]
+pub enum LoadError {
+    /// clap's own answer (usage errors, `--help`, `--version`): print it and exit as clap says.
+    Usage(clap::Error),
+    /// A refusal, for one line on stderr and exit code 1.
+    Invalid(String),
+}
+
+/// etcd's reading of its configuration: the command line (Go style, see [`normalize`]) with
+/// ETCD_* variables under it, or — when `--config-file` / ETCD_CONFIG_FILE names one — only
+/// that file. Values are checked by [`ServerConfig::check`] at start, not here.
+pub fn load(
+    argv: impl IntoIterator<Item = String>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Loaded, LoadError> {
+    let n = normalize(argv);
+    let mut warnings: Vec<String> =
+        n.ignored.iter().map(|f| format!("flag --{f} is ignored (as by etcd)")).collect();
+    let m = ServerConfig::command()
+        .try_get_matches_from(drop_empty_optionals(n.args.clone()))
+        .map_err(positional)?;
+    let cfg = ServerConfig::from_arg_matches(&m).map_err(LoadError::Usage)?;
+    if let Some(path) = cfg.config_file.clone() {
+        let (mut file_cfg, skipped) = crate::config::file::load(&path)
+            .map_err(|e| LoadError::Invalid(format!("--config-file: {e}")))?;
+        file_cfg.config_file = Some(path);
+        warnings.extend(
+            skipped
+                .into_iter()
+                .map(|k| format!("configuration key {k:?} not used by rusted, ignored")),
+        );
+        return Ok(Loaded { cfg: file_cfg, warnings });
+    }
+    for k in check_env(&n.args, env).map_err(LoadError::Invalid)? {
+        warnings.push(format!("unrecognized environment variable {k}"));
+    }
+    let set = |id: &str| {
+        matches!(m.value_source(id), Some(ValueSource::CommandLine | ValueSource::EnvVariable))
+    };
+    if set("listen_client_urls") && !set("advertise_client_urls") {
+        return Err(LoadError::Invalid(
+            "--advertise-client-urls is required when --listen-client-urls is set explicitly"
+                .into(),
+        ));
+    }
+    Ok(Loaded { cfg, warnings })
+}
+
+/// Flags of etcd 0.4 and Go's test binaries that etcd 3.5 still accepts and ignores.
+const IGNORED: [&str; 15] = [
+    "cluster-active-size",
+    "cluster-remove-delay",
+    "cluster-sync-interval",
+    "config",
+    "force",
+    "max-result-buffer",
+    "max-retry-attempts",
+    "peer-heartbeat-interval",
+    "peer-election-timeout",
+    "retry-interval",
+    "snapshot",
+    "v",
+    "vv",
+    "test.coverprofile",
+    "test.outputdir",
+];
+
+/// What the command line asks for once read as etcd reads it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Normalized {
+    /// Arguments for clap.
+    pub args: Vec<String>,
+    /// Legacy flags dropped (etcd ignores them too).
+    pub ignored: Vec<String>,
+}
+
+/// An argument that is not a flag is etcd's "not a valid flag" (exit code 1), not a usage
+/// error.
+fn positional(e: clap::Error) -> LoadError {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() == ErrorKind::UnknownArgument {
+        if let Some(ContextValue::String(a)) = e.get(ContextKind::InvalidArg) {
+            if !a.starts_with('-') {
+                return LoadError::Invalid(format!("'{a}' is not a valid flag"));
+            }
+        }
+    }
+    LoadError::Usage(e)
+}
+
+/// Rewrites Go-style arguments for clap.
+pub fn normalize(argv: impl IntoIterator<Item = String>) -> Normalized {
+    let mut out = Normalized::default();
+    let mut it = argv.into_iter();
+    if let Some(prog) = it.next() {
+        out.args.push(prog);
+    }
+    let mut rest_positional = false;
+    for a in it {
+        if rest_positional {
+            out.args.push(a);
+            continue;
+        }
+        if a == "--" {
+            rest_positional = true;
+            out.args.push(a);
+            continue;
+        }
+        // Go accepts one dash as well as two; clap only two for long names.
+        let long = match a.strip_prefix("--") {
+            Some(l) => l.to_string(),
+            None => match a.strip_prefix('-') {
+                Some(l)
+                    if (l.len() > 1 || IGNORED.contains(&l))
+                        && l.starts_with(|c: char| c.is_ascii_alphabetic()) =>
+                {
+                    l.to_string()
+                }
+                _ => {
+                    out.args.push(a);
+                    continue;
+                }
+            },
+        };
+        let name = long.split('=').next().unwrap_or_default();
+        if IGNORED.contains(&name) {
+            out.ignored.push(name.to_string());
+            continue;
+        }
+        out.args.push(format!("--{long}"));
+    }
+    out
+}
+
+/// Drops `--flag=` with an empty value for flags that have no default (paths, mostly): Go
+/// reads an empty value as "not set", clap as a missing value.
+pub fn drop_empty_optionals(args: Vec<String>) -> Vec<String> {
+    let cmd = ServerConfig::command();
+    args.into_iter()
+        .filter(|a| {
+            let Some(name) = a.strip_prefix("--").and_then(|r| r.strip_suffix('=')) else {
+                return true;
+            };
+            !cmd.get_arguments()
+                .any(|arg| arg.get_long() == Some(name) && arg.get_default_values().is_empty())
+        })
+        .collect()
+}
+
+/// The ETCD_* variable of each flag.
+fn flag_envs() -> Vec<(String, String)> {
+    ServerConfig::command()
+        .get_arguments()
+        .filter_map(|a| {
+            let long = a.get_long()?.to_string();
+            let env = a.get_env()?.to_string_lossy().into_owned();
+            Some((long, env))
+        })
+        .collect()
+}
+
+/// etcd's check of the environment against the command line: an ETCD_* variable for a flag
+/// also given on the command line is an error; one no flag reads is returned for a warning.
+pub fn check_env(
+    args: &[String],
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<String>, String> {
+    let given: HashSet<&str> = args
+        .iter()
+        .skip(1)
+        .filter_map(|a| a.strip_prefix("--"))
+        .map(|a| a.split('=').next().unwrap_or_default())
+        .collect();
+    let envs = flag_envs();
+    let mut unrecognized = Vec::new();
+    for (k, _) in env {
+        if !k.starts_with("ETCD_") {
+            continue;
+        }
+        match envs.iter().find(|(_, e)| *e == k) {
+            Some((flag, _)) if given.contains(flag.as_str()) => {
+                return Err(format!(
+                    "conflicting environment variable {k:?} is shadowed by corresponding command-line flag --{flag} (either unset environment variable or disable flag)"
+                ));
+            }
+            Some(_) => {}
+            None => unrecognized.push(k),
+        }
+    }
+    Ok(unrecognized)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn single_dashes_become_double_and_legacy_flags_go() {
+        let n = normalize(v(&[
+            "rusted",
+            "-name",
+            "infra0",
+            "-initial-cluster-state=new",
+            "--v",
+            "-snapshot=true",
+            "-h",
+            "-",
+            "--",
+            "-x",
+        ]));
+        assert_eq!(
+            n.args,
+            v(&[
+                "rusted",
+                "--name",
+                "infra0",
+                "--initial-cluster-state=new",
+                "-h",
+                "-",
+                "--",
+                "-x"
+            ])
+        );
+        assert_eq!(n.ignored, v(&["v", "snapshot"]));
+    }
+
+    #[test]
+    fn a_flag_shadowing_its_variable_is_refused() {
+        let args = v(&["rusted", "--name=a", "--data-dir", "/x"]);
+        let env = |k: &str| vec![(k.to_string(), "v".to_string())];
+        let e = check_env(&args, env("ETCD_NAME")).unwrap_err();
+        assert!(e.contains("\"ETCD_NAME\"") && e.contains("--name"), "{e}");
+        assert!(check_env(&args, env("ETCD_DATA_DIR")).is_err());
+        assert_eq!(check_env(&args, env("ETCD_SNAPSHOT_COUNT")).unwrap(), Vec::<String>::new());
+        assert_eq!(check_env(&args, env("ETCD_NO_SUCH")).unwrap(), v(&["ETCD_NO_SUCH"]));
+        assert_eq!(check_env(&args, env("HOME")).unwrap(), Vec::<String>::new());
+    }
+}
