@@ -565,12 +565,13 @@ impl<S: StateMachine> Replica<S> {
             Some(m) if !m.is_learner => return Err(ReplicationError::MemberNotLearner),
             Some(_) => {}
         }
-        self.may_promote_member()?;
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Input::PromoteCheck { id, reply: tx })
             .map_err(|_| ReplicationError::Stopped)?;
         rx.await.map_err(|_| ReplicationError::Stopped)??;
+        // etcd checks the learner is in sync first, then the started quorum.
+        self.may_promote_member()?;
         let m = Member {
             id,
             name: String::new(),

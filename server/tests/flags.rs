@@ -212,6 +212,63 @@ fn every_flag_has_its_etcd_variable() {
 }
 
 #[test]
+fn variables_arrive_as_etcd_reads_them() {
+    let env = |kv: &[(&str, &str)]| -> Vec<(String, String)> {
+        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+    let l = load(
+        args(&[]),
+        env(&[
+            ("ETCD_NAME", "infra9"),
+            ("ETCD_SNAPSHOT_COUNT", "7"),
+            ("ETCD_CLIENT_CERT_AUTH", "1"),
+            ("ETCD_PRE_VOTE", "F"),
+            // Empty variables are skipped, as etcd skips them (compose files' ${VAR}).
+            ("ETCD_DATA_DIR", ""),
+            ("ETCD_LISTEN_CLIENT_URLS", ""),
+            ("ETCD_LOGGER", ""),
+        ]),
+    )
+    .unwrap();
+    assert_eq!((l.cfg.name.as_str(), l.cfg.snapshot_count), ("infra9", 7));
+    assert!(l.cfg.tls.client_cert_auth && !l.cfg.pre_vote);
+    assert_eq!(l.cfg.data_dir, None);
+    l.cfg.check().unwrap();
+    // A variable sets its flag as the command line does (etcd sets flags from variables).
+    let e = load(args(&[]), env(&[("ETCD_LISTEN_CLIENT_URLS", "http://127.0.0.1:2379")]));
+    assert!(matches!(e, Err(LoadError::Invalid(m)) if m.contains("advertise-client-urls")));
+    let l = load(
+        args(&[]),
+        env(&[
+            ("ETCD_LISTEN_CLIENT_URLS", "http://127.0.0.1:2379"),
+            ("ETCD_ADVERTISE_CLIENT_URLS", "http://127.0.0.1:2379"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(l.cfg.listen_client_urls, "http://127.0.0.1:2379");
+    // With a configuration file, the variables are not read at all.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, "name: fromfile\n").unwrap();
+    let l = load(
+        args(&[]),
+        env(&[("ETCD_CONFIG_FILE", path.to_str().unwrap()), ("ETCD_NAME", "fromenv")]),
+    )
+    .unwrap();
+    assert_eq!(l.cfg.name, "fromfile");
+}
+
+#[test]
+fn go_flag_semantics() {
+    // The last of a repeated flag wins; Go's bool spellings; a bare bool flag is true.
+    let l =
+        load_args(&["--data-dir=/a", "--data-dir=/b", "--pre-vote", "--enable-pprof=1"]).unwrap();
+    assert_eq!(l.cfg.data_dir.as_deref(), Some(std::path::Path::new("/b")));
+    assert!(l.cfg.pre_vote && l.cfg.deferred.enable_pprof);
+    assert!(load_args(&["--pre-vote=yes"]).is_err());
+}
+
+#[test]
 fn every_flag_has_its_configuration_key() {
     let dir = tempfile::tempdir().unwrap();
     for (_, default, key) in FLAGS {
@@ -285,7 +342,7 @@ fn etcds_own_refusals() {
     assert!(refused(&["--max-wals=-1"]).contains("-1"));
     assert!(refused(&["--no-such-flag"]).contains("no-such-flag"));
     assert!(refused(&["--experimental-enable-lease-checkpoint-persist"]).contains("requires"));
-    assert!(refused(&["--experimental-compact-hash-check-time=0s"]).contains("positive"));
+    assert!(refused(&["--experimental-compact-hash-check-time=0s"]).contains("must be >0"));
     assert!(refused(&["--enable-v2", "--v2-deprecation=gone"]).contains("mutually exclusive"));
     let e = refused(&[
         "--listen-client-urls=http://127.0.0.1:2379",

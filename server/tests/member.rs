@@ -158,7 +158,7 @@ async fn listen_client_http_urls_split_grpc_from_http() {
     assert_eq!(code, 200, "{body}");
     let (code, body) = http(&http_port, "POST", "/v3/kv/range", r#"{"key":"aw=="}"#).await;
     assert!(code == 200 && body.contains(r#""count":"1""#), "{code} {body}");
-    // The gRPC URL serves no HTTP any more.
+    // The gRPC URL serves no HTTP any more (etcd drops such a connection; rusted answers 404).
     let (code, _) = http(&format!("{ip}:2379"), "GET", "/health", "").await;
     assert_eq!(code, 404);
     m.stop().await;

@@ -29,21 +29,29 @@ pub enum LoadError {
     Invalid(String),
 }
 
-/// etcd's reading of its configuration: the command line (Go style, see [`normalize`]) with
-/// ETCD_* variables under it, or — when `--config-file` / ETCD_CONFIG_FILE names one — only
-/// that file. Values are checked by [`ServerConfig::check`] at start, not here.
+/// etcd's reading of its configuration: the command line (Go style, see [`normalize`]; a flag
+/// given twice keeps its last value), then ETCD_* variables for the flags not given (empty
+/// ones skipped, as etcd skips them), or — when `--config-file` / ETCD_CONFIG_FILE names one —
+/// only that file. `env` is the whole environment; clap reads none itself. Values are checked
+/// by [`ServerConfig::check`] at start, not here.
 pub fn load(
     argv: impl IntoIterator<Item = String>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Loaded, LoadError> {
     let n = normalize(argv);
+    let env: Vec<(String, String)> = env.into_iter().collect();
     let mut warnings: Vec<String> =
         n.ignored.iter().map(|f| format!("flag --{f} is ignored (as by etcd)")).collect();
-    let m = ServerConfig::command()
-        .try_get_matches_from(drop_empty_optionals(n.args.clone()))
-        .map_err(positional)?;
+    let args = drop_empty_optionals(n.args.clone());
+    let cmd = || ServerConfig::command().mut_args(|a| a.env(None));
+    let m = cmd().try_get_matches_from(&args).map_err(positional)?;
     let cfg = ServerConfig::from_arg_matches(&m).map_err(LoadError::Usage)?;
-    if let Some(path) = cfg.config_file.clone() {
+    let file = cfg.config_file.clone().or_else(|| {
+        env.iter()
+            .find(|(k, v)| k == "ETCD_CONFIG_FILE" && !v.is_empty())
+            .map(|(_, v)| std::path::PathBuf::from(v))
+    });
+    if let Some(path) = file {
         let (mut file_cfg, skipped) = crate::config::file::load(&path)
             .map_err(|e| LoadError::Invalid(format!("--config-file: {e}")))?;
         file_cfg.config_file = Some(path);
@@ -54,12 +62,15 @@ pub fn load(
         );
         return Ok(Loaded { cfg: file_cfg, warnings });
     }
-    for k in check_env(&n.args, env).map_err(LoadError::Invalid)? {
+    let (from_env, unrecognized) = env_args(&args, &env).map_err(LoadError::Invalid)?;
+    for k in unrecognized {
         warnings.push(format!("unrecognized environment variable {k}"));
     }
-    let set = |id: &str| {
-        matches!(m.value_source(id), Some(ValueSource::CommandLine | ValueSource::EnvVariable))
-    };
+    let mut all = args.clone();
+    all.extend(from_env);
+    let m = cmd().try_get_matches_from(drop_empty_optionals(all)).map_err(positional)?;
+    let cfg = ServerConfig::from_arg_matches(&m).map_err(LoadError::Usage)?;
+    let set = |id: &str| matches!(m.value_source(id), Some(ValueSource::CommandLine));
     if set("listen_client_urls") && !set("advertise_client_urls") {
         return Err(LoadError::Invalid(
             "--advertise-client-urls is required when --listen-client-urls is set explicitly"
@@ -182,12 +193,13 @@ fn flag_envs() -> Vec<(String, String)> {
         .collect()
 }
 
-/// etcd's check of the environment against the command line: an ETCD_* variable for a flag
-/// also given on the command line is an error; one no flag reads is returned for a warning.
-pub fn check_env(
+/// etcd's reading of the environment: `--flag=value` for each non-empty ETCD_* variable whose
+/// flag the command line does not give; a variable for a flag that it does give is an error
+/// (etcd refuses it); variables no flag reads are returned for a warning.
+pub fn env_args(
     args: &[String],
-    env: impl IntoIterator<Item = (String, String)>,
-) -> Result<Vec<String>, String> {
+    env: &[(String, String)],
+) -> Result<(Vec<String>, Vec<String>), String> {
     let given: HashSet<&str> = args
         .iter()
         .skip(1)
@@ -195,22 +207,24 @@ pub fn check_env(
         .map(|a| a.split('=').next().unwrap_or_default())
         .collect();
     let envs = flag_envs();
+    let mut out = Vec::new();
     let mut unrecognized = Vec::new();
-    for (k, _) in env {
-        if !k.starts_with("ETCD_") {
+    for (k, v) in env {
+        if !k.starts_with("ETCD_") || k == "ETCD_CONFIG_FILE" {
             continue;
         }
-        match envs.iter().find(|(_, e)| *e == k) {
+        match envs.iter().find(|(_, e)| e == k) {
             Some((flag, _)) if given.contains(flag.as_str()) => {
                 return Err(format!(
                     "conflicting environment variable {k:?} is shadowed by corresponding command-line flag --{flag} (either unset environment variable or disable flag)"
                 ));
             }
-            Some(_) => {}
-            None => unrecognized.push(k),
+            Some(_) if v.is_empty() => {}
+            Some((flag, _)) => out.push(format!("--{flag}={v}")),
+            None => unrecognized.push(k.clone()),
         }
     }
-    Ok(unrecognized)
+    Ok((out, unrecognized))
 }
 
 #[cfg(test)]
@@ -252,14 +266,25 @@ mod tests {
     }
 
     #[test]
-    fn a_flag_shadowing_its_variable_is_refused() {
+    fn variables_fill_in_flags_not_given() {
         let args = v(&["rusted", "--name=a", "--data-dir", "/x"]);
-        let env = |k: &str| vec![(k.to_string(), "v".to_string())];
-        let e = check_env(&args, env("ETCD_NAME")).unwrap_err();
+        let env = |k: &str, val: &str| vec![(k.to_string(), val.to_string())];
+        let e = env_args(&args, &env("ETCD_NAME", "b")).unwrap_err();
         assert!(e.contains("\"ETCD_NAME\"") && e.contains("--name"), "{e}");
-        assert!(check_env(&args, env("ETCD_DATA_DIR")).is_err());
-        assert_eq!(check_env(&args, env("ETCD_SNAPSHOT_COUNT")).unwrap(), Vec::<String>::new());
-        assert_eq!(check_env(&args, env("ETCD_NO_SUCH")).unwrap(), v(&["ETCD_NO_SUCH"]));
-        assert_eq!(check_env(&args, env("HOME")).unwrap(), Vec::<String>::new());
+        assert!(env_args(&args, &env("ETCD_DATA_DIR", "/y")).is_err());
+        let none: Vec<String> = Vec::new();
+        assert_eq!(
+            env_args(&args, &env("ETCD_SNAPSHOT_COUNT", "5")).unwrap(),
+            (v(&["--snapshot-count=5"]), none.clone())
+        );
+        assert_eq!(
+            env_args(&args, &env("ETCD_SNAPSHOT_COUNT", "")).unwrap(),
+            (none.clone(), none.clone())
+        );
+        assert_eq!(
+            env_args(&args, &env("ETCD_NO_SUCH", "1")).unwrap(),
+            (none.clone(), v(&["ETCD_NO_SUCH"]))
+        );
+        assert_eq!(env_args(&args, &env("HOME", "/root")).unwrap(), (none.clone(), none));
     }
 }

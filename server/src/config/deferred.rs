@@ -49,11 +49,11 @@ pub struct DeferredFlags {
     pub discovery_srv_name: String,
     /// Force to create a new one-member cluster.
     #[arg(long = "force-new-cluster", env = "ETCD_FORCE_NEW_CLUSTER", default_value_t = false,
-          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
     pub force_new_cluster: bool,
     /// Accept etcd V2 client requests.
     #[arg(long = "enable-v2", env = "ETCD_ENABLE_V2", default_value_t = false,
-          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
     pub enable_v2: bool,
     /// Serve the v2 API from the v3 store under this prefix (with --enable-v2).
     #[arg(
@@ -97,7 +97,7 @@ pub struct DeferredFlags {
     pub log_outputs: String,
     /// Rotate the log file (one file output only).
     #[arg(long = "enable-log-rotation", env = "ETCD_ENABLE_LOG_ROTATION", default_value_t = false,
-          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
     pub enable_log_rotation: bool,
     /// Log rotation settings as JSON.
     #[arg(
@@ -108,7 +108,7 @@ pub struct DeferredFlags {
     pub log_rotation_config_json: String,
     /// Serve runtime profiling data at /debug/pprof/.
     #[arg(long = "enable-pprof", env = "ETCD_ENABLE_PPROF", default_value_t = false,
-          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
     pub enable_pprof: bool,
     /// Level of detail of exported metrics: 'basic' or 'extensive'.
     #[arg(long = "metrics", env = "ETCD_METRICS", default_value = "basic",

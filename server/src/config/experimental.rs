@@ -24,7 +24,7 @@ pub struct ExperimentalFlags {
     pub watch_progress_notify_interval: Duration,
     /// Enable to check data corruption before serving any client/peer traffic.
     #[arg(long = "experimental-initial-corrupt-check", env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK",
-          default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+          default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
     pub initial_corrupt_check: bool,
     /// Duration of time between cluster corruption check passes (0: never).
     #[arg(long = "experimental-corrupt-check-time", env = "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME",
@@ -32,7 +32,7 @@ pub struct ExperimentalFlags {
     pub corrupt_check_time: Duration,
     /// Enable leader-driven checks of the hashes of compacted revisions.
     #[arg(long = "experimental-compact-hash-check-enabled", env = "ETCD_EXPERIMENTAL_COMPACT_HASH_CHECK_ENABLED",
-          default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+          default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
     pub compact_hash_check_enabled: bool,
     /// Interval between compact hash checks.
     #[arg(long = "experimental-compact-hash-check-time", env = "ETCD_EXPERIMENTAL_COMPACT_HASH_CHECK_TIME",
@@ -40,11 +40,11 @@ pub struct ExperimentalFlags {
     pub compact_hash_check_time: Duration,
     /// Let the leader checkpoint lease remaining TTLs to followers.
     #[arg(long = "experimental-enable-lease-checkpoint", env = "ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT",
-          default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+          default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
     pub enable_lease_checkpoint: bool,
     /// Persist lease checkpoints (with --experimental-enable-lease-checkpoint).
     #[arg(long = "experimental-enable-lease-checkpoint-persist", env = "ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT_PERSIST",
-          default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+          default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
     pub enable_lease_checkpoint_persist: bool,
     /// Revisions deleted per compaction batch (0: no limit).
     #[arg(
@@ -68,15 +68,15 @@ pub struct ExperimentalFlags {
     pub warning_apply_duration: Duration,
     /// Lock the process's memory (no swapping).
     #[arg(long = "experimental-memory-mlock", env = "ETCD_EXPERIMENTAL_MEMORY_MLOCK",
-          default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+          default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
     pub memory_mlock: bool,
     /// Let write transactions share the read buffer.
     #[arg(long = "experimental-txn-mode-write-with-shared-buffer", env = "ETCD_EXPERIMENTAL_TXN_MODE_WRITE_WITH_SHARED_BUFFER",
-          default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+          default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
     pub txn_mode_write_with_shared_buffer: bool,
     /// Report the gRPC health service as not serving while defragmenting.
     #[arg(long = "experimental-stop-grpc-service-on-defrag", env = "ETCD_EXPERIMENTAL_STOP_GRPC_SERVICE_ON_DEFRAG",
-          default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+          default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
     pub stop_grpc_service_on_defrag: bool,
     /// Defragment at start when at least this many MiB would be freed (0: never).
     #[arg(
@@ -94,11 +94,11 @@ pub struct ExperimentalFlags {
     pub snapshot_catchup_entries: u64,
     /// Accept a peer's client certificate whatever its subject alternative names.
     #[arg(long = "experimental-peer-skip-client-san-verification", env = "ETCD_EXPERIMENTAL_PEER_SKIP_CLIENT_SAN_VERIFICATION",
-          default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+          default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
     pub peer_skip_client_san_verification: bool,
     /// Enable OpenTelemetry tracing.
     #[arg(long = "experimental-enable-distributed-tracing", env = "ETCD_EXPERIMENTAL_ENABLE_DISTRIBUTED_TRACING",
-          default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+          default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
     pub enable_distributed_tracing: bool,
     /// Where traces go (with --experimental-enable-distributed-tracing).
     #[arg(
@@ -136,14 +136,16 @@ impl ExperimentalFlags {
     pub fn check(&self) -> Result<(), String> {
         if self.compact_hash_check_time.is_zero() {
             return Err(format!(
-                "expected --experimental-compact-hash-check-time to be positive, got {:?}",
+                "--experimental-compact-hash-check-time must be >0 (set to {:?})",
                 self.compact_hash_check_time
             ));
         }
         if self.enable_lease_checkpoint_persist && !self.enable_lease_checkpoint {
             return Err("setting experimental-enable-lease-checkpoint-persist requires experimental-enable-lease-checkpoint".into());
         }
-        if !(0..=1_000_000).contains(&self.distributed_tracing_sampling_rate) {
+        if self.enable_distributed_tracing
+            && !(0..=1_000_000).contains(&self.distributed_tracing_sampling_rate)
+        {
             return Err(
                 "--experimental-distributed-tracing-sampling-rate must be 0 to 1000000".into()
             );

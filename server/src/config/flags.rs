@@ -8,7 +8,7 @@ use clap::{ArgAction, Parser};
 
 /// rusted: an etcd-compatible key-value store.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "rusted", version, about)]
+#[command(name = "rusted", version, about, args_override_self = true)]
 pub struct ServerConfig {
     /// Path to the server configuration file (YAML, etcd's keys). When given, the other
     /// command-line flags and environment variables are ignored.
@@ -109,7 +109,8 @@ pub struct ServerConfig {
     )]
     pub auto_compaction_retention: String,
     /// Enable the raft Pre-Vote algorithm.
-    #[arg(long = "pre-vote", env = "ETCD_PRE_VOTE", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long = "pre-vote", env = "ETCD_PRE_VOTE", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
     pub pre_vote: bool,
     /// Currently only supports 'debug', 'info', 'warn', 'error', 'panic', or 'fatal'.
     #[arg(long = "log-level", env = "ETCD_LOG_LEVEL", default_value = "info")]
@@ -141,11 +142,11 @@ pub struct ServerConfig {
     pub max_wals: u64,
     /// Reject reconfiguration requests that would cause quorum loss.
     #[arg(long = "strict-reconfig-check", env = "ETCD_STRICT_RECONFIG_CHECK", default_value_t = true,
-          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
     pub strict_reconfig_check: bool,
     /// Fast-forward election ticks at start (rusted: see the README's flag table).
     #[arg(long = "initial-election-tick-advance", env = "ETCD_INITIAL_ELECTION_TICK_ADVANCE",
-          default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+          default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
     pub initial_election_tick_advance: bool,
     /// bbolt's freelist type (rusted's page store has one freelist; accepted, no effect).
     #[arg(
@@ -168,15 +169,15 @@ pub struct ServerConfig {
     pub backend_batch_limit: i64,
     /// Enable SO_REUSEPORT on the listeners.
     #[arg(long = "socket-reuse-port", env = "ETCD_SOCKET_REUSE_PORT", default_value_t = false,
-          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
     pub socket_reuse_port: bool,
     /// Enable SO_REUSEADDR on the listeners.
     #[arg(long = "socket-reuse-address", env = "ETCD_SOCKET_REUSE_ADDRESS", default_value_t = false,
-          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
     pub socket_reuse_address: bool,
     /// Serve etcd's JSON gateway (/v3/...) on the client URLs.
     #[arg(long = "enable-grpc-gateway", env = "ETCD_ENABLE_GRPC_GATEWAY", default_value_t = true,
-          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
     pub enable_grpc_gateway: bool,
     /// Comma-separated whitelist of origins for CORS (cross-origin resource sharing).
     #[arg(long = "cors", env = "ETCD_CORS", default_value = "*")]
@@ -187,7 +188,7 @@ pub struct ServerConfig {
     /// Disables fsync: unsafe, for tests and throwaway clusters only (a host crash may lose
     /// acknowledged writes).
     #[arg(long = "unsafe-no-fsync", env = "ETCD_UNSAFE_NO_FSYNC", default_value_t = false,
-          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
     pub unsafe_no_fsync: bool,
     /// The `--experimental-*` flags.
     #[command(flatten)]
@@ -265,6 +266,16 @@ impl ServerConfig {
     /// `<data-dir>/member/snap`.
     pub fn snap_dir(&self) -> PathBuf {
         self.member_dir().join("snap")
+    }
+}
+
+/// A Go bool flag value (strconv.ParseBool: 1, t, T, TRUE, true, True, 0, f, F, FALSE,
+/// false, False).
+pub fn go_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(format!("parse error: invalid boolean value {s:?}")),
     }
 }
 

@@ -27,7 +27,7 @@ pub struct TlsFlags {
     #[arg(long = "client-key-file", env = "ETCD_CLIENT_KEY_FILE")]
     pub client_key_file: Option<PathBuf>,
     /// Enable client cert authentication.
-    #[arg(long = "client-cert-auth", env = "ETCD_CLIENT_CERT_AUTH", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long = "client-cert-auth", env = "ETCD_CLIENT_CERT_AUTH", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
     pub client_cert_auth: bool,
     /// Path to the client certificate revocation list file.
     #[arg(long = "client-crl-file", env = "ETCD_CLIENT_CRL_FILE")]
@@ -43,7 +43,7 @@ pub struct TlsFlags {
     #[arg(long = "trusted-ca-file", env = "ETCD_TRUSTED_CA_FILE")]
     pub trusted_ca_file: Option<PathBuf>,
     /// Client TLS using generated certificates.
-    #[arg(long = "auto-tls", env = "ETCD_AUTO_TLS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long = "auto-tls", env = "ETCD_AUTO_TLS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
     pub auto_tls: bool,
     /// Path to the peer server TLS cert file.
     #[arg(long = "peer-cert-file", env = "ETCD_PEER_CERT_FILE")]
@@ -58,13 +58,13 @@ pub struct TlsFlags {
     #[arg(long = "peer-client-key-file", env = "ETCD_PEER_CLIENT_KEY_FILE")]
     pub peer_client_key_file: Option<PathBuf>,
     /// Enable peer client cert authentication.
-    #[arg(long = "peer-client-cert-auth", env = "ETCD_PEER_CLIENT_CERT_AUTH", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long = "peer-client-cert-auth", env = "ETCD_PEER_CLIENT_CERT_AUTH", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
     pub peer_client_cert_auth: bool,
     /// Path to the peer server TLS trusted CA file.
     #[arg(long = "peer-trusted-ca-file", env = "ETCD_PEER_TRUSTED_CA_FILE")]
     pub peer_trusted_ca_file: Option<PathBuf>,
     /// Peer TLS using generated certificates.
-    #[arg(long = "peer-auto-tls", env = "ETCD_PEER_AUTO_TLS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long = "peer-auto-tls", env = "ETCD_PEER_AUTO_TLS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
     pub peer_auto_tls: bool,
     /// Path to the peer certificate revocation list file.
     #[arg(long = "peer-crl-file", env = "ETCD_PEER_CRL_FILE")]

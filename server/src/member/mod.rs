@@ -144,7 +144,8 @@ impl Member {
         }
         if cfg.experimental.memory_mlock {
             use rustix::mm::{mlockall, MlockAllFlags};
-            mlockall(MlockAllFlags::CURRENT | MlockAllFlags::ONFAULT)
+            // FUTURE too: the page store's map grows (etcd locks bbolt's mmap, remaps too).
+            mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT)
                 .map_err(|e| format!("--experimental-memory-mlock: cannot lock memory: {e}"))?;
         }
         let peer_rt = PeerRuntime::new()?;
@@ -302,6 +303,11 @@ fn replica_config(
     rcfg.max_snapshots = cfg.max_snapshots;
     rcfg.catchup_entries = cfg.experimental.snapshot_catchup_entries;
     rcfg.wal.max_files = usize::try_from(cfg.max_wals).unwrap_or(usize::MAX);
+    if cfg.max_wals == 0 {
+        tracing::warn!(
+            "--max-wals=0: every WAL segment is kept, and the index of its entries in memory"
+        );
+    }
     if cfg.unsafe_no_fsync {
         rcfg.wal.sync = rusted_wal::SyncStyle::UnsafeNoSync;
     }

@@ -31,7 +31,8 @@ fn set(list: &str) -> Option<HashSet<String>> {
     (!v.is_empty() && !v.contains("*")).then_some(v)
 }
 
-/// etcd's check of a `--cors` entry: `*`, or an http(s) URL with host and port and no path.
+/// etcd's check of a `--cors` entry: `*`, or a URL as etcd's URL lists take them — http,
+/// https, unix or unixs, no path, and host:port for http and https.
 pub fn check_origin(origin: &str) -> Result<(), String> {
     if origin == "*" {
         return Ok(());
@@ -40,14 +41,31 @@ pub fn check_origin(origin: &str) -> Result<(), String> {
     if !matches!(scheme, "http" | "https" | "unix" | "unixs") {
         return Err(format!("URL scheme must be http, https, unix, or unixs: {origin}"));
     }
-    let (hostport, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
-    if !path.is_empty() {
+    let (hostport, path) = rest.split_once('/').map_or((rest, None), |(h, p)| (h, Some(p)));
+    if path.is_some() {
         return Err(format!("URL must not contain a path: {origin}"));
     }
-    match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() || !p.is_empty() => Ok(()),
-        _ => Err(format!("URL address does not have the form \"host:port\": {origin}")),
+    if matches!(scheme, "unix" | "unixs") {
+        return Ok(());
     }
+    match split_host_port(hostport) {
+        Some(_) => Ok(()),
+        None => Err(format!("URL address does not have the form \"host:port\": {origin}")),
+    }
+}
+
+/// Go's net.SplitHostPort, host part only: `host:port` or `[v6]:port`; `None` when the text
+/// is not of that form (no port, too many colons, a bracket out of place).
+fn split_host_port(s: &str) -> Option<&str> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        return after.strip_prefix(':').map(|_| host);
+    }
+    let (host, _port) = s.split_once(':')?;
+    if s.matches(':').count() > 1 || host.contains(['[', ']']) {
+        return None;
+    }
+    Some(host)
 }
 
 impl Access {
@@ -65,7 +83,8 @@ impl Access {
     }
 }
 
-/// The Host a request names, without its port.
+/// The Host a request names, without its port (etcd's GetHostname: the whole Host when it
+/// does not split as host:port).
 fn hostname(req: &Request) -> String {
     let host = req
         .headers()
@@ -74,16 +93,7 @@ fn hostname(req: &Request) -> String {
         .map(str::to_string)
         .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()))
         .unwrap_or_default();
-    // [v6]:port, host:port, or a bare host.
-    if let Some(rest) = host.strip_prefix('[') {
-        if let Some((h, _)) = rest.split_once(']') {
-            return h.to_string();
-        }
-    }
-    match host.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') && p.chars().all(|c| c.is_ascii_digit()) => h.to_string(),
-        _ => host,
-    }
+    split_host_port(&host).map_or(host.clone(), str::to_string)
 }
 
 fn refusal(host: &str) -> Response {
@@ -156,6 +166,8 @@ mod tests {
         assert!(check_origin("https://example.com").unwrap_err().contains("host:port"));
         assert!(check_origin("ftp://example.com:1").unwrap_err().contains("scheme"));
         assert!(check_origin("http://example.com:1/x").unwrap_err().contains("path"));
+        assert!(check_origin("http://example.com:1/").unwrap_err().contains("path"));
+        assert!(check_origin("unix://sock").is_ok());
     }
 
     #[test]
@@ -179,6 +191,9 @@ mod tests {
         assert_eq!(hostname(&req("example.com:2379")), "example.com");
         assert_eq!(hostname(&req("example.com")), "example.com");
         assert_eq!(hostname(&req("[::1]:2379")), "::1");
+        assert_eq!(hostname(&req("[::1]")), "[::1]");
+        assert_eq!(hostname(&req("host:abc")), "host");
+        assert_eq!(hostname(&req("a:b:c")), "a:b:c");
         assert_eq!(hostname(&req("127.0.0.1:2379")), "127.0.0.1");
     }
 }

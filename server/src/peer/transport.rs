@@ -26,6 +26,11 @@ pub const PEER_QUEUE: usize = 8192;
 pub const MAX_BATCH: usize = 512;
 /// Snapshot chunk size.
 pub const SNAPSHOT_CHUNK: usize = 1 << 20;
+/// How often an idle peer link is pinged.
+pub const PEER_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a ping may go unanswered before the link counts as down (etcd's 5 s peer read
+/// timeout).
+pub const PEER_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long connecting to a peer may take before it counts as unreachable.
 pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -173,11 +178,11 @@ async fn peer_loop(
             backoff = (backoff * 2).min(Duration::from_secs(1));
             continue;
         };
-        backoff = Duration::from_millis(50);
         let mut client = PeerClient::new(ch);
         let (btx, brx) = mpsc::channel::<RaftBatch>(64);
         let mut call = tokio::spawn(async move { client.send(ReceiverStream::new(brx)).await });
-        set_active(&active, Some(Instant::now()));
+        let connected_at = Instant::now();
+        set_active(&active, Some(connected_at));
         let mut call_done = false;
         loop {
             let m = tokio::select! {
@@ -209,6 +214,14 @@ async fn peer_loop(
         }
         if !call_done {
             let _ = call.await;
+        }
+        // A peer that accepts and at once ends the stream (wrong port, stopping) is retried
+        // with backoff, not in a tight loop.
+        if connected_at.elapsed() < Duration::from_secs(1) {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        } else {
+            backoff = Duration::from_millis(50);
         }
     }
 }
@@ -277,7 +290,15 @@ pub struct GrpcTransportRef(pub Arc<GrpcTransport>);
 pub async fn dial_peer(url: &str, tls: Option<&ClientTls>) -> Result<Channel, String> {
     let target = rusted_proto::dial::target(url, tls).map_err(|e| e.to_string())?;
     target
-        .with(|e| e.connect_timeout(PEER_CONNECT_TIMEOUT))
+        .with(|e| {
+            // A link that stops answering (a partition that drops packets) is noticed within
+            // the timeout, as etcd's stream heartbeats notice it: the link is down until
+            // redialed, for raft and for the strict reconfiguration check.
+            e.connect_timeout(PEER_CONNECT_TIMEOUT)
+                .http2_keep_alive_interval(PEER_KEEPALIVE_INTERVAL)
+                .keep_alive_timeout(PEER_KEEPALIVE_TIMEOUT)
+                .keep_alive_while_idle(true)
+        })
         .connect()
         .await
         .map_err(|e| e.to_string())
