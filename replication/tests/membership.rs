@@ -198,18 +198,27 @@ fn strict_reconfig_check_protects_the_active_quorum() {
     for i in 0..3 {
         c.publish(i);
     }
+    // The leader must have applied every member's publish (or the started-quorum check
+    // answers first).
+    let end = Instant::now() + T;
+    while !c.replica(l).members().iter().all(|m| m.is_started()) {
+        assert!(Instant::now() < end, "the leader never saw every member publish");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let add = |url: &str| c.rt.block_on(c.replica(l).member_add(vec![url.to_string()], false));
     // Links count from now (however long the start took on a loaded machine).
     c.net.heal();
     // Links up for less than etcd's 5 s health interval: not yet.
-    assert!(matches!(add("http://127.0.0.1:1"), Err(ReplicationError::Unhealthy)));
+    let r = add("http://127.0.0.1:1");
+    assert!(matches!(r, Err(ReplicationError::Unhealthy)), "{r:?}");
     // One follower cut off: adding stays refused however long we wait.
     let cut = c.slots[(l + 1) % 3].id;
     let other = c.slots[(l + 2) % 3].id;
     let lid = c.slots[l].id;
     c.net.partition(&[vec![lid, other], vec![cut]]);
     std::thread::sleep(rusted_replication::config::HEALTH_INTERVAL + Duration::from_millis(300));
-    assert!(matches!(add("http://127.0.0.1:1"), Err(ReplicationError::Unhealthy)));
+    let r = add("http://127.0.0.1:1");
+    assert!(matches!(r, Err(ReplicationError::Unhealthy)), "{r:?}");
     // Removing the connected follower would leave one connected voter of two: refused.
     let r = c.rt.block_on(c.replica(l).member_remove(other));
     assert!(matches!(r, Err(ReplicationError::Unhealthy)), "{r:?}");

@@ -9,7 +9,8 @@
 //!
 //! **Main types.** [`member::Member`] (start, stop), [`config::ServerConfig`], [`api::ctx::Ctx`]
 //! (what handlers share), [`apply::machine::EtcdMachine`] (the state machine),
-//! [`api::errors::ApiError`] (the one error table).
+//! [`api::errors::ApiError`] (the one error table), [`auth::Auth`] (users, roles, tokens and
+//! the permission checks every handler makes).
 //!
 //! **Invariants.**
 //! - A write is answered only after it is committed by raft and applied; the answer is what
@@ -26,6 +27,7 @@ pub const CLUSTER_VERSION: &str = "3.5.0";
 
 pub mod api;
 pub mod apply;
+pub mod auth;
 pub mod config;
 pub mod gateway;
 pub mod member;

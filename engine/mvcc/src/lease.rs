@@ -398,6 +398,11 @@ impl Lessor {
         self.leases.get(&id).map(|l| l.info(id))
     }
 
+    /// The keys attached to lease `id` (on every member, primary or not), if it exists.
+    pub fn keys(&self, id: LeaseId) -> Option<Vec<Vec<u8>>> {
+        self.leases.get(&id).map(|l| l.keys.iter().cloned().collect())
+    }
+
     /// The lease `key` is attached to (etcd's GetLease).
     pub fn lease_of(&self, key: &[u8]) -> Option<LeaseId> {
         self.key_lease.get(key).copied()

@@ -168,6 +168,11 @@ impl Store {
         Ok(self.inner.lock_lessor().time_to_live(id, Instant::now())?)
     }
 
+    /// The keys attached to lease `id`, on any member (`None`: no such lease).
+    pub fn lease_keys(&self, id: LeaseId) -> Option<Vec<Vec<u8>>> {
+        self.inner.lock_lessor().keys(id)
+    }
+
     /// Ids of every lease, soonest to expire first (etcd's LeaseLeases order).
     pub fn leases(&self) -> Vec<LeaseId> {
         self.inner.lock_lessor().leases_by_deadline()

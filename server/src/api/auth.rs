@@ -1,22 +1,25 @@
-//! The Auth service, before authentication exists in rusted. Auth is disabled, and the answers
-//! say so truthfully: AuthStatus reports it disabled, AuthDisable succeeds (it already is),
-//! Authenticate fails as etcd's does with auth disabled. Everything that would create or
-//! change users and roles is refused with Unimplemented and a message saying it is not
-//! supported yet, rather than pretending to store them.
+//! The Auth service: users, roles, permissions, enabling auth, and Authenticate — as etcd 3.5
+//! answers them. Changes go through raft (with passwords hashed here first); reads (UserGet,
+//! UserList, RoleGet, RoleList, AuthStatus) are answered here after a linearizable read, which
+//! gives what etcd's proposal of them gives.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
 
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
-use crate::api::ctx::Ctx;
-use crate::api::errors::ApiError;
+use crate::api::authorize;
+use crate::api::ctx::{Ctx, Who};
+use crate::api::errors::{internal, unexpected, ApiError, ApiResult};
+use crate::apply::machine::ApplyOut;
+use crate::auth::{self, AuthError, AuthOut};
 use rusted_proto::etcdserverpb as pb;
 use rusted_proto::etcdserverpb::auth_server::Auth;
+use rusted_proto::rustedpb::proposal::Request as P;
 
-/// What a user/role RPC answers.
-pub const NOT_SUPPORTED: &str =
-    "rusted: authentication (users, roles, permissions) is not supported yet";
+/// How many times Authenticate retries when the auth store changed while it checked the
+/// password (etcd retries until it did not).
+const AUTHENTICATE_TRIES: usize = 8;
 
 /// The Auth service.
 #[derive(Debug, Clone)]
@@ -25,67 +28,215 @@ pub struct AuthService {
     pub ctx: Arc<Ctx>,
 }
 
-fn unsupported<T>() -> Result<Response<T>, Status> {
-    Err(Status::new(Code::Unimplemented, NOT_SUPPORTED))
-}
+impl AuthService {
+    /// An admin-only change: checked here, proposed for the caller, answered with a header.
+    async fn change(&self, md: &tonic::metadata::MetadataMap, req: P) -> ApiResult<()> {
+        let who = self.ctx.who(md).await?;
+        authorize::admin(&self.ctx, &who)?;
+        self.propose(&who, req).await
+    }
 
-/// The impl: the methods given in full, plus one refusing method per listed RPC. (The whole
-/// impl is generated so that `async_trait` sees the expanded methods.)
-macro_rules! auth_impl {
-    ({ $($given:tt)* } $($name:ident($req:ident) -> $resp:ident;)*) => {
-        #[tonic::async_trait]
-        impl Auth for AuthService {
-            $($given)*
-            $(
-                async fn $name(
-                    &self,
-                    _r: Request<pb::$req>,
-                ) -> Result<Response<pb::$resp>, Status> {
-                    unsupported()
-                }
-            )*
+    async fn propose(&self, who: &Who, req: P) -> ApiResult<()> {
+        match self.ctx.propose_for(who, req).await? {
+            ApplyOut::Auth(AuthOut::Done) => Ok(()),
+            other => Err(unexpected(other)),
         }
-    };
+    }
+
+    /// Runs bcrypt off the async runtime.
+    async fn hashing<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&auth::Auth) -> Result<T, AuthError> + Send + 'static,
+    ) -> ApiResult<T> {
+        let machine = self.ctx.machine.clone();
+        Ok(tokio::task::spawn_blocking(move || f(&machine.auth)).await.map_err(internal)??)
+    }
+
+    fn header(&self) -> Option<pb::ResponseHeader> {
+        self.ctx.header_now()
+    }
+
+    async fn authenticate_inner(&self, r: pb::AuthenticateRequest) -> ApiResult<String> {
+        if !self.ctx.auth().enabled() {
+            return Err(AuthError::AuthNotEnabled.into());
+        }
+        self.ctx.linearize().await?;
+        for _ in 0..AUTHENTICATE_TRIES {
+            let (name, password) = (r.name.clone(), r.password.clone());
+            let rev = self.hashing(move |a| a.check_password(&name, &password)).await?;
+            let req = rusted_proto::rustedpb::Authenticate {
+                name: r.name.clone(),
+                simple_token: auth::token::new_prefix(),
+            };
+            let token = match self.ctx.propose(P::Authenticate(req)).await? {
+                ApplyOut::Auth(AuthOut::Token(t)) => t,
+                other => return Err(unexpected(other)),
+            };
+            // The password was checked against the store of `rev`: if it changed meanwhile,
+            // check again.
+            if self.ctx.auth().revision() == rev {
+                return Ok(token);
+            }
+        }
+        Err(AuthError::AuthFailed.into())
+    }
 }
 
-auth_impl! {{
-    async fn auth_status(
-        &self,
-        _r: Request<pb::AuthStatusRequest>,
-    ) -> Result<Response<pb::AuthStatusResponse>, Status> {
-        Ok(Response::new(pb::AuthStatusResponse {
-            header: self.ctx.header_now(),
-            enabled: false,
-            auth_revision: 0,
-        }))
+type R<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl Auth for AuthService {
+    async fn auth_enable(&self, req: Request<pb::AuthEnableRequest>) -> R<pb::AuthEnableResponse> {
+        let (md, _, r) = req.into_parts();
+        self.change(&md, P::AuthEnable(r)).await?;
+        Ok(Response::new(pb::AuthEnableResponse { header: self.header() }))
     }
 
     async fn auth_disable(
         &self,
-        _r: Request<pb::AuthDisableRequest>,
-    ) -> Result<Response<pb::AuthDisableResponse>, Status> {
-        Ok(Response::new(pb::AuthDisableResponse { header: self.ctx.header_now() }))
+        req: Request<pb::AuthDisableRequest>,
+    ) -> R<pb::AuthDisableResponse> {
+        let (md, _, r) = req.into_parts();
+        self.change(&md, P::AuthDisable(r)).await?;
+        Ok(Response::new(pb::AuthDisableResponse { header: self.header() }))
+    }
+
+    async fn auth_status(&self, req: Request<pb::AuthStatusRequest>) -> R<pb::AuthStatusResponse> {
+        let who = self.ctx.who(req.metadata()).await?;
+        authorize::admin(&self.ctx, &who)?;
+        self.ctx.linearize().await?;
+        let st = self.ctx.auth().state();
+        Ok(Response::new(pb::AuthStatusResponse {
+            header: self.header(),
+            enabled: st.enabled,
+            auth_revision: st.revision,
+        }))
     }
 
     async fn authenticate(
         &self,
-        _r: Request<pb::AuthenticateRequest>,
-    ) -> Result<Response<pb::AuthenticateResponse>, Status> {
-        Err(ApiError::AuthNotEnabled.into())
+        req: Request<pb::AuthenticateRequest>,
+    ) -> R<pb::AuthenticateResponse> {
+        let token = self.authenticate_inner(req.into_inner()).await?;
+        Ok(Response::new(pb::AuthenticateResponse { header: self.header(), token }))
     }
-}
-        auth_enable(AuthEnableRequest) -> AuthEnableResponse;
-        user_add(AuthUserAddRequest) -> AuthUserAddResponse;
-        user_get(AuthUserGetRequest) -> AuthUserGetResponse;
-        user_list(AuthUserListRequest) -> AuthUserListResponse;
-        user_delete(AuthUserDeleteRequest) -> AuthUserDeleteResponse;
-        user_change_password(AuthUserChangePasswordRequest) -> AuthUserChangePasswordResponse;
-        user_grant_role(AuthUserGrantRoleRequest) -> AuthUserGrantRoleResponse;
-        user_revoke_role(AuthUserRevokeRoleRequest) -> AuthUserRevokeRoleResponse;
-        role_add(AuthRoleAddRequest) -> AuthRoleAddResponse;
-        role_get(AuthRoleGetRequest) -> AuthRoleGetResponse;
-        role_list(AuthRoleListRequest) -> AuthRoleListResponse;
-        role_delete(AuthRoleDeleteRequest) -> AuthRoleDeleteResponse;
-        role_grant_permission(AuthRoleGrantPermissionRequest) -> AuthRoleGrantPermissionResponse;
-        role_revoke_permission(AuthRoleRevokePermissionRequest) -> AuthRoleRevokePermissionResponse;
+
+    async fn user_add(&self, req: Request<pb::AuthUserAddRequest>) -> R<pb::AuthUserAddResponse> {
+        let (md, _, r) = req.into_parts();
+        let who = self.ctx.who(&md).await?;
+        authorize::admin(&self.ctx, &who)?;
+        let r = self.hashing(move |a| auth::hashed_user_add(a, r)).await?;
+        self.propose(&who, P::UserAdd(r)).await?;
+        Ok(Response::new(pb::AuthUserAddResponse { header: self.header() }))
+    }
+
+    async fn user_get(&self, req: Request<pb::AuthUserGetRequest>) -> R<pb::AuthUserGetResponse> {
+        let who = self.ctx.who(req.metadata()).await?;
+        self.ctx.linearize().await?;
+        let roles =
+            self.ctx.auth().user_get(who.as_ref(), &req.get_ref().name).map_err(ApiError::from)?;
+        Ok(Response::new(pb::AuthUserGetResponse { header: self.header(), roles }))
+    }
+
+    async fn user_list(
+        &self,
+        req: Request<pb::AuthUserListRequest>,
+    ) -> R<pb::AuthUserListResponse> {
+        let who = self.ctx.who(req.metadata()).await?;
+        authorize::admin(&self.ctx, &who)?;
+        self.ctx.linearize().await?;
+        let users = self.ctx.auth().state().users.into_keys().collect();
+        Ok(Response::new(pb::AuthUserListResponse { header: self.header(), users }))
+    }
+
+    async fn user_delete(
+        &self,
+        req: Request<pb::AuthUserDeleteRequest>,
+    ) -> R<pb::AuthUserDeleteResponse> {
+        let (md, _, r) = req.into_parts();
+        self.change(&md, P::UserDelete(r)).await?;
+        Ok(Response::new(pb::AuthUserDeleteResponse { header: self.header() }))
+    }
+
+    async fn user_change_password(
+        &self,
+        req: Request<pb::AuthUserChangePasswordRequest>,
+    ) -> R<pb::AuthUserChangePasswordResponse> {
+        let (md, _, r) = req.into_parts();
+        let who = self.ctx.who(&md).await?;
+        authorize::admin(&self.ctx, &who)?;
+        let r = self.hashing(move |a| auth::hashed_change_password(a, r)).await?;
+        self.propose(&who, P::UserChangePassword(r)).await?;
+        Ok(Response::new(pb::AuthUserChangePasswordResponse { header: self.header() }))
+    }
+
+    async fn user_grant_role(
+        &self,
+        req: Request<pb::AuthUserGrantRoleRequest>,
+    ) -> R<pb::AuthUserGrantRoleResponse> {
+        let (md, _, r) = req.into_parts();
+        self.change(&md, P::UserGrantRole(r)).await?;
+        Ok(Response::new(pb::AuthUserGrantRoleResponse { header: self.header() }))
+    }
+
+    async fn user_revoke_role(
+        &self,
+        req: Request<pb::AuthUserRevokeRoleRequest>,
+    ) -> R<pb::AuthUserRevokeRoleResponse> {
+        let (md, _, r) = req.into_parts();
+        self.change(&md, P::UserRevokeRole(r)).await?;
+        Ok(Response::new(pb::AuthUserRevokeRoleResponse { header: self.header() }))
+    }
+
+    async fn role_add(&self, req: Request<pb::AuthRoleAddRequest>) -> R<pb::AuthRoleAddResponse> {
+        let (md, _, r) = req.into_parts();
+        self.change(&md, P::RoleAdd(r)).await?;
+        Ok(Response::new(pb::AuthRoleAddResponse { header: self.header() }))
+    }
+
+    async fn role_get(&self, req: Request<pb::AuthRoleGetRequest>) -> R<pb::AuthRoleGetResponse> {
+        let who = self.ctx.who(req.metadata()).await?;
+        self.ctx.linearize().await?;
+        let perm =
+            self.ctx.auth().role_get(who.as_ref(), &req.get_ref().role).map_err(ApiError::from)?;
+        Ok(Response::new(pb::AuthRoleGetResponse { header: self.header(), perm }))
+    }
+
+    async fn role_list(
+        &self,
+        req: Request<pb::AuthRoleListRequest>,
+    ) -> R<pb::AuthRoleListResponse> {
+        let who = self.ctx.who(req.metadata()).await?;
+        authorize::admin(&self.ctx, &who)?;
+        self.ctx.linearize().await?;
+        let roles = self.ctx.auth().state().roles.into_keys().collect();
+        Ok(Response::new(pb::AuthRoleListResponse { header: self.header(), roles }))
+    }
+
+    async fn role_delete(
+        &self,
+        req: Request<pb::AuthRoleDeleteRequest>,
+    ) -> R<pb::AuthRoleDeleteResponse> {
+        let (md, _, r) = req.into_parts();
+        self.change(&md, P::RoleDelete(r)).await?;
+        Ok(Response::new(pb::AuthRoleDeleteResponse { header: self.header() }))
+    }
+
+    async fn role_grant_permission(
+        &self,
+        req: Request<pb::AuthRoleGrantPermissionRequest>,
+    ) -> R<pb::AuthRoleGrantPermissionResponse> {
+        let (md, _, r) = req.into_parts();
+        self.change(&md, P::RoleGrantPermission(r)).await?;
+        Ok(Response::new(pb::AuthRoleGrantPermissionResponse { header: self.header() }))
+    }
+
+    async fn role_revoke_permission(
+        &self,
+        req: Request<pb::AuthRoleRevokePermissionRequest>,
+    ) -> R<pb::AuthRoleRevokePermissionResponse> {
+        let (md, _, r) = req.into_parts();
+        self.change(&md, P::RoleRevokePermission(r)).await?;
+        Ok(Response::new(pb::AuthRoleRevokePermissionResponse { header: self.header() }))
+    }
 }

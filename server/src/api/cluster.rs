@@ -6,6 +6,7 @@ use std::sync::Arc;
 use rusted_replication::{Member, ReplicationError};
 use tonic::{Request, Response, Status};
 
+use crate::api::authorize;
 use crate::api::ctx::Ctx;
 use crate::api::errors::ApiError;
 use rusted_proto::etcdserverpb as pb;
@@ -46,6 +47,8 @@ impl Cluster for ClusterService {
         &self,
         req: Request<pb::MemberAddRequest>,
     ) -> Result<Response<pb::MemberAddResponse>, Status> {
+        let who = self.ctx.who(req.metadata()).await?;
+        authorize::admin(&self.ctx, &who)?;
         let r = req.into_inner();
         let (m, list) = self
             .ctx
@@ -64,6 +67,8 @@ impl Cluster for ClusterService {
         &self,
         req: Request<pb::MemberRemoveRequest>,
     ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
+        let who = self.ctx.who(req.metadata()).await?;
+        authorize::admin(&self.ctx, &who)?;
         let list =
             self.ctx.replica.member_remove(req.into_inner().id).await.map_err(ApiError::from)?;
         Ok(Response::new(pb::MemberRemoveResponse {
@@ -76,6 +81,8 @@ impl Cluster for ClusterService {
         &self,
         req: Request<pb::MemberUpdateRequest>,
     ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
+        let who = self.ctx.who(req.metadata()).await?;
+        authorize::admin(&self.ctx, &who)?;
         let r = req.into_inner();
         let list =
             self.ctx.replica.member_update(r.id, r.peer_ur_ls).await.map_err(ApiError::from)?;
@@ -89,6 +96,8 @@ impl Cluster for ClusterService {
         &self,
         req: Request<pb::MemberListRequest>,
     ) -> Result<Response<pb::MemberListResponse>, Status> {
+        let who = self.ctx.who(req.metadata()).await?;
+        authorize::identity(&self.ctx, &who)?;
         if req.into_inner().linearizable {
             self.ctx.linearize().await?;
         }
@@ -103,6 +112,8 @@ impl Cluster for ClusterService {
         &self,
         req: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
+        let who = self.ctx.who(req.metadata()).await?;
+        authorize::admin(&self.ctx, &who)?;
         let r = req.into_inner();
         if !self.ctx.replica.is_leader() {
             // Only the leader knows the learner's progress: forward, as etcd does.

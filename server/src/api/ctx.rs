@@ -10,6 +10,7 @@ use crate::api::errors::{ApiError, ApiResult};
 use crate::api::forward::Forwarder;
 use crate::api::idgen::IdGen;
 use crate::apply::machine::{ApplyOut, EtcdMachine};
+use crate::auth::{Auth, AuthError, AuthInfo};
 use rusted_proto::etcdserverpb::ResponseHeader;
 use rusted_proto::rustedpb::peer_client::PeerClient;
 use rusted_proto::rustedpb::proposal::Request;
@@ -30,6 +31,9 @@ pub struct Limits {
     /// while this member defragments, so health-checking clients go elsewhere.
     pub stop_grpc_service_on_defrag: bool,
 }
+
+/// Who sent a request (`None`: nobody, or auth disabled).
+pub type Who = Option<AuthInfo>;
 
 /// etcd's default space quota.
 pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
@@ -117,13 +121,50 @@ impl Ctx {
         self.header(self.store().current_revision())
     }
 
-    /// Replicates a request and returns what applying it produced.
+    /// Replicates a request of this member's own (lease expiry, compaction, alarms) and
+    /// returns what applying it produced.
     pub async fn propose(&self, req: Request) -> ApiResult<ApplyOut> {
-        let bytes = EtcdMachine::encode(req);
+        self.propose_encoded(EtcdMachine::encode(req, None)).await
+    }
+
+    /// Replicates a client's request, with the identity its permissions were checked for
+    /// (applying refuses it if the auth store changed since).
+    pub async fn propose_for(&self, who: &Who, req: Request) -> ApiResult<ApplyOut> {
+        let proposer = self.machine.auth.proposer(who.as_ref());
+        self.propose_encoded(EtcdMachine::encode(req, Some(proposer))).await
+    }
+
+    async fn propose_encoded(&self, bytes: Vec<u8>) -> ApiResult<ApplyOut> {
         if bytes.len() > self.limits.max_request_bytes {
             return Err(ApiError::RequestTooLarge);
         }
         Ok(self.replica.propose(&bytes).await??)
+    }
+
+    /// The auth store.
+    pub fn auth(&self) -> &Auth {
+        &self.machine.auth
+    }
+
+    /// Who sent a request, as etcd reads it: nobody while auth is disabled; else the token in
+    /// the `token` metadata (or `authorization`, without a `Bearer ` prefix), which must be
+    /// valid. A simple token names the raft index it was made at: this member waits until it
+    /// has applied that far before looking it up.
+    pub async fn who(&self, md: &tonic::metadata::MetadataMap) -> ApiResult<Who> {
+        if !self.auth().enabled() {
+            return Ok(None);
+        }
+        let token = md
+            .get("token")
+            .or_else(|| md.get("authorization"))
+            .and_then(|v| v.to_str().ok())
+            .map(|t| t.strip_prefix("Bearer ").unwrap_or(t).to_string());
+        let Some(token) = token else { return Ok(None) };
+        let index = crate::auth::token::token_index(&token).ok_or(AuthError::InvalidAuthToken)?;
+        if self.replica.wait_applied(index, self.request_timeout()).await.is_err() {
+            return Err(AuthError::InvalidAuthToken.into());
+        }
+        Ok(Some(self.auth().token_info(&token)?))
     }
 
     /// A client to the leader's peer service (a follower forwards leader-only requests).
@@ -168,7 +209,7 @@ impl Ctx {
         if self.raising_nospace.swap(true, Ordering::AcqRel) {
             return Err(ApiError::NoSpace);
         }
-        let bytes = EtcdMachine::encode(Request::Alarm(req));
+        let bytes = EtcdMachine::encode(Request::Alarm(req), None);
         let replica = self.replica.clone();
         let raising = self.raising_nospace.clone();
         tokio::spawn(async move {

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::api::ctx::Ctx;
+use crate::api::ctx::{Ctx, Who};
 use crate::api::errors::{ApiError, ApiResult};
 use crate::api::lock::session_lease;
 use crate::api::recipe::{self, DeleteOnDrop};
@@ -41,22 +41,25 @@ impl Election for ElectionService {
         &self,
         req: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
-        let r = req.into_inner();
         let ctx = &self.ctx;
-        let lease = session_lease(ctx, r.lease).await.map_err(recipe::as_unknown)?;
+        let who = ctx.who(req.metadata()).await.map_err(recipe::as_unknown)?;
+        let who = &who;
+        let r = req.into_inner();
+        let lease = session_lease(ctx, who, r.lease).await.map_err(recipe::as_unknown)?;
         let key = recipe::holder_key(&r.name, lease);
-        let (rev, existing, header) =
-            recipe::create_once(ctx, &key, &r.value, lease).await.map_err(recipe::as_unknown)?;
-        let guard = DeleteOnDrop::new(ctx.clone(), key.clone());
+        let (rev, existing, header) = recipe::create_once(ctx, who, &key, &r.value, lease)
+            .await
+            .map_err(recipe::as_unknown)?;
+        let guard = DeleteOnDrop::new(ctx.clone(), who, key.clone());
         if existing.is_some_and(|kv| kv.value != r.value) {
-            let (ok, _) = recipe::put_if_created_at(ctx, &key, rev, &r.value, lease)
+            let (ok, _) = recipe::put_if_created_at(ctx, who, &key, rev, &r.value, lease)
                 .await
                 .map_err(recipe::as_unknown)?;
             if !ok {
                 return Err(ApiError::ElectionNotLeader.into());
             }
         }
-        recipe::wait_deletes(ctx, &recipe::prefix(&r.name), rev - 1)
+        recipe::wait_deletes(ctx, who, &recipe::prefix(&r.name), rev - 1)
             .await
             .map_err(recipe::as_unknown)?;
         guard.disarm();
@@ -70,11 +73,13 @@ impl Election for ElectionService {
         &self,
         req: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
+        let who = self.ctx.who(req.metadata()).await.map_err(recipe::as_unknown)?;
         let r = req.into_inner();
         let l = leader_key(r.leader)?;
-        let (ok, header) = recipe::put_if_created_at(&self.ctx, &l.key, l.rev, &r.value, l.lease)
-            .await
-            .map_err(recipe::as_unknown)?;
+        let (ok, header) =
+            recipe::put_if_created_at(&self.ctx, &who, &l.key, l.rev, &r.value, l.lease)
+                .await
+                .map_err(recipe::as_unknown)?;
         if !ok {
             return Err(ApiError::ElectionNotLeader.into());
         }
@@ -85,8 +90,9 @@ impl Election for ElectionService {
         &self,
         req: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
+        let who = self.ctx.who(req.metadata()).await.map_err(recipe::as_unknown)?;
         let name = req.into_inner().name;
-        let (kv, rev) = recipe::by_create(&self.ctx, &recipe::prefix(&name), true, 0)
+        let (kv, rev) = recipe::by_create(&self.ctx, &who, &recipe::prefix(&name), true, 0)
             .await
             .map_err(recipe::as_unknown)?;
         match kv {
@@ -103,11 +109,12 @@ impl Election for ElectionService {
         &self,
         req: Request<LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
+        let who = self.ctx.who(req.metadata()).await.map_err(recipe::as_unknown)?;
         let name = req.into_inner().name;
         let (tx, rx) = mpsc::channel(16);
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
-            if let Err(e) = observe(&ctx, &name, &tx).await {
+            if let Err(e) = observe(&ctx, &who, &name, &tx).await {
                 let _ = tx.send(Err(recipe::as_unknown(e))).await;
             }
         });
@@ -118,8 +125,9 @@ impl Election for ElectionService {
         &self,
         req: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
+        let who = self.ctx.who(req.metadata()).await.map_err(recipe::as_unknown)?;
         let l = leader_key(req.into_inner().leader)?;
-        let (_, header) = recipe::delete_if_created_at(&self.ctx, &l.key, l.rev)
+        let (_, header) = recipe::delete_if_created_at(&self.ctx, &who, &l.key, l.rev)
             .await
             .map_err(recipe::as_unknown)?;
         Ok(Response::new(ResignResponse { header }))
@@ -130,12 +138,13 @@ impl Election for ElectionService {
 /// proclaimed value, and again after each leader change, until the client goes away.
 async fn observe(
     ctx: &Arc<Ctx>,
+    who: &Who,
     name: &[u8],
     tx: &mpsc::Sender<Result<LeaderResponse, Status>>,
 ) -> ApiResult<()> {
     let prefix = recipe::prefix(name);
     loop {
-        let (first, rev) = recipe::by_create(ctx, &prefix, true, 0).await?;
+        let (first, rev) = recipe::by_create(ctx, who, &prefix, true, 0).await?;
         let (leader, at) = match first {
             Some(kv) => (kv, rev),
             None => match next_put(ctx, &prefix, rev, tx).await? {

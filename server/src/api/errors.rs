@@ -3,6 +3,8 @@
 //! message a client sees is spelled here: the lower crates' own error texts are for logs.
 #![forbid(unsafe_code)]
 
+use crate::apply::machine::ApplyError;
+use crate::auth::AuthError;
 use rusted_mvcc::{LeaseError, MvccError};
 use rusted_replication::ReplicationError;
 use tonic::{Code, Status};
@@ -28,6 +30,13 @@ pub enum ApiError {
     /// An auth operation while auth is disabled.
     #[error("authentication is not enabled")]
     AuthNotEnabled,
+    /// The auth store refused it.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// An auth refusal etcd sends unmapped (Defragment, Snapshot, Hash, HashKV): code Unknown
+    /// with the auth store's own text.
+    #[error(transparent)]
+    AuthRaw(AuthError),
     /// Proclaim or resign by a candidate that no longer leads.
     #[error("election: not leader")]
     ElectionNotLeader,
@@ -52,6 +61,46 @@ pub enum ApiError {
     /// A malformed request (gRPC InvalidArgument with this message, no etcd prefix).
     #[error("{0}")]
     Invalid(String),
+}
+
+impl From<ApplyError> for ApiError {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            ApplyError::Mvcc(m) => ApiError::Mvcc(m),
+            ApplyError::Auth(a) => ApiError::Auth(a),
+        }
+    }
+}
+
+/// etcd's code and text for an auth refusal.
+fn auth(a: &AuthError) -> Status {
+    use AuthError as A;
+    let (code, msg) = match a {
+        A::RootUserNotExist => (Code::FailedPrecondition, "root user does not exist"),
+        A::RootRoleNotExist => (Code::FailedPrecondition, "root user does not have root role"),
+        A::UserAlreadyExist => (Code::FailedPrecondition, "user name already exists"),
+        A::UserEmpty => (Code::InvalidArgument, "user name is empty"),
+        A::UserNotFound => (Code::FailedPrecondition, "user name not found"),
+        A::RoleAlreadyExist => (Code::FailedPrecondition, "role name already exists"),
+        A::RoleNotFound => (Code::FailedPrecondition, "role name not found"),
+        A::RoleEmpty => (Code::InvalidArgument, "role name is empty"),
+        A::AuthFailed => {
+            (Code::InvalidArgument, "authentication failed, invalid user ID or password")
+        }
+        A::PermissionNotGiven => (Code::InvalidArgument, "permission not given"),
+        A::PermissionDenied => (Code::PermissionDenied, "permission denied"),
+        A::RoleNotGranted => (Code::FailedPrecondition, "role is not granted to the user"),
+        A::PermissionNotGranted => {
+            (Code::FailedPrecondition, "permission is not granted to the role")
+        }
+        A::AuthNotEnabled => (Code::FailedPrecondition, "authentication is not enabled"),
+        A::InvalidAuthToken => (Code::Unauthenticated, "invalid auth token"),
+        A::InvalidAuthMgmt => (Code::InvalidArgument, "invalid auth management"),
+        A::AuthOldRevision => (Code::InvalidArgument, "revision of auth store is old"),
+        // etcd has no mapping for these: they reach clients as Unknown with their own text.
+        A::NoPasswordUser | A::Hash(_) => return Status::new(Code::Unknown, a.to_string()),
+    };
+    etcd(code, msg)
 }
 
 fn etcd(code: Code, msg: &str) -> Status {
@@ -147,6 +196,8 @@ impl From<ApiError> for Status {
             ApiError::AuthNotEnabled => {
                 etcd(Code::FailedPrecondition, "authentication is not enabled")
             }
+            ApiError::Auth(a) => auth(a),
+            ApiError::AuthRaw(a) => Status::new(Code::Unknown, a.to_string()),
             // etcd's Lock and Election services answer through an in-process client: their
             // errors reach callers with code Unknown.
             ApiError::ElectionNotLeader => Status::new(Code::Unknown, "election: not leader"),
@@ -173,6 +224,31 @@ pub fn unexpected(out: impl std::fmt::Debug) -> ApiError {
 /// A local failure (I/O, a task that did not finish) while serving a request.
 pub fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
+}
+
+/// A status as grpc-go prints it (`rpc error: code = PermissionDenied desc = ...`), which is
+/// what etcd puts in a refused watch's cancel reason.
+pub fn go_status_text(s: &Status) -> String {
+    let code = match s.code() {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    };
+    format!("rpc error: code = {code} desc = {}", s.message())
 }
 
 /// Result of a handler.

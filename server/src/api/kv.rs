@@ -6,7 +6,8 @@ use std::sync::Arc;
 use rusted_mvcc::Applied;
 use tonic::{Request, Response, Status};
 
-use crate::api::ctx::Ctx;
+use crate::api::authorize;
+use crate::api::ctx::{Ctx, Who};
 use crate::api::errors::{internal, unexpected, ApiResult};
 use crate::api::validate;
 use crate::apply::convert;
@@ -35,8 +36,9 @@ fn txn_readonly(t: &pb::TxnRequest) -> bool {
 }
 
 /// Range: linearizable unless `serializable`.
-pub async fn range(ctx: &Ctx, r: &pb::RangeRequest) -> ApiResult<pb::RangeResponse> {
+pub async fn range(ctx: &Ctx, who: &Who, r: &pb::RangeRequest) -> ApiResult<pb::RangeResponse> {
     validate::range(r)?;
+    authorize::range(ctx, who, r)?;
     if !r.serializable {
         ctx.linearize().await?;
     }
@@ -46,10 +48,11 @@ pub async fn range(ctx: &Ctx, r: &pb::RangeRequest) -> ApiResult<pb::RangeRespon
 }
 
 /// Put, through raft.
-pub async fn put(ctx: &Ctx, r: pb::PutRequest) -> ApiResult<pb::PutResponse> {
+pub async fn put(ctx: &Ctx, who: &Who, r: pb::PutRequest) -> ApiResult<pb::PutResponse> {
     ctx.check_quota(convert::put_cost(&r))?;
     validate::put(&r)?;
-    match ctx.propose(P::Put(r)).await? {
+    authorize::put(ctx, who, &r)?;
+    match ctx.propose_for(who, P::Put(r)).await? {
         ApplyOut::Put(p) => {
             let rev = p.revision;
             Ok(pb::PutResponse { header: ctx.header(rev), ..convert::put_out(p) })
@@ -61,10 +64,12 @@ pub async fn put(ctx: &Ctx, r: pb::PutRequest) -> ApiResult<pb::PutResponse> {
 /// DeleteRange, through raft.
 pub async fn delete_range(
     ctx: &Ctx,
+    who: &Who,
     r: pb::DeleteRangeRequest,
 ) -> ApiResult<pb::DeleteRangeResponse> {
     validate::delete_range(&r)?;
-    match ctx.propose(P::DeleteRange(r)).await? {
+    authorize::delete_range(ctx, who, &r)?;
+    match ctx.propose_for(who, P::DeleteRange(r)).await? {
         ApplyOut::Delete(d) => {
             let rev = d.revision;
             Ok(pb::DeleteRangeResponse { header: ctx.header(rev), ..convert::delete_out(d) })
@@ -75,17 +80,18 @@ pub async fn delete_range(
 
 /// Txn: a read-only one is a linearizable read served locally (as etcd); others go through
 /// raft.
-pub async fn txn(ctx: &Ctx, t: pb::TxnRequest) -> ApiResult<pb::TxnResponse> {
+pub async fn txn(ctx: &Ctx, who: &Who, t: pb::TxnRequest) -> ApiResult<pb::TxnResponse> {
     // A read-only txn costs nothing, so it always passes the quota.
     ctx.check_quota(convert::txn_cost(&t))?;
     validate::txn(&t, ctx.limits.max_txn_ops)?;
+    authorize::txn(ctx, who, &t)?;
     if txn_readonly(&t) {
         ctx.linearize().await?;
         let out = ctx.store().txn(Applied::default(), &convert::txn_in(&t))?;
         let rev = out.revision;
         return Ok(pb::TxnResponse { header: ctx.header(rev), ..convert::txn_out(out) });
     }
-    match ctx.propose(P::Txn(t)).await? {
+    match ctx.propose_for(who, P::Txn(t)).await? {
         ApplyOut::Txn(out) => {
             let rev = out.revision;
             Ok(pb::TxnResponse { header: ctx.header(rev), ..convert::txn_out(out) })
@@ -95,9 +101,14 @@ pub async fn txn(ctx: &Ctx, t: pb::TxnRequest) -> ApiResult<pb::TxnResponse> {
 }
 
 /// Compaction, through raft; with `physical`, waits until the old revisions are gone.
-pub async fn compact(ctx: &Ctx, c: pb::CompactionRequest) -> ApiResult<pb::CompactionResponse> {
+pub async fn compact(
+    ctx: &Ctx,
+    who: &Who,
+    c: pb::CompactionRequest,
+) -> ApiResult<pb::CompactionResponse> {
+    authorize::admin(ctx, who)?;
     let (rev, physical) = (c.revision, c.physical);
-    match ctx.propose(P::Compaction(c)).await? {
+    match ctx.propose_for(who, P::Compaction(c)).await? {
         ApplyOut::Compact(_) => {
             if physical {
                 let store = ctx.store();
@@ -118,28 +129,33 @@ impl Kv for KvService {
         &self,
         req: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
-        Ok(Response::new(range(&self.ctx, req.get_ref()).await?))
+        let who = self.ctx.who(req.metadata()).await?;
+        Ok(Response::new(range(&self.ctx, &who, req.get_ref()).await?))
     }
 
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
-        Ok(Response::new(put(&self.ctx, req.into_inner()).await?))
+        let who = self.ctx.who(req.metadata()).await?;
+        Ok(Response::new(put(&self.ctx, &who, req.into_inner()).await?))
     }
 
     async fn delete_range(
         &self,
         req: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
-        Ok(Response::new(delete_range(&self.ctx, req.into_inner()).await?))
+        let who = self.ctx.who(req.metadata()).await?;
+        Ok(Response::new(delete_range(&self.ctx, &who, req.into_inner()).await?))
     }
 
     async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
-        Ok(Response::new(txn(&self.ctx, req.into_inner()).await?))
+        let who = self.ctx.who(req.metadata()).await?;
+        Ok(Response::new(txn(&self.ctx, &who, req.into_inner()).await?))
     }
 
     async fn compact(
         &self,
         req: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
-        Ok(Response::new(compact(&self.ctx, req.into_inner()).await?))
+        let who = self.ctx.who(req.metadata()).await?;
+        Ok(Response::new(compact(&self.ctx, &who, req.into_inner()).await?))
     }
 }

@@ -9,6 +9,7 @@ use rusted_mvcc::{LeaseError, MvccError};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::api::authorize;
 use crate::api::ctx::Ctx;
 use crate::api::errors::{unexpected, ApiError, ApiResult};
 use crate::api::validate;
@@ -120,6 +121,7 @@ pub fn time_to_live_local(
 /// the client going away.
 pub async fn keep_alive<S>(
     ctx: Arc<Ctx>,
+    md: tonic::metadata::MetadataMap,
     mut input: S,
     tx: tokio::sync::mpsc::Sender<Result<pb::LeaseKeepAliveResponse, Status>>,
 ) where
@@ -131,8 +133,21 @@ pub async fn keep_alive<S>(
             Err(_) => return,
         };
         let header = ctx.header_now();
-        let resp =
-            renew(&ctx, r.id).await.map(|ttl| pb::LeaseKeepAliveResponse { header, id: r.id, ttl });
+        // The stream's token is read again for each renewal, as etcd reads it.
+        let allowed = match ctx.who(&md).await {
+            Ok(who) => authorize::identity(&ctx, &who)
+                .and_then(|()| authorize::lease_keys(&ctx, &who, r.id, true)),
+            Err(e) => Err(e),
+        }
+        .map_err(Status::from);
+        let resp = match allowed {
+            Ok(()) => renew(&ctx, r.id).await.map(|ttl| pb::LeaseKeepAliveResponse {
+                header,
+                id: r.id,
+                ttl,
+            }),
+            Err(e) => Err(e),
+        };
         let failed = resp.is_err();
         if tx.send(resp).await.is_err() || failed {
             return;
@@ -149,12 +164,14 @@ impl Lease for LeaseService {
         &self,
         req: Request<pb::LeaseGrantRequest>,
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
+        let who = self.ctx.who(req.metadata()).await?;
         let mut r = req.into_inner();
         if r.id == 0 {
             r.id = self.ctx.ids.next_lease();
         }
         self.ctx.check_quota(crate::apply::convert::LEASE_OVERHEAD)?;
-        match self.ctx.propose(P::LeaseGrant(r)).await? {
+        authorize::identity(&self.ctx, &who)?;
+        match self.ctx.propose_for(&who, P::LeaseGrant(r)).await? {
             ApplyOut::LeaseGrant(g) => Ok(Response::new(pb::LeaseGrantResponse {
                 header: self.ctx.header_now(),
                 id: g.id,
@@ -169,8 +186,11 @@ impl Lease for LeaseService {
         &self,
         req: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
+        let who = self.ctx.who(req.metadata()).await?;
         validate::lease_id(req.get_ref().id)?;
-        match self.ctx.propose(P::LeaseRevoke(req.into_inner())).await? {
+        authorize::identity(&self.ctx, &who)?;
+        authorize::lease_keys(&self.ctx, &who, req.get_ref().id, true)?;
+        match self.ctx.propose_for(&who, P::LeaseRevoke(req.into_inner())).await? {
             ApplyOut::LeaseRevoke(rev) => {
                 Ok(Response::new(pb::LeaseRevokeResponse { header: self.ctx.header(rev) }))
             }
@@ -184,8 +204,9 @@ impl Lease for LeaseService {
         &self,
         req: Request<Streaming<pb::LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let md = req.metadata().clone();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
-        tokio::spawn(keep_alive(self.ctx.clone(), req.into_inner(), tx));
+        tokio::spawn(keep_alive(self.ctx.clone(), md, req.into_inner(), tx));
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
@@ -193,7 +214,12 @@ impl Lease for LeaseService {
         &self,
         req: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
+        let who = self.ctx.who(req.metadata()).await?;
         let r = req.into_inner();
+        authorize::identity(&self.ctx, &who)?;
+        if r.keys {
+            authorize::lease_keys(&self.ctx, &who, r.id, false)?;
+        }
         if let Some(resp) = time_to_live_local(&self.ctx, &r)? {
             return Ok(Response::new(resp));
         }
@@ -214,10 +240,12 @@ impl Lease for LeaseService {
 
     async fn lease_leases(
         &self,
-        _req: Request<pb::LeaseLeasesRequest>,
+        req: Request<pb::LeaseLeasesRequest>,
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
-        let leases =
-            self.ctx.store().leases().into_iter().map(|id| pb::LeaseStatus { id }).collect();
+        let who = self.ctx.who(req.metadata()).await?;
+        let ids = self.ctx.store().leases();
+        authorize::leases(&self.ctx, &who, &ids)?;
+        let leases = ids.into_iter().map(|id| pb::LeaseStatus { id }).collect();
         Ok(Response::new(pb::LeaseLeasesResponse { header: self.ctx.header_now(), leases }))
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::api::ctx::Ctx;
+use crate::api::ctx::{Ctx, Who};
 use crate::api::errors::{ApiError, ApiResult};
 use crate::api::kv;
 use crate::api::recipe::{self, DeleteOnDrop};
@@ -27,14 +27,15 @@ pub struct LockService {
 
 /// The caller's lease, or a new one with the session TTL when it gave none (as etcd's recipes
 /// do; nobody keeps that one alive, so it lasts the TTL).
-pub async fn session_lease(ctx: &Ctx, lease: i64) -> ApiResult<i64> {
+pub async fn session_lease(ctx: &Ctx, who: &Who, lease: i64) -> ApiResult<i64> {
     if lease != 0 {
         return Ok(lease);
     }
+    crate::api::authorize::identity(ctx, who)?;
     use rusted_proto::rustedpb::proposal::Request as P;
     let req = pb::LeaseGrantRequest { ttl: DEFAULT_SESSION_TTL, id: ctx.ids.next_lease() };
     ctx.check_quota(crate::apply::convert::LEASE_OVERHEAD)?;
-    match ctx.propose(P::LeaseGrant(req)).await? {
+    match ctx.propose_for(who, P::LeaseGrant(req)).await? {
         crate::apply::machine::ApplyOut::LeaseGrant(g) => Ok(g.id),
         other => Err(crate::api::errors::unexpected(other)),
     }
@@ -44,22 +45,23 @@ pub async fn session_lease(ctx: &Ctx, lease: i64) -> ApiResult<i64> {
 /// acquired at.
 pub async fn lock(
     ctx: &Arc<Ctx>,
+    who: &Who,
     name: &[u8],
     lease: i64,
 ) -> ApiResult<(Vec<u8>, Option<pb::ResponseHeader>)> {
-    let lease = session_lease(ctx, lease).await?;
+    let lease = session_lease(ctx, who, lease).await?;
     let key = recipe::holder_key(name, lease);
-    let (my_rev, _, header) = recipe::create_once(ctx, &key, b"", lease).await?;
-    let guard = DeleteOnDrop::new(ctx.clone(), key.clone());
+    let (my_rev, _, header) = recipe::create_once(ctx, who, &key, b"", lease).await?;
+    let guard = DeleteOnDrop::new(ctx.clone(), who, key.clone());
     let prefix = recipe::prefix(name);
-    let (owner, _) = recipe::by_create(ctx, &prefix, true, 0).await?;
+    let (owner, _) = recipe::by_create(ctx, who, &prefix, true, 0).await?;
     if owner.is_some_and(|o| o.create_revision == my_rev) {
         guard.disarm();
         return Ok((key, header));
     }
-    let rev = recipe::wait_deletes(ctx, &prefix, my_rev - 1).await?;
+    let rev = recipe::wait_deletes(ctx, who, &prefix, my_rev - 1).await?;
     // Our own key must still be there (the lease may have expired while we waited).
-    let mine = recipe::get(ctx, &key).await?;
+    let mine = recipe::get(ctx, who, &key).await?;
     if mine.is_none_or(|kv| kv.create_revision != my_rev) {
         drop(guard);
         return Err(ApiError::Invalid("mutex: session is expired".into()));
@@ -71,8 +73,10 @@ pub async fn lock(
 #[tonic::async_trait]
 impl Lock for LockService {
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        let who = self.ctx.who(req.metadata()).await.map_err(recipe::as_unknown)?;
         let r = req.into_inner();
-        let (key, header) = lock(&self.ctx, &r.name, r.lease).await.map_err(recipe::as_unknown)?;
+        let (key, header) =
+            lock(&self.ctx, &who, &r.name, r.lease).await.map_err(recipe::as_unknown)?;
         Ok(Response::new(LockResponse { header, key }))
     }
 
@@ -80,9 +84,10 @@ impl Lock for LockService {
         &self,
         req: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
+        let who = self.ctx.who(req.metadata()).await.map_err(recipe::as_unknown)?;
         let key = req.into_inner().key;
         let resp =
-            kv::delete_range(&self.ctx, pb::DeleteRangeRequest { key, ..Default::default() })
+            kv::delete_range(&self.ctx, &who, pb::DeleteRangeRequest { key, ..Default::default() })
                 .await
                 .map_err(recipe::as_unknown)?;
         Ok(Response::new(UnlockResponse { header: resp.header }))

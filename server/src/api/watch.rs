@@ -18,6 +18,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::ctx::Ctx;
+use crate::api::errors::ApiError;
 use crate::apply::convert::kv_out;
 use rusted_proto::etcdserverpb as pb;
 use rusted_proto::etcdserverpb::watch_server::Watch;
@@ -51,8 +52,9 @@ impl Watch for WatchService {
         &self,
         req: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let md = req.metadata().clone();
         let (tx, rx) = mpsc::channel(OUT_BUFFER);
-        tokio::spawn(serve(self.ctx.clone(), req.into_inner(), tx));
+        tokio::spawn(serve(self.ctx.clone(), md, req.into_inner(), tx));
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 }
@@ -71,6 +73,8 @@ struct Watched {
 /// The state of one client stream.
 struct StreamState {
     ctx: Arc<Ctx>,
+    /// The stream's metadata: its token is read again for each watch created, as etcd's.
+    md: tonic::metadata::MetadataMap,
     store: Arc<Store>,
     ws: WatchStream,
     rx: mpsc::Receiver<WatchResponse>,
@@ -84,6 +88,7 @@ struct StreamState {
 /// Serves one watch stream until the client goes away (or the store closes).
 pub async fn serve<S>(
     ctx: Arc<Ctx>,
+    md: tonic::metadata::MetadataMap,
     mut input: S,
     out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
 ) where
@@ -92,8 +97,16 @@ pub async fn serve<S>(
     let store = ctx.store();
     let progress_every = ctx.limits.watch_progress_interval;
     let (ws, rx) = store.watch_stream(STREAM_BUFFER);
-    let mut st =
-        StreamState { ctx, store, ws, rx, watched: HashMap::new(), out, progress_pending: false };
+    let mut st = StreamState {
+        ctx,
+        md,
+        store,
+        ws,
+        rx,
+        watched: HashMap::new(),
+        out,
+        progress_pending: false,
+    };
     let mut progress = tokio::time::interval(progress_every);
     progress.tick().await;
     let mut check = tokio::time::interval(STORE_CHECK_INTERVAL);
@@ -180,6 +193,26 @@ impl StreamState {
             no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
         };
         let rev = self.store.current_revision();
+        // Permission to read the range, checked when the watch is created only (as etcd);
+        // a refusal is a cancelled watch whose reason is the whole gRPC status, as etcd's.
+        let key = if opts.key.is_empty() { vec![0] } else { opts.key.clone() };
+        let allowed = match self.ctx.who(&self.md).await {
+            Ok(who) => self.ctx.auth().op_permitted(who.as_ref(), &key, &opts.range_end, false),
+            Err(ApiError::Auth(e)) => Err(e),
+            Err(_) => Err(crate::auth::AuthError::InvalidAuthToken),
+        };
+        if let Err(e) = allowed {
+            let st: Status = ApiError::Auth(e).into();
+            let resp = pb::WatchResponse {
+                header: self.header(rev),
+                watch_id: -1,
+                created: true,
+                canceled: true,
+                cancel_reason: crate::api::errors::go_status_text(&st),
+                ..Default::default()
+            };
+            return self.send(resp).await;
+        }
         match self.ws.watch(c.watch_id, opts.clone()) {
             Ok(id) => {
                 let next_rev = if opts.start_revision == 0 { rev + 1 } else { opts.start_revision };

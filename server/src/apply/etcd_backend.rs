@@ -13,9 +13,11 @@
 //! | `members`         | member ID in hex                           | JSON {"peerURLs":[...],"isLearner"?}    |
 //! | `members_removed` | member ID in hex                           | `removed`                               |
 //! | `cluster`         | `clusterVersion`                           | cluster version (`3.5.0`)               |
-//! | `auth`            | `authRevision`                             | 1 (8, BE)                               |
+//! | `auth`            | `authEnabled`                              | 1 byte: 1 enabled, 0 disabled           |
+//! | `auth`            | `authRevision`                             | auth revision (8, BE)                   |
+//! | `authUsers`       | user name                                  | authpb.User (password: bcrypt hash)     |
+//! | `authRoles`       | role name                                  | authpb.Role                             |
 //! | `alarm`           | mvccpb-style AlarmMember                   | empty                                   |
-//! | `authUsers`, `authRoles` | (empty: rusted has no auth yet)     |                                         |
 #![forbid(unsafe_code)]
 
 use prost::Message;
@@ -24,6 +26,7 @@ use rusted_mvcc::export::Export;
 use rusted_replication::membership::ClusterRecord;
 
 use crate::apply::alarm::Alarms;
+use crate::auth::store::State as AuthState;
 use crate::CLUSTER_VERSION;
 use rusted_proto::etcdserverpb::{AlarmMember, AlarmType};
 use rusted_proto::mvccpb;
@@ -58,7 +61,12 @@ fn bucket(name: &str, mut items: Vec<(Vec<u8>, Vec<u8>)>) -> BoltBucket {
 }
 
 /// etcd's buckets for a store's contents, membership and alarms.
-pub fn buckets(store: Export, cluster: &ClusterRecord, alarms: &Alarms) -> Vec<BoltBucket> {
+pub fn buckets(
+    store: Export,
+    cluster: &ClusterRecord,
+    alarms: &Alarms,
+    auth: &AuthState,
+) -> Vec<BoltBucket> {
     let keys = store
         .revisions
         .into_iter()
@@ -108,9 +116,21 @@ pub fn buckets(store: Export, cluster: &ClusterRecord, alarms: &Alarms) -> Vec<B
         .collect();
     vec![
         bucket("alarm", alarm),
-        bucket("auth", vec![(b"authRevision".to_vec(), 1u64.to_be_bytes().to_vec())]),
-        bucket("authRoles", Vec::new()),
-        bucket("authUsers", Vec::new()),
+        bucket(
+            "auth",
+            vec![
+                (b"authEnabled".to_vec(), vec![u8::from(auth.enabled)]),
+                (b"authRevision".to_vec(), auth.revision.to_be_bytes().to_vec()),
+            ],
+        ),
+        bucket(
+            "authRoles",
+            auth.roles.iter().map(|(n, r)| (n.as_bytes().to_vec(), r.encode_to_vec())).collect(),
+        ),
+        bucket(
+            "authUsers",
+            auth.users.iter().map(|(n, u)| (n.as_bytes().to_vec(), u.encode_to_vec())).collect(),
+        ),
         bucket("cluster", vec![(b"clusterVersion".to_vec(), CLUSTER_VERSION.as_bytes().to_vec())]),
         bucket("key", keys),
         bucket("lease", leases),

@@ -16,8 +16,10 @@ use rusted_replication::{ReplicationError, StateMachine};
 
 use crate::apply::alarm::{Alarms, ALARM_KEY};
 use crate::apply::convert;
+use crate::auth::store::State as AuthState;
+use crate::auth::{Auth, AuthError, AuthOut, AUTH_KEY};
 use rusted_proto::etcdserverpb::{alarm_request::AlarmAction, AlarmMember, AlarmType};
-use rusted_proto::rustedpb::{proposal::Request, Proposal};
+use rusted_proto::rustedpb::{proposal::Request, Proposal, Proposer};
 
 /// What applying an entry produced.
 #[derive(Debug)]
@@ -38,10 +40,23 @@ pub enum ApplyOut {
     Done,
     /// An alarm change: the alarms it raised or cleared.
     Alarm(Vec<AlarmMember>),
+    /// An auth change (or Authenticate's token).
+    Auth(AuthOut),
 }
 
 /// The result a proposer gets.
-pub type ApplyResult = Result<ApplyOut, MvccError>;
+pub type ApplyResult = Result<ApplyOut, ApplyError>;
+
+/// Why applying an entry refused it (the same on every member).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The store refused it.
+    #[error(transparent)]
+    Mvcc(#[from] MvccError),
+    /// The auth store refused it.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
 
 /// The MVCC store (replaced whole when a snapshot is installed).
 #[derive(Debug)]
@@ -57,6 +72,8 @@ pub struct EtcdMachine {
     failure: Arc<tokio::sync::watch::Sender<Option<String>>>,
     /// Applies slower than this are logged (--experimental-warning-apply-duration), in ns.
     warn_apply_nanos: std::sync::atomic::AtomicU64,
+    /// Users, roles, tokens (mirrors the store's `x-auth` blob).
+    pub auth: Auth,
 }
 
 /// etcd's --experimental-warning-apply-duration default.
@@ -73,7 +90,30 @@ fn request_kind(r: &Request) -> &'static str {
         Request::LeaseCheckpoint(_) => "lease_checkpoint",
         Request::Compaction(_) => "compaction",
         Request::Alarm(_) => "alarm",
+        _ => "auth",
     }
+}
+
+/// `--auth-token-ttl` and `--bcrypt-cost`.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthOptions {
+    /// How long a simple token lives unused.
+    pub token_ttl: Duration,
+    /// bcrypt's cost for new password hashes.
+    pub bcrypt_cost: u32,
+}
+
+impl Default for AuthOptions {
+    fn default() -> Self {
+        AuthOptions {
+            token_ttl: crate::auth::token::DEFAULT_TTL,
+            bcrypt_cost: crate::auth::DEFAULT_BCRYPT_COST,
+        }
+    }
+}
+
+fn load_auth(s: &Store) -> Result<AuthState, MvccError> {
+    AuthState::decode(s.meta_blob(AUTH_KEY)?.as_deref()).map_err(MvccError::Corrupt)
 }
 
 fn load_alarms(s: &Store) -> Result<Alarms, MvccError> {
@@ -109,7 +149,7 @@ pub fn is_fatal(e: &MvccError) -> bool {
 /// A refusal as the proposer's answer; a store failure as the replica's fatal error.
 fn answer(r: ApplyResult) -> rusted_replication::Result<ApplyResult> {
     match r {
-        Err(e) if is_fatal(&e) => Err(sm_err(e)),
+        Err(ApplyError::Mvcc(e)) if is_fatal(&e) => Err(sm_err(e)),
         r => Ok(r),
     }
 }
@@ -120,6 +160,7 @@ impl EtcdMachine {
         path: &Path,
         mut opts: StoreOptions,
         lease_extend: Duration,
+        auth: AuthOptions,
     ) -> Result<Self, MvccError> {
         let failure = Arc::new(tokio::sync::watch::channel(None).0);
         let tx = failure.clone();
@@ -133,6 +174,7 @@ impl EtcdMachine {
         let slot = StoreSlot::open(path, opts)?;
         let alarms = load_alarms(&slot.get())?;
         let nospace = AtomicBool::new(alarms.has(AlarmType::Nospace));
+        let auth = Auth::new(load_auth(&slot.get())?, auth.token_ttl, auth.bcrypt_cost);
         Ok(EtcdMachine {
             slot,
             alarms: Mutex::new(alarms),
@@ -142,6 +184,7 @@ impl EtcdMachine {
             warn_apply_nanos: std::sync::atomic::AtomicU64::new(
                 DEFAULT_WARNING_APPLY.as_nanos() as u64
             ),
+            auth,
         })
     }
 
@@ -209,29 +252,63 @@ impl EtcdMachine {
         self.slot.get()
     }
 
-    /// Applies one request at `at`.
-    fn apply_request(&self, s: &Store, at: Applied, req: Request) -> ApplyResult {
+    /// Applies one request at `at` (`proposer`: the client it came from, if any).
+    fn apply_request(
+        &self,
+        s: &Store,
+        at: Applied,
+        req: Request,
+        proposer: Option<&Proposer>,
+    ) -> ApplyResult {
+        // etcd's auth applier wraps the quota applier: its refusals come first.
+        if let Err(e) = self.auth.check_proposer(proposer) {
+            s.apply_noop(at)?;
+            return Err(e.into());
+        }
         if adds_data(&req) && self.nospace() {
             s.apply_noop(at)?;
-            return Err(MvccError::NoSpace);
+            return Err(MvccError::NoSpace.into());
         }
-        match req {
-            Request::Alarm(a) => self.apply_alarm(s, at, &a),
-            Request::Put(p) => s.put(at, &convert::put_in(&p)).map(ApplyOut::Put),
+        if let Some(r) = self.auth.apply(&req, at.index) {
+            return match r {
+                Ok((out, Some(blob))) => {
+                    s.apply_meta_blob(at, AUTH_KEY, &blob)?;
+                    Ok(ApplyOut::Auth(out))
+                }
+                Ok((out, None)) => {
+                    s.apply_noop(at)?;
+                    Ok(ApplyOut::Auth(out))
+                }
+                Err(e) => {
+                    s.apply_noop(at)?;
+                    Err(e.into())
+                }
+            };
+        }
+        Ok(match req {
+            Request::Alarm(a) => return self.apply_alarm(s, at, &a),
+            Request::Put(p) => ApplyOut::Put(s.put(at, &convert::put_in(&p))?),
             Request::DeleteRange(d) => {
-                s.delete_range(at, &convert::delete_in(&d)).map(ApplyOut::Delete)
+                ApplyOut::Delete(s.delete_range(at, &convert::delete_in(&d))?)
             }
-            Request::Txn(t) => s.txn(at, &convert::txn_in(&t)).map(ApplyOut::Txn),
-            Request::Compaction(c) => s.compact(at, c.revision).map(ApplyOut::Compact),
-            Request::LeaseGrant(g) => s.lease_grant(at, g.id, g.ttl).map(ApplyOut::LeaseGrant),
-            Request::LeaseRevoke(r) => s.lease_revoke(at, r.id).map(ApplyOut::LeaseRevoke),
+            Request::Txn(t) => ApplyOut::Txn(s.txn(at, &convert::txn_in(&t))?),
+            Request::Compaction(c) => ApplyOut::Compact(s.compact(at, c.revision)?),
+            Request::LeaseGrant(g) => ApplyOut::LeaseGrant(s.lease_grant(at, g.id, g.ttl)?),
+            Request::LeaseRevoke(r) => ApplyOut::LeaseRevoke(s.lease_revoke(at, r.id)?),
             // rusted proposes one checkpoint per entry (the store records one per index).
-            Request::LeaseCheckpoint(c) => match c.checkpoints.first() {
-                Some(cp) => s.lease_checkpoint(at, cp.id, cp.remaining_ttl),
-                None => s.apply_noop(at),
+            Request::LeaseCheckpoint(c) => {
+                match c.checkpoints.first() {
+                    Some(cp) => s.lease_checkpoint(at, cp.id, cp.remaining_ttl)?,
+                    None => s.apply_noop(at)?,
+                }
+                ApplyOut::Done
             }
-            .map(|()| ApplyOut::Done),
-        }
+            // Handled by the auth store above.
+            _ => {
+                s.apply_noop(at)?;
+                ApplyOut::Done
+            }
+        })
     }
 
     /// The store, unless it has failed for good (then applying anything more is fatal).
@@ -243,9 +320,9 @@ impl EtcdMachine {
         }
     }
 
-    /// Encodes a proposal.
-    pub fn encode(r: Request) -> Vec<u8> {
-        Proposal { request: Some(r) }.encode_to_vec()
+    /// Encodes a proposal (`proposer`: the client's identity, for client requests).
+    pub fn encode(r: Request, proposer: Option<Proposer>) -> Vec<u8> {
+        Proposal { request: Some(r), proposer }.encode_to_vec()
     }
 }
 
@@ -259,18 +336,19 @@ impl StateMachine for EtcdMachine {
     fn apply(&self, index: u64, term: u64, data: &[u8]) -> rusted_replication::Result<ApplyResult> {
         let s = self.usable_store()?;
         let at = Applied { index, term };
-        let req = match Proposal::decode(data) {
-            Ok(Proposal { request: Some(r) }) => r,
-            Ok(Proposal { request: None }) | Err(_) => {
+        let (req, proposer) = match Proposal::decode(data) {
+            Ok(Proposal { request: Some(r), proposer }) => (r, proposer),
+            Ok(Proposal { request: None, .. }) | Err(_) => {
                 // Keep the index moving; the entry carries nothing this version understands,
                 // on every member alike: an answer, not a failure of this member.
                 s.apply_noop(at).map_err(sm_err)?;
-                return Ok(Err(MvccError::Corrupt(format!("entry {index}: undecodable proposal"))));
+                let e = MvccError::Corrupt(format!("entry {index}: undecodable proposal"));
+                return Ok(Err(e.into()));
             }
         };
         let start = std::time::Instant::now();
         let kind = request_kind(&req);
-        let r = answer(self.apply_request(&s, at, req));
+        let r = answer(self.apply_request(&s, at, req, proposer.as_ref()));
         let took = start.elapsed();
         let expected = Duration::from_nanos(self.warn_apply_nanos.load(Ordering::Relaxed));
         if took > expected {
@@ -314,6 +392,7 @@ impl StateMachine for EtcdMachine {
         self.slot.restore(path).map_err(sm_err)?;
         let loaded = load_alarms(&self.store()).map_err(sm_err)?;
         self.set_alarms(&mut self.alarms(), loaded);
+        self.auth.replace(load_auth(&self.store()).map_err(sm_err)?);
         Ok(())
     }
 
@@ -337,15 +416,19 @@ mod tests {
         let mut opts = StoreOptions::default();
         opts.db.io = Arc::new(FaultyIo::new(faults));
         opts.db.initial_mmap_size = 1 << 24;
-        EtcdMachine::open(&dir.join("db"), opts, Duration::from_secs(1)).unwrap()
+        EtcdMachine::open(&dir.join("db"), opts, Duration::from_secs(1), AuthOptions::default())
+            .unwrap()
     }
 
     fn put(k: &str) -> Vec<u8> {
-        EtcdMachine::encode(Request::Put(pb::PutRequest {
-            key: k.into(),
-            value: b"v".to_vec(),
-            ..Default::default()
-        }))
+        EtcdMachine::encode(
+            Request::Put(pb::PutRequest {
+                key: k.into(),
+                value: b"v".to_vec(),
+                ..Default::default()
+            }),
+            None,
+        )
     }
 
     #[test]
@@ -354,9 +437,13 @@ mod tests {
         let faults = Arc::new(PageFaults::default());
         let m = machine(dir.path(), faults.clone());
         assert!(matches!(m.apply(2, 1, &put("a")), Ok(Ok(ApplyOut::Put(_)))));
-        let revoke = EtcdMachine::encode(Request::LeaseRevoke(pb::LeaseRevokeRequest { id: 9 }));
-        assert!(matches!(m.apply(3, 1, &revoke), Ok(Err(MvccError::Lease(_)))));
-        assert!(matches!(m.apply(4, 1, b"\xff\xff"), Ok(Err(MvccError::Corrupt(_)))));
+        let revoke =
+            EtcdMachine::encode(Request::LeaseRevoke(pb::LeaseRevokeRequest { id: 9 }), None);
+        assert!(matches!(m.apply(3, 1, &revoke), Ok(Err(ApplyError::Mvcc(MvccError::Lease(_))))));
+        assert!(matches!(
+            m.apply(4, 1, b"\xff\xff"),
+            Ok(Err(ApplyError::Mvcc(MvccError::Corrupt(_))))
+        ));
         assert_eq!(m.applied(), 4, "a refused or undecodable entry still moves the index");
 
         faults.fail_now();

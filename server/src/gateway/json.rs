@@ -9,7 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -155,8 +155,31 @@ pub fn decode<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Status> {
     }
 }
 
+/// The gRPC metadata grpc-gateway makes of HTTP headers, for the token: `Authorization`
+/// becomes `authorization`, `Grpc-Metadata-Token` becomes `token`.
+pub fn metadata(headers: &HeaderMap) -> tonic::metadata::MetadataMap {
+    let mut md = tonic::metadata::MetadataMap::new();
+    let copy = |from: &str, to: &'static str, md: &mut tonic::metadata::MetadataMap| {
+        if let Some(v) = headers.get(from).and_then(|v| v.to_str().ok()) {
+            if let Ok(v) = v.parse() {
+                md.insert(to, v);
+            }
+        }
+    };
+    copy("authorization", "authorization", &mut md);
+    copy("grpc-metadata-token", "token", &mut md);
+    md
+}
+
+/// A gRPC request carrying the HTTP request's token.
+fn grpc_request<T>(headers: &HeaderMap, msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    *r.metadata_mut() = metadata(headers);
+    r
+}
+
 /// Runs one unary RPC from a JSON body.
-async fn unary<Req, Resp, F, Fut>(body: Bytes, call: F) -> Response
+async fn unary<Req, Resp, F, Fut>(headers: HeaderMap, body: Bytes, call: F) -> Response
 where
     Req: DeserializeOwned + Default,
     Resp: Serialize,
@@ -167,7 +190,7 @@ where
         Ok(r) => r,
         Err(s) => return error_response(&s),
     };
-    match call(tonic::Request::new(req)).await {
+    match call(grpc_request(&headers, req)).await {
         Ok(r) => json_response(StatusCode::OK, r.get_ref()),
         Err(s) => error_response(&s),
     }
@@ -311,9 +334,11 @@ macro_rules! unary_routes {
                 let s = $s.clone();
                 $router = $router.route(
                     &format!("{p}{}", $path),
-                    post(move |body: Bytes| {
+                    post(move |headers: HeaderMap, body: Bytes| {
                         let s = s.clone();
-                        async move { unary(body, |r| async move { s.$svc.$method(r).await }).await }
+                        async move {
+                            unary(headers, body, |r| async move { s.$svc.$method(r).await }).await
+                        }
                     })
                     .options(preflight),
                 );
@@ -388,21 +413,21 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         r = r.route(&format!("{p}/watch"), bidi_route(s.ctx.clone(), 64, crate::api::watch::serve));
         r = r.route(
             &format!("{p}/lease/keepalive"),
-            bidi_route(s.ctx.clone(), 16, |ctx, input, tx| {
-                crate::api::lease::keep_alive(ctx, input, tx)
+            bidi_route(s.ctx.clone(), 16, |ctx, md, input, tx| {
+                crate::api::lease::keep_alive(ctx, md, input, tx)
             }),
         );
         let st = s.clone();
         r = r.route(
             &format!("{p}/maintenance/snapshot"),
-            post(move |body: Bytes| {
+            post(move |headers: HeaderMap, body: Bytes| {
                 let st = st.clone();
                 async move {
                     let req = match decode::<pb::SnapshotRequest>(&body) {
                         Ok(r) => r,
                         Err(e) => return error_response(&e),
                     };
-                    match st.maintenance.snapshot(tonic::Request::new(req)).await {
+                    match st.maintenance.snapshot(grpc_request(&headers, req)).await {
                         Ok(stream) => forward_stream(stream.into_inner()).await,
                         Err(e) => error_response(&e),
                     }
@@ -413,14 +438,14 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         let st = s.clone();
         r = r.route(
             &format!("{p}/election/observe"),
-            post(move |body: Bytes| {
+            post(move |headers: HeaderMap, body: Bytes| {
                 let st = st.clone();
                 async move {
                     let req = match decode::<rusted_proto::v3electionpb::LeaderRequest>(&body) {
                         Ok(r) => r,
                         Err(e) => return error_response(&e),
                     };
-                    match st.election.observe(tonic::Request::new(req)).await {
+                    match st.election.observe(grpc_request(&headers, req)).await {
                         Ok(stream) => forward_stream(stream.into_inner()).await,
                         Err(e) => error_response(&e),
                     }
@@ -468,21 +493,26 @@ fn bidi_route<Req, Resp, F, Fut>(
 where
     Req: DeserializeOwned + Send + 'static,
     Resp: Serialize + Send + 'static,
-    F: Fn(Arc<Ctx>, Requests<Req>, mpsc::Sender<Result<Resp, Status>>) -> Fut
+    F: Fn(
+            Arc<Ctx>,
+            tonic::metadata::MetadataMap,
+            Requests<Req>,
+            mpsc::Sender<Result<Resp, Status>>,
+        ) -> Fut
         + Clone
         + Send
         + Sync
         + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    post(move |body: Body| async move {
+    post(move |headers: HeaderMap, body: Body| async move {
         let limit = body_limit(&ctx);
         let input = match first_then_rest(json_requests(body, limit)).await {
             Ok(input) => input,
             Err(resp) => return resp,
         };
         let (tx, rx) = mpsc::channel(buffer);
-        tokio::spawn(serve(ctx.clone(), input, tx));
+        tokio::spawn(serve(ctx.clone(), metadata(&headers), input, tx));
         stream_response(rx).await
     })
     .options(preflight)

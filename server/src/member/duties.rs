@@ -58,6 +58,8 @@ pub(super) async fn leader_duties(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>
             _ = tokio::time::sleep(LESSOR_TICK) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+        // Every member forgets the simple tokens unused for their TTL.
+        ctx.auth().expire_tokens();
         if !ctx.replica.is_leader() {
             continue;
         }

@@ -43,7 +43,7 @@ use crate::api::lease::LeaseService;
 use crate::api::lock::LockService;
 use crate::api::maintenance::MaintenanceService;
 use crate::api::watch::WatchService;
-use crate::apply::machine::EtcdMachine;
+use crate::apply::machine::{AuthOptions, EtcdMachine};
 use crate::config::flags::{bind_addr, urls};
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
@@ -133,10 +133,18 @@ impl Member {
         if !cfg.experimental.compaction_sleep_interval.is_zero() {
             store_opts.compaction_sleep = cfg.experimental.compaction_sleep_interval;
         }
+        let auth_opts = AuthOptions {
+            token_ttl: Duration::from_secs(cfg.deferred.auth_token_ttl.max(1)),
+            bcrypt_cost: u32::try_from(cfg.deferred.bcrypt_cost).unwrap_or(0),
+        };
         let m = metrics.clone();
         store_opts.on_commit = CommitObserver(Some(Arc::new(move |d| m.observe_backend_commit(d))));
-        let machine =
-            Arc::new(EtcdMachine::open(&cfg.snap_dir().join("db"), store_opts, rcfg.election)?);
+        let machine = Arc::new(EtcdMachine::open(
+            &cfg.snap_dir().join("db"),
+            store_opts,
+            rcfg.election,
+            auth_opts,
+        )?);
         machine.set_warning_apply_duration(cfg.experimental.warning_apply_duration);
         let threshold = cfg.experimental.bootstrap_defrag_threshold_megabytes;
         if threshold != 0 {

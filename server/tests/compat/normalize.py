@@ -13,7 +13,7 @@ server) are replaced by placeholders:
   * server versions ("3.4.23")         -> VERSION
   * remaining TTLs of leases           -> TTL (granted TTLs are kept)
   * durations, timestamps, client UUIDs-> DURATION, TS, UUID
-  * the server's address               -> ADDR (127.0.0.2 / .3; .21 / .22 in tls.sh, .23 / .24 in flags.sh)
+  * the server's address               -> ADDR (127.0.0.2 / .3; .21 / .22 in tls.sh, .23 / .24 in flags.sh, .25 / .26 in auth.sh)
   * temporary paths                    -> TMP
   * HTTP Date / Content-Length headers -> dropped values
   * ASCII tables: column padding is collapsed, since cell widths follow the
@@ -97,7 +97,7 @@ RE_HASH = keyed(HASH_KEYS)
 RE_SIZE_STR = re.compile(r'(?P<pre>"(?:%s)"\s*:\s*")(?P<val>[0-9.]+ ?[kMG]?B)"' % KEY_ALT(SIZE_KEYS))
 RE_TIME_STR = re.compile(r'(?P<pre>"(?:%s)"\s*:\s*)(?P<val>"[^"]*"|-?[0-9.e+-]+)' % KEY_ALT(TIME_KEYS))
 RE_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-RE_ADDR = re.compile(r"\b127\.0\.0\.(?:2|3|21|22|23|24)\b")
+RE_ADDR = re.compile(r"\b127\.0\.0\.(?:2|3|21|22|23|24|25|26)\b")
 RE_VERSION = re.compile(r"(?<![\d.])\d+\.\d+\.\d+(?:-[A-Za-z0-9.]+)?(?![\d.])")
 # Go-style durations as printed by etcdctl ("took = 1.48ms", "958.8µs",
 # "1m2.5s"); a plain integer number of seconds ("TTL(2s)") is NOT a duration
