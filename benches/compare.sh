@@ -33,6 +33,9 @@
 #   RUSTED_BIN, RUSTED_BENCH_BIN  prebuilt binaries (skip cargo); BENCH = etcd's benchmark tool
 #   TLS=0                       1: clients over mutual TLS (https client URLs, --client-cert-auth;
 #                               the tools and etcdctl get --cacert/--cert/--key; peers stay plain)
+#   AUTH=0                      1: auth enabled; the load runs as user "bench" holding readwrite on
+#                               the whole key space (not root: every request is checked), with
+#                               --user (etcd's benchmark tool only: use TOOLS=benchmark)
 #
 # Workload notes: watch-latency uses etcd 3.4's flags (--total, --put-rate; it has no --streams or
 # --watchers-per-stream): each client opens one watch on the key, so --clients=100 over 10 conns gives
@@ -53,6 +56,7 @@ WORKLOADS=${WORKLOADS:-all}
 OUT=${OUT:-}
 TIMEOUT=${TIMEOUT:-300}
 TLS=${TLS:-0}
+AUTH=${AUTH:-0}
 q() { if [ "$QUICK" = 1 ]; then echo $(($1 / 10)); else echo "$1"; fi; } # default total, QUICK-scaled
 PUT1_TOTAL=${PUT1_TOTAL:-$(q 5000)}
 PUT_TOTAL=${PUT_TOTAL:-$(q 100000)}
@@ -147,7 +151,20 @@ launch_member() { # server i members dir token: start member i, append its pid t
   PIDS+=($!)
 }
 
-ctl() { etcdctl --dial-timeout=2s --command-timeout=5s "${CLIENT_TLS[@]}" "$@"; }
+CTL_AUTH=()
+TOOL_AUTH=()
+ctl() { etcdctl --dial-timeout=2s --command-timeout=5s "${CLIENT_TLS[@]}" "${CTL_AUTH[@]}" "$@"; }
+
+enable_auth() { # endpoint: root, a "bench" user with readwrite on every key, auth on
+  local ep=$1 c
+  for c in "user add root:rootpw" "role add root" "user grant-role root root" \
+    "user add bench:benchpw" "role add bench" "role grant-permission bench readwrite \"\" --from-key" \
+    "user grant-role bench bench" "auth enable"; do
+    eval "ctl --endpoints=$ep $c" >/dev/null || { log "auth setup failed: $c"; return 1; }
+  done
+  CTL_AUTH=(--user root:rootpw)
+  TOOL_AUTH=(--user bench:benchpw)
+}
 
 port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; }
 
@@ -186,6 +203,7 @@ start_cluster() { # server members dir: start a fresh cluster, set EP to the lea
     wait_ready "$(client_ep "$i")" 60 || { log "$server member m$i did not start; log tail:"; tail -5 "$dir/m$i.log" >&2; return 1; }
   done
   EP=$(leader "$n") || { log "$server: no leader"; return 1; }
+  if [ "$AUTH" = 1 ]; then enable_auth "$EP" || return 1; fi
 }
 
 stop_pid() { # pid: SIGTERM, wait up to 20 s, then SIGKILL
@@ -198,6 +216,8 @@ stop_pid() { # pid: SIGTERM, wait up to 20 s, then SIGKILL
 
 stop_cluster() {
   local p
+  CTL_AUTH=()
+  TOOL_AUTH=()
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${PIDS[@]}"; do stop_pid "$p"; done
   PIDS=()
@@ -219,7 +239,7 @@ parse() { # report file -> "rps p50_ms p99_ms errors total_s" or nothing
 load() { # tool endpoint args logfile: run the tool under the timeout, print the parsed figures
   local tool=$1 ep=$2 args=$3 logf=$4 rc
   # shellcheck disable=SC2086  # args is a word list from the workload table
-  timeout "$TIMEOUT" "${TOOL_BIN[$tool]}" --endpoints="$ep" --precise "${CLIENT_TLS[@]}" $args >"$logf" 2>"$logf.err"
+  timeout "$TIMEOUT" "${TOOL_BIN[$tool]}" --endpoints="$ep" --precise "${CLIENT_TLS[@]}" "${TOOL_AUTH[@]}" $args >"$logf" 2>"$logf.err"
   rc=$?
   if ((rc == 124)); then log "FAILED: $tool timed out after ${TIMEOUT}s"; return 1; fi
   if ((rc != 0)); then log "FAILED: $tool exited with $rc; stderr tail:"; tail -3 "$logf.err" >&2; return 1; fi
@@ -328,7 +348,7 @@ say "# rusted vs etcd — $(date -u '+%Y-%m-%d %H:%M UTC')"
 say ""
 say "commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo n/a), nproc $(nproc), kernel $(uname -r), $(stat -f -c %T "$WORK") at /tmp"
 say "etcd: ${SERVER_BIN[etcd]} ($(etcd --version 2>/dev/null | head -1)); rusted: $RUSTED_BIN; tools: $TOOLS"
-say "RUNS=$RUNS QUICK=$QUICK MEMBERS=\"$MEMBERS\" WORKLOADS=\"$WORKLOADS\" TIMEOUT=$TIMEOUT TLS=$TLS"
+say "RUNS=$RUNS QUICK=$QUICK MEMBERS=\"$MEMBERS\" WORKLOADS=\"$WORKLOADS\" TIMEOUT=$TIMEOUT TLS=$TLS AUTH=$AUTH"
 say "totals: put1 $PUT1_TOTAL, put100 $PUT_TOTAL, range $RANGE_TOTAL, txn-put $TXN_TOTAL, watch $WATCH_TOTAL puts, lease $LEASE_TOTAL, load $LOAD_KEYS keys"
 say ""
 

@@ -223,3 +223,118 @@ async fn users_survive_a_restart_and_tokens_do_not() {
     assert_eq!(users.into_inner().users, vec!["alice", "bob", "root"]);
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_member_knows_a_token_and_enforces_alike() {
+    three_members(["127.0.0.29", "127.0.0.30", "127.0.0.31"], None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_tokens_work_on_every_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let (privk, pubk) = (dir.path().join("jwt.key"), dir.path().join("jwt.pub"));
+    std::fs::write(&privk, key.serialize_pem()).unwrap();
+    std::fs::write(&pubk, key.public_key_pem()).unwrap();
+    let flag = format!(
+        "--auth-token=jwt,pub-key={},priv-key={},sign-method=ES256,ttl=10m",
+        pubk.display(),
+        privk.display()
+    );
+    three_members(["127.0.0.32", "127.0.0.33", "127.0.0.34"], Some(flag)).await;
+}
+
+/// Three members; alice's token from one is good on all; each enforces the same; a role
+/// revoked takes effect on the token already held (simple tokens: new permissions at once;
+/// JWTs: refused as made before the change, as etcd's).
+async fn three_members(ips: [&str; 3], auth_token: Option<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = format!(
+        "--initial-cluster={}",
+        ips.iter()
+            .enumerate()
+            .map(|(i, ip)| format!("m{i}=http://{ip}:2380"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let mut members = Vec::new();
+    for (i, ip) in ips.iter().enumerate() {
+        let cfg = ServerConfig::parse_from(
+            [
+                "rusted".to_string(),
+                format!("--name=m{i}"),
+                format!("--data-dir={}", dir.path().join(format!("m{i}")).display()),
+                format!("--listen-client-urls=http://{ip}:2379"),
+                format!("--advertise-client-urls=http://{ip}:2379"),
+                format!("--listen-peer-urls=http://{ip}:2380"),
+                format!("--initial-advertise-peer-urls=http://{ip}:2380"),
+                cluster.clone(),
+                "--bcrypt-cost=4".into(),
+            ]
+            .into_iter()
+            .chain(auth_token.clone()),
+        );
+        // Members publish once they see a leader: start them all before waiting.
+        members.push(tokio::spawn(Member::start(cfg)));
+    }
+    let mut started = Vec::new();
+    for m in members {
+        started.push(m.await.unwrap().expect("member starts"));
+    }
+    let mut chans = Vec::new();
+    for ip in ips {
+        let mut ch = None;
+        for _ in 0..200 {
+            if let Ok(c) =
+                Channel::from_shared(format!("http://{ip}:2379")).unwrap().connect().await
+            {
+                let mut kv = KvClient::new(c.clone());
+                if kv
+                    .range(pb::RangeRequest { key: b"x".to_vec(), ..Default::default() })
+                    .await
+                    .is_ok()
+                {
+                    ch = Some(c);
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        chans.push(ch.expect("member serves"));
+    }
+    setup(&chans[1]).await;
+    // A token from one member works on every other (Authenticate went through raft), and each
+    // member refuses what alice may not do.
+    let alice = token(&chans[2], "alice", "alicepw").await;
+    for ch in &chans {
+        let mut kv = KvClient::new(ch.clone());
+        let ok = pb::PutRequest { key: b"a1".to_vec(), value: b"v".to_vec(), ..Default::default() };
+        kv.put(req(Some(&alice), ok)).await.unwrap();
+        let no = pb::PutRequest { key: b"b1".to_vec(), value: b"v".to_vec(), ..Default::default() };
+        assert_eq!(code(kv.put(req(Some(&alice), no)).await).0, Code::PermissionDenied);
+        let r = pb::RangeRequest { key: b"a1".to_vec(), serializable: true, ..Default::default() };
+        kv.range(req(Some(&alice), r)).await.unwrap();
+    }
+    // Revoking the role takes effect on the token already held, on every member.
+    let root = token(&chans[0], "root", "rootpw").await;
+    let mut a = AuthClient::new(chans[0].clone());
+    let rv = pb::AuthUserRevokeRoleRequest { name: "alice".into(), role: "ra".into() };
+    a.user_revoke_role(req(Some(&root), rv)).await.unwrap();
+    let target = started[0].ctx.replica.status().committed;
+    for m in &started {
+        m.ctx.replica.wait_applied(target, Duration::from_secs(5)).await.unwrap();
+    }
+    for ch in &chans {
+        let mut kv = KvClient::new(ch.clone());
+        let r = pb::RangeRequest { key: b"a1".to_vec(), serializable: true, ..Default::default() };
+        let (c, m) = code(kv.range(req(Some(&alice), r)).await);
+        if auth_token.is_some() {
+            assert_eq!(m, "etcdserver: revision of auth store is old");
+        } else {
+            assert_eq!(c, Code::PermissionDenied);
+        }
+    }
+    for m in started {
+        m.stop().await;
+    }
+}

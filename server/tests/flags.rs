@@ -300,7 +300,6 @@ fn features_not_built_yet_are_refused_by_name() {
         ("--log-outputs=/var/log/etcd.log", "--log-outputs"),
         ("--enable-pprof", "--enable-pprof"),
         ("--metrics=extensive", "--metrics"),
-        ("--auth-token=jwt,pub-key=a,priv-key=b,sign-method=RS256", "--auth-token"),
         ("--grpc-keepalive-min-time=1s", "--grpc-keepalive-min-time"),
         ("--grpc-keepalive-interval=1m", "--grpc-keepalive-interval"),
         ("--grpc-keepalive-timeout=5s", "--grpc-keepalive-timeout"),

@@ -110,6 +110,9 @@ pub async fn dispatch(ctl: &Ctl) -> CtlResult {
         Command::Elect(a) => super::concurrency::elect(ctl, a).await,
         Command::Check(cmd) => super::check::run(ctl, cmd).await,
         Command::Lease(cmd) => super::lease::run(ctl, cmd).await,
+        Command::User(cmd) => super::auth::user(ctl, cmd).await,
+        Command::Role(cmd) => super::auth::role(ctl, cmd).await,
+        Command::Auth(cmd) => super::auth::auth(ctl, cmd).await,
         Command::Txn { args, interactive } => super::txn::run(ctl, args, *interactive).await,
         Command::Version => {
             // The API version is the etcdctl whose output rustedctl reproduces.

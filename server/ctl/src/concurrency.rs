@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use clap::Args;
 use tokio::sync::{mpsc, watch};
-use tonic::transport::Channel;
 
 use super::kv;
-use super::{Ctl, CtlError, CtlResult};
+use super::{Conn, Ctl, CtlError, CtlResult};
 use rusted_proto::etcdserverpb as pb;
 use rusted_proto::etcdserverpb::kv_client::KvClient;
 use rusted_proto::etcdserverpb::lease_client::LeaseClient;
@@ -50,7 +49,7 @@ struct Session {
 }
 
 impl Session {
-    async fn new(ctl: &Ctl, ch: &Channel, ttl: i64) -> CtlResult<Session> {
+    async fn new(ctl: &Ctl, ch: &Conn, ttl: i64) -> CtlResult<Session> {
         let mut leases = LeaseClient::new(ch.clone());
         let g = ctl.timed(leases.lease_grant(pb::LeaseGrantRequest { ttl, id: 0 })).await?;
         let granted = g.into_inner();
@@ -146,7 +145,7 @@ fn range_first_or_last(prefix: &[u8], ascend: bool, max_create: i64) -> pb::Rang
 }
 
 /// Waits until `key` is deleted, watching from `rev`.
-async fn wait_delete(ch: &Channel, key: &[u8], rev: i64) -> CtlResult {
+async fn wait_delete(ch: &Conn, key: &[u8], rev: i64) -> CtlResult {
     let mut w = watch_from(ch, key.to_vec(), Vec::new(), rev).await?;
     while let Some(r) = w.events.message().await.map_err(CtlError::from)? {
         if r.canceled {
@@ -166,12 +165,7 @@ struct Watching {
     _requests: mpsc::Sender<pb::WatchRequest>,
 }
 
-async fn watch_from(
-    ch: &Channel,
-    key: Vec<u8>,
-    range_end: Vec<u8>,
-    rev: i64,
-) -> CtlResult<Watching> {
+async fn watch_from(ch: &Conn, key: Vec<u8>, range_end: Vec<u8>, rev: i64) -> CtlResult<Watching> {
     let req = pb::WatchRequest {
         request_union: Some(pb::watch_request::RequestUnion::CreateRequest(
             pb::WatchCreateRequest { key, range_end, start_revision: rev, ..Default::default() },
@@ -186,11 +180,7 @@ async fn watch_from(
 }
 
 /// Waits until every key under `prefix` created at or before `max_create` is gone.
-async fn wait_deletes(
-    ch: &Channel,
-    prefix: &[u8],
-    max_create: i64,
-) -> CtlResult<pb::ResponseHeader> {
+async fn wait_deletes(ch: &Conn, prefix: &[u8], max_create: i64) -> CtlResult<pb::ResponseHeader> {
     let mut kvc = KvClient::new(ch.clone());
     loop {
         let r = kvc.range(range_first_or_last(prefix, false, max_create)).await?.into_inner();
@@ -205,7 +195,7 @@ async fn wait_deletes(
 /// Creates `key` with `value` on the session's lease unless it exists. Returns the header,
 /// whether it was created, and its create revision (and value) when it already existed.
 async fn create_once(
-    ch: &Channel,
+    ch: &Conn,
     key: &[u8],
     value: &[u8],
     lease: i64,
@@ -320,7 +310,7 @@ pub async fn lock(ctl: &Ctl, a: &LockArgs) -> CtlResult {
     Ok(())
 }
 
-async fn unlock(ctl: &Ctl, ch: &Channel, key: &[u8]) {
+async fn unlock(ctl: &Ctl, ch: &Conn, key: &[u8]) {
     let mut kvc = KvClient::new(ch.clone());
     let _ = ctl
         .timed(kvc.delete_range(pb::DeleteRangeRequest { key: key.to_vec(), ..Default::default() }))
@@ -409,7 +399,7 @@ fn show_leader(ctl: &Ctl, hdr: Option<pb::ResponseHeader>, kv: mvccpb::KeyValue)
 }
 
 /// Prints the leader's key and value, and again whenever the leader or its value changes.
-async fn observe_loop(ctl: &Ctl, ch: &Channel, prefix: &[u8]) -> CtlResult {
+async fn observe_loop(ctl: &Ctl, ch: &Conn, prefix: &[u8]) -> CtlResult {
     let lost = || CtlError::failed("elect: observer lost");
     let mut kvc = KvClient::new(ch.clone());
     loop {

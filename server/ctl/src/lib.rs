@@ -5,11 +5,13 @@
 //! Commands: put, get, del, txn (from stdin or interactive), compaction, watch (with exec and
 //! interactive modes), lease grant/revoke/timetolive/list/keep-alive, member
 //! list/add/remove/update/promote, endpoint health/status/hashkv (with `--cluster`), snapshot
-//! save/status, alarm list/disarm, defrag, move-leader, lock, elect, check perf, version.
-//! Not built: the auth commands (user, role, auth), since rusted has no auth yet, `check
-//! datascale`, `snapshot restore`, `make-mirror`, `migrate` and `defrag --data-dir`.
+//! save/status, alarm list/disarm, defrag, move-leader, lock, elect, check perf, version,
+//! user, role, auth enable/disable/status (with `--user`/`--password`: every request then
+//! carries the token, see [`Conn`]). Not built: `check datascale`, `snapshot restore`,
+//! `make-mirror`, `migrate` and `defrag --data-dir`.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod check;
 pub mod commands;
 pub mod concurrency;
@@ -71,6 +73,11 @@ impl From<tonic::Status> for CtlError {
     fn from(s: tonic::Status) -> Self {
         let m = match s.code() {
             tonic::Code::DeadlineExceeded => "context deadline exceeded".to_string(),
+            // clientv3 turns the errors it knows (etcdserver's) into their message; others
+            // stay gRPC statuses, as grpc-go prints them (auth refusals of maintenance calls).
+            tonic::Code::Unknown if !s.message().starts_with("etcdserver: ") => {
+                format!("rpc error: code = Unknown desc = {}", s.message())
+            }
             _ => s.message().to_string(),
         };
         CtlError::failed(m)
@@ -109,6 +116,22 @@ pub fn go_parse_uint_error(fn_name: &str, input: &str, e: &std::num::ParseIntErr
 
 /// A command's result.
 pub type CtlResult<T = ()> = Result<T, CtlError>;
+
+/// A connection: a channel whose requests carry the auth token, if any.
+pub type Conn = tonic::service::interceptor::InterceptedService<Channel, Token>;
+
+/// Puts the token (from `--user`) in each request's `token` metadata, as clientv3 does.
+#[derive(Debug, Clone)]
+pub struct Token(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl tonic::service::Interceptor for Token {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(t) = &self.0 {
+            r.metadata_mut().insert("token", t.clone());
+        }
+        Ok(r)
+    }
+}
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     rusted_proto::duration::parse_go_duration(s).ok_or_else(|| format!("invalid duration {s:?}"))
@@ -169,6 +192,13 @@ pub struct Ctl {
     #[arg(long = "insecure-transport", env = "ETCDCTL_INSECURE_TRANSPORT", global = true,
           default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub insecure_transport: bool,
+    /// username[:password] for authentication (prompt if password is not supplied)
+    #[arg(long, env = "ETCDCTL_USER", global = true)]
+    pub user: Option<String>,
+    /// password for authentication (if this option is used, --user option shouldn't include
+    /// password)
+    #[arg(long, env = "ETCDCTL_PASSWORD", global = true)]
+    pub password: Option<String>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -223,19 +253,83 @@ pub enum Command {
     Lease(lease::LeaseCommand),
     /// Defragments the storage of the etcd members with given endpoints
     Defrag(maintenance::DefragArgs),
+    /// User related commands
+    #[command(subcommand)]
+    User(auth::UserCommand),
+    /// Role related commands
+    #[command(subcommand)]
+    Role(auth::RoleCommand),
+    /// Enable or disable authentication
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
     /// Prints the version of etcdctl
     Version,
 }
 
 impl Ctl {
-    /// A channel to one endpoint.
-    pub async fn dial_one(&self, endpoint: &str) -> CtlResult<Channel> {
+    /// A connection to one endpoint, authenticated when `--user` is given.
+    pub async fn dial_one(&self, endpoint: &str) -> CtlResult<Conn> {
         let target = rusted_proto::dial::target(endpoint, self.tls().as_ref())
             .map_err(|e| CtlError::failed(e.to_string()))?
             .with(|e| e.connect_timeout(self.dial_timeout));
-        match tokio::time::timeout(self.dial_timeout, target.connect()).await {
-            Ok(Ok(c)) => Ok(c),
-            _ => Err(CtlError::failed("context deadline exceeded")),
+        let ch = match tokio::time::timeout(self.dial_timeout, target.connect()).await {
+            Ok(Ok(c)) => c,
+            _ => return Err(CtlError::failed("context deadline exceeded")),
+        };
+        let token = self.authenticate(&ch).await?;
+        Ok(tonic::service::interceptor::InterceptedService::new(ch, Token(token)))
+    }
+
+    /// `--user` (and `--password`): the name and password, prompting for a password not given.
+    fn credentials(&self) -> CtlResult<Option<(String, String)>> {
+        let Some(user) = &self.user else { return Ok(None) };
+        if let Some(pw) = &self.password {
+            if user.contains(':') {
+                return Err(CtlError::args(
+                    "--user should not contain a password when --password is given",
+                ));
+            }
+            return Ok(Some((user.clone(), pw.clone())));
+        }
+        match user.split_once(':') {
+            Some((name, pw)) => Ok(Some((name.to_string(), pw.to_string()))),
+            None => {
+                let pw = auth::prompt("Password: ")
+                    .map_err(|e| CtlError::failed(format!("bad user name or password: {e}")))?;
+                Ok(Some((user.clone(), pw)))
+            }
+        }
+    }
+
+    /// A token for the credentials, as clientv3 gets one: none without `--user`, or when the
+    /// server says auth is not enabled.
+    async fn authenticate(
+        &self,
+        ch: &Channel,
+    ) -> CtlResult<Option<tonic::metadata::AsciiMetadataValue>> {
+        let Some((name, password)) = self.credentials()? else { return Ok(None) };
+        let mut c = rusted_proto::etcdserverpb::auth_client::AuthClient::new(ch.clone());
+        let req = rusted_proto::etcdserverpb::AuthenticateRequest { name, password };
+        match tokio::time::timeout(
+            self.dial_timeout.max(self.command_timeout()),
+            c.authenticate(req),
+        )
+        .await
+        {
+            Ok(Ok(r)) => {
+                let t = r.into_inner().token;
+                Ok(t.parse().ok())
+            }
+            Ok(Err(s))
+                if s.code() == tonic::Code::FailedPrecondition
+                    && s.message() == "etcdserver: authentication is not enabled" =>
+            {
+                Ok(None)
+            }
+            Ok(Err(s)) => {
+                Err(CtlError { message: s.message().to_string(), code: EXIT_BAD_CONNECTION })
+            }
+            Err(_) => Err(CtlError::failed("context deadline exceeded")),
         }
     }
 
@@ -255,8 +349,8 @@ impl Ctl {
         })
     }
 
-    /// A channel to the first endpoint that answers, in the order given (failover).
-    pub async fn dial(&self) -> CtlResult<Channel> {
+    /// A connection to the first endpoint that answers, in the order given (failover).
+    pub async fn dial(&self) -> CtlResult<Conn> {
         let mut last = CtlError::failed("context deadline exceeded");
         for e in &self.endpoints {
             match self.dial_one(e).await {

@@ -65,10 +65,9 @@ fn rustedctl_is_an_etcd_client() {
     );
 }
 
-#[test]
-fn rustedctl_speaks_tls_as_etcdctl() {
-    // The same TLS scenarios as rusted-server's tests/tls.rs, with rustedctl as the client.
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/compat/tls.sh");
+/// Runs one of rusted-server's compatibility scripts with rustedctl as the client too.
+fn compat_script_with_rustedctl(name: &str, what: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/compat").join(name);
     let rusted = rusted_bin();
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let out = Command::new("bash")
@@ -81,10 +80,18 @@ fn rustedctl_speaks_tls_as_etcdctl() {
         .expect("cannot run bash");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "rustedctl over TLS differs from etcdctl ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
+    assert!(out.status.success(), "{what} ({}):\n{stdout}\n{stderr}", out.status);
     println!("{stdout}");
+}
+
+#[test]
+fn rustedctl_speaks_tls_as_etcdctl() {
+    // The same TLS scenarios as rusted-server's tests/tls.rs, with rustedctl as the client.
+    compat_script_with_rustedctl("tls.sh", "rustedctl over TLS differs from etcdctl");
+}
+
+#[test]
+fn rustedctl_speaks_auth_as_etcdctl() {
+    // rusted-server's tests/auth.rs scenarios: user, role and auth commands, --user.
+    compat_script_with_rustedctl("auth.sh", "rustedctl's auth commands differ from etcdctl's");
 }

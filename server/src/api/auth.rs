@@ -64,10 +64,9 @@ impl AuthService {
         for _ in 0..AUTHENTICATE_TRIES {
             let (name, password) = (r.name.clone(), r.password.clone());
             let rev = self.hashing(move |a| a.check_password(&name, &password)).await?;
-            let req = rusted_proto::rustedpb::Authenticate {
-                name: r.name.clone(),
-                simple_token: auth::token::new_prefix(),
-            };
+            let simple_token =
+                if self.ctx.auth().is_jwt() { String::new() } else { auth::token::new_prefix() };
+            let req = rusted_proto::rustedpb::Authenticate { name: r.name.clone(), simple_token };
             let token = match self.ctx.propose(P::Authenticate(req)).await? {
                 ApplyOut::Auth(AuthOut::Token(t)) => t,
                 other => return Err(unexpected(other)),

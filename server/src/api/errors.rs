@@ -98,7 +98,9 @@ fn auth(a: &AuthError) -> Status {
         A::InvalidAuthMgmt => (Code::InvalidArgument, "invalid auth management"),
         A::AuthOldRevision => (Code::InvalidArgument, "revision of auth store is old"),
         // etcd has no mapping for these: they reach clients as Unknown with their own text.
-        A::NoPasswordUser | A::Hash(_) => return Status::new(Code::Unknown, a.to_string()),
+        A::NoPasswordUser | A::Hash(_) | A::VerifyOnly => {
+            return Status::new(Code::Unknown, a.to_string())
+        }
     };
     etcd(code, msg)
 }

@@ -13,7 +13,7 @@
 //! | `members`         | member ID in hex                           | JSON {"peerURLs":[...],"isLearner"?}    |
 //! | `members_removed` | member ID in hex                           | `removed`                               |
 //! | `cluster`         | `clusterVersion`                           | cluster version (`3.5.0`)               |
-//! | `auth`            | `authEnabled`                              | 1 byte: 1 enabled, 0 disabled           |
+//! | `auth`            | `authEnabled` (once auth was enabled)      | 1 byte: 1 enabled, 0 disabled           |
 //! | `auth`            | `authRevision`                             | auth revision (8, BE)                   |
 //! | `authUsers`       | user name                                  | authpb.User (password: bcrypt hash)     |
 //! | `authRoles`       | role name                                  | authpb.Role                             |
@@ -116,13 +116,13 @@ pub fn buckets(
         .collect();
     vec![
         bucket("alarm", alarm),
-        bucket(
-            "auth",
-            vec![
-                (b"authEnabled".to_vec(), vec![u8::from(auth.enabled)]),
-                (b"authRevision".to_vec(), auth.revision.to_be_bytes().to_vec()),
-            ],
-        ),
+        bucket("auth", {
+            let mut items = vec![(b"authRevision".to_vec(), auth.revision.to_be_bytes().to_vec())];
+            if auth.enable_recorded {
+                items.push((b"authEnabled".to_vec(), vec![u8::from(auth.enabled)]));
+            }
+            items
+        }),
         bucket(
             "authRoles",
             auth.roles.iter().map(|(n, r)| (n.as_bytes().to_vec(), r.encode_to_vec())).collect(),

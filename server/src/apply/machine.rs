@@ -94,13 +94,15 @@ fn request_kind(r: &Request) -> &'static str {
     }
 }
 
-/// `--auth-token-ttl` and `--bcrypt-cost`.
-#[derive(Debug, Clone, Copy)]
+/// `--auth-token`, `--auth-token-ttl` and `--bcrypt-cost`.
+#[derive(Debug)]
 pub struct AuthOptions {
     /// How long a simple token lives unused.
     pub token_ttl: Duration,
     /// bcrypt's cost for new password hashes.
     pub bcrypt_cost: u32,
+    /// Which tokens Authenticate hands out.
+    pub provider: crate::auth::jwt::Provider,
 }
 
 impl Default for AuthOptions {
@@ -108,6 +110,7 @@ impl Default for AuthOptions {
         AuthOptions {
             token_ttl: crate::auth::token::DEFAULT_TTL,
             bcrypt_cost: crate::auth::DEFAULT_BCRYPT_COST,
+            provider: crate::auth::jwt::Provider::Simple,
         }
     }
 }
@@ -174,7 +177,8 @@ impl EtcdMachine {
         let slot = StoreSlot::open(path, opts)?;
         let alarms = load_alarms(&slot.get())?;
         let nospace = AtomicBool::new(alarms.has(AlarmType::Nospace));
-        let auth = Auth::new(load_auth(&slot.get())?, auth.token_ttl, auth.bcrypt_cost);
+        let auth =
+            Auth::new(load_auth(&slot.get())?, auth.token_ttl, auth.bcrypt_cost, auth.provider);
         Ok(EtcdMachine {
             slot,
             alarms: Mutex::new(alarms),

@@ -59,6 +59,9 @@ pub enum AuthError {
     /// Permissions were checked at an older auth revision than the one applying.
     #[error("auth: revision in header is old")]
     AuthOldRevision,
+    /// Authenticate on a member whose JWT key can only verify.
+    #[error("auth: token signing attempted with verify-only key")]
+    VerifyOnly,
     /// bcrypt refused the password (e.g. longer than 72 bytes).
     #[error("{0}")]
     Hash(String),

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod jwt;
 pub mod perm;
 pub mod store;
 pub mod token;
@@ -77,18 +78,30 @@ pub type Applied = (AuthOut, Option<Vec<u8>>);
 pub struct Auth {
     inner: RwLock<Inner>,
     tokens: Mutex<SimpleTokens>,
+    provider: jwt::Provider,
     bcrypt_cost: u32,
 }
 
 impl Auth {
-    /// The auth store holding `state`.
-    pub fn new(state: State, token_ttl: Duration, bcrypt_cost: u32) -> Self {
+    /// The auth store holding `state`, handing out `provider`'s tokens.
+    pub fn new(
+        state: State,
+        token_ttl: Duration,
+        bcrypt_cost: u32,
+        provider: jwt::Provider,
+    ) -> Self {
         let cost = if (4..=31).contains(&bcrypt_cost) { bcrypt_cost } else { DEFAULT_BCRYPT_COST };
         Auth {
             inner: RwLock::new(Inner::new(state)),
             tokens: Mutex::new(SimpleTokens::new(token_ttl)),
+            provider,
             bcrypt_cost: cost,
         }
+    }
+
+    /// Are tokens JWTs (stateless: nothing to wait for before checking one)?
+    pub fn is_jwt(&self) -> bool {
+        matches!(self.provider, jwt::Provider::Jwt(_))
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
@@ -144,10 +157,13 @@ impl Auth {
                         Some(_) => Ok(()),
                     }
                 };
-                return Some(r.map(|()| {
-                    let t = self.tokens().assign(&a.simple_token, index, &a.name, Instant::now());
-                    (AuthOut::Token(t), None)
-                }));
+                let r = r.and_then(|()| match &self.provider {
+                    jwt::Provider::Simple => {
+                        Ok(self.tokens().assign(&a.simple_token, index, &a.name, Instant::now()))
+                    }
+                    jwt::Provider::Jwt(j) => j.assign(&a.name, next.revision),
+                });
+                return Some(r.map(|t| (AuthOut::Token(t), None)));
             }
             Request::UserAdd(r) => next.user_add(r),
             Request::UserDelete(r) => next.user_delete(&r.name).inspect(|()| {
@@ -281,8 +297,12 @@ impl Auth {
         Ok(base64::engine::general_purpose::STANDARD.encode(h.as_bytes()))
     }
 
-    /// The identity of a simple token this member has registered (its index applied).
+    /// The identity a token carries: a simple token this member has registered (its index
+    /// applied), or a valid JWT.
     pub fn token_info(&self, token: &str) -> Result<AuthInfo, AuthError> {
+        if let jwt::Provider::Jwt(j) = &self.provider {
+            return j.info(token);
+        }
         let user = self.tokens().user(token, Instant::now()).ok_or(AuthError::InvalidAuthToken)?;
         Ok(AuthInfo { user, revision: self.revision() })
     }
@@ -359,7 +379,7 @@ mod tests {
     use rusted_proto::authpb::Permission;
 
     fn auth_with_root() -> Auth {
-        let a = Auth::new(State::default(), Duration::from_secs(60), 4);
+        let a = Auth::new(State::default(), Duration::from_secs(60), 4, jwt::Provider::Simple);
         let add = |name: &str, pw: &str| {
             let r = pb::AuthUserAddRequest {
                 name: name.into(),

@@ -31,11 +31,20 @@ pub struct State {
     pub users: BTreeMap<String, User>,
     /// Roles by name.
     pub roles: BTreeMap<String, Role>,
+    /// Auth was enabled once: etcd's backend then holds an `authEnabled` key (a snapshot of a
+    /// store that never had auth enabled has none, as etcd's).
+    pub enable_recorded: bool,
 }
 
 impl Default for State {
     fn default() -> Self {
-        State { enabled: false, revision: 1, users: BTreeMap::new(), roles: BTreeMap::new() }
+        State {
+            enabled: false,
+            revision: 1,
+            users: BTreeMap::new(),
+            roles: BTreeMap::new(),
+            enable_recorded: false,
+        }
     }
 }
 
@@ -67,6 +76,7 @@ impl State {
             revision: s.revision.max(1),
             users: s.users.into_iter().map(|u| (name_of(&u.name), u)).collect(),
             roles: s.roles.into_iter().map(|r| (name_of(&r.name), r)).collect(),
+            enable_recorded: s.enable_recorded || s.enabled,
         })
     }
 
@@ -78,6 +88,7 @@ impl State {
             revision: self.revision,
             users: self.users.values().cloned().collect(),
             roles: self.roles.values().cloned().collect(),
+            enable_recorded: self.enable_recorded,
         }
         .encode_to_vec()
     }
@@ -100,6 +111,7 @@ impl State {
             return Err(AuthError::RootRoleNotExist);
         }
         self.enabled = true;
+        self.enable_recorded = true;
         Ok(())
     }
 

@@ -114,7 +114,7 @@ pub struct DeferredFlags {
     #[arg(long = "metrics", env = "ETCD_METRICS", default_value = "basic",
           value_parser = ["basic", "extensive"])]
     pub metrics: String,
-    /// Auth token type and options: 'simple' or 'jwt,...'.
+    /// Auth token type and options: 'simple' or 'jwt,...' (read by `auth::jwt`).
     #[arg(long = "auth-token", env = "ETCD_AUTH_TOKEN", default_value = "simple")]
     pub auth_token: String,
     /// Cost of the bcrypt hashes of passwords.
@@ -166,7 +166,7 @@ impl DeferredFlags {
             ));
         }
         let logs_elsewhere = outputs.iter().any(|o| !matches!(*o, "default" | "stderr"));
-        let unsupported: [(bool, &str); 17] = [
+        let unsupported: [(bool, &str); 16] = [
             (!self.discovery.is_empty(), "--discovery"),
             (!self.discovery_proxy.is_empty(), "--discovery-proxy"),
             (!self.discovery_srv.is_empty(), "--discovery-srv"),
@@ -178,7 +178,6 @@ impl DeferredFlags {
             (self.enable_log_rotation, "--enable-log-rotation"),
             (self.enable_pprof, "--enable-pprof"),
             (self.metrics != "basic", "--metrics"),
-            (self.auth_token != "simple", "--auth-token"),
             (self.grpc_keepalive_min_time != Duration::from_secs(5), "--grpc-keepalive-min-time"),
             (
                 self.grpc_keepalive_interval != Duration::from_secs(7200),

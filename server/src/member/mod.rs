@@ -136,6 +136,7 @@ impl Member {
         let auth_opts = AuthOptions {
             token_ttl: Duration::from_secs(cfg.deferred.auth_token_ttl.max(1)),
             bcrypt_cost: u32::try_from(cfg.deferred.bcrypt_cost).unwrap_or(0),
+            provider: crate::auth::jwt::provider(&cfg.deferred.auth_token)?,
         };
         let m = metrics.clone();
         store_opts.on_commit = CommitObserver(Some(Arc::new(move |d| m.observe_backend_commit(d))));
