@@ -326,9 +326,7 @@ impl Ctl {
             {
                 Ok(None)
             }
-            Ok(Err(s)) => {
-                Err(CtlError { message: s.message().to_string(), code: EXIT_BAD_CONNECTION })
-            }
+            Ok(Err(s)) => Err(CtlError { code: EXIT_BAD_CONNECTION, ..CtlError::from(s) }),
             Err(_) => Err(CtlError::failed("context deadline exceeded")),
         }
     }

@@ -30,10 +30,9 @@ pub struct AuthService {
 
 impl AuthService {
     /// An admin-only change: checked here, proposed for the caller, answered with a header.
-    async fn change(&self, md: &tonic::metadata::MetadataMap, req: P) -> ApiResult<()> {
-        let who = self.ctx.who(md).await?;
-        authorize::admin(&self.ctx, &who)?;
-        self.propose(&who, req).await
+    async fn change(&self, who: &Who, req: P) -> ApiResult<()> {
+        authorize::admin(&self.ctx, who)?;
+        self.propose(who, req).await
     }
 
     async fn propose(&self, who: &Who, req: P) -> ApiResult<()> {
@@ -86,8 +85,9 @@ type R<T> = Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl Auth for AuthService {
     async fn auth_enable(&self, req: Request<pb::AuthEnableRequest>) -> R<pb::AuthEnableResponse> {
-        let (md, _, r) = req.into_parts();
-        self.change(&md, P::AuthEnable(r)).await?;
+        let who = self.ctx.who_of(&req).await?;
+        let r = req.into_inner();
+        self.change(&who, P::AuthEnable(r)).await?;
         Ok(Response::new(pb::AuthEnableResponse { header: self.header() }))
     }
 
@@ -95,13 +95,14 @@ impl Auth for AuthService {
         &self,
         req: Request<pb::AuthDisableRequest>,
     ) -> R<pb::AuthDisableResponse> {
-        let (md, _, r) = req.into_parts();
-        self.change(&md, P::AuthDisable(r)).await?;
+        let who = self.ctx.who_of(&req).await?;
+        let r = req.into_inner();
+        self.change(&who, P::AuthDisable(r)).await?;
         Ok(Response::new(pb::AuthDisableResponse { header: self.header() }))
     }
 
     async fn auth_status(&self, req: Request<pb::AuthStatusRequest>) -> R<pb::AuthStatusResponse> {
-        let who = self.ctx.who(req.metadata()).await?;
+        let who = self.ctx.who_of(&req).await?;
         authorize::admin(&self.ctx, &who)?;
         self.ctx.linearize().await?;
         let st = self.ctx.auth().state();
@@ -121,8 +122,8 @@ impl Auth for AuthService {
     }
 
     async fn user_add(&self, req: Request<pb::AuthUserAddRequest>) -> R<pb::AuthUserAddResponse> {
-        let (md, _, r) = req.into_parts();
-        let who = self.ctx.who(&md).await?;
+        let who = self.ctx.who_of(&req).await?;
+        let r = req.into_inner();
         authorize::admin(&self.ctx, &who)?;
         let r = self.hashing(move |a| auth::hashed_user_add(a, r)).await?;
         self.propose(&who, P::UserAdd(r)).await?;
@@ -130,7 +131,7 @@ impl Auth for AuthService {
     }
 
     async fn user_get(&self, req: Request<pb::AuthUserGetRequest>) -> R<pb::AuthUserGetResponse> {
-        let who = self.ctx.who(req.metadata()).await?;
+        let who = self.ctx.who_of(&req).await?;
         self.ctx.linearize().await?;
         let roles =
             self.ctx.auth().user_get(who.as_ref(), &req.get_ref().name).map_err(ApiError::from)?;
@@ -141,7 +142,7 @@ impl Auth for AuthService {
         &self,
         req: Request<pb::AuthUserListRequest>,
     ) -> R<pb::AuthUserListResponse> {
-        let who = self.ctx.who(req.metadata()).await?;
+        let who = self.ctx.who_of(&req).await?;
         authorize::admin(&self.ctx, &who)?;
         self.ctx.linearize().await?;
         let users = self.ctx.auth().state().users.into_keys().collect();
@@ -152,8 +153,9 @@ impl Auth for AuthService {
         &self,
         req: Request<pb::AuthUserDeleteRequest>,
     ) -> R<pb::AuthUserDeleteResponse> {
-        let (md, _, r) = req.into_parts();
-        self.change(&md, P::UserDelete(r)).await?;
+        let who = self.ctx.who_of(&req).await?;
+        let r = req.into_inner();
+        self.change(&who, P::UserDelete(r)).await?;
         Ok(Response::new(pb::AuthUserDeleteResponse { header: self.header() }))
     }
 
@@ -161,8 +163,8 @@ impl Auth for AuthService {
         &self,
         req: Request<pb::AuthUserChangePasswordRequest>,
     ) -> R<pb::AuthUserChangePasswordResponse> {
-        let (md, _, r) = req.into_parts();
-        let who = self.ctx.who(&md).await?;
+        let who = self.ctx.who_of(&req).await?;
+        let r = req.into_inner();
         authorize::admin(&self.ctx, &who)?;
         let r = self.hashing(move |a| auth::hashed_change_password(a, r)).await?;
         self.propose(&who, P::UserChangePassword(r)).await?;
@@ -173,8 +175,9 @@ impl Auth for AuthService {
         &self,
         req: Request<pb::AuthUserGrantRoleRequest>,
     ) -> R<pb::AuthUserGrantRoleResponse> {
-        let (md, _, r) = req.into_parts();
-        self.change(&md, P::UserGrantRole(r)).await?;
+        let who = self.ctx.who_of(&req).await?;
+        let r = req.into_inner();
+        self.change(&who, P::UserGrantRole(r)).await?;
         Ok(Response::new(pb::AuthUserGrantRoleResponse { header: self.header() }))
     }
 
@@ -182,19 +185,21 @@ impl Auth for AuthService {
         &self,
         req: Request<pb::AuthUserRevokeRoleRequest>,
     ) -> R<pb::AuthUserRevokeRoleResponse> {
-        let (md, _, r) = req.into_parts();
-        self.change(&md, P::UserRevokeRole(r)).await?;
+        let who = self.ctx.who_of(&req).await?;
+        let r = req.into_inner();
+        self.change(&who, P::UserRevokeRole(r)).await?;
         Ok(Response::new(pb::AuthUserRevokeRoleResponse { header: self.header() }))
     }
 
     async fn role_add(&self, req: Request<pb::AuthRoleAddRequest>) -> R<pb::AuthRoleAddResponse> {
-        let (md, _, r) = req.into_parts();
-        self.change(&md, P::RoleAdd(r)).await?;
+        let who = self.ctx.who_of(&req).await?;
+        let r = req.into_inner();
+        self.change(&who, P::RoleAdd(r)).await?;
         Ok(Response::new(pb::AuthRoleAddResponse { header: self.header() }))
     }
 
     async fn role_get(&self, req: Request<pb::AuthRoleGetRequest>) -> R<pb::AuthRoleGetResponse> {
-        let who = self.ctx.who(req.metadata()).await?;
+        let who = self.ctx.who_of(&req).await?;
         self.ctx.linearize().await?;
         let perm =
             self.ctx.auth().role_get(who.as_ref(), &req.get_ref().role).map_err(ApiError::from)?;
@@ -205,7 +210,7 @@ impl Auth for AuthService {
         &self,
         req: Request<pb::AuthRoleListRequest>,
     ) -> R<pb::AuthRoleListResponse> {
-        let who = self.ctx.who(req.metadata()).await?;
+        let who = self.ctx.who_of(&req).await?;
         authorize::admin(&self.ctx, &who)?;
         self.ctx.linearize().await?;
         let roles = self.ctx.auth().state().roles.into_keys().collect();
@@ -216,8 +221,9 @@ impl Auth for AuthService {
         &self,
         req: Request<pb::AuthRoleDeleteRequest>,
     ) -> R<pb::AuthRoleDeleteResponse> {
-        let (md, _, r) = req.into_parts();
-        self.change(&md, P::RoleDelete(r)).await?;
+        let who = self.ctx.who_of(&req).await?;
+        let r = req.into_inner();
+        self.change(&who, P::RoleDelete(r)).await?;
         Ok(Response::new(pb::AuthRoleDeleteResponse { header: self.header() }))
     }
 
@@ -225,8 +231,9 @@ impl Auth for AuthService {
         &self,
         req: Request<pb::AuthRoleGrantPermissionRequest>,
     ) -> R<pb::AuthRoleGrantPermissionResponse> {
-        let (md, _, r) = req.into_parts();
-        self.change(&md, P::RoleGrantPermission(r)).await?;
+        let who = self.ctx.who_of(&req).await?;
+        let r = req.into_inner();
+        self.change(&who, P::RoleGrantPermission(r)).await?;
         Ok(Response::new(pb::AuthRoleGrantPermissionResponse { header: self.header() }))
     }
 
@@ -234,8 +241,9 @@ impl Auth for AuthService {
         &self,
         req: Request<pb::AuthRoleRevokePermissionRequest>,
     ) -> R<pb::AuthRoleRevokePermissionResponse> {
-        let (md, _, r) = req.into_parts();
-        self.change(&md, P::RoleRevokePermission(r)).await?;
+        let who = self.ctx.who_of(&req).await?;
+        let r = req.into_inner();
+        self.change(&who, P::RoleRevokePermission(r)).await?;
         Ok(Response::new(pb::AuthRoleRevokePermissionResponse { header: self.header() }))
     }
 }

@@ -47,7 +47,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<pb::MemberAddRequest>,
     ) -> Result<Response<pb::MemberAddResponse>, Status> {
-        let who = self.ctx.who(req.metadata()).await?;
+        let who = self.ctx.who_of(&req).await?;
         authorize::admin(&self.ctx, &who)?;
         let r = req.into_inner();
         let (m, list) = self
@@ -67,7 +67,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<pb::MemberRemoveRequest>,
     ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
-        let who = self.ctx.who(req.metadata()).await?;
+        let who = self.ctx.who_of(&req).await?;
         authorize::admin(&self.ctx, &who)?;
         let list =
             self.ctx.replica.member_remove(req.into_inner().id).await.map_err(ApiError::from)?;
@@ -81,7 +81,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<pb::MemberUpdateRequest>,
     ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
-        let who = self.ctx.who(req.metadata()).await?;
+        let who = self.ctx.who_of(&req).await?;
         authorize::admin(&self.ctx, &who)?;
         let r = req.into_inner();
         let list =
@@ -96,7 +96,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<pb::MemberListRequest>,
     ) -> Result<Response<pb::MemberListResponse>, Status> {
-        let who = self.ctx.who(req.metadata()).await?;
+        let who = self.ctx.who_of(&req).await?;
         authorize::identity(&self.ctx, &who)?;
         if req.into_inner().linearizable {
             self.ctx.linearize().await?;
@@ -112,7 +112,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
-        let who = self.ctx.who(req.metadata()).await?;
+        let who = self.ctx.who_of(&req).await?;
         authorize::admin(&self.ctx, &who)?;
         let r = req.into_inner();
         if !self.ctx.replica.is_leader() {

@@ -30,6 +30,36 @@ pub struct Limits {
     /// --experimental-stop-grpc-service-on-defrag: the gRPC health service says NOT_SERVING
     /// while this member defragments, so health-checking clients go elsewhere.
     pub stop_grpc_service_on_defrag: bool,
+    /// --client-cert-auth: a verified client certificate's common name is the user of a gRPC
+    /// request that carries no token (etcd's CN auth).
+    pub client_cert_auth: bool,
+}
+
+/// The common name of a request's verified client certificate (the leaf), if any.
+pub fn cert_common_name<T>(req: &tonic::Request<T>) -> Option<String> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let info = req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>()?;
+    let certs = info.peer_certs()?;
+    let leaf = certs.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
+    (!cn.is_empty()).then_some(cn)
+}
+
+/// What a stream's caller presented: its metadata (token) and its certificate's common name.
+#[derive(Debug, Clone, Default)]
+pub struct Creds {
+    /// The request metadata.
+    pub md: tonic::metadata::MetadataMap,
+    /// The verified client certificate's common name.
+    pub cn: Option<String>,
+}
+
+impl Creds {
+    /// A gRPC request's credentials.
+    pub fn of<T>(req: &tonic::Request<T>) -> Self {
+        Creds { md: req.metadata().clone(), cn: cert_common_name(req) }
+    }
 }
 
 /// Who sent a request (`None`: nobody, or auth disabled).
@@ -59,6 +89,7 @@ impl Default for Limits {
             quota_backend_bytes: Some(DEFAULT_QUOTA_BYTES),
             watch_progress_interval: crate::api::watch::PROGRESS_REPORT_INTERVAL,
             stop_grpc_service_on_defrag: false,
+            client_cert_auth: false,
         }
     }
 }
@@ -144,6 +175,26 @@ impl Ctx {
     /// The auth store.
     pub fn auth(&self) -> &Auth {
         &self.machine.auth
+    }
+
+    /// Who sent a gRPC request: its token (see [`Ctx::who`]) or, with `--client-cert-auth` and
+    /// no token, the common name of its verified client certificate (the JSON gateway's
+    /// requests never carry a certificate identity, as etcd's).
+    pub async fn who_of<T>(&self, req: &tonic::Request<T>) -> ApiResult<Who> {
+        let who = self.who(req.metadata()).await?;
+        if who.is_some() || !self.limits.client_cert_auth || !self.auth().enabled() {
+            return Ok(who);
+        }
+        Ok(cert_common_name(req).map(|user| AuthInfo { user, revision: self.auth().revision() }))
+    }
+
+    /// [`Ctx::who_of`] for a stream's credentials, read again for each watch or renewal.
+    pub async fn who_creds(&self, c: &Creds) -> ApiResult<Who> {
+        let who = self.who(&c.md).await?;
+        if who.is_some() || !self.limits.client_cert_auth || !self.auth().enabled() {
+            return Ok(who);
+        }
+        Ok(c.cn.clone().map(|user| AuthInfo { user, revision: self.auth().revision() }))
     }
 
     /// Who sent a request, as etcd reads it: nobody while auth is disabled; else the token in

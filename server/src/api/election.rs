@@ -42,7 +42,7 @@ impl Election for ElectionService {
         req: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
         let ctx = &self.ctx;
-        let who = ctx.who(req.metadata()).await.map_err(recipe::as_unknown)?;
+        let who = ctx.who_of(&req).await.map_err(recipe::as_unknown)?;
         let who = &who;
         let r = req.into_inner();
         let lease = session_lease(ctx, who, r.lease).await.map_err(recipe::as_unknown)?;
@@ -73,7 +73,7 @@ impl Election for ElectionService {
         &self,
         req: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
-        let who = self.ctx.who(req.metadata()).await.map_err(recipe::as_unknown)?;
+        let who = self.ctx.who_of(&req).await.map_err(recipe::as_unknown)?;
         let r = req.into_inner();
         let l = leader_key(r.leader)?;
         let (ok, header) =
@@ -90,7 +90,7 @@ impl Election for ElectionService {
         &self,
         req: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
-        let who = self.ctx.who(req.metadata()).await.map_err(recipe::as_unknown)?;
+        let who = self.ctx.who_of(&req).await.map_err(recipe::as_unknown)?;
         let name = req.into_inner().name;
         let (kv, rev) = recipe::by_create(&self.ctx, &who, &recipe::prefix(&name), true, 0)
             .await
@@ -109,7 +109,7 @@ impl Election for ElectionService {
         &self,
         req: Request<LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
-        let who = self.ctx.who(req.metadata()).await.map_err(recipe::as_unknown)?;
+        let who = self.ctx.who_of(&req).await.map_err(recipe::as_unknown)?;
         let name = req.into_inner().name;
         let (tx, rx) = mpsc::channel(16);
         let ctx = self.ctx.clone();
@@ -125,7 +125,7 @@ impl Election for ElectionService {
         &self,
         req: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
-        let who = self.ctx.who(req.metadata()).await.map_err(recipe::as_unknown)?;
+        let who = self.ctx.who_of(&req).await.map_err(recipe::as_unknown)?;
         let l = leader_key(req.into_inner().leader)?;
         let (_, header) = recipe::delete_if_created_at(&self.ctx, &who, &l.key, l.rev)
             .await

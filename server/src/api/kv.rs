@@ -129,12 +129,12 @@ impl Kv for KvService {
         &self,
         req: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
-        let who = self.ctx.who(req.metadata()).await?;
+        let who = self.ctx.who_of(&req).await?;
         Ok(Response::new(range(&self.ctx, &who, req.get_ref()).await?))
     }
 
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
-        let who = self.ctx.who(req.metadata()).await?;
+        let who = self.ctx.who_of(&req).await?;
         Ok(Response::new(put(&self.ctx, &who, req.into_inner()).await?))
     }
 
@@ -142,12 +142,12 @@ impl Kv for KvService {
         &self,
         req: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
-        let who = self.ctx.who(req.metadata()).await?;
+        let who = self.ctx.who_of(&req).await?;
         Ok(Response::new(delete_range(&self.ctx, &who, req.into_inner()).await?))
     }
 
     async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
-        let who = self.ctx.who(req.metadata()).await?;
+        let who = self.ctx.who_of(&req).await?;
         Ok(Response::new(txn(&self.ctx, &who, req.into_inner()).await?))
     }
 
@@ -155,7 +155,7 @@ impl Kv for KvService {
         &self,
         req: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
-        let who = self.ctx.who(req.metadata()).await?;
+        let who = self.ctx.who_of(&req).await?;
         Ok(Response::new(compact(&self.ctx, &who, req.into_inner()).await?))
     }
 }

@@ -10,7 +10,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::authorize;
-use crate::api::ctx::Ctx;
+use crate::api::ctx::{Creds, Ctx};
 use crate::api::errors::{unexpected, ApiError, ApiResult};
 use crate::api::validate;
 use crate::apply::machine::ApplyOut;
@@ -121,7 +121,7 @@ pub fn time_to_live_local(
 /// the client going away.
 pub async fn keep_alive<S>(
     ctx: Arc<Ctx>,
-    md: tonic::metadata::MetadataMap,
+    creds: Creds,
     mut input: S,
     tx: tokio::sync::mpsc::Sender<Result<pb::LeaseKeepAliveResponse, Status>>,
 ) where
@@ -134,7 +134,7 @@ pub async fn keep_alive<S>(
         };
         let header = ctx.header_now();
         // The stream's token is read again for each renewal, as etcd reads it.
-        let allowed = match ctx.who(&md).await {
+        let allowed = match ctx.who_creds(&creds).await {
             Ok(who) => authorize::identity(&ctx, &who)
                 .and_then(|()| authorize::lease_keys(&ctx, &who, r.id, true)),
             Err(e) => Err(e),
@@ -164,7 +164,7 @@ impl Lease for LeaseService {
         &self,
         req: Request<pb::LeaseGrantRequest>,
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
-        let who = self.ctx.who(req.metadata()).await?;
+        let who = self.ctx.who_of(&req).await?;
         let mut r = req.into_inner();
         if r.id == 0 {
             r.id = self.ctx.ids.next_lease();
@@ -186,7 +186,7 @@ impl Lease for LeaseService {
         &self,
         req: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
-        let who = self.ctx.who(req.metadata()).await?;
+        let who = self.ctx.who_of(&req).await?;
         validate::lease_id(req.get_ref().id)?;
         authorize::identity(&self.ctx, &who)?;
         authorize::lease_keys(&self.ctx, &who, req.get_ref().id, true)?;
@@ -204,9 +204,9 @@ impl Lease for LeaseService {
         &self,
         req: Request<Streaming<pb::LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
-        let md = req.metadata().clone();
+        let creds = Creds::of(&req);
         let (tx, rx) = tokio::sync::mpsc::channel(16);
-        tokio::spawn(keep_alive(self.ctx.clone(), md, req.into_inner(), tx));
+        tokio::spawn(keep_alive(self.ctx.clone(), creds, req.into_inner(), tx));
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
@@ -214,7 +214,7 @@ impl Lease for LeaseService {
         &self,
         req: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
-        let who = self.ctx.who(req.metadata()).await?;
+        let who = self.ctx.who_of(&req).await?;
         let r = req.into_inner();
         authorize::identity(&self.ctx, &who)?;
         if r.keys {
@@ -242,7 +242,7 @@ impl Lease for LeaseService {
         &self,
         req: Request<pb::LeaseLeasesRequest>,
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
-        let who = self.ctx.who(req.metadata()).await?;
+        let who = self.ctx.who_of(&req).await?;
         let ids = self.ctx.store().leases();
         authorize::leases(&self.ctx, &who, &ids)?;
         let leases = ids.into_iter().map(|id| pb::LeaseStatus { id }).collect();

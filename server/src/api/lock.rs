@@ -73,7 +73,7 @@ pub async fn lock(
 #[tonic::async_trait]
 impl Lock for LockService {
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
-        let who = self.ctx.who(req.metadata()).await.map_err(recipe::as_unknown)?;
+        let who = self.ctx.who_of(&req).await.map_err(recipe::as_unknown)?;
         let r = req.into_inner();
         let (key, header) =
             lock(&self.ctx, &who, &r.name, r.lease).await.map_err(recipe::as_unknown)?;
@@ -84,7 +84,7 @@ impl Lock for LockService {
         &self,
         req: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
-        let who = self.ctx.who(req.metadata()).await.map_err(recipe::as_unknown)?;
+        let who = self.ctx.who_of(&req).await.map_err(recipe::as_unknown)?;
         let key = req.into_inner().key;
         let resp =
             kv::delete_range(&self.ctx, &who, pb::DeleteRangeRequest { key, ..Default::default() })

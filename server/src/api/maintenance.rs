@@ -44,7 +44,7 @@ impl Maintenance for MaintenanceService {
         req: Request<pb::AlarmRequest>,
     ) -> Result<Response<pb::AlarmResponse>, Status> {
         use pb::alarm_request::AlarmAction;
-        let who = self.ctx.who(req.metadata()).await?;
+        let who = self.ctx.who_of(&req).await?;
         let r = req.into_inner();
         match AlarmAction::try_from(r.action) {
             Ok(AlarmAction::Get) => {
@@ -71,7 +71,7 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        let who = self.ctx.who(req.metadata()).await?;
+        let who = self.ctx.who_of(&req).await?;
         authorize::identity(&self.ctx, &who)?;
         let st = self.ctx.replica.status();
         let store = self.ctx.store();
@@ -222,7 +222,7 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<pb::MoveLeaderRequest>,
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
-        let who = self.ctx.who(req.metadata()).await?;
+        let who = self.ctx.who_of(&req).await?;
         authorize::admin(&self.ctx, &who)?;
         let to = req.into_inner().target_id;
         self.ctx.replica.transfer_leader(to).await.map_err(ApiError::from)?;
@@ -233,7 +233,7 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<pb::DowngradeRequest>,
     ) -> Result<Response<pb::DowngradeResponse>, Status> {
-        let who = self.ctx.who(req.metadata()).await?;
+        let who = self.ctx.who_of(&req).await?;
         authorize::admin(&self.ctx, &who)?;
         Err(ApiError::Unsupported("rusted: downgrade is not supported").into())
     }

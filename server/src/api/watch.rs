@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::api::ctx::Ctx;
+use crate::api::ctx::{Creds, Ctx};
 use crate::api::errors::ApiError;
 use crate::apply::convert::kv_out;
 use rusted_proto::etcdserverpb as pb;
@@ -52,9 +52,9 @@ impl Watch for WatchService {
         &self,
         req: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let md = req.metadata().clone();
+        let creds = Creds::of(&req);
         let (tx, rx) = mpsc::channel(OUT_BUFFER);
-        tokio::spawn(serve(self.ctx.clone(), md, req.into_inner(), tx));
+        tokio::spawn(serve(self.ctx.clone(), creds, req.into_inner(), tx));
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 }
@@ -73,8 +73,8 @@ struct Watched {
 /// The state of one client stream.
 struct StreamState {
     ctx: Arc<Ctx>,
-    /// The stream's metadata: its token is read again for each watch created, as etcd's.
-    md: tonic::metadata::MetadataMap,
+    /// The stream's credentials: its token is read again for each watch created, as etcd's.
+    creds: Creds,
     store: Arc<Store>,
     ws: WatchStream,
     rx: mpsc::Receiver<WatchResponse>,
@@ -88,7 +88,7 @@ struct StreamState {
 /// Serves one watch stream until the client goes away (or the store closes).
 pub async fn serve<S>(
     ctx: Arc<Ctx>,
-    md: tonic::metadata::MetadataMap,
+    creds: Creds,
     mut input: S,
     out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
 ) where
@@ -99,7 +99,7 @@ pub async fn serve<S>(
     let (ws, rx) = store.watch_stream(STREAM_BUFFER);
     let mut st = StreamState {
         ctx,
-        md,
+        creds,
         store,
         ws,
         rx,
@@ -196,7 +196,7 @@ impl StreamState {
         // Permission to read the range, checked when the watch is created only (as etcd);
         // a refusal is a cancelled watch whose reason is the whole gRPC status, as etcd's.
         let key = if opts.key.is_empty() { vec![0] } else { opts.key.clone() };
-        let allowed = match self.ctx.who(&self.md).await {
+        let allowed = match self.ctx.who_creds(&self.creds).await {
             Ok(who) => self.ctx.auth().op_permitted(who.as_ref(), &key, &opts.range_end, false),
             Err(ApiError::Auth(e)) => Err(e),
             Err(_) => Err(crate::auth::AuthError::InvalidAuthToken),

@@ -495,7 +495,7 @@ where
     Resp: Serialize + Send + 'static,
     F: Fn(
             Arc<Ctx>,
-            tonic::metadata::MetadataMap,
+            crate::api::ctx::Creds,
             Requests<Req>,
             mpsc::Sender<Result<Resp, Status>>,
         ) -> Fut
@@ -512,7 +512,8 @@ where
             Err(resp) => return resp,
         };
         let (tx, rx) = mpsc::channel(buffer);
-        tokio::spawn(serve(ctx.clone(), metadata(&headers), input, tx));
+        let creds = crate::api::ctx::Creds { md: metadata(&headers), cn: None };
+        tokio::spawn(serve(ctx.clone(), creds, input, tx));
         stream_response(rx).await
     })
     .options(preflight)

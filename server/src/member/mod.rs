@@ -385,6 +385,7 @@ fn limits(cfg: &ServerConfig) -> Limits {
         quota_backend_bytes: quota,
         watch_progress_interval,
         stop_grpc_service_on_defrag: cfg.experimental.stop_grpc_service_on_defrag,
+        client_cert_auth: cfg.tls.client_cert_auth,
     }
 }
 

@@ -125,6 +125,20 @@ scenarios() {
     mkdir -p "$WORK/$tag"
     step "snapshot save" sh -c 'ETCDCTL_API=3 "$0" --dial-timeout=2s --command-timeout=3s "$@" 2>/dev/null' "$CLIENT" "${good[@]}" snapshot save "$WORK/$tag/snap.db"
     step "snapshot status" ctl -w table snapshot status "$WORK/$tag/snap.db"
+    # The client certificate's CN ("client") is the user of requests without a token.
+    step "auth: add root" ctl "${good[@]}" user add root:rootpw
+    step "auth: role root" ctl "${good[@]}" role add root
+    step "auth: grant root" ctl "${good[@]}" user grant-role root root
+    step "auth: user client, no password" ctl "${good[@]}" user add client --no-password
+    step "auth: role rc" ctl "${good[@]}" role add rc
+    step "auth: rc reads k2" ctl "${good[@]}" role grant-permission rc read k2
+    step "auth: grant rc" ctl "${good[@]}" user grant-role client rc
+    step "auth: enable" ctl "${good[@]}" auth enable
+    step "CN user reads k2" ctl "${good[@]}" get k2
+    step "CN user writes k2" ctl "${good[@]}" put k2 x
+    step "CN user reads k5" ctl "${good[@]}" get k5
+    step "a password for the CN user" ctl "${good[@]}" --user client:x get k2
+    step "root's token over the certificate" ctl "${good[@]}" --user root:rootpw put k5 v5
     stop_server
 
     echo "## a trusted CA without --client-cert-auth (etcd requires client certificates then too)"
