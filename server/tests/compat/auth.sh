@@ -5,86 +5,10 @@
 # user may read, write, watch and run in a txn with a prefix, a single key and no permission,
 # wrong passwords, no credentials, tokens on the gateway, snapshots for root only.
 #
-# Env: RUSTED_BIN (required unless ONLY=etcd), ETCD_BIN, ETCDCTL_BIN, PYTHON, ONLY, KEEP;
-#      RUSTEDCTL_BIN: also run rusted's scenarios with rustedctl as the client; TARGETS: any of
-#      "etcd rusted rustedctl"
-set -u
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ETCD_BIN=${ETCD_BIN:-etcd}
-ETCDCTL_BIN=${ETCDCTL_BIN:-etcdctl}
-PYTHON=${PYTHON:-python3}
-ONLY=${ONLY:-}
-RUSTED_BIN=${RUSTED_BIN:-}
-die() { echo "auth: $*" >&2; exit 2; }
-for c in curl "$ETCDCTL_BIN" "$PYTHON"; do
-    command -v "$c" >/dev/null 2>&1 || die "$c not found (.ci/run installs curl and etcdctl)"
-done
-[ "$ONLY" = rusted ] || command -v "$ETCD_BIN" >/dev/null 2>&1 || die "etcd not found"
-[ "$ONLY" = etcd ] || [ -x "$RUSTED_BIN" ] || die "RUSTED_BIN is not an executable file"
-
-WORK=$(mktemp -d /tmp/rusted-auth.XXXXXX)
-export COMPAT_TMP=$WORK
-SERVER_PID=""
-stop_server() {
-    [ -n "$SERVER_PID" ] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null
-    local i=0
-    while [ $i -lt 50 ] && kill -0 "$SERVER_PID" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
-    kill -KILL "$SERVER_PID" 2>/dev/null
-    wait "$SERVER_PID" 2>/dev/null
-    SERVER_PID=""
-}
-on_exit() {
-    local rc=$?
-    stop_server
-    [ -n "${KEEP:-}" ] && echo "auth: kept $WORK" >&2 || rm -rf "$WORK"
-    exit $rc
-}
-trap on_exit EXIT
-
-# start BIN ADDR TAG ARGS...: one member on ADDR (client 2379, peer 2380) with ARGS, waits
-# until healthy.
-start() {
-    local bin=$1 addr=$2 tag=$3; shift 3
-    rm -rf "$WORK/data-$tag"
-    "$bin" --name default --data-dir "$WORK/data-$tag" \
-        --listen-client-urls "http://$addr:2379" --advertise-client-urls "http://$addr:2379" \
-        --listen-peer-urls "http://$addr:2380" --initial-advertise-peer-urls "http://$addr:2380" \
-        --initial-cluster "default=http://$addr:2380" "$@" >"$WORK/server-$tag.log" 2>&1 &
-    SERVER_PID=$!
-    wait_healthy "$addr" "$tag"
-}
-wait_healthy() {
-    local addr=$1 tag=$2 t0=$SECONDS
-    while :; do
-        kill -0 "$SERVER_PID" 2>/dev/null || { echo "auth: $tag exited at start:" >&2; tail -20 "$WORK/server-$tag.log" >&2; exit 1; }
-        ETCDCTL_API=3 "$ETCDCTL_BIN" --endpoints "$addr:2379" --dial-timeout=1s --command-timeout=2s endpoint health >/dev/null 2>&1 && return 0
-        [ $((SECONDS - t0)) -lt 20 ] || { echo "auth: $tag not healthy in 20 s:" >&2; tail -20 "$WORK/server-$tag.log" >&2; exit 1; }
-        sleep 0.2
-    done
-}
-step() {
-    local name=$1; shift
-    echo "### $name"
-    "$@" 2>&1 | head -n 20
-    echo "exit=${PIPESTATUS[0]}"
-}
-ctl() { ETCDCTL_API=3 timeout 20 "$CLIENT" --dial-timeout=2s --command-timeout=3s "$@"; }
-# The status line and the CORS headers of an HTTP answer, then its body.
-http() {
-    curl -s -i --max-time 5 "$@" | tr -d '\r' | awk '
-        /^HTTP\// && !head { print $1 " " $2; head = 1; next }
-        body { print; next }
-        /^$/ { body = 1; next }
-        tolower($0) ~ /^access-control-/ { print tolower($0) }'
-}
-# exits BIN ARGS...: the exit code of a server that must refuse to start (killed after 10 s).
-exits() {
-    local bin=$1; shift
-    timeout 10 "$bin" "$@" >/dev/null 2>&1
-    echo "exit code $?"
-}
-
+# Env: see harness.sh.
+NAME=auth
+ADDRS="127.0.0.25 127.0.0.26"
+source "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
 
 scenarios() {
     local bin=$1 a=$2 tag=$3
@@ -237,35 +161,4 @@ except Exception as e:
     stop_server
 }
 
-run() {
-    local name=$1 bin=$2 a=$3
-    CLIENT=${4:-$ETCDCTL_BIN}
-    scenarios "$bin" "$a" "$name" >"$WORK/$name.raw" 2>&1
-    # etcdctl's client library logs its retries: not compared (as in tls.sh).
-    grep -v '"msg":"retrying of unary invoker failed"' "$WORK/$name.raw" |
-        "$PYTHON" "$HERE/normalize.py" >"$WORK/$name.out"
-    echo "auth: $name: $(grep -c '^### ' "$WORK/$name.raw") steps"
-}
-TARGETS=${TARGETS:-etcd rusted${RUSTEDCTL_BIN:+ rustedctl}}
-[ -z "$ONLY" ] || TARGETS=$ONLY
-for t in $TARGETS; do
-    case $t in
-    etcd) run etcd "$ETCD_BIN" 127.0.0.25 ;;
-    rusted) run rusted "$RUSTED_BIN" 127.0.0.26 ;;
-    rustedctl) [ -x "${RUSTEDCTL_BIN:-}" ] || die "RUSTEDCTL_BIN is not an executable file"
-        run rustedctl "$RUSTED_BIN" 127.0.0.26 "$RUSTEDCTL_BIN" ;;
-    *) die "unknown target $t" ;;
-    esac
-done
-if [ -n "$ONLY" ]; then cat "$WORK/$ONLY.out"; exit 0; fi
-fail=0
-for other in $TARGETS; do
-    [ "$other" != etcd ] || continue
-    if diff -u --label etcd --label "$other" "$WORK/etcd.out" "$WORK/$other.out"; then
-        echo "auth: etcd and $other identical"
-    else
-        echo "auth: etcd and $other DIFFERENT"
-        fail=1
-    fi
-done
-exit $fail
+run_targets

@@ -4,69 +4,10 @@
 # --strict-reconfig-check on a fresh member, and the exit codes of command lines etcd refuses
 # (unknown flag, bad value, listen URLs without advertise URLs, a variable shadowed by a flag).
 #
-# Env: RUSTED_BIN (required unless ONLY=etcd), ETCD_BIN, ETCDCTL_BIN, PYTHON, ONLY, KEEP
-set -u
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ETCD_BIN=${ETCD_BIN:-etcd}
-ETCDCTL_BIN=${ETCDCTL_BIN:-etcdctl}
-PYTHON=${PYTHON:-python3}
-ONLY=${ONLY:-}
-RUSTED_BIN=${RUSTED_BIN:-}
-die() { echo "flags: $*" >&2; exit 2; }
-for c in curl "$ETCDCTL_BIN" "$PYTHON"; do
-    command -v "$c" >/dev/null 2>&1 || die "$c not found (.ci/run installs curl and etcdctl)"
-done
-[ "$ONLY" = rusted ] || command -v "$ETCD_BIN" >/dev/null 2>&1 || die "etcd not found"
-[ "$ONLY" = etcd ] || [ -x "$RUSTED_BIN" ] || die "RUSTED_BIN is not an executable file"
-
-WORK=$(mktemp -d /tmp/rusted-flags.XXXXXX)
-export COMPAT_TMP=$WORK
-SERVER_PID=""
-stop_server() {
-    [ -n "$SERVER_PID" ] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null
-    local i=0
-    while [ $i -lt 50 ] && kill -0 "$SERVER_PID" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
-    kill -KILL "$SERVER_PID" 2>/dev/null
-    wait "$SERVER_PID" 2>/dev/null
-    SERVER_PID=""
-}
-on_exit() {
-    local rc=$?
-    stop_server
-    [ -n "${KEEP:-}" ] && echo "flags: kept $WORK" >&2 || rm -rf "$WORK"
-    exit $rc
-}
-trap on_exit EXIT
-
-# start BIN ADDR TAG ARGS...: one member on ADDR (client 2379, peer 2380) with ARGS, waits
-# until healthy.
-start() {
-    local bin=$1 addr=$2 tag=$3; shift 3
-    rm -rf "$WORK/data-$tag"
-    "$bin" --name default --data-dir "$WORK/data-$tag" \
-        --listen-client-urls "http://$addr:2379" --advertise-client-urls "http://$addr:2379" \
-        --listen-peer-urls "http://$addr:2380" --initial-advertise-peer-urls "http://$addr:2380" \
-        --initial-cluster "default=http://$addr:2380" "$@" >"$WORK/server-$tag.log" 2>&1 &
-    SERVER_PID=$!
-    wait_healthy "$addr" "$tag"
-}
-wait_healthy() {
-    local addr=$1 tag=$2 t0=$SECONDS
-    while :; do
-        kill -0 "$SERVER_PID" 2>/dev/null || { echo "flags: $tag exited at start:" >&2; tail -20 "$WORK/server-$tag.log" >&2; exit 1; }
-        ETCDCTL_API=3 "$ETCDCTL_BIN" --endpoints "$addr:2379" --dial-timeout=1s --command-timeout=2s endpoint health >/dev/null 2>&1 && return 0
-        [ $((SECONDS - t0)) -lt 20 ] || { echo "flags: $tag not healthy in 20 s:" >&2; tail -20 "$WORK/server-$tag.log" >&2; exit 1; }
-        sleep 0.2
-    done
-}
-step() {
-    local name=$1; shift
-    echo "### $name"
-    "$@" 2>&1 | head -n 20
-    echo "exit=${PIPESTATUS[0]}"
-}
-ctl() { ETCDCTL_API=3 timeout 20 "$ETCDCTL_BIN" --dial-timeout=2s --command-timeout=3s "$@"; }
+# Env: see harness.sh.
+NAME=flags
+ADDRS="127.0.0.23 127.0.0.24"
+source "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
 # The status line and the CORS headers of an HTTP answer, then its body.
 http() {
     curl -s -i --max-time 5 "$@" | tr -d '\r' | awk '
@@ -135,27 +76,4 @@ scenarios() {
     step "election timeout too long" exits "$bin" --data-dir "$WORK/z" --election-timeout 60000
 }
 
-run() {
-    local name=$1 bin=$2 a=$3
-    scenarios "$bin" "$a" "$name" >"$WORK/$name.raw" 2>&1
-    # etcdctl's client library logs its retries: not compared (as in tls.sh).
-    grep -v '"msg":"retrying of unary invoker failed"' "$WORK/$name.raw" |
-        "$PYTHON" "$HERE/normalize.py" >"$WORK/$name.out"
-    echo "flags: $name: $(grep -c '^### ' "$WORK/$name.raw") steps"
-}
-TARGETS=${TARGETS:-etcd rusted}
-[ -z "$ONLY" ] || TARGETS=$ONLY
-for t in $TARGETS; do
-    case $t in
-    etcd) run etcd "$ETCD_BIN" 127.0.0.23 ;;
-    rusted) run rusted "$RUSTED_BIN" 127.0.0.24 ;;
-    *) die "unknown target $t" ;;
-    esac
-done
-if [ -n "$ONLY" ]; then cat "$WORK/$ONLY.out"; exit 0; fi
-if diff -u --label etcd --label rusted "$WORK/etcd.out" "$WORK/rusted.out"; then
-    echo "flags: etcd and rusted identical"
-else
-    echo "flags: etcd and rusted DIFFERENT"
-    exit 1
-fi
+run_targets
