@@ -173,7 +173,19 @@ async fn what_etcd_35_checks_beyond_34() {
             .len(),
         1
     );
-    // bob may not put to alice's lease either: its keys are not his to write.
+    // bob may write a3, but not through alice's lease: its keys (a2) are not his to write.
+    let mut a = AuthClient::new(ch.clone());
+    a.role_add(req(root, pb::AuthRoleAddRequest { name: "rb".into() })).await.unwrap();
+    let perm = rusted_proto::authpb::Permission {
+        perm_type: rusted_proto::authpb::permission::Type::Write as i32,
+        key: b"a3".to_vec(),
+        range_end: Vec::new(),
+    };
+    let grant = pb::AuthRoleGrantPermissionRequest { name: "rb".into(), perm: Some(perm) };
+    a.role_grant_permission(req(root, grant)).await.unwrap();
+    let g = pb::AuthUserGrantRoleRequest { user: "bob".into(), role: "rb".into() };
+    a.user_grant_role(req(root, g)).await.unwrap();
+    kv.put(req(bob, put("a3", 0))).await.unwrap();
     assert_eq!(code(kv.put(req(bob, put("a3", id))).await), denied);
     assert_eq!(code(l.lease_revoke(req(bob, pb::LeaseRevokeRequest { id })).await), denied);
     l.lease_revoke(req(alice, pb::LeaseRevokeRequest { id })).await.unwrap();

@@ -157,14 +157,14 @@ fn new_password(name: &str, interactive: bool) -> CtlResult<String> {
     if !interactive {
         return stdin_word();
     }
-    let fail = |e: std::io::Error| CtlError::failed(format!("failed to ask password: {e}"));
+    let fail = |e: std::io::Error| CtlError::args(format!("failed to ask password: {e}"));
     let p1 = prompt(&format!("Password of {name}: ")).map_err(fail)?;
     if p1.is_empty() {
-        return Err(CtlError::failed("empty password"));
+        return Err(CtlError::args("empty password"));
     }
     let p2 = prompt(&format!("Type password of {name} again for confirmation: ")).map_err(fail)?;
     if p1 != p2 {
-        return Err(CtlError::failed("given passwords are different"));
+        return Err(CtlError::args("given passwords are different"));
     }
     Ok(p1)
 }
@@ -458,7 +458,11 @@ pub async fn auth(ctl: &Ctl, cmd: &AuthCommand) -> CtlResult {
             // As etcdctl: a missing root role is created and granted to root, then again.
             loop {
                 match ctl.timed(c.auth_enable(pb::AuthEnableRequest {})).await {
-                    Ok(r) => return show(ctl, r.get_ref(), || println!("Authentication Enabled")),
+                    // etcdctl prints this line whatever the output format.
+                    Ok(_) => {
+                        println!("Authentication Enabled");
+                        return Ok(());
+                    }
                     Err(e) if e.message == "etcdserver: root user does not have root role" => {
                         let add = pb::AuthRoleAddRequest { name: "root".into() };
                         if let Err(e) = ctl.timed(c.role_add(add)).await {
@@ -479,8 +483,9 @@ pub async fn auth(ctl: &Ctl, cmd: &AuthCommand) -> CtlResult {
         AuthCommand::Disable { args } => {
             no_args(args, "auth disable command does not accept any arguments")?;
             let mut c = AuthClient::new(ctl.dial().await?);
-            let r = ctl.timed(c.auth_disable(pb::AuthDisableRequest {})).await?;
-            show(ctl, r.get_ref(), || println!("Authentication Disabled"))
+            ctl.timed(c.auth_disable(pb::AuthDisableRequest {})).await?;
+            println!("Authentication Disabled");
+            Ok(())
         }
         AuthCommand::Status { args } => {
             no_args(args, "auth status command does not accept any arguments")?;

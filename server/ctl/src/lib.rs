@@ -282,13 +282,9 @@ impl Ctl {
 
     /// `--user` (and `--password`): the name and password, prompting for a password not given.
     fn credentials(&self) -> CtlResult<Option<(String, String)>> {
-        let Some(user) = &self.user else { return Ok(None) };
-        if let Some(pw) = &self.password {
-            if user.contains(':') {
-                return Err(CtlError::args(
-                    "--user should not contain a password when --password is given",
-                ));
-            }
+        let Some(user) = self.user.as_ref().filter(|u| !u.is_empty()) else { return Ok(None) };
+        // As etcdctl: with --password, --user is the whole name (colons included).
+        if let Some(pw) = self.password.as_ref().filter(|p| !p.is_empty()) {
             return Ok(Some((user.clone(), pw.clone())));
         }
         match user.split_once(':') {

@@ -56,10 +56,10 @@ impl AuthService {
     }
 
     async fn authenticate_inner(&self, r: pb::AuthenticateRequest) -> ApiResult<String> {
+        self.ctx.linearize().await?;
         if !self.ctx.auth().enabled() {
             return Err(AuthError::AuthNotEnabled.into());
         }
-        self.ctx.linearize().await?;
         for _ in 0..AUTHENTICATE_TRIES {
             let (name, password) = (r.name.clone(), r.password.clone());
             let rev = self.hashing(move |a| a.check_password(&name, &password)).await?;
@@ -102,9 +102,9 @@ impl Auth for AuthService {
     }
 
     async fn auth_status(&self, req: Request<pb::AuthStatusRequest>) -> R<pb::AuthStatusResponse> {
+        self.ctx.linearize().await?;
         let who = self.ctx.who_of(&req).await?;
         authorize::admin(&self.ctx, &who)?;
-        self.ctx.linearize().await?;
         let st = self.ctx.auth().state();
         Ok(Response::new(pb::AuthStatusResponse {
             header: self.header(),
@@ -131,8 +131,8 @@ impl Auth for AuthService {
     }
 
     async fn user_get(&self, req: Request<pb::AuthUserGetRequest>) -> R<pb::AuthUserGetResponse> {
-        let who = self.ctx.who_of(&req).await?;
         self.ctx.linearize().await?;
+        let who = self.ctx.who_of(&req).await?;
         let roles =
             self.ctx.auth().user_get(who.as_ref(), &req.get_ref().name).map_err(ApiError::from)?;
         Ok(Response::new(pb::AuthUserGetResponse { header: self.header(), roles }))
@@ -142,9 +142,9 @@ impl Auth for AuthService {
         &self,
         req: Request<pb::AuthUserListRequest>,
     ) -> R<pb::AuthUserListResponse> {
+        self.ctx.linearize().await?;
         let who = self.ctx.who_of(&req).await?;
         authorize::admin(&self.ctx, &who)?;
-        self.ctx.linearize().await?;
         let users = self.ctx.auth().state().users.into_keys().collect();
         Ok(Response::new(pb::AuthUserListResponse { header: self.header(), users }))
     }
@@ -199,8 +199,8 @@ impl Auth for AuthService {
     }
 
     async fn role_get(&self, req: Request<pb::AuthRoleGetRequest>) -> R<pb::AuthRoleGetResponse> {
-        let who = self.ctx.who_of(&req).await?;
         self.ctx.linearize().await?;
+        let who = self.ctx.who_of(&req).await?;
         let perm =
             self.ctx.auth().role_get(who.as_ref(), &req.get_ref().role).map_err(ApiError::from)?;
         Ok(Response::new(pb::AuthRoleGetResponse { header: self.header(), perm }))
@@ -210,9 +210,9 @@ impl Auth for AuthService {
         &self,
         req: Request<pb::AuthRoleListRequest>,
     ) -> R<pb::AuthRoleListResponse> {
+        self.ctx.linearize().await?;
         let who = self.ctx.who_of(&req).await?;
         authorize::admin(&self.ctx, &who)?;
-        self.ctx.linearize().await?;
         let roles = self.ctx.auth().state().roles.into_keys().collect();
         Ok(Response::new(pb::AuthRoleListResponse { header: self.header(), roles }))
     }

@@ -92,6 +92,18 @@ pub fn txn(ctx: &Ctx, who: &Who, t: &pb::TxnRequest) -> ApiResult<()> {
     Ok(())
 }
 
+/// After a read: refused if the auth store changed while it was served (etcd's doSerialize).
+pub fn unchanged(ctx: &Ctx, who: &Who) -> ApiResult<()> {
+    match who {
+        Some(i)
+            if ctx.auth().enabled() && i.revision != 0 && i.revision != ctx.auth().revision() =>
+        {
+            Err(AuthError::AuthOldRevision.into())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Operations reserved to the root role.
 pub fn admin(ctx: &Ctx, who: &Who) -> ApiResult<()> {
     Ok(ctx.auth().admin_permitted(who.as_ref())?)

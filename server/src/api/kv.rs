@@ -38,11 +38,18 @@ fn txn_readonly(t: &pb::TxnRequest) -> bool {
 /// Range: linearizable unless `serializable`.
 pub async fn range(ctx: &Ctx, who: &Who, r: &pb::RangeRequest) -> ApiResult<pb::RangeResponse> {
     validate::range(r)?;
-    authorize::range(ctx, who, r)?;
     if !r.serializable {
         ctx.linearize().await?;
     }
+    range_read(ctx, who, r)
+}
+
+/// The read of a Range, after its linearizable barrier: checked against the state read, and
+/// refused if the auth store changed meanwhile (as etcd's doSerialize).
+pub fn range_read(ctx: &Ctx, who: &Who, r: &pb::RangeRequest) -> ApiResult<pb::RangeResponse> {
+    authorize::range(ctx, who, r)?;
     let out = ctx.store().range(&convert::range_in(r))?;
+    authorize::unchanged(ctx, who)?;
     let rev = out.revision;
     Ok(pb::RangeResponse { header: ctx.header(rev), ..convert::range_out(out) })
 }
@@ -84,13 +91,11 @@ pub async fn txn(ctx: &Ctx, who: &Who, t: pb::TxnRequest) -> ApiResult<pb::TxnRe
     // A read-only txn costs nothing, so it always passes the quota.
     ctx.check_quota(convert::txn_cost(&t))?;
     validate::txn(&t, ctx.limits.max_txn_ops)?;
-    authorize::txn(ctx, who, &t)?;
     if txn_readonly(&t) {
         ctx.linearize().await?;
-        let out = ctx.store().txn(Applied::default(), &convert::txn_in(&t))?;
-        let rev = out.revision;
-        return Ok(pb::TxnResponse { header: ctx.header(rev), ..convert::txn_out(out) });
+        return txn_read(ctx, who, &t);
     }
+    authorize::txn(ctx, who, &t)?;
     match ctx.propose_for(who, P::Txn(t)).await? {
         ApplyOut::Txn(out) => {
             let rev = out.revision;
@@ -98,6 +103,15 @@ pub async fn txn(ctx: &Ctx, who: &Who, t: pb::TxnRequest) -> ApiResult<pb::TxnRe
         }
         other => Err(unexpected(other)),
     }
+}
+
+/// A read-only txn after its linearizable barrier (see [`range_read`]).
+fn txn_read(ctx: &Ctx, who: &Who, t: &pb::TxnRequest) -> ApiResult<pb::TxnResponse> {
+    authorize::txn(ctx, who, t)?;
+    let out = ctx.store().txn(Applied::default(), &convert::txn_in(t))?;
+    authorize::unchanged(ctx, who)?;
+    let rev = out.revision;
+    Ok(pb::TxnResponse { header: ctx.header(rev), ..convert::txn_out(out) })
 }
 
 /// Compaction, through raft; with `physical`, waits until the old revisions are gone.
@@ -129,8 +143,14 @@ impl Kv for KvService {
         &self,
         req: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
+        // As etcd: the barrier first, then who is asking, then the check and the read.
+        let r = req.get_ref();
+        validate::range(r)?;
+        if !r.serializable {
+            self.ctx.linearize().await?;
+        }
         let who = self.ctx.who_of(&req).await?;
-        Ok(Response::new(range(&self.ctx, &who, req.get_ref()).await?))
+        Ok(Response::new(range_read(&self.ctx, &who, r)?))
     }
 
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
@@ -147,6 +167,13 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
+        let t = req.get_ref();
+        if txn_readonly(t) {
+            validate::txn(t, self.ctx.limits.max_txn_ops)?;
+            self.ctx.linearize().await?;
+            let who = self.ctx.who_of(&req).await?;
+            return Ok(Response::new(txn_read(&self.ctx, &who, t)?));
+        }
         let who = self.ctx.who_of(&req).await?;
         Ok(Response::new(txn(&self.ctx, &who, req.into_inner()).await?))
     }

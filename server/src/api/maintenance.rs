@@ -99,7 +99,7 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<pb::DefragmentRequest>,
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
-        admin_raw(&self.ctx, req.metadata()).await?;
+        admin_raw(&self.ctx, &req).await?;
         let store = self.ctx.store();
         let _defragmenting = Defragmenting::start(&self.ctx);
         tokio::task::spawn_blocking(move || {
@@ -118,7 +118,7 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<pb::HashRequest>,
     ) -> Result<Response<pb::HashResponse>, Status> {
-        admin_raw(&self.ctx, req.metadata()).await?;
+        admin_raw(&self.ctx, &req).await?;
         let store = self.ctx.store();
         let hash = tokio::task::spawn_blocking(move || store.hash())
             .await
@@ -131,7 +131,7 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<pb::HashKvRequest>,
     ) -> Result<Response<pb::HashKvResponse>, Status> {
-        admin_raw(&self.ctx, req.metadata()).await?;
+        admin_raw(&self.ctx, &req).await?;
         Ok(Response::new(hash_kv(&self.ctx, req.into_inner().revision).await?))
     }
 
@@ -141,7 +141,7 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<pb::SnapshotRequest>,
     ) -> Result<Response<SnapStream>, Status> {
-        admin_raw(&self.ctx, req.metadata()).await?;
+        admin_raw(&self.ctx, &req).await?;
         // One snapshot at a time: each holds a copy of the store in memory while it is written.
         let permit = SNAPSHOT_GATE
             .acquire()
@@ -254,8 +254,8 @@ pub async fn hash_kv(ctx: &Ctx, rev: i64) -> ApiResult<pb::HashKvResponse> {
 
 /// The root role, for Defragment, Snapshot, Hash and HashKV: etcd answers their auth
 /// refusals unmapped (code Unknown, the auth store's text).
-async fn admin_raw(ctx: &Ctx, md: &tonic::metadata::MetadataMap) -> Result<(), Status> {
-    let who = match ctx.who(md).await {
+async fn admin_raw<T>(ctx: &Ctx, req: &Request<T>) -> Result<(), Status> {
+    let who = match ctx.who_of(req).await {
         Ok(w) => w,
         Err(ApiError::Auth(e)) => return Err(ApiError::AuthRaw(e).into()),
         Err(e) => return Err(e.into()),

@@ -256,6 +256,51 @@ impl EtcdMachine {
         self.slot.get()
     }
 
+    /// etcd's check at apply of the keys already on a lease that a put attaches to or a
+    /// revoke deletes: the proposer must be able to write every one (unless root). Attaching
+    /// keys changes no auth revision, so the check the handler made may be stale.
+    fn lease_keys_writable(
+        &self,
+        s: &Store,
+        proposer: Option<&Proposer>,
+        req: &Request,
+    ) -> Result<(), AuthError> {
+        use rusted_proto::etcdserverpb::request_op::Request as Q;
+        let Some(p) = proposer else { return Ok(()) };
+        let who = crate::auth::AuthInfo { user: p.username.clone(), revision: p.auth_revision };
+        if !self.auth.enabled() || self.auth.is_admin(Some(&who)) {
+            return Ok(());
+        }
+        let check = |lease: i64| -> Result<(), AuthError> {
+            if lease == 0 {
+                return Ok(());
+            }
+            for k in s.lease_keys(lease).unwrap_or_default() {
+                self.auth.op_permitted(Some(&who), &k, b"", true)?;
+            }
+            Ok(())
+        };
+        fn txn_leases(t: &rusted_proto::etcdserverpb::TxnRequest, out: &mut Vec<i64>) {
+            for op in t.success.iter().chain(&t.failure) {
+                match &op.request {
+                    Some(Q::RequestPut(p)) => out.push(p.lease),
+                    Some(Q::RequestTxn(n)) => txn_leases(n, out),
+                    _ => {}
+                }
+            }
+        }
+        match req {
+            Request::Put(put) => check(put.lease),
+            Request::LeaseRevoke(r) => check(r.id),
+            Request::Txn(t) => {
+                let mut leases = Vec::new();
+                txn_leases(t, &mut leases);
+                leases.into_iter().try_for_each(check)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Applies one request at `at` (`proposer`: the client it came from, if any).
     fn apply_request(
         &self,
@@ -265,7 +310,11 @@ impl EtcdMachine {
         proposer: Option<&Proposer>,
     ) -> ApplyResult {
         // etcd's auth applier wraps the quota applier: its refusals come first.
-        if let Err(e) = self.auth.check_proposer(proposer) {
+        if let Err(e) = self
+            .auth
+            .check_proposer(proposer, &req)
+            .and_then(|()| self.lease_keys_writable(s, proposer, &req))
+        {
             s.apply_noop(at)?;
             return Err(e.into());
         }

@@ -135,6 +135,9 @@ impl Auth {
     /// Applies an auth change at raft `index`. Returns the outcome and, when the state
     /// changed, its new persisted form. `None` for requests that are not auth changes.
     pub fn apply(&self, req: &Request, index: u64) -> Option<Result<Applied, AuthError>> {
+        if !is_auth_change(req) {
+            return None;
+        }
         let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
         let mut next = guard.state.clone();
         let r = match req {
@@ -191,19 +194,30 @@ impl Auth {
         }))
     }
 
-    /// Applying a client request: refused when auth is enabled and the request was checked at
-    /// an older auth revision than the store's, or for no user (etcd's auth applier).
-    pub fn check_proposer(&self, p: Option<&Proposer>) -> Result<(), AuthError> {
+    /// Applying a client request, as etcd's auth applier checks it against the state it is
+    /// applied to: an auth change needs the root role then; a key write (put, delete, txn,
+    /// lease revoke) needs a user, and is refused if the auth store changed since its
+    /// permissions were checked (`auth_revision` is the revision of the state checked).
+    /// Other requests pass (the member's own proposals carry no proposer).
+    pub fn check_proposer(&self, p: Option<&Proposer>, req: &Request) -> Result<(), AuthError> {
         let Some(p) = p else { return Ok(()) };
-        let g = self.read();
-        if !g.state.enabled {
+        if !self.enabled() {
             return Ok(());
         }
-        if p.username.is_empty() {
-            return Err(AuthError::UserEmpty);
+        let info = AuthInfo { user: p.username.clone(), revision: p.auth_revision };
+        if is_auth_change(req) && !matches!(req, Request::Authenticate(_)) {
+            return self.admin_permitted(Some(&info));
         }
-        if p.auth_revision < g.state.revision {
-            return Err(AuthError::AuthOldRevision);
+        if matches!(
+            req,
+            Request::Put(_) | Request::DeleteRange(_) | Request::Txn(_) | Request::LeaseRevoke(_)
+        ) {
+            if p.username.is_empty() {
+                return Err(AuthError::UserEmpty);
+            }
+            if p.auth_revision < self.revision() {
+                return Err(AuthError::AuthOldRevision);
+            }
         }
         Ok(())
     }
@@ -292,8 +306,12 @@ impl Auth {
     /// A password's bcrypt hash, base64 as it travels in a proposal (call off the runtime).
     pub fn hash_password(&self, password: &str) -> Result<String, AuthError> {
         use base64::Engine;
-        let h =
-            bcrypt::hash(password, self.bcrypt_cost).map_err(|e| AuthError::Hash(e.to_string()))?;
+        let h = bcrypt::non_truncating_hash(password, self.bcrypt_cost).map_err(|e| match e {
+            bcrypt::BcryptError::Truncation(_) => {
+                AuthError::Hash("bcrypt: password length exceeds 72 bytes".into())
+            }
+            e => AuthError::Hash(e.to_string()),
+        })?;
         Ok(base64::engine::general_purpose::STANDARD.encode(h.as_bytes()))
     }
 
@@ -301,7 +319,12 @@ impl Auth {
     /// applied), or a valid JWT.
     pub fn token_info(&self, token: &str) -> Result<AuthInfo, AuthError> {
         if let jwt::Provider::Jwt(j) = &self.provider {
-            return j.info(token);
+            // A JWT made at a revision this member has not applied yet is checked against
+            // this member's state, so it counts as of that state: applying refuses the write
+            // if the state moved on (never let a newer claim vouch for older permissions).
+            let mut info = j.info(token)?;
+            info.revision = info.revision.min(self.revision());
+            return Ok(info);
         }
         let user = self.tokens().user(token, Instant::now()).ok_or(AuthError::InvalidAuthToken)?;
         Ok(AuthInfo { user, revision: self.revision() })
@@ -344,6 +367,25 @@ impl Auth {
             None => Proposer { username: String::new(), auth_revision: self.revision() },
         }
     }
+}
+
+/// Is `req` one the auth store applies?
+fn is_auth_change(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::AuthEnable(_)
+            | Request::AuthDisable(_)
+            | Request::Authenticate(_)
+            | Request::UserAdd(_)
+            | Request::UserDelete(_)
+            | Request::UserChangePassword(_)
+            | Request::UserGrantRole(_)
+            | Request::UserRevokeRole(_)
+            | Request::RoleAdd(_)
+            | Request::RoleDelete(_)
+            | Request::RoleGrantPermission(_)
+            | Request::RoleRevokePermission(_)
+    )
 }
 
 /// The request with a password replaced by its hash (UserAdd, UserChangePassword), as 3.5
@@ -442,12 +484,15 @@ mod tests {
         let old = AuthInfo { user: "alice".into(), revision: a.revision() - 1 };
         assert_eq!(a.op_permitted(Some(&old), b"b", b"", false), Err(AuthError::AuthOldRevision));
         let p = |u: &str, rev| Proposer { username: u.into(), auth_revision: rev };
-        assert_eq!(
-            a.check_proposer(Some(&p("alice", a.revision() - 1))),
-            Err(AuthError::AuthOldRevision)
-        );
-        assert_eq!(a.check_proposer(Some(&p("", a.revision()))), Err(AuthError::UserEmpty));
-        assert_eq!(a.check_proposer(None), Ok(()), "the member's own proposals");
+        let put = Request::Put(pb::PutRequest { key: b"b".to_vec(), ..Default::default() });
+        let add = Request::RoleAdd(pb::AuthRoleAddRequest { name: "x".into() });
+        let old = p("alice", a.revision() - 1);
+        assert_eq!(a.check_proposer(Some(&old), &put), Err(AuthError::AuthOldRevision));
+        assert_eq!(a.check_proposer(Some(&p("", a.revision())), &put), Err(AuthError::UserEmpty));
+        assert_eq!(a.check_proposer(None, &put), Ok(()), "the member's own proposals");
+        let alice_now = p("alice", a.revision());
+        assert_eq!(a.check_proposer(Some(&alice_now), &add), Err(AuthError::PermissionDenied));
+        assert_eq!(a.check_proposer(Some(&p("root", 1)), &add), Ok(()), "admin: no revision check");
         assert_eq!(a.user_get(Some(&alice), "alice"), Ok(vec!["r".to_string()]));
         assert_eq!(a.user_get(Some(&alice), "root"), Err(AuthError::PermissionDenied));
         assert!(a.role_get(Some(&alice), "r").is_ok());

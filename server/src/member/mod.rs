@@ -134,7 +134,11 @@ impl Member {
             store_opts.compaction_sleep = cfg.experimental.compaction_sleep_interval;
         }
         let auth_opts = AuthOptions {
-            token_ttl: Duration::from_secs(cfg.deferred.auth_token_ttl.max(1)),
+            // etcd: 0 means its default.
+            token_ttl: match cfg.deferred.auth_token_ttl {
+                0 => crate::auth::token::DEFAULT_TTL,
+                n => Duration::from_secs(n),
+            },
             bcrypt_cost: u32::try_from(cfg.deferred.bcrypt_cost).unwrap_or(0),
             provider: crate::auth::jwt::provider(&cfg.deferred.auth_token)?,
         };
@@ -261,6 +265,8 @@ impl Member {
         for mut t in self.tasks {
             if tokio::time::timeout(Duration::from_secs(1), &mut t).await.is_err() {
                 t.abort();
+                // Dropped (with what it holds) once this returns.
+                let _ = t.await;
             }
         }
         let ctx = self.ctx.clone();
@@ -271,8 +277,9 @@ impl Member {
             }
         })
         .await;
-        // The transport's tasks go last: raft could send until the replica stopped.
-        drop(self.peer_rt);
+        // The transport's tasks go last: raft could send until the replica stopped. Waiting
+        // for them to be dropped lets a member start again at once on the same data dir.
+        self.peer_rt.shutdown(Duration::from_secs(2)).await;
     }
 }
 

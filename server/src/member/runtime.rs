@@ -28,6 +28,14 @@ impl PeerRuntime {
     pub(super) fn handle(&self) -> tokio::runtime::Handle {
         self.handle.clone()
     }
+
+    /// Shuts the runtime down, waiting (off the async runtime) up to `wait` for its tasks to
+    /// be dropped: what they hold (the member's store among it) is released when this returns.
+    pub(super) async fn shutdown(mut self, wait: std::time::Duration) {
+        if let Some(rt) = self.rt.take() {
+            let _ = tokio::task::spawn_blocking(move || rt.shutdown_timeout(wait)).await;
+        }
+    }
 }
 
 impl Drop for PeerRuntime {
