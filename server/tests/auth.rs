@@ -199,6 +199,17 @@ async fn what_etcd_35_checks_beyond_34() {
         (Code::Unknown, "auth: permission denied".to_string())
     );
 
+    // Lock: the caller's permissions on the lock's keys, as etcd's in-process client checks
+    // them (its errors reach callers as code Unknown).
+    use rusted_proto::v3lockpb::lock_client::LockClient;
+    use rusted_proto::v3lockpb::{LockRequest, UnlockRequest};
+    let mut lk = LockClient::new(ch.clone());
+    let lr = || LockRequest { name: b"alock".to_vec(), lease: 0 };
+    let held = lk.lock(req(alice, lr())).await.unwrap().into_inner();
+    lk.unlock(req(alice, UnlockRequest { key: held.key })).await.unwrap();
+    let e = code(lk.lock(req(bob, lr())).await);
+    assert_eq!(e.1, "etcdserver: permission denied");
+
     // A write checked at an older auth revision is refused when applied.
     let old = Some(AuthInfo { user: "root".into(), revision: 1 });
     let p = rusted_proto::rustedpb::proposal::Request::Put(put("a4", 0));

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::api::ctx::{Ctx, Who};
+use crate::api::ctx::{Creds, Ctx};
 use crate::api::errors::{ApiError, ApiResult};
 use crate::api::lock::session_lease;
 use crate::api::recipe::{self, DeleteOnDrop};
@@ -42,24 +42,25 @@ impl Election for ElectionService {
         req: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
         let ctx = &self.ctx;
-        let who = ctx.who_of(&req).await.map_err(recipe::as_unknown)?;
-        let who = &who;
+        // The caller's token is read again for each step (see lock).
+        let caller = &Creds::of(&req);
+        let who = ctx.who_creds(caller).await.map_err(recipe::as_unknown)?;
         let r = req.into_inner();
-        let lease = session_lease(ctx, who, r.lease).await.map_err(recipe::as_unknown)?;
+        let lease = session_lease(ctx, &who, r.lease).await.map_err(recipe::as_unknown)?;
         let key = recipe::holder_key(&r.name, lease);
-        let (rev, existing, header) = recipe::create_once(ctx, who, &key, &r.value, lease)
+        let (rev, existing, header) = recipe::create_once(ctx, caller, &key, &r.value, lease)
             .await
             .map_err(recipe::as_unknown)?;
-        let guard = DeleteOnDrop::new(ctx.clone(), who, key.clone());
+        let guard = DeleteOnDrop::new(ctx.clone(), caller, key.clone());
         if existing.is_some_and(|kv| kv.value != r.value) {
-            let (ok, _) = recipe::put_if_created_at(ctx, who, &key, rev, &r.value, lease)
+            let (ok, _) = recipe::put_if_created_at(ctx, caller, &key, rev, &r.value, lease)
                 .await
                 .map_err(recipe::as_unknown)?;
             if !ok {
                 return Err(ApiError::ElectionNotLeader.into());
             }
         }
-        recipe::wait_deletes(ctx, who, &recipe::prefix(&r.name), rev - 1)
+        recipe::wait_deletes(ctx, caller, &recipe::prefix(&r.name), rev - 1)
             .await
             .map_err(recipe::as_unknown)?;
         guard.disarm();
@@ -73,11 +74,11 @@ impl Election for ElectionService {
         &self,
         req: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
-        let who = self.ctx.who_of(&req).await.map_err(recipe::as_unknown)?;
+        let caller = Creds::of(&req);
         let r = req.into_inner();
         let l = leader_key(r.leader)?;
         let (ok, header) =
-            recipe::put_if_created_at(&self.ctx, &who, &l.key, l.rev, &r.value, l.lease)
+            recipe::put_if_created_at(&self.ctx, &caller, &l.key, l.rev, &r.value, l.lease)
                 .await
                 .map_err(recipe::as_unknown)?;
         if !ok {
@@ -90,9 +91,9 @@ impl Election for ElectionService {
         &self,
         req: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
-        let who = self.ctx.who_of(&req).await.map_err(recipe::as_unknown)?;
+        let caller = Creds::of(&req);
         let name = req.into_inner().name;
-        let (kv, rev) = recipe::by_create(&self.ctx, &who, &recipe::prefix(&name), true, 0)
+        let (kv, rev) = recipe::by_create(&self.ctx, &caller, &recipe::prefix(&name), true, 0)
             .await
             .map_err(recipe::as_unknown)?;
         match kv {
@@ -109,12 +110,12 @@ impl Election for ElectionService {
         &self,
         req: Request<LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
-        let who = self.ctx.who_of(&req).await.map_err(recipe::as_unknown)?;
+        let caller = Creds::of(&req);
         let name = req.into_inner().name;
         let (tx, rx) = mpsc::channel(16);
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
-            if let Err(e) = observe(&ctx, &who, &name, &tx).await {
+            if let Err(e) = observe(&ctx, &caller, &name, &tx).await {
                 let _ = tx.send(Err(recipe::as_unknown(e))).await;
             }
         });
@@ -125,9 +126,9 @@ impl Election for ElectionService {
         &self,
         req: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
-        let who = self.ctx.who_of(&req).await.map_err(recipe::as_unknown)?;
+        let caller = Creds::of(&req);
         let l = leader_key(req.into_inner().leader)?;
-        let (_, header) = recipe::delete_if_created_at(&self.ctx, &who, &l.key, l.rev)
+        let (_, header) = recipe::delete_if_created_at(&self.ctx, &caller, &l.key, l.rev)
             .await
             .map_err(recipe::as_unknown)?;
         Ok(Response::new(ResignResponse { header }))
@@ -138,13 +139,13 @@ impl Election for ElectionService {
 /// proclaimed value, and again after each leader change, until the client goes away.
 async fn observe(
     ctx: &Arc<Ctx>,
-    who: &Who,
+    caller: &Creds,
     name: &[u8],
     tx: &mpsc::Sender<Result<LeaderResponse, Status>>,
 ) -> ApiResult<()> {
     let prefix = recipe::prefix(name);
     loop {
-        let (first, rev) = recipe::by_create(ctx, who, &prefix, true, 0).await?;
+        let (first, rev) = recipe::by_create(ctx, caller, &prefix, true, 0).await?;
         let (leader, at) = match first {
             Some(kv) => (kv, rev),
             None => match next_put(ctx, &prefix, rev, tx).await? {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::api::ctx::{Ctx, Who};
+use crate::api::ctx::{Creds, Ctx, Who};
 use crate::api::errors::{ApiError, ApiResult};
 use crate::api::kv;
 use crate::api::recipe::{self, DeleteOnDrop};
@@ -45,23 +45,25 @@ pub async fn session_lease(ctx: &Ctx, who: &Who, lease: i64) -> ApiResult<i64> {
 /// acquired at.
 pub async fn lock(
     ctx: &Arc<Ctx>,
-    who: &Who,
+    caller: &Creds,
     name: &[u8],
     lease: i64,
 ) -> ApiResult<(Vec<u8>, Option<pb::ResponseHeader>)> {
-    let lease = session_lease(ctx, who, lease).await?;
+    // The caller's token is read again for each step, as etcd's in-process client sends it
+    // with each call.
+    let lease = session_lease(ctx, &ctx.who_creds(caller).await?, lease).await?;
     let key = recipe::holder_key(name, lease);
-    let (my_rev, _, header) = recipe::create_once(ctx, who, &key, b"", lease).await?;
-    let guard = DeleteOnDrop::new(ctx.clone(), who, key.clone());
+    let (my_rev, _, header) = recipe::create_once(ctx, caller, &key, b"", lease).await?;
+    let guard = DeleteOnDrop::new(ctx.clone(), caller, key.clone());
     let prefix = recipe::prefix(name);
-    let (owner, _) = recipe::by_create(ctx, who, &prefix, true, 0).await?;
+    let (owner, _) = recipe::by_create(ctx, caller, &prefix, true, 0).await?;
     if owner.is_some_and(|o| o.create_revision == my_rev) {
         guard.disarm();
         return Ok((key, header));
     }
-    let rev = recipe::wait_deletes(ctx, who, &prefix, my_rev - 1).await?;
+    let rev = recipe::wait_deletes(ctx, caller, &prefix, my_rev - 1).await?;
     // Our own key must still be there (the lease may have expired while we waited).
-    let mine = recipe::get(ctx, who, &key).await?;
+    let mine = recipe::get(ctx, caller, &key).await?;
     if mine.is_none_or(|kv| kv.create_revision != my_rev) {
         drop(guard);
         return Err(ApiError::Invalid("mutex: session is expired".into()));
@@ -73,10 +75,10 @@ pub async fn lock(
 #[tonic::async_trait]
 impl Lock for LockService {
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
-        let who = self.ctx.who_of(&req).await.map_err(recipe::as_unknown)?;
+        let caller = Creds::of(&req);
         let r = req.into_inner();
         let (key, header) =
-            lock(&self.ctx, &who, &r.name, r.lease).await.map_err(recipe::as_unknown)?;
+            lock(&self.ctx, &caller, &r.name, r.lease).await.map_err(recipe::as_unknown)?;
         Ok(Response::new(LockResponse { header, key }))
     }
 

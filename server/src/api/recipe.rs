@@ -6,7 +6,7 @@
 
 use rusted_mvcc::WatchOptions;
 
-use crate::api::ctx::{Ctx, Who};
+use crate::api::ctx::{Creds, Ctx};
 use crate::api::errors::{ApiError, ApiResult};
 use crate::api::kv;
 use rusted_proto::etcdserverpb as pb;
@@ -78,7 +78,7 @@ fn op_delete(key: &[u8]) -> pb::RequestOp {
 /// stored key-value if it existed already, the txn header).
 pub async fn create_once(
     ctx: &Ctx,
-    who: &Who,
+    caller: &Creds,
     key: &[u8],
     value: &[u8],
     lease: i64,
@@ -88,7 +88,7 @@ pub async fn create_once(
         success: vec![op_put(key, value, lease)],
         failure: vec![op_get(key)],
     };
-    let r = kv::txn(ctx, who, t).await?;
+    let r = kv::txn(ctx, &ctx.who_creds(caller).await?, t).await?;
     let rev = r.header.as_ref().map_or(0, |h| h.revision);
     if r.succeeded {
         return Ok((rev, None, r.header));
@@ -108,7 +108,7 @@ pub async fn create_once(
 /// holder lost its key).
 pub async fn put_if_created_at(
     ctx: &Ctx,
-    who: &Who,
+    caller: &Creds,
     key: &[u8],
     rev: i64,
     value: &[u8],
@@ -119,14 +119,14 @@ pub async fn put_if_created_at(
         success: vec![op_put(key, value, lease)],
         failure: Vec::new(),
     };
-    let r = kv::txn(ctx, who, t).await?;
+    let r = kv::txn(ctx, &ctx.who_creds(caller).await?, t).await?;
     Ok((r.succeeded, r.header))
 }
 
 /// Deletes `key` if it still has create revision `rev`.
 pub async fn delete_if_created_at(
     ctx: &Ctx,
-    who: &Who,
+    caller: &Creds,
     key: &[u8],
     rev: i64,
 ) -> ApiResult<(bool, Option<pb::ResponseHeader>)> {
@@ -135,7 +135,7 @@ pub async fn delete_if_created_at(
         success: vec![op_delete(key)],
         failure: Vec::new(),
     };
-    let r = kv::txn(ctx, who, t).await?;
+    let r = kv::txn(ctx, &ctx.who_creds(caller).await?, t).await?;
     Ok((r.succeeded, r.header))
 }
 
@@ -143,7 +143,7 @@ pub async fn delete_if_created_at(
 /// create revisions ≤ `max_create` (0: any), and the read's revision.
 pub async fn by_create(
     ctx: &Ctx,
-    who: &Who,
+    caller: &Creds,
     prefix: &[u8],
     first: bool,
     max_create: i64,
@@ -158,15 +158,15 @@ pub async fn by_create(
         max_create_revision: max_create,
         ..Default::default()
     };
-    let resp = kv::range(ctx, who, &r).await?;
+    let resp = kv::range(ctx, &ctx.who_creds(caller).await?, &r).await?;
     let rev = resp.header.as_ref().map_or(0, |h| h.revision);
     Ok((resp.kvs.into_iter().next(), rev))
 }
 
 /// The current key-value at `key` (a linearizable read).
-pub async fn get(ctx: &Ctx, who: &Who, key: &[u8]) -> ApiResult<Option<KeyValue>> {
+pub async fn get(ctx: &Ctx, caller: &Creds, key: &[u8]) -> ApiResult<Option<KeyValue>> {
     let r = pb::RangeRequest { key: key.to_vec(), ..Default::default() };
-    Ok(kv::range(ctx, who, &r).await?.kvs.into_iter().next())
+    Ok(kv::range(ctx, &ctx.who_creds(caller).await?, &r).await?.kvs.into_iter().next())
 }
 
 /// Waits until `key` is deleted at a revision after `after` (a watch from `after + 1`).
@@ -206,9 +206,14 @@ pub const STORE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_
 
 /// Waits until no key under `prefix` has a create revision ≤ `max_create` (etcd's
 /// waitDeletes): each round watches the newest such key for deletion.
-pub async fn wait_deletes(ctx: &Ctx, who: &Who, prefix: &[u8], max_create: i64) -> ApiResult<i64> {
+pub async fn wait_deletes(
+    ctx: &Ctx,
+    caller: &Creds,
+    prefix: &[u8],
+    max_create: i64,
+) -> ApiResult<i64> {
     loop {
-        let (last, rev) = by_create(ctx, who, prefix, false, max_create).await?;
+        let (last, rev) = by_create(ctx, caller, prefix, false, max_create).await?;
         match last {
             None => return Ok(rev),
             Some(kv) => wait_delete(ctx, &kv.key, rev).await?,
@@ -221,14 +226,14 @@ pub async fn wait_deletes(ctx: &Ctx, who: &Who, prefix: &[u8], max_create: i64) 
 #[derive(Debug)]
 pub struct DeleteOnDrop {
     ctx: std::sync::Arc<Ctx>,
-    who: Who,
+    caller: Creds,
     key: Option<Vec<u8>>,
 }
 
 impl DeleteOnDrop {
     /// Armed for `key`.
-    pub fn new(ctx: std::sync::Arc<Ctx>, who: &Who, key: Vec<u8>) -> Self {
-        DeleteOnDrop { ctx, who: who.clone(), key: Some(key) }
+    pub fn new(ctx: std::sync::Arc<Ctx>, caller: &Creds, key: Vec<u8>) -> Self {
+        DeleteOnDrop { ctx, caller: caller.clone(), key: Some(key) }
     }
 
     /// Keeps the key.
@@ -241,10 +246,17 @@ impl Drop for DeleteOnDrop {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
             let ctx = self.ctx.clone();
-            let who = self.who.clone();
+            let caller = self.caller.clone();
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 rt.spawn(async move {
                     let req = pb::DeleteRangeRequest { key, ..Default::default() };
+                    let who = match ctx.who_creds(&caller).await {
+                        Ok(w) => w,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "cannot delete an abandoned waiter's key");
+                            return;
+                        }
+                    };
                     if let Err(e) = kv::delete_range(&ctx, &who, req).await {
                         tracing::debug!(error = %e, "cannot delete an abandoned waiter's key");
                     }
