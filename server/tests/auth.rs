@@ -33,29 +33,7 @@ fn auth_scenarios_match_etcd() {
 }
 
 async fn start(ip: &str, dir: &std::path::Path) -> Member {
-    let client = format!("http://{ip}:2379");
-    let peer = format!("http://{ip}:2380");
-    let cfg = ServerConfig::parse_from([
-        "rusted".to_string(),
-        "--name=m".into(),
-        format!("--data-dir={}", dir.display()),
-        format!("--listen-client-urls={client}"),
-        format!("--advertise-client-urls={client}"),
-        format!("--listen-peer-urls={peer}"),
-        format!("--initial-advertise-peer-urls={peer}"),
-        format!("--initial-cluster=m={peer}"),
-        "--bcrypt-cost=4".into(),
-    ]);
-    let m = Member::start_with(cfg, StartOptions::default()).await.expect("member starts");
-    for _ in 0..200 {
-        let st = m.ctx.replica.status();
-        let published = m.ctx.replica.cluster().members.values().any(|x| x.name == "m");
-        if st.is_leader && published && st.applied == st.committed {
-            return m;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("member did not settle");
+    common::start_member(ip, dir, StartOptions::default(), &["--bcrypt-cost=4"]).await
 }
 
 async fn channel(ip: &str) -> Channel {

@@ -4,6 +4,8 @@
 //! python: `cargo test -p rusted-server --test member`.
 #![forbid(unsafe_code)]
 
+mod common;
+
 use std::time::Duration;
 
 use clap::Parser;
@@ -30,31 +32,7 @@ async fn start_with_flags(
     opts: StartOptions,
     extra: &[&str],
 ) -> Member {
-    let client = format!("http://{ip}:2379");
-    let peer = format!("http://{ip}:2380");
-    let mut args = vec![
-        "rusted".to_string(),
-        "--name=m".into(),
-        format!("--data-dir={}", dir.display()),
-        format!("--listen-client-urls={client}"),
-        format!("--advertise-client-urls={client}"),
-        format!("--listen-peer-urls={peer}"),
-        format!("--initial-advertise-peer-urls={peer}"),
-        format!("--initial-cluster=m={peer}"),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let cfg = ServerConfig::parse_from(args);
-    let m = Member::start_with(cfg, opts).await.expect("member starts");
-    // Settled: leading, its publish applied, nothing left to apply.
-    for _ in 0..200 {
-        let st = m.ctx.replica.status();
-        let published = m.ctx.replica.cluster().members.values().any(|x| x.name == "m");
-        if st.is_leader && published && st.applied == st.committed {
-            return m;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("member did not settle");
+    common::start_member(ip, dir, opts, extra).await
 }
 
 async fn kv(ip: &str) -> KvClient<Channel> {

@@ -15,3 +15,39 @@ pub fn run_script(script: &str, env: &[(&str, &str)], what: &str) {
     assert!(out.status.success(), "{what} ({}):\n{stdout}\n{stderr}", out.status);
     println!("{stdout}");
 }
+
+/// Starts a one-member cluster, member "m" on `ip` (client port 2379, peer port 2380), data in
+/// `dir`, with `extra` flags; returns once it leads with its publish applied and nothing left
+/// to apply.
+pub async fn start_member(
+    ip: &str,
+    dir: &Path,
+    opts: rusted_server::member::StartOptions,
+    extra: &[&str],
+) -> rusted_server::member::Member {
+    use clap::Parser;
+    let client = format!("http://{ip}:2379");
+    let peer = format!("http://{ip}:2380");
+    let mut args = vec![
+        "rusted".to_string(),
+        "--name=m".into(),
+        format!("--data-dir={}", dir.display()),
+        format!("--listen-client-urls={client}"),
+        format!("--advertise-client-urls={client}"),
+        format!("--listen-peer-urls={peer}"),
+        format!("--initial-advertise-peer-urls={peer}"),
+        format!("--initial-cluster=m={peer}"),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let cfg = rusted_server::config::ServerConfig::parse_from(args);
+    let m = rusted_server::member::Member::start_with(cfg, opts).await.expect("member starts");
+    for _ in 0..200 {
+        let st = m.ctx.replica.status();
+        let published = m.ctx.replica.cluster().members.values().any(|x| x.name == "m");
+        if st.is_leader && published && st.applied == st.committed {
+            return m;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("member did not settle");
+}
