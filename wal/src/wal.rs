@@ -1,6 +1,6 @@
 //! The WAL handle: open, append, read, truncate, release.
 //!
-//! Long (about 870 lines) because it is one concept: the handle's operations all work on the
+//! Long (about 900 lines) because it is one concept: the handle's operations all work on the
 //! shared pending tail and its lock, and reading them side by side is how its use is checked;
 //! the frame, segment, record, recovery and writer code live in their own files.
 //!

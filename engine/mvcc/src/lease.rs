@@ -2,6 +2,9 @@
 //! and revokes leases. It knows nothing of storage or raft, and never reads the clock: every
 //! method that depends on time takes `now`, so all decisions are deterministic.
 //!
+//! Long (about 810 lines, tests in `lease/tests.rs`) because it is one concept: the lessor's
+//! maps (leases, deadlines, key → lease) change together and are read side by side.
+//!
 //! **Roles.** Every member applies the same replicated operations: [`Lessor::grant`],
 //! [`Lessor::revoke`], [`Lessor::attach`], [`Lessor::detach`], [`Lessor::checkpoint`]. Only the
 //! primary lessor (the raft leader's) tracks deadlines: it renews leases, reports the expired ones
