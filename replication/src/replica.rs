@@ -232,6 +232,11 @@ impl<S: StateMachine> Replica<S> {
         self.shared.applied_index()
     }
 
+    /// Highest index known committed.
+    pub fn committed(&self) -> u64 {
+        self.shared.committed.load(Ordering::Relaxed)
+    }
+
     /// Current membership.
     pub fn cluster(&self) -> ClusterRecord {
         self.shared.cluster()

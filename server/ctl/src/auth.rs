@@ -135,8 +135,12 @@ pub enum AuthCommand {
     },
 }
 
-/// Reads a password from the terminal (or stdin), after printing `what`.
+/// Reads a password after printing `what`: from the terminal with echo off, as etcdctl, or a
+/// line of stdin when stdin is not a terminal.
 pub fn prompt(what: &str) -> std::io::Result<String> {
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return rpassword::prompt_password(what);
+    }
     eprint!("{what}");
     std::io::stderr().flush()?;
     let mut line = String::new();
@@ -214,20 +218,20 @@ pub async fn user(ctl: &Ctl, cmd: &UserCommand) -> CtlResult {
             let mut c = AuthClient::new(ctl.dial().await?);
             let req = pb::AuthUserGetRequest { name: name.clone() };
             let r = ctl.timed(c.user_get(req)).await?.into_inner();
-            if ctl.write_out != Format::Simple {
-                return show(ctl, &r, || {});
-            }
-            println!("User: {name}");
             if !detail {
-                let roles: String = r.roles.iter().map(|x| format!(" {x}")).collect();
-                println!("Roles:{roles}");
-                return Ok(());
+                return show(ctl, &r, || {
+                    let roles: String = r.roles.iter().map(|x| format!(" {x}")).collect();
+                    println!("User: {name}\nRoles:{roles}");
+                });
             }
+            // etcdctl's --detail: a header line, then each role as `role get` prints it, in
+            // any output format.
+            println!("User: {name}");
             for role in &r.roles {
                 println!();
                 let req = pb::AuthRoleGetRequest { role: role.clone() };
                 let rr = ctl.timed(c.role_get(req)).await?.into_inner();
-                print_role(role, &rr.perm);
+                show(ctl, &rr, || print_role(role, &rr.perm))?;
             }
             Ok(())
         }

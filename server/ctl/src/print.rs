@@ -62,12 +62,22 @@ fn numbers(v: &mut Value) {
                         }
                     }
                 }
+                // Go's encoding/json writes a protobuf enum as its number.
+                if k == "permType" {
+                    if let Some(n) = x.as_str().and_then(perm_type_number) {
+                        *x = Value::from(n);
+                    }
+                }
                 numbers(x);
             }
         }
         Value::Array(a) => a.iter_mut().for_each(numbers),
         _ => {}
     }
+}
+
+fn perm_type_number(name: &str) -> Option<i32> {
+    rusted_proto::authpb::permission::Type::from_str_name(name).map(|t| t as i32)
 }
 
 /// A response as etcdctl's `-w json` prints it.

@@ -10,7 +10,7 @@ use crate::api::errors::{ApiError, ApiResult};
 use crate::api::forward::Forwarder;
 use crate::api::idgen::IdGen;
 use crate::apply::machine::{ApplyOut, EtcdMachine};
-use crate::auth::{Auth, AuthError, AuthInfo};
+use crate::auth::{token, Auth, AuthError, AuthInfo};
 use rusted_proto::etcdserverpb::ResponseHeader;
 use rusted_proto::rustedpb::peer_client::PeerClient;
 use rusted_proto::rustedpb::proposal::Request;
@@ -202,26 +202,37 @@ impl Ctx {
     /// valid. A simple token names the raft index it was made at: this member waits until it
     /// has applied that far before looking it up.
     pub async fn who(&self, md: &tonic::metadata::MetadataMap) -> ApiResult<Who> {
-        if !self.auth().enabled() {
-            return Ok(None);
-        }
         let token = md
             .get("token")
             .or_else(|| md.get("authorization"))
             .and_then(|v| v.to_str().ok())
-            .map(|t| t.strip_prefix("Bearer ").unwrap_or(t).to_string());
+            .map(|t| t.strip_prefix("Bearer ").unwrap_or(t));
         let Some(token) = token else { return Ok(None) };
-        if self.auth().is_jwt() {
-            return Ok(Some(self.auth().token_info(&token)?));
+        if !self.auth().enabled() {
+            // A follower that has not applied the AuthEnable before this token's Authenticate
+            // would send the request as nobody, to be refused at apply ("user name is empty"):
+            // wait for the token's index when the cluster has committed it.
+            let index = if self.auth().is_jwt() { None } else { token::token_index(token) };
+            let behind =
+                index.filter(|&i| i > self.replica.applied() && i <= self.replica.committed());
+            let Some(index) = behind else { return Ok(None) };
+            if self.replica.wait_applied(index, self.request_timeout()).await.is_err()
+                || !self.auth().enabled()
+            {
+                return Ok(None);
+            }
         }
-        let index = crate::auth::token::token_index(&token).ok_or(AuthError::InvalidAuthToken)?;
+        if self.auth().is_jwt() {
+            return Ok(Some(self.auth().token_info(token)?));
+        }
+        let index = token::token_index(token).ok_or(AuthError::InvalidAuthToken)?;
         // Nearly always applied already: no waiting (and no timer) then.
         if self.replica.applied() < index
             && self.replica.wait_applied(index, self.request_timeout()).await.is_err()
         {
             return Err(AuthError::InvalidAuthToken.into());
         }
-        Ok(Some(self.auth().token_info(&token)?))
+        Ok(Some(self.auth().token_info(token)?))
     }
 
     /// A client to the leader's peer service (a follower forwards leader-only requests).

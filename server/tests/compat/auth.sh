@@ -37,6 +37,7 @@ scenarios() {
     step "role get ro" ctl "${E[@]}" role get ro
     step "user get alice" ctl "${E[@]}" user get alice
     step "user get alice --detail" ctl "${E[@]}" user get alice --detail
+    step "user get alice --detail -w json" ctl "${E[@]}" user get alice --detail -w json
     step "user list" ctl "${E[@]}" user list
     step "role list" ctl "${E[@]}" role list
     step "put without auth" ctl "${E[@]}" put bar b0
@@ -95,6 +96,7 @@ try:
 except Exception as e:
     print(type(e).__name__, e.code().name if hasattr(e, 'code') else '', e.details() if hasattr(e, 'details') else '')
 "
+    step "npm etcd3 as alice" timeout 60 "$NODE" "$HERE/npm_auth.js" "$a"
     step "alice: role get r" ctl "${alice[@]}" role get r
     step "alice: role get root" ctl "${alice[@]}" role get root
     step "alice: user get alice" ctl "${alice[@]}" user get alice

@@ -1,0 +1,199 @@
+//! Rust's etcd client (the `etcd-client` crate) against Debian's etcd and against rusted, one
+//! scenario each, with auth on: users and roles made as root, then what a user with readwrite
+//! on the `foo` prefix may read, write, compare in a txn, watch and lock, and what etcd refuses
+//! (another key, a wrong password, no credentials, a revoked role, a deleted user). Both
+//! transcripts must be equal. Needs the `etcd` binary (`.ci/run` installs Debian's).
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, Error, GetOptions, Permission, Txn, TxnOp,
+};
+
+/// One member of `bin` on `ip` (client 2379, peer 2380), its data under `dir`.
+fn spawn(bin: &str, ip: &str, dir: &Path, log: &Path) -> Child {
+    let client = format!("http://{ip}:2379");
+    let peer = format!("http://{ip}:2380");
+    let out = std::fs::File::create(log).expect("create the server log");
+    Command::new(bin)
+        .args(["--name", "default", "--data-dir"])
+        .arg(dir)
+        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+        .args(["--initial-cluster", &format!("default={peer}")])
+        .stdout(out.try_clone().expect("clone the log handle"))
+        .stderr(out)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin} ({e}); .ci/run installs Debian's etcd"))
+}
+
+/// What a client call gave: its value, or the gRPC code and message etcd sent.
+fn said<T: std::fmt::Debug>(r: Result<T, Error>) -> String {
+    match r {
+        Ok(v) => format!("ok {v:?}"),
+        Err(Error::GRpcStatus(s)) => format!("{:?}: {}", s.code(), s.message()),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+async fn connect(ep: &str, user: Option<(&str, &str)>) -> Result<Client, Error> {
+    let opts = user.map(|(u, p)| {
+        ConnectOptions::new()
+            .with_user(u, p)
+            .with_connect_timeout(Duration::from_secs(3))
+            .with_timeout(Duration::from_secs(5))
+    });
+    Client::connect([ep], opts).await
+}
+
+async fn wait_ready(ep: &str, log: &Path) {
+    let t0 = Instant::now();
+    loop {
+        if let Ok(mut c) = connect(ep, None).await {
+            if c.status().await.is_ok() {
+                return;
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{ep} not ready in 20 s: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The scenario, line by line: what each call answered.
+async fn scenario(ep: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut open = connect(ep, None).await.unwrap();
+    for (u, p) in [("root", "rootpw"), ("alice", "alicepw"), ("bob", "bobpw")] {
+        out.push(format!("user add {u}: {}", said(open.user_add(u, p, None).await.map(|_| ()))));
+    }
+    out.push(format!("role add r: {}", said(open.role_add("r").await.map(|_| ()))));
+    let perm = Permission::read_write("foo").with_prefix();
+    let r = open.role_grant_permission("r", perm).await;
+    out.push(format!("grant foo prefix: {}", said(r.map(|_| ()))));
+    let r = open.user_grant_role("alice", "r").await;
+    out.push(format!("grant r to alice: {}", said(r.map(|_| ()))));
+    out.push(format!("enable without root role: {}", said(open.auth_enable().await.map(|_| ()))));
+    out.push(format!("role add root: {}", said(open.role_add("root").await.map(|_| ()))));
+    let r = open.user_grant_role("root", "root").await;
+    out.push(format!("grant root: {}", said(r.map(|_| ()))));
+    out.push(format!("enable: {}", said(open.auth_enable().await.map(|_| ()))));
+    out.push(format!("no credentials: {}", said(open.get("foo", None).await.map(|_| ()))));
+
+    let wrong = connect(ep, Some(("alice", "nope"))).await.map(|_| ());
+    out.push(format!("wrong password: {}", said(wrong)));
+    let unknown = connect(ep, Some(("mallory", "x"))).await.map(|_| ());
+    out.push(format!("unknown user: {}", said(unknown)));
+
+    let mut alice = connect(ep, Some(("alice", "alicepw"))).await.unwrap();
+    let r = alice.put("foo1", "v1", None).await.map(|r| r.prev_key().is_some());
+    out.push(format!("alice put foo1: {}", said(r)));
+    let r = alice.get("foo", Some(GetOptions::new().with_prefix())).await;
+    let kvs =
+        r.map(|r| r.kvs().iter().map(|kv| kv.value_str().unwrap().to_owned()).collect::<Vec<_>>());
+    out.push(format!("alice get foo prefix: {}", said(kvs)));
+    out.push(format!("alice get bar: {}", said(alice.get("bar", None).await.map(|_| ()))));
+    out.push(format!("alice put bar: {}", said(alice.put("bar", "x", None).await.map(|_| ()))));
+    let all = alice.get("", Some(GetOptions::new().with_from_key())).await.map(|_| ());
+    out.push(format!("alice get everything: {}", said(all)));
+    let txn = Txn::new()
+        .when([Compare::value("foo1", CompareOp::Equal, "v1")])
+        .and_then([TxnOp::put("foo2", "t", None)])
+        .or_else([TxnOp::put("bar", "t", None)]);
+    out.push(format!(
+        "alice txn touching bar: {}",
+        said(alice.txn(txn).await.map(|r| r.succeeded()))
+    ));
+    let txn = Txn::new()
+        .when([Compare::value("foo1", CompareOp::Equal, "v1")])
+        .and_then([TxnOp::put("foo2", "t", None)]);
+    out.push(format!(
+        "alice txn within foo: {}",
+        said(alice.txn(txn).await.map(|r| r.succeeded()))
+    ));
+
+    match alice.watch("bar", None).await {
+        Ok(mut stream) => {
+            let first = tokio::time::timeout(Duration::from_secs(3), stream.message()).await;
+            let shown = match first {
+                Ok(Ok(Some(m))) => {
+                    format!(
+                        "created={} canceled={} reason={:?}",
+                        m.created(),
+                        m.canceled(),
+                        m.cancel_reason()
+                    )
+                }
+                Ok(r) => said(r.map(|_| "end of stream")),
+                Err(_) => "no answer in 3 s".to_owned(),
+            };
+            out.push(format!("alice watch bar: {shown}"));
+        }
+        Err(e) => out.push(format!("alice watch bar: {}", said(Err::<(), _>(e)))),
+    }
+    let lease = alice.lease_grant(30, None).await.map(|r| r.ttl());
+    out.push(format!("alice lease grant: {}", said(lease)));
+    let lock = tokio::time::timeout(Duration::from_secs(5), alice.lock("foolock", None)).await;
+    let lock =
+        lock.map(|r| said(r.map(|r| String::from_utf8_lossy(r.key()).starts_with("foolock/"))));
+    out.push(format!("alice lock foolock: {}", lock.unwrap_or_else(|_| "no answer in 5 s".into())));
+    let lock = tokio::time::timeout(Duration::from_secs(5), alice.lock("barlock", None)).await;
+    let lock = lock.map(|r| said(r.map(|_| ())));
+    out.push(format!("alice lock barlock: {}", lock.unwrap_or_else(|_| "no answer in 5 s".into())));
+    let r = alice.user_get("alice").await.map(|r| r.roles().to_vec());
+    out.push(format!("alice user get alice: {}", said(r)));
+    let r = alice.user_list().await.map(|_| ());
+    out.push(format!("alice user list: {}", said(r)));
+
+    let mut root = connect(ep, Some(("root", "rootpw"))).await.unwrap();
+    let r = root.user_revoke_role("alice", "r").await.map(|_| ());
+    out.push(format!("root revokes r from alice: {}", said(r)));
+    out.push(format!("alice put foo3: {}", said(alice.put("foo3", "x", None).await.map(|_| ()))));
+    out.push(format!("root deletes alice: {}", said(root.user_delete("alice").await.map(|_| ()))));
+    out.push(format!("alice get foo1: {}", said(alice.get("foo1", None).await.map(|_| ()))));
+    out.push(format!("root disables auth: {}", said(root.auth_disable().await.map(|_| ()))));
+    let mut open = connect(ep, None).await.unwrap();
+    let r = open.get("foo", Some(GetOptions::new().with_prefix().with_keys_only())).await;
+    // (a lock's key ends with its lease ID, which differs between servers)
+    let key =
+        |k: &str| if k.starts_with("foolock/") { "foolock/<lease>".into() } else { k.to_owned() };
+    let keys = r.map(|r| r.kvs().iter().map(|kv| key(kv.key_str().unwrap())).collect::<Vec<_>>());
+    out.push(format!("open get foo prefix: {}", said(keys)));
+    out
+}
+
+/// Runs the scenario against `bin` on `ip`; the member is killed afterwards.
+fn transcript(bin: &str, ip: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let mut child = spawn(bin, ip, &dir.path().join("data"), &log);
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let ep = format!("http://{ip}:2379");
+    let lines = rt.block_on(async {
+        wait_ready(&ep, &log).await;
+        scenario(&ep).await
+    });
+    child.kill().ok();
+    child.wait().ok();
+    lines
+}
+
+#[test]
+fn etcd_client_sees_what_etcd_shows_with_auth() {
+    let etcd = std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".into());
+    let want = transcript(&etcd, "127.0.0.41");
+    let got = transcript(env!("CARGO_BIN_EXE_rusted"), "127.0.0.42");
+    for (w, g) in want.iter().zip(&got) {
+        println!("etcd:   {w}\nrusted: {g}");
+    }
+    assert_eq!(want, got, "etcd-client's view of rusted differs from its view of etcd");
+}
