@@ -4,12 +4,10 @@
 //! key still has the create revision it was elected with; Observe streams each leader value.
 #![forbid(unsafe_code)]
 
-use std::pin::Pin;
 use std::sync::Arc;
 
 use rusted_mvcc::WatchOptions;
 use tokio::sync::mpsc;
-use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::api::ctx::{Creds, Ctx};
@@ -33,7 +31,7 @@ fn leader_key(l: Option<LeaderKey>) -> Result<LeaderKey, Status> {
     l.ok_or_else(|| ApiError::MissingLeaderKey.into())
 }
 
-type ObserveStream = Pin<Box<dyn Stream<Item = Result<LeaderResponse, Status>> + Send>>;
+type ObserveStream = crate::api::stream::Out<LeaderResponse>;
 
 #[tonic::async_trait]
 impl Election for ElectionService {
@@ -119,7 +117,7 @@ impl Election for ElectionService {
                 let _ = tx.send(Err(recipe::as_unknown(e))).await;
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        crate::api::stream::after_first(rx).await
     }
 
     async fn resign(

@@ -2,7 +2,6 @@
 //! answered by the leader (a follower forwards them, as etcd does); the list is local.
 #![forbid(unsafe_code)]
 
-use std::pin::Pin;
 use std::sync::Arc;
 
 use rusted_mvcc::{LeaseError, MvccError};
@@ -155,8 +154,7 @@ pub async fn keep_alive<S>(
     }
 }
 
-type KeepAliveStream =
-    Pin<Box<dyn Stream<Item = Result<pb::LeaseKeepAliveResponse, Status>> + Send>>;
+type KeepAliveStream = crate::api::stream::Out<pb::LeaseKeepAliveResponse>;
 
 #[tonic::async_trait]
 impl Lease for LeaseService {
@@ -207,7 +205,7 @@ impl Lease for LeaseService {
         let creds = Creds::of(&req);
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(keep_alive(self.ctx.clone(), creds, req.into_inner(), tx));
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        crate::api::stream::after_first(rx).await
     }
 
     async fn lease_time_to_live(

@@ -18,5 +18,6 @@ pub mod lease;
 pub mod lock;
 pub mod maintenance;
 pub mod recipe;
+pub mod stream;
 pub mod validate;
 pub mod watch;

@@ -6,7 +6,6 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,7 +41,7 @@ pub struct WatchService {
     pub ctx: Arc<Ctx>,
 }
 
-type WatchOut = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
+type WatchOut = crate::api::stream::Out<pb::WatchResponse>;
 
 #[tonic::async_trait]
 impl Watch for WatchService {
@@ -55,7 +54,7 @@ impl Watch for WatchService {
         let creds = Creds::of(&req);
         let (tx, rx) = mpsc::channel(OUT_BUFFER);
         tokio::spawn(serve(self.ctx.clone(), creds, req.into_inner(), tx));
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        crate::api::stream::after_first(rx).await
     }
 }
 

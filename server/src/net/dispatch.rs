@@ -105,6 +105,34 @@ where
     Box::pin(async move { fut.await.map(|r| r.map(Body::new)) })
 }
 
+/// tonic refuses a request over the decoding limit with OUT_OF_RANGE and words of its own;
+/// grpc-go (etcd) with RESOURCE_EXHAUSTED "grpc: received message larger than max (N vs. M)",
+/// which clients match on. Rewritten here for answers refused up front (unary calls); a
+/// streamed request's refusal travels in trailers and keeps tonic's words.
+fn as_grpc_go_size_refusal(resp: &mut Response<Body>) {
+    let h = resp.headers();
+    if h.get("grpc-status").is_none_or(|v| v.as_bytes() != b"11") {
+        return;
+    }
+    let Some(msg) = h.get("grpc-message") else { return };
+    let msg = percent_encoding::percent_decode(msg.as_bytes()).decode_utf8_lossy();
+    let Some(found) = msg.strip_prefix("Error, decoded message length too large: found ") else {
+        return;
+    };
+    let number = |s: &str| s.split(' ').next().and_then(|n| n.parse::<u64>().ok());
+    let (Some(len), Some(limit)) =
+        (number(found), found.split("the limit is: ").nth(1).and_then(number))
+    else {
+        return;
+    };
+    let text = format!("grpc: received message larger than max ({len} vs. {limit})");
+    if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
+        let h = resp.headers_mut();
+        h.insert("grpc-status", axum::http::HeaderValue::from_static("8"));
+        h.insert("grpc-message", v);
+    }
+}
+
 fn is_grpc(req: &Request<Body>) -> bool {
     req.headers()
         .get(header::CONTENT_TYPE)
@@ -148,7 +176,8 @@ impl Service<Request<Body>> for ClientDispatch {
         };
         let metrics = self.0.metrics.clone();
         Box::pin(async move {
-            let resp = answer.await?;
+            let mut resp = answer.await?;
+            as_grpc_go_size_refusal(&mut resp);
             // A code sent in the trailers of a streamed answer is not seen here; such calls
             // count as OK unless they failed up front (tonic answers unary errors that way).
             let code = resp
