@@ -688,8 +688,13 @@ impl<S: StateMachine> RaftLoop<S> {
 
     fn soft_state(&mut self, leader: u64, role: StateRole) {
         let old = self.shared.leader.swap(leader, Ordering::SeqCst);
+        let (id, term) = (self.shared.id, self.raw.raft.term);
         if old != leader && leader != raft::INVALID_ID {
             self.shared.counters.leader_changes.fetch_add(1, Ordering::Relaxed);
+            // etcd's raft.node lines, which operators' alerts match.
+            tracing::info!("raft.node: {id:x} elected leader {leader:x} at term {term}");
+        } else if old != leader && old != raft::INVALID_ID {
+            tracing::info!("raft.node: {id:x} lost leader {old:x} at term {term}");
         }
         self.shared.leader_watch.send_replace(leader);
         let was = self.role == StateRole::Leader;

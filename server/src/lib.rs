@@ -30,6 +30,7 @@ pub mod apply;
 pub mod auth;
 pub mod config;
 pub mod gateway;
+pub mod logging;
 pub mod member;
 pub mod metrics;
 pub mod net;

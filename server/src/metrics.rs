@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::api::ctx::Ctx;
@@ -67,6 +67,107 @@ fn code_name(code: i32) -> &'static str {
     }
 }
 
+/// The labels of one gRPC method: type, service, method (go-grpc-prometheus's).
+pub fn grpc_labels(path: &str) -> [&str; 3] {
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let (mut service, mut method) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    // Only the services this server has: a client must not create series at will.
+    if !KNOWN_SERVICES.contains(&service) || method.is_empty() || method.len() > 64 {
+        (service, method) = ("unknown", "unknown");
+    }
+    [grpc_type(service, method), service, method]
+}
+
+/// The peer links' metrics (etcd's `etcd_network_*`), fed by the transport and peer service.
+#[derive(Debug, Clone)]
+pub struct PeerMetrics {
+    sent_bytes: IntCounterVec,
+    received_bytes: IntCounterVec,
+    sent_failures: IntCounterVec,
+    rtt: HistogramVec,
+    active: IntGaugeVec,
+}
+
+fn hex(id: u64) -> String {
+    format!("{id:x}")
+}
+
+impl PeerMetrics {
+    fn new(registry: &Registry) -> Result<PeerMetrics, prometheus::Error> {
+        let counter = |name: &str, help: &str, label: &str| -> Result<_, prometheus::Error> {
+            let c = IntCounterVec::new(Opts::new(name, help), &[label])?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let sent_bytes = counter(
+            "etcd_network_peer_sent_bytes_total",
+            "The total number of bytes sent to peers.",
+            "To",
+        )?;
+        let received_bytes = counter(
+            "etcd_network_peer_received_bytes_total",
+            "The total number of bytes received from peers.",
+            "From",
+        )?;
+        let sent_failures = counter(
+            "etcd_network_peer_sent_failures_total",
+            "The total number of send failures from peers.",
+            "To",
+        )?;
+        let rtt = HistogramVec::new(
+            HistogramOpts::new(
+                "etcd_network_peer_round_trip_time_seconds",
+                "Round-Trip-Time histogram between peers",
+            )
+            .buckets(prometheus::exponential_buckets(0.0001, 2.0, 16)?),
+            &["To"],
+        )?;
+        registry.register(Box::new(rtt.clone()))?;
+        let active = IntGaugeVec::new(
+            Opts::new(
+                "etcd_network_active_peers",
+                "The current number of active peer connections.",
+            ),
+            &["Local", "Remote"],
+        )?;
+        registry.register(Box::new(active.clone()))?;
+        Ok(PeerMetrics { sent_bytes, received_bytes, sent_failures, rtt, active })
+    }
+
+    /// Metrics that go to no registry (transports built outside a member).
+    pub fn unregistered() -> PeerMetrics {
+        #[allow(clippy::expect_used)]
+        PeerMetrics::new(&Registry::new()).expect("fresh registry")
+    }
+
+    /// `bytes` of raft messages sent to `to`.
+    pub fn sent(&self, to: u64, bytes: usize) {
+        self.sent_bytes.with_label_values(&[&hex(to)]).inc_by(bytes as u64);
+    }
+
+    /// `bytes` of raft messages received from `from`.
+    pub fn received(&self, from: u64, bytes: usize) {
+        self.received_bytes.with_label_values(&[&hex(from)]).inc_by(bytes as u64);
+    }
+
+    /// `n` messages to `to` that could not be sent (dropped: raft sends again).
+    pub fn send_failed(&self, to: u64, n: usize) {
+        if n > 0 {
+            self.sent_failures.with_label_values(&[&hex(to)]).inc_by(n as u64);
+        }
+    }
+
+    /// A probe's round trip to `to`.
+    pub fn round_trip(&self, to: u64, d: Duration) {
+        self.rtt.with_label_values(&[&hex(to)]).observe(d.as_secs_f64());
+    }
+
+    /// Whether the link from `local` to `remote` is up.
+    pub fn set_active(&self, local: u64, remote: u64, up: bool) {
+        self.active.with_label_values(&[&hex(local), &hex(remote)]).set(i64::from(up));
+    }
+}
+
 /// The registry and every metric in it.
 #[derive(Debug)]
 pub struct Metrics {
@@ -88,12 +189,20 @@ pub struct Metrics {
     quota: IntGauge,
     server_id: IntGaugeVec,
     grpc_handled: IntCounterVec,
+    grpc_started: IntCounterVec,
+    /// With `--metrics=extensive` only, as etcd's.
+    grpc_handling: Option<HistogramVec>,
+    client_sent: IntCounter,
+    client_received: IntCounter,
+    is_learner: IntGauge,
+    /// The peer links' metrics.
+    pub peer: PeerMetrics,
     render: Mutex<()>,
 }
 
 impl Metrics {
-    /// Builds the registry.
-    pub fn new() -> Result<Metrics, prometheus::Error> {
+    /// Builds the registry; `extensive` adds gRPC handling-time histograms (`--metrics`).
+    pub fn new(extensive: bool) -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let g = |name: &str, help: &str| IntGauge::new(name, help);
         let has_leader = g(
@@ -188,6 +297,40 @@ impl Metrics {
         registry.register(Box::new(cluster_version.clone()))?;
         registry.register(Box::new(server_id.clone()))?;
         registry.register(Box::new(grpc_handled.clone()))?;
+        let grpc_started = IntCounterVec::new(
+            Opts::new("grpc_server_started_total", "Total number of RPCs started on the server."),
+            &["grpc_type", "grpc_service", "grpc_method"],
+        )?;
+        registry.register(Box::new(grpc_started.clone()))?;
+        let grpc_handling = if extensive {
+            let h = HistogramVec::new(
+                HistogramOpts::new(
+                    "grpc_server_handling_seconds",
+                    "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+                ),
+                &["grpc_type", "grpc_service", "grpc_method"],
+            )?;
+            registry.register(Box::new(h.clone()))?;
+            Some(h)
+        } else {
+            None
+        };
+        let client_sent = IntCounter::new(
+            "etcd_network_client_grpc_sent_bytes_total",
+            "The total number of bytes sent to grpc clients.",
+        )?;
+        let client_received = IntCounter::new(
+            "etcd_network_client_grpc_received_bytes_total",
+            "The total number of bytes received from grpc clients.",
+        )?;
+        let is_learner = g(
+            "etcd_server_is_learner",
+            "Whether or not this member is a learner. 1 if is, 0 otherwise.",
+        )?;
+        registry.register(Box::new(client_sent.clone()))?;
+        registry.register(Box::new(client_received.clone()))?;
+        registry.register(Box::new(is_learner.clone()))?;
+        let peer = PeerMetrics::new(&registry)?;
         // process_* (resident memory, CPU, open fds), as every Go exporter has.
         registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         server_version.with_label_values(&[SERVER_VERSION]).set(1);
@@ -209,26 +352,48 @@ impl Metrics {
             quota,
             server_id,
             grpc_handled,
+            grpc_started,
+            grpc_handling,
+            client_sent,
+            client_received,
+            is_learner,
+            peer,
             render: Mutex::new(()),
         })
     }
 
-    /// Counts one finished gRPC call to `path` ("/package.Service/Method").
-    pub fn grpc_handled(&self, path: &str, code: i32) {
-        let mut parts = path.trim_start_matches('/').splitn(2, '/');
-        let (mut service, mut method) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        // Only the services this server has: a client must not create series at will.
-        if !KNOWN_SERVICES.contains(&service) || method.is_empty() || method.len() > 64 {
-            (service, method) = ("unknown", "unknown");
+    /// Counts one gRPC call to `path` ("/package.Service/Method") as started.
+    pub fn grpc_started(&self, path: &str) {
+        self.grpc_started.with_label_values(&grpc_labels(path)).inc();
+    }
+
+    /// Counts one finished gRPC call to `path`, answered `code` after `took` (the handling
+    /// histogram exists with `--metrics=extensive` only).
+    pub fn grpc_handled(&self, path: &str, code: i32, took: Duration) {
+        let [t, service, method] = grpc_labels(path);
+        self.grpc_handled.with_label_values(&[t, service, method, code_name(code)]).inc();
+        if let Some(h) = &self.grpc_handling {
+            h.with_label_values(&[t, service, method]).observe(took.as_secs_f64());
         }
-        self.grpc_handled
-            .with_label_values(&[grpc_type(service, method), service, method, code_name(code)])
-            .inc();
+    }
+
+    /// The counter of bytes received from gRPC clients.
+    pub fn client_received(&self) -> &IntCounter {
+        &self.client_received
+    }
+
+    /// The counter of bytes sent to gRPC clients.
+    pub fn client_sent(&self) -> &IntCounter {
+        &self.client_sent
     }
 
     /// Records a WAL sync's duration.
     pub fn observe_wal_fsync(&self, d: Duration) {
         self.wal_fsync.observe(d.as_secs_f64());
+        // etcd's warning, with its wording and threshold (1 s).
+        if d > Duration::from_secs(1) {
+            tracing::warn!(took = ?d, expected_duration = ?Duration::from_secs(1), "slow fdatasync");
+        }
     }
 
     /// Records a page-store commit's duration.
@@ -242,6 +407,7 @@ impl Metrics {
         let st = ctx.replica.status();
         self.has_leader.set(i64::from(st.leader != 0));
         self.is_leader.set(i64::from(st.is_leader));
+        self.is_learner.set(i64::from(st.is_learner));
         set_counter(&self.leader_changes, st.leader_changes);
         self.committed.set(st.committed as f64);
         self.applied.set(st.applied as f64);

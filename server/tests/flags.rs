@@ -297,9 +297,7 @@ fn features_not_built_yet_are_refused_by_name() {
         ("--force-new-cluster", "--force-new-cluster"),
         ("--enable-v2=true", "--enable-v2"),
         ("--proxy=on", "--proxy"),
-        ("--log-outputs=/var/log/etcd.log", "--log-outputs"),
         ("--enable-pprof", "--enable-pprof"),
-        ("--metrics=extensive", "--metrics"),
         ("--grpc-keepalive-min-time=1s", "--grpc-keepalive-min-time"),
         ("--grpc-keepalive-interval=1m", "--grpc-keepalive-interval"),
         ("--grpc-keepalive-timeout=5s", "--grpc-keepalive-timeout"),
@@ -316,7 +314,9 @@ fn features_not_built_yet_are_refused_by_name() {
     for ok in [
         "--logger=zap",
         "--log-outputs=stderr",
+        "--log-outputs=/var/log/etcd.log",
         "--metrics=basic",
+        "--metrics=extensive",
         "--auth-token=simple",
         "--proxy=off",
     ] {
@@ -343,6 +343,16 @@ fn etcds_own_refusals() {
     assert!(refused(&["--experimental-enable-lease-checkpoint-persist"]).contains("requires"));
     assert!(refused(&["--experimental-compact-hash-check-time=0s"]).contains("must be >0"));
     assert!(refused(&["--enable-v2", "--v2-deprecation=gone"]).contains("mutually exclusive"));
+    let rotation_needs_a_file =
+        "--log-outputs requires a single file path when --log-rotate-config-json is defined";
+    assert_eq!(refused(&["--enable-log-rotation"]), rotation_needs_a_file);
+    assert_eq!(
+        refused(&["--enable-log-rotation", "--log-outputs=a.log,b.log"]),
+        rotation_needs_a_file
+    );
+    let e =
+        refused(&["--enable-log-rotation", "--log-outputs=a.log", "--log-rotation-config-json={"]);
+    assert!(e.starts_with("improperly formatted log rotation config"), "{e}");
     let e = refused(&[
         "--listen-client-urls=http://127.0.0.1:2379",
         "--advertise-client-urls=http://127.0.0.1:2379",

@@ -5,7 +5,9 @@
 //!   watches of writes made through the leader;
 //! - one with a tiny space quota: NOSPACE is raised, survives a SIGKILL and restart, and is
 //!   cleared by delete, compaction, defrag and disarm;
-//! - one configured by `--config-file` (other flags ignored) with periodic auto-compaction.
+//! - one configured by `--config-file` (other flags ignored) with periodic auto-compaction;
+//! - one logging etcd's JSON lines to stderr and a file;
+//! - three whose `/metrics` carry every metric etcd's mixin reads, after writes and a restart.
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Child, Command, Stdio};
@@ -277,12 +279,13 @@ async fn followers_forward_lease_requests_and_serve_watches() {
     assert_eq!(ev.events[0].kv.as_ref().unwrap().lease, g.id);
 
     let (ktx, krx) = tokio::sync::mpsc::channel(4);
+    // Sent before the call: as grpc-go's, the server's headers come with its first answer.
+    ktx.send(LeaseKeepAliveRequest { id: g.id }).await.unwrap();
     let mut ka = lc
         .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(krx))
         .await
         .unwrap()
         .into_inner();
-    ktx.send(LeaseKeepAliveRequest { id: g.id }).await.unwrap();
     let r = ka.message().await.unwrap().unwrap();
     assert_eq!((r.id, r.ttl), (g.id, 30), "renewed through the follower");
     ktx.send(LeaseKeepAliveRequest { id: 12345 }).await.unwrap();
@@ -483,4 +486,169 @@ async fn config_file_and_periodic_auto_compaction() {
         assert!(Instant::now() < end, "no auto compaction happened");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Logs are etcd's JSON lines (level, ts, caller, msg first) on every `--log-outputs` target,
+/// the same lines on stderr (a pipe here) and in the file; no colour codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_etcd_json_lines_on_every_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("member.log");
+    let (client, peer) = ("http://127.0.0.1:25190", "http://127.0.0.1:25191");
+    let stderr = dir.path().join("stderr");
+    let child = Command::new(env!("CARGO_BIN_EXE_rusted"))
+        .args(["--data-dir", &dir.path().join("data").display().to_string()])
+        .args(["--listen-client-urls", client, "--advertise-client-urls", client])
+        .args(["--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer])
+        .args(["--initial-cluster", &format!("default={peer}")])
+        .args(["--log-outputs", &format!("stderr,{}", file.display())])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let mut proc = Proc {
+        name: "default".into(),
+        client: client.into(),
+        args: vec![],
+        log: stderr.clone(),
+        child: Some(child),
+    };
+    let t0 = Instant::now();
+    loop {
+        let read = async {
+            let mut kv = KvClient::connect(proc.client.clone()).await.ok()?;
+            kv.range(RangeRequest { key: b"k".to_vec(), ..Default::default() }).await.ok()
+        };
+        if read.await.is_some() {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "{} not serving", proc.name);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = proc.child.as_ref().unwrap().id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = proc.child.take().unwrap().wait().unwrap();
+    assert!(status.success(), "{status}");
+    let on_stderr = std::fs::read_to_string(&stderr).unwrap();
+    let in_file = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(on_stderr, in_file, "the outputs differ");
+    assert!(!on_stderr.contains('\u{1b}'), "colour codes in the log");
+    let mut msgs = Vec::new();
+    for line in on_stderr.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        for k in ["level", "ts", "caller", "msg"] {
+            assert!(keys.contains(&k), "{k} missing: {line}");
+        }
+        assert!(line.starts_with("{\"level\":"), "{line}");
+        assert!(
+            ["debug", "info", "warn", "error"].contains(&v["level"].as_str().unwrap()),
+            "{line}"
+        );
+        msgs.push(v["msg"].as_str().unwrap().to_owned());
+    }
+    assert!(msgs.iter().any(|m| m.contains("ready to serve client requests")), "{msgs:?}");
+}
+
+/// `GET path` on `url` (http://host:port), the body of the answer.
+async fn http_get(url: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+}
+
+/// The series of `name` in a Prometheus text page: each one's label names.
+fn series<'a>(page: &'a str, name: &str) -> Vec<&'a str> {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with('{') || r.starts_with(' ')))
+        .collect()
+}
+
+/// Every metric etcd's mixin (contrib/mixin: its alerts and dashboard) reads is exported by
+/// each member of a cluster that took writes and saw a member restart, with the labels the
+/// mixin's queries group by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_of_etcds_mixin_is_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut procs = cluster(dir.path(), 25290);
+    for p in procs.iter_mut() {
+        p.args.push("--metrics=extensive".into());
+        p.start();
+    }
+    let (l, _) = wait_leader(&procs, Duration::from_secs(20)).await;
+    let urls: Vec<String> = procs.iter().map(|p| p.client.clone()).collect();
+    assert!(!writer(urls.clone(), "m".into(), 50).await.is_empty());
+    // A follower goes down and comes back: the others fail to send to it meanwhile.
+    let f = (l + 1) % 3;
+    procs[f].kill();
+    assert!(!writer(vec![urls[l].clone()], "n".into(), 30).await.is_empty());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    procs[f].start();
+    let t0 = Instant::now();
+    while KvClient::connect(urls[f].clone()).await.is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "restarted member not serving");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!writer(urls.clone(), "o".into(), 30).await.is_empty());
+    // Round trips are probed every 4 s.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let want: &[(&str, &[&str])] = &[
+        ("grpc_server_handled_total", &["grpc_type", "grpc_code", "grpc_service", "grpc_method"]),
+        ("grpc_server_started_total", &["grpc_type", "grpc_service", "grpc_method"]),
+        (
+            "grpc_server_handling_seconds_bucket",
+            &["grpc_type", "grpc_service", "grpc_method", "le"],
+        ),
+        ("etcd_server_has_leader", &[]),
+        ("etcd_server_leader_changes_seen_total", &[]),
+        ("etcd_server_proposals_failed_total", &[]),
+        ("etcd_server_proposals_pending", &[]),
+        ("etcd_server_proposals_committed_total", &[]),
+        ("etcd_server_proposals_applied_total", &[]),
+        ("etcd_server_quota_backend_bytes", &[]),
+        ("etcd_mvcc_db_total_size_in_bytes", &[]),
+        ("etcd_disk_wal_fsync_duration_seconds_bucket", &["le"]),
+        ("etcd_disk_backend_commit_duration_seconds_bucket", &["le"]),
+        ("process_resident_memory_bytes", &[]),
+        ("etcd_network_client_grpc_sent_bytes_total", &[]),
+        ("etcd_network_client_grpc_received_bytes_total", &[]),
+        ("etcd_network_peer_sent_bytes_total", &["To"]),
+        ("etcd_network_peer_received_bytes_total", &["From"]),
+        ("etcd_network_peer_round_trip_time_seconds_bucket", &["To", "le"]),
+        ("etcd_server_is_learner", &[]),
+        ("etcd_network_active_peers", &["Local", "Remote"]),
+    ];
+    for (i, p) in procs.iter().enumerate() {
+        let page = http_get(&p.client, "/metrics").await;
+        for (name, labels) in want {
+            let s = series(&page, name);
+            assert!(!s.is_empty(), "member {i}: {name} missing");
+            for label in *labels {
+                assert!(
+                    s.iter().any(|l| l.contains(&format!("{label}=\""))),
+                    "member {i}: {name} without label {label}: {s:?}"
+                );
+            }
+        }
+    }
+    // The "members down" alert: the members that stayed up failed to send to the one that
+    // was down.
+    let mut seen = 0;
+    for (i, p) in procs.iter().enumerate() {
+        if i == f {
+            continue;
+        }
+        let page = http_get(&p.client, "/metrics").await;
+        seen += series(&page, "etcd_network_peer_sent_failures_total").len();
+    }
+    assert!(seen > 0, "no send failures counted towards the member that was down");
 }

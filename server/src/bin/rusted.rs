@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 use rusted_server::config::argv::{load, LoadError};
+use rusted_server::logging::{self, Rotation};
 use rusted_server::member::Member;
 
 fn main() -> std::process::ExitCode {
@@ -15,10 +16,17 @@ fn main() -> std::process::ExitCode {
         }
     };
     let cfg = loaded.cfg;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{},raft=warn", cfg.log_level))
-    });
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let d = &cfg.deferred;
+    let rotation = if d.enable_log_rotation {
+        let outputs: Vec<&str> = d.log_outputs.split(',').map(str::trim).collect();
+        Rotation::parse(&outputs, &d.log_rotation_config_json).ok()
+    } else {
+        None
+    };
+    if let Err(e) = logging::init(logging::level(&cfg.log_level), &d.log_outputs, rotation) {
+        eprintln!("rusted: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     if let Some(path) = &cfg.config_file {
         tracing::info!(path = %path.display(), "loaded server configuration, other configuration command line flags and environment variables will be ignored if provided");
     }

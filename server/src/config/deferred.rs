@@ -1,9 +1,8 @@
-//! etcd server flags whose features rusted does not have yet: logging and metrics options,
+//! etcd server flags of features built after the core: logging (`logging`), metrics level,
 //! pprof, discovery, the v2 API and proxy, `--force-new-cluster`, auth tokens, gRPC
-//! keepalive. Each is parsed with etcd's name, variable and default; a value that asks for the
-//! missing feature is refused at start naming the flag ([`DeferredFlags::check`]), so nothing
-//! a user asks for is silently ignored. Values rusted already honours (the defaults, `zap`
-//! logs to stderr, basic metrics) are accepted.
+//! keepalive. Each is parsed with etcd's name, variable and default; a value that asks for a
+//! feature rusted does not have yet is refused at start naming the flag
+//! ([`DeferredFlags::check`]), so nothing a user asks for is silently ignored.
 #![forbid(unsafe_code)]
 
 use std::time::Duration;
@@ -92,10 +91,10 @@ pub struct DeferredFlags {
     /// Logger: 'zap' (structured) in etcd 3.5.
     #[arg(long = "logger", env = "ETCD_LOGGER", default_value = "zap")]
     pub logger: String,
-    /// Where logs go: 'default', 'stderr', 'stdout', or file paths.
+    /// Where logs go: 'default', 'stderr', 'stdout', or file paths (`logging`).
     #[arg(long = "log-outputs", env = "ETCD_LOG_OUTPUTS", default_value = "default")]
     pub log_outputs: String,
-    /// Rotate the log file (one file output only).
+    /// Rotate the log file by size (one file output only; `logging`).
     #[arg(long = "enable-log-rotation", env = "ETCD_ENABLE_LOG_ROTATION", default_value_t = false,
           action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
     pub enable_log_rotation: bool,
@@ -165,8 +164,13 @@ impl DeferredFlags {
                 self.v2_deprecation
             ));
         }
-        let logs_elsewhere = outputs.iter().any(|o| !matches!(*o, "default" | "stderr"));
-        let unsupported: [(bool, &str); 16] = [
+        if outputs.contains(&"systemd/journal") {
+            return Err(not_supported("--log-outputs=systemd/journal"));
+        }
+        if self.enable_log_rotation {
+            crate::logging::Rotation::parse(&outputs, &self.log_rotation_config_json)?;
+        }
+        let unsupported: [(bool, &str); 13] = [
             (!self.discovery.is_empty(), "--discovery"),
             (!self.discovery_proxy.is_empty(), "--discovery-proxy"),
             (!self.discovery_srv.is_empty(), "--discovery-srv"),
@@ -174,10 +178,7 @@ impl DeferredFlags {
             (self.force_new_cluster, "--force-new-cluster"),
             (self.enable_v2, "--enable-v2"),
             (self.proxy != "off", "--proxy"),
-            (logs_elsewhere, "--log-outputs"),
-            (self.enable_log_rotation, "--enable-log-rotation"),
             (self.enable_pprof, "--enable-pprof"),
-            (self.metrics != "basic", "--metrics"),
             (self.grpc_keepalive_min_time != Duration::from_secs(5), "--grpc-keepalive-min-time"),
             (
                 self.grpc_keepalive_interval != Duration::from_secs(7200),

@@ -110,7 +110,7 @@ impl Member {
         let rcfg = replica_config(&cfg, ident, boot)?;
         let auto_compaction =
             autocompact::parse(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)?;
-        let metrics = Arc::new(Metrics::new()?);
+        let metrics = Arc::new(Metrics::new(cfg.deferred.metrics == "extensive")?);
         let mut store_opts = StoreOptions::default();
         store_opts.db.io = if cfg.unsafe_no_fsync {
             tracing::warn!("--unsafe-no-fsync: neither the WAL nor the page store is synced; a host crash may lose acknowledged writes");
@@ -170,7 +170,8 @@ impl Member {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
-        let peer = PeerService::new(ctx.clone(), tokio::runtime::Handle::current());
+        let peer =
+            PeerService::new(ctx.clone(), tokio::runtime::Handle::current(), metrics.peer.clone());
         for u in urls(&cfg.listen_peer_urls) {
             let tls = tls_for(&u, &peer_acceptor, "--peer-cert-file, --peer-key-file", "peer")?;
             // Bound here (so a taken port fails the start), registered on the peer runtime.
@@ -349,6 +350,7 @@ async fn start_replica(
         ident.cluster_id,
         mailbox.clone(),
         peer_tls,
+        metrics.peer.clone(),
     );
     let replica = tokio::task::spawn_blocking(move || {
         Replica::start_with_mailbox(

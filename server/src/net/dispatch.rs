@@ -1,7 +1,8 @@
 //! The client port's front door: a gRPC call (content type `application/grpc…`) goes straight
 //! to its service, chosen by the first segment of its path (an unknown one is answered
 //! UNIMPLEMENTED here); everything else goes to the HTTP router (JSON gateway, /health,
-//! /metrics, ...). Every gRPC call is counted (grpc_server_handled_total).
+//! /metrics, ...). Every gRPC call is counted (grpc_server_started_total and _handled_total, with
+//! --metrics=extensive its handling time) with its bytes in and out.
 //!
 //! **Why not one axum router for all.** Routing each gRPC call through axum (a wildcard route
 //! per service, whose captured parameters are stored in the request for every call) and a
@@ -32,6 +33,7 @@ use crate::api::lock::LockService;
 use crate::api::maintenance::MaintenanceService;
 use crate::api::watch::WatchService;
 use crate::metrics::Metrics;
+use crate::net::counted::Counted;
 use rusted_proto::etcdserverpb::auth_server::AuthServer;
 use rusted_proto::etcdserverpb::cluster_server::ClusterServer;
 use rusted_proto::etcdserverpb::kv_server::KvServer;
@@ -157,6 +159,11 @@ impl Service<Request<Body>> for ClientDispatch {
         }
         let g = &self.0.grpc;
         let path = req.uri().path().to_owned();
+        let metrics = self.0.metrics.clone();
+        metrics.grpc_started(&path);
+        let started = std::time::Instant::now();
+        let received = metrics.client_received().clone();
+        let req = req.map(|b| Body::new(Counted::new(b, received)));
         let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
         let answer = match service {
             KvServer::<KvService>::NAME => grpc_call(g.kv.clone(), req),
@@ -174,9 +181,9 @@ impl Service<Request<Body>> for ClientDispatch {
                 Box::pin(std::future::ready(Ok(status.into_http::<Body>())))
             }
         };
-        let metrics = self.0.metrics.clone();
         Box::pin(async move {
             let mut resp = answer.await?;
+            let took = started.elapsed();
             as_grpc_go_size_refusal(&mut resp);
             // A code sent in the trailers of a streamed answer is not seen here; such calls
             // count as OK unless they failed up front (tonic answers unary errors that way).
@@ -186,8 +193,9 @@ impl Service<Request<Body>> for ClientDispatch {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<i32>().ok())
                 .unwrap_or(0);
-            metrics.grpc_handled(&path, code);
-            Ok(resp)
+            metrics.grpc_handled(&path, code, took);
+            let sent = metrics.client_sent().clone();
+            Ok(resp.map(|b| Body::new(Counted::new(b, sent))))
         })
     }
 }

@@ -30,6 +30,8 @@ pub struct PeerService {
     /// The client runtime: forwarded client calls run there, not on the peer runtime's one
     /// worker, which carries every raft message.
     client_rt: tokio::runtime::Handle,
+    /// Bytes received per peer.
+    metrics: crate::metrics::PeerMetrics,
 }
 
 fn decode(b: &[u8]) -> Result<Message, Status> {
@@ -39,9 +41,13 @@ fn decode(b: &[u8]) -> Result<Message, Status> {
 
 impl PeerService {
     /// The service of the member whose context is `ctx`; forwarded client calls run on
-    /// `client_rt`.
-    pub fn new(ctx: Arc<Ctx>, client_rt: tokio::runtime::Handle) -> Self {
-        PeerService { ctx, client_rt }
+    /// `client_rt`; bytes received are counted in `metrics`.
+    pub fn new(
+        ctx: Arc<Ctx>,
+        client_rt: tokio::runtime::Handle,
+        metrics: crate::metrics::PeerMetrics,
+    ) -> Self {
+        PeerService { ctx, client_rt, metrics }
     }
 
     fn mailbox(&self) -> Mailbox {
@@ -76,6 +82,8 @@ impl Peer for PeerService {
             if cid != 0 && batch.cluster_id != 0 && batch.cluster_id != cid {
                 return Err(Status::failed_precondition("etcdserver: cluster ID mismatch"));
             }
+            let bytes = batch.messages.iter().map(Vec::len).sum();
+            self.metrics.received(batch.from, bytes);
             for m in &batch.messages {
                 let m = decode(m)?;
                 // A snapshot message names a file that only the Snapshot RPC delivers.

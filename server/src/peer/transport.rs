@@ -15,6 +15,8 @@ use rusted_proto::rustedpb::peer_client::PeerClient;
 use rusted_proto::rustedpb::{ProbeRequest, RaftBatch, SnapshotChunk};
 use rusted_proto::tls::ClientTls;
 use rusted_replication::{Mailbox, Transport};
+
+use crate::metrics::PeerMetrics;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -31,6 +33,9 @@ pub const PEER_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a ping may go unanswered before the link counts as down (etcd's 5 s peer read
 /// timeout).
 pub const PEER_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a connected peer's round trip is measured (etcd's prober: its 5 s read timeout
+/// less a second).
+pub const PEER_PROBE_INTERVAL: Duration = Duration::from_secs(4);
 /// How long connecting to a peer may take before it counts as unreachable.
 pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -54,6 +59,7 @@ pub struct GrpcTransport {
     /// TLS towards the other members (`--peer-*` flags), if any.
     tls: Option<ClientTls>,
     peers: Mutex<HashMap<u64, PeerHandle>>,
+    metrics: PeerMetrics,
 }
 
 impl std::fmt::Debug for GrpcTransport {
@@ -71,9 +77,10 @@ impl GrpcTransport {
         cluster_id: u64,
         mailbox: Mailbox,
         tls: Option<ClientTls>,
+        metrics: PeerMetrics,
     ) -> Arc<Self> {
         let peers = Mutex::new(HashMap::new());
-        Arc::new(GrpcTransport { rt, from, cluster_id, mailbox, tls, peers })
+        Arc::new(GrpcTransport { rt, from, cluster_id, mailbox, tls, peers, metrics })
     }
 
     fn report_unreachable(&self, to: u64) {
@@ -160,6 +167,7 @@ async fn peer_loop(
     active: Arc<Mutex<Option<Instant>>>,
 ) {
     let mut backoff = Duration::from_millis(50);
+    let Some(metrics) = t.upgrade().map(|t| t.metrics.clone()) else { return };
     loop {
         let url = urls.borrow().first().cloned();
         let tls = t.upgrade().and_then(|t| t.tls.clone());
@@ -169,7 +177,11 @@ async fn peer_loop(
         };
         let Some(ch) = ch else {
             // Unreachable: drop what is queued (raft resends), tell raft, back off.
-            while msgs.try_recv().is_ok() {}
+            let mut dropped = 0;
+            while msgs.try_recv().is_ok() {
+                dropped += 1;
+            }
+            metrics.send_failed(to, dropped);
             match t.upgrade() {
                 Some(t) => t.report_unreachable(to),
                 None => return,
@@ -179,10 +191,13 @@ async fn peer_loop(
             continue;
         };
         let mut client = PeerClient::new(ch);
+        let prober =
+            tokio::spawn(probe_loop(client.clone(), from, to, cluster_id, metrics.clone()));
         let (btx, brx) = mpsc::channel::<RaftBatch>(64);
         let mut call = tokio::spawn(async move { client.send(ReceiverStream::new(brx)).await });
         let connected_at = Instant::now();
         set_active(&active, Some(connected_at));
+        metrics.set_active(from, to, true);
         let mut call_done = false;
         loop {
             let m = tokio::select! {
@@ -192,6 +207,8 @@ async fn peer_loop(
             };
             let Some(m) = m else {
                 set_active(&active, None);
+                metrics.set_active(from, to, false);
+                prober.abort();
                 drop(btx);
                 let _ = call.await;
                 return;
@@ -204,11 +221,16 @@ async fn peer_loop(
                     Err(_) => break,
                 }
             }
+            let (n, bytes) = (batch.len(), batch.iter().map(Vec::len).sum());
             if btx.send(RaftBatch { messages: batch, from, to, cluster_id }).await.is_err() {
+                metrics.send_failed(to, n);
                 break;
             }
+            metrics.sent(to, bytes);
         }
         set_active(&active, None);
+        metrics.set_active(from, to, false);
+        prober.abort();
         if let Some(t) = t.upgrade() {
             t.report_unreachable(to);
         }
@@ -226,6 +248,23 @@ async fn peer_loop(
     }
 }
 
+/// Measures the round trip to a connected peer now and then (etcd_network_peer_round_trip_time).
+async fn probe_loop(
+    mut client: PeerClient<Channel>,
+    from: u64,
+    to: u64,
+    cluster_id: u64,
+    metrics: PeerMetrics,
+) {
+    loop {
+        let t0 = Instant::now();
+        if client.probe(ProbeRequest { from, cluster_id }).await.is_ok() {
+            metrics.round_trip(to, t0.elapsed());
+        }
+        tokio::time::sleep(PEER_PROBE_INTERVAL).await;
+    }
+}
+
 impl Transport for GrpcTransportRef {
     fn send(&self, msgs: Vec<Message>) {
         let t = &self.0;
@@ -239,8 +278,10 @@ impl Transport for GrpcTransportRef {
             }
             match peers.get(&m.to) {
                 Some(p) => {
+                    let to = m.to;
                     if p.tx.try_send(m).is_err() {
-                        // Queue full: raft will retry; slow it down.
+                        // Queue full: dropped, raft sends again.
+                        t.metrics.send_failed(to, 1);
                     }
                 }
                 None => unreachable.push(m.to),
@@ -248,6 +289,7 @@ impl Transport for GrpcTransportRef {
         }
         drop(peers);
         for to in unreachable {
+            t.metrics.send_failed(to, 1);
             t.report_unreachable(to);
         }
         for m in snaps {

@@ -9,6 +9,8 @@
 NAME=auth
 ADDRS="127.0.0.25 127.0.0.26"
 source "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
+"$NODE" -e "require('etcd3')" 2>/dev/null ||
+    die "npm's etcd3 is not reachable from $NODE (.ci/run installs it and sets NODE_PATH)"
 
 scenarios() {
     local bin=$1 a=$2 tag=$3

@@ -3,8 +3,8 @@
 # the tools, a work directory, one server at a time (start, stop, health), the step printer,
 # and run_targets, which runs `scenarios` per target and diffs the normalized outputs.
 #
-# Env: RUSTED_BIN (required unless ONLY=etcd), ETCD_BIN, ETCDCTL_BIN, PYTHON, NODE (with npm's
-#      etcd3 on NODE_PATH), ONLY, KEEP;
+# Env: RUSTED_BIN (required unless ONLY=etcd), ETCD_BIN, ETCDCTL_BIN, PYTHON, NODE (auth.sh:
+#      with npm's etcd3 on NODE_PATH), ONLY, KEEP;
 #      RUSTEDCTL_BIN: also run rusted's scenarios with rustedctl as the client; TARGETS: any of
 #      "etcd rusted rustedctl"
 set -u
@@ -20,8 +20,6 @@ die() { echo "$NAME: $*" >&2; exit 2; }
 for c in curl "$ETCDCTL_BIN" "$PYTHON"; do
     command -v "$c" >/dev/null 2>&1 || die "$c not found (.ci/run installs curl and etcdctl)"
 done
-"$NODE" -e "require('etcd3')" 2>/dev/null ||
-    die "npm's etcd3 is not reachable from $NODE (.ci/run installs it and sets NODE_PATH)"
 [ "$ONLY" = rusted ] || command -v "$ETCD_BIN" >/dev/null 2>&1 || die "etcd not found"
 [ "$ONLY" = etcd ] || [ -x "$RUSTED_BIN" ] || die "RUSTED_BIN is not an executable file"
 
