@@ -22,7 +22,7 @@ pub mod perm;
 pub mod store;
 pub mod token;
 
-use std::sync::{Mutex, RwLock};
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use rusted_proto::etcdserverpb as pb;
@@ -77,7 +77,7 @@ pub type Applied = (AuthOut, Option<Vec<u8>>);
 #[derive(Debug)]
 pub struct Auth {
     inner: RwLock<Inner>,
-    tokens: Mutex<SimpleTokens>,
+    tokens: RwLock<SimpleTokens>,
     provider: jwt::Provider,
     bcrypt_cost: u32,
 }
@@ -93,7 +93,7 @@ impl Auth {
         let cost = if (4..=31).contains(&bcrypt_cost) { bcrypt_cost } else { DEFAULT_BCRYPT_COST };
         Auth {
             inner: RwLock::new(Inner::new(state)),
-            tokens: Mutex::new(SimpleTokens::new(token_ttl)),
+            tokens: RwLock::new(SimpleTokens::new(token_ttl)),
             provider,
             bcrypt_cost: cost,
         }
@@ -108,8 +108,8 @@ impl Auth {
         self.inner.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn tokens(&self) -> std::sync::MutexGuard<'_, SimpleTokens> {
-        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
+    fn tokens(&self) -> std::sync::RwLockWriteGuard<'_, SimpleTokens> {
+        self.tokens.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Replaces the whole state (a snapshot was installed).
@@ -326,7 +326,8 @@ impl Auth {
             info.revision = info.revision.min(self.revision());
             return Ok(info);
         }
-        let user = self.tokens().user(token, Instant::now()).ok_or(AuthError::InvalidAuthToken)?;
+        let tokens = self.tokens.read().unwrap_or_else(|p| p.into_inner());
+        let user = tokens.user(token, Instant::now()).ok_or(AuthError::InvalidAuthToken)?;
         Ok(AuthInfo { user, revision: self.revision() })
     }
 

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -34,43 +35,47 @@ pub fn token_index(token: &str) -> Option<u64> {
 #[derive(Debug)]
 struct Entry {
     user: String,
-    expires: Instant,
+    /// Milliseconds after [`SimpleTokens::base`] when the token expires: renewed through a
+    /// shared reference, so lookups (every request) share a read lock instead of queueing on
+    /// one mutex.
+    expires_ms: AtomicU64,
 }
 
 /// The tokens this member knows.
 #[derive(Debug)]
 pub struct SimpleTokens {
     ttl: Duration,
+    base: Instant,
     tokens: HashMap<String, Entry>,
 }
 
 impl SimpleTokens {
     /// Tokens living `ttl` after their last use.
     pub fn new(ttl: Duration) -> Self {
-        SimpleTokens { ttl, tokens: HashMap::new() }
+        SimpleTokens { ttl, base: Instant::now(), tokens: HashMap::new() }
+    }
+
+    fn ms(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.base).as_millis() as u64
     }
 
     /// Registers `prefix.index` for `user` (applying Authenticate); returns the token.
     pub fn assign(&mut self, prefix: &str, index: u64, user: &str, now: Instant) -> String {
         let token = format!("{prefix}.{index}");
-        self.tokens.insert(token.clone(), Entry { user: user.into(), expires: now + self.ttl });
+        let expires_ms = AtomicU64::new(self.ms(now + self.ttl));
+        self.tokens.insert(token.clone(), Entry { user: user.into(), expires_ms });
         token
     }
 
-    /// The user of a live token, renewing it.
-    pub fn user(&mut self, token: &str, now: Instant) -> Option<String> {
-        let ttl = self.ttl;
-        match self.tokens.get_mut(token) {
-            Some(e) if e.expires > now => {
-                e.expires = now + ttl;
-                Some(e.user.clone())
-            }
-            Some(_) => {
-                self.tokens.remove(token);
-                None
-            }
-            None => None,
+    /// The user of a live token, renewing it. An expired one is left for [`Self::expire`].
+    pub fn user(&self, token: &str, now: Instant) -> Option<String> {
+        let e = self.tokens.get(token)?;
+        let now_ms = self.ms(now);
+        if e.expires_ms.load(Ordering::Relaxed) <= now_ms {
+            return None;
         }
+        e.expires_ms.fetch_max(self.ms(now + self.ttl), Ordering::Relaxed);
+        Some(e.user.clone())
     }
 
     /// Drops `user`'s tokens (password changed, user deleted).
@@ -85,7 +90,8 @@ impl SimpleTokens {
 
     /// Drops expired tokens.
     pub fn expire(&mut self, now: Instant) {
-        self.tokens.retain(|_, e| e.expires > now);
+        let now_ms = self.ms(now);
+        self.tokens.retain(|_, e| e.expires_ms.load(Ordering::Relaxed) > now_ms);
     }
 }
 
