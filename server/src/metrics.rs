@@ -134,12 +134,6 @@ impl PeerMetrics {
         Ok(PeerMetrics { sent_bytes, received_bytes, sent_failures, rtt, active })
     }
 
-    /// Metrics that go to no registry (transports built outside a member).
-    pub fn unregistered() -> PeerMetrics {
-        #[allow(clippy::expect_used)]
-        PeerMetrics::new(&Registry::new()).expect("fresh registry")
-    }
-
     /// `bytes` of raft messages sent to `to`.
     pub fn sent(&self, to: u64, bytes: usize) {
         self.sent_bytes.with_label_values(&[&hex(to)]).inc_by(bytes as u64);

@@ -1,7 +1,8 @@
 //! The compatibility suite: the same etcdctl, JSON-gateway and python etcd3 scripts run against
 //! Debian's etcd and against rusted, and their outputs (ids and timings normalized) must be
 //! equal. Needs etcd, etcdctl and python's etcd3 module (`.ci/run` installs them); fails, with
-//! the reason, when they are missing.
+//! the reason, when they are missing. `compat/replace.sh` runs the documented member
+//! replacement on three members of each.
 #![forbid(unsafe_code)]
 
 mod common;
@@ -12,5 +13,15 @@ fn etcdctl_gateway_and_python_client_see_what_etcd_shows() {
         "compat/run.sh",
         &[("RUSTED_BIN", env!("CARGO_BIN_EXE_rusted"))],
         "compatibility suite failed",
+    );
+}
+
+#[test]
+fn the_documented_member_replacement_works_as_on_etcd() {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    common::run_script(
+        "compat/replace.sh",
+        &[("RUSTED_BIN", env!("CARGO_BIN_EXE_rusted")), ("PYTHON", &python)],
+        "member replacement differs from etcd's",
     );
 }

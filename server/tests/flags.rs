@@ -299,8 +299,6 @@ fn features_not_built_yet_are_refused_by_name() {
         ("--proxy=on", "--proxy"),
         ("--enable-pprof", "--enable-pprof"),
         ("--grpc-keepalive-min-time=1s", "--grpc-keepalive-min-time"),
-        ("--grpc-keepalive-interval=1m", "--grpc-keepalive-interval"),
-        ("--grpc-keepalive-timeout=5s", "--grpc-keepalive-timeout"),
         ("--raft-write-timeout=1s", "--raft-write-timeout"),
         ("--experimental-corrupt-check-time=1m", "--experimental-corrupt-check-time"),
         ("--experimental-enable-distributed-tracing", "--experimental-enable-distributed-tracing"),
@@ -317,6 +315,8 @@ fn features_not_built_yet_are_refused_by_name() {
         "--log-outputs=/var/log/etcd.log",
         "--metrics=basic",
         "--metrics=extensive",
+        "--grpc-keepalive-interval=1m",
+        "--grpc-keepalive-timeout=5s",
         "--auth-token=simple",
         "--proxy=off",
     ] {

@@ -388,3 +388,47 @@ async fn initial_corrupt_check_passes_on_consistent_members() {
     m2.stop().await;
     m1.stop().await;
 }
+
+/// `--grpc-keepalive-interval` / `-timeout`: the server pings an idle HTTP/2 connection and
+/// closes one whose client never answers; with the defaults (2 h) it does neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_keepalive_ping_closes_the_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A client that says hello in HTTP/2 (preface, empty SETTINGS) and then never reads: it
+    // answers no ping. Returns the bytes the server sent before closing, if it closed in `wait`.
+    async fn silent_client(addr: &str, wait: Duration) -> Option<Vec<u8>> {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0").await.expect("hello");
+        tokio::time::sleep(wait).await;
+        let mut got = Vec::new();
+        match tokio::time::timeout(Duration::from_secs(1), s.read_to_end(&mut got)).await {
+            Ok(Ok(_)) => Some(got),
+            _ => None,
+        }
+    }
+    // HTTP/2 frames' types in a byte stream (9-byte headers).
+    fn frame_types(mut b: &[u8]) -> Vec<u8> {
+        let mut types = Vec::new();
+        while b.len() >= 9 {
+            let len = (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2]);
+            types.push(b[3]);
+            b = &b[(9 + len).min(b.len())..];
+        }
+        types
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--grpc-keepalive-interval=500ms", "--grpc-keepalive-timeout=500ms"];
+    let m = start_with_flags("127.0.0.71", dir.path(), StartOptions::default(), &flags).await;
+    let sent = silent_client("127.0.0.71:2379", Duration::from_secs(3)).await;
+    let sent = sent.expect("the server kept a connection whose pings went unanswered");
+    let types = frame_types(&sent);
+    assert!(types.contains(&6), "no PING frame: {types:?}");
+    assert!(types.contains(&7), "no GOAWAY frame: {types:?}");
+    m.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let m = start_with_flags("127.0.0.72", dir.path(), StartOptions::default(), &[]).await;
+    let kept = silent_client("127.0.0.72:2379", Duration::from_secs(2)).await;
+    assert!(kept.is_none(), "closed with the default keepalive: {kept:?}");
+    m.stop().await;
+}

@@ -170,7 +170,7 @@ impl DeferredFlags {
         if self.enable_log_rotation {
             crate::logging::Rotation::parse(&outputs, &self.log_rotation_config_json)?;
         }
-        let unsupported: [(bool, &str); 13] = [
+        let unsupported: [(bool, &str); 11] = [
             (!self.discovery.is_empty(), "--discovery"),
             (!self.discovery_proxy.is_empty(), "--discovery-proxy"),
             (!self.discovery_srv.is_empty(), "--discovery-srv"),
@@ -180,11 +180,6 @@ impl DeferredFlags {
             (self.proxy != "off", "--proxy"),
             (self.enable_pprof, "--enable-pprof"),
             (self.grpc_keepalive_min_time != Duration::from_secs(5), "--grpc-keepalive-min-time"),
-            (
-                self.grpc_keepalive_interval != Duration::from_secs(7200),
-                "--grpc-keepalive-interval",
-            ),
-            (self.grpc_keepalive_timeout != Duration::from_secs(20), "--grpc-keepalive-timeout"),
             (self.raft_read_timeout != Duration::from_secs(5), "--raft-read-timeout"),
             (self.raft_write_timeout != Duration::from_secs(5), "--raft-write-timeout"),
         ];

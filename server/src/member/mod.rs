@@ -48,7 +48,7 @@ use crate::config::flags::{bind_addr, urls};
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::net::access::Access;
-use crate::net::serve::serve;
+use crate::net::serve::{serve, Protocol};
 use crate::net::tls::Acceptor;
 use crate::peer::service::PeerService;
 use crate::peer::transport::{GrpcTransport, GrpcTransportRef};
@@ -182,9 +182,14 @@ impl Member {
             let svc = PeerServer::new(peer.clone()).max_decoding_message_size(MAX_PEER_MESSAGE);
             let routes = tonic::service::Routes::new(svc);
             let stop = stop_rx.clone();
-            tasks.push(
-                peer_rt.handle().spawn(serve(listener, tls, routes, false, None, stop, "peer")),
-            );
+            tasks.push(peer_rt.handle().spawn(serve(
+                listener,
+                tls,
+                routes,
+                Protocol::default(),
+                stop,
+                "peer",
+            )));
             tracing::info!(url = %u, "serving peer traffic");
         }
         let max_msg = cfg.max_request_bytes + CLIENT_MESSAGE_OVERHEAD;
@@ -208,14 +213,21 @@ impl Member {
                 client_routes(&ctx, &metrics, max_msg, none)
             };
             let (mut ready, mut stop) = (ready_rx.clone(), stop_rx.clone());
-            let streams = cfg.max_concurrent_streams;
+            let d = &cfg.deferred;
+            let protocol = Protocol {
+                http1: true,
+                streams: Some(cfg.max_concurrent_streams),
+                // As etcd: no server pings unless both are positive.
+                keepalive: Some((d.grpc_keepalive_interval, d.grpc_keepalive_timeout))
+                    .filter(|(i, t)| !i.is_zero() && !t.is_zero()),
+            };
             tasks.push(tokio::spawn(async move {
                 tokio::select! {
                     r = ready.wait_for(|r| *r) => if r.is_err() { return },
                     _ = stop.wait_for(|s| *s) => return,
                 }
                 tracing::info!(url = %u, "serving client traffic");
-                serve(listener, tls, routes, true, Some(streams), stop, "client").await
+                serve(listener, tls, routes, protocol, stop, "client").await
             }));
         }
         for u in urls(&cfg.listen_metrics_urls) {
@@ -223,7 +235,8 @@ impl Member {
             let listener = bind(&u, &cfg).await?;
             let routes = metrics_routes(&ctx, &metrics);
             let stop = stop_rx.clone();
-            tasks.push(tokio::spawn(serve(listener, tls, routes, true, None, stop, "metrics")));
+            let protocol = Protocol { http1: true, ..Protocol::default() };
+            tasks.push(tokio::spawn(serve(listener, tls, routes, protocol, stop, "metrics")));
             tracing::info!(url = %u, "serving metrics and health");
         }
         if cfg.experimental.initial_corrupt_check {

@@ -19,23 +19,36 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections whose handshake is done but that tonic has not taken yet.
 const ACCEPTED_QUEUE: usize = 64;
 
+/// How a listener speaks HTTP.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Protocol {
+    /// HTTP/1.1 accepted too (the gateway, /health, /metrics).
+    pub http1: bool,
+    /// At most this many concurrent HTTP/2 streams per connection (`--max-concurrent-streams`).
+    pub streams: Option<u32>,
+    /// The server pings an idle connection after the first and closes it when a ping goes
+    /// unanswered for the second (`--grpc-keepalive-interval`, `--grpc-keepalive-timeout`).
+    pub keepalive: Option<(Duration, Duration)>,
+}
+
 /// Serves `routes` on `listener` (TCP_NODELAY on every connection, writes coalesced per burst;
-/// HTTP/1.1 too when `http1`; TLS when `tls` is given; at most `streams` concurrent HTTP/2
-/// streams per connection, as `--max-concurrent-streams`) until `stop`.
+/// TLS when `tls` is given; HTTP as `protocol` says) until `stop`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Option<Arc<Acceptor>>,
     routes: tonic::service::Routes,
-    http1: bool,
-    streams: Option<u32>,
+    protocol: Protocol,
     mut stop: watch::Receiver<bool>,
     what: &'static str,
 ) {
     use tokio_stream::StreamExt as _;
+    let (interval, timeout) = protocol.keepalive.unzip();
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
-        .accept_http1(http1)
-        .max_concurrent_streams(streams)
+        .accept_http1(protocol.http1)
+        .max_concurrent_streams(protocol.streams)
+        .http2_keepalive_interval(interval)
+        .http2_keepalive_timeout(timeout)
         .add_routes(routes);
     let mut stop2 = stop.clone();
     let shutdown = async move {
