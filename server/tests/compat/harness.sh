@@ -1,7 +1,8 @@
-# Shared by the single-member compatibility scripts (flags.sh, auth.sh): sourced after they set
+# Shared by the compatibility scripts flags.sh, auth.sh and replace.sh: sourced after they set
 # NAME (their name in messages) and ADDRS ("etcd-address rusted-address"). Gives the checks of
-# the tools, a work directory, one server at a time (start, stop, health), the step printer,
-# and run_targets, which runs `scenarios` per target and diffs the normalized outputs.
+# the tools, a work directory, one server at a time (start, stop, health) or several (PIDS,
+# stop_all), the step printer, and run_targets, which runs `scenarios` per target and diffs the
+# normalized outputs (post_normalize: a script's own additions).
 #
 # Env: RUSTED_BIN (required unless ONLY=etcd), ETCD_BIN, ETCDCTL_BIN, PYTHON, NODE (auth.sh:
 #      with npm's etcd3 on NODE_PATH), ONLY, KEEP;
@@ -26,18 +27,29 @@ done
 WORK=$(mktemp -d "/tmp/rusted-$NAME.XXXXXX")
 export COMPAT_TMP=$WORK
 SERVER_PID=""
+PIDS=() # servers started by a script itself (several members); stopped on exit too
+# stop_pid PID: SIGTERM, up to 5 s, then SIGKILL
+stop_pid() {
+    kill -TERM "$1" 2>/dev/null
+    local i=0
+    while [ $i -lt 50 ] && kill -0 "$1" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+    kill -KILL "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+}
 stop_server() {
     [ -n "$SERVER_PID" ] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null
-    local i=0
-    while [ $i -lt 50 ] && kill -0 "$SERVER_PID" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
-    kill -KILL "$SERVER_PID" 2>/dev/null
-    wait "$SERVER_PID" 2>/dev/null
+    stop_pid "$SERVER_PID"
     SERVER_PID=""
+}
+stop_all() {
+    local p
+    for p in "${PIDS[@]}"; do stop_pid "$p"; done
+    PIDS=()
 }
 on_exit() {
     local rc=$?
     stop_server
+    stop_all
     [ -n "${KEEP:-}" ] && echo "$NAME: kept $WORK" >&2 || rm -rf "$WORK"
     exit $rc
 }
@@ -73,6 +85,9 @@ step() {
 }
 ctl() { ETCDCTL_API=3 timeout 20 "$CLIENT" --dial-timeout=2s --command-timeout=3s "$@"; }
 
+# post_normalize ADDR: what a script adds to normalize.py (reads stdin); none by default.
+post_normalize() { cat; }
+
 # run_targets: `scenarios BIN ADDR TAG` for each target, outputs normalized (etcdctl's retry
 # log lines dropped: rustedctl has no such library) and diffed against etcd's.
 run_targets() {
@@ -82,7 +97,7 @@ run_targets() {
         CLIENT=${4:-$ETCDCTL_BIN}
         scenarios "$bin" "$a" "$name" >"$WORK/$name.raw" 2>&1
         grep -v '"msg":"retrying of unary invoker failed"' "$WORK/$name.raw" |
-            "$PYTHON" "$HERE/normalize.py" >"$WORK/$name.out"
+            "$PYTHON" "$HERE/normalize.py" | post_normalize "$a" >"$WORK/$name.out"
         echo "$NAME: $name: $(grep -c '^### ' "$WORK/$name.raw") steps"
     }
     TARGETS=${TARGETS:-etcd rusted${RUSTEDCTL_BIN:+ rustedctl}}
