@@ -189,6 +189,8 @@ pub struct Metrics {
     client_sent: IntCounter,
     client_received: IntCounter,
     is_learner: IntGauge,
+    /// etcd_mvcc_{range,put,delete,txn}_total, read from the store's counts.
+    mvcc_ops: [IntCounter; 4],
     /// The peer links' metrics.
     pub peer: PeerMetrics,
     render: Mutex<()>,
@@ -325,6 +327,15 @@ impl Metrics {
         registry.register(Box::new(client_received.clone()))?;
         registry.register(Box::new(is_learner.clone()))?;
         let peer = PeerMetrics::new(&registry)?;
+        let op = |what: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(
+                format!("etcd_mvcc_{what}_total"),
+                format!("Total number of {what}s seen by this member."),
+            )?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let mvcc_ops = [op("range")?, op("put")?, op("delete")?, op("txn")?];
         // process_* (resident memory, CPU, open fds), as every Go exporter has.
         registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         server_version.with_label_values(&[SERVER_VERSION]).set(1);
@@ -351,6 +362,7 @@ impl Metrics {
             client_sent,
             client_received,
             is_learner,
+            mvcc_ops,
             peer,
             render: Mutex::new(()),
         })
@@ -413,6 +425,11 @@ impl Metrics {
         let in_use = stats.pages.saturating_sub(stats.free_pages) * stats.page_size;
         self.db_in_use.set(in_use as i64);
         self.keys.set(store.key_count() as i64);
+        let ops = store.op_counts();
+        let counts = [&ops.ranges, &ops.puts, &ops.deletes, &ops.txns];
+        for (c, n) in self.mvcc_ops.iter().zip(counts) {
+            set_counter(c, n.load(std::sync::atomic::Ordering::Relaxed));
+        }
         self.quota.set(ctx.limits.quota_backend_bytes.map_or(-1, |q| q as i64));
         self.server_id.reset();
         self.server_id.with_label_values(&[&format!("{:x}", st.id)]).set(1);

@@ -626,6 +626,10 @@ async fn every_metric_of_etcds_mixin_is_exported() {
         ("etcd_network_peer_round_trip_time_seconds_bucket", &["To", "le"]),
         ("etcd_server_is_learner", &[]),
         ("etcd_network_active_peers", &["Local", "Remote"]),
+        ("etcd_mvcc_put_total", &[]),
+        ("etcd_mvcc_range_total", &[]),
+        ("etcd_mvcc_txn_total", &[]),
+        ("etcd_mvcc_delete_total", &[]),
     ];
     for (i, p) in procs.iter().enumerate() {
         let page = http_get(&p.client, "/metrics").await;

@@ -8,6 +8,7 @@
 //! index, which advances either way (the refusal is the entry's deterministic outcome).
 #![forbid(unsafe_code)]
 
+use std::sync::atomic::Ordering;
 use std::sync::{MutexGuard, RwLockWriteGuard};
 use std::time::Instant;
 
@@ -46,6 +47,8 @@ pub(crate) struct WriteCtx<'a> {
     changes: i64,
     events: Vec<Event>,
     want_prev: bool,
+    /// Operations run (ranges, puts, deletions), for the txn count.
+    ops: u64,
 }
 
 impl<'a> WriteCtx<'a> {
@@ -68,6 +71,7 @@ impl<'a> WriteCtx<'a> {
             changes: 0,
             events: Vec::new(),
             want_prev: inner.watch.wants_prev_kv(),
+            ops: 0,
         })
     }
 
@@ -106,6 +110,8 @@ impl<'a> WriteCtx<'a> {
     }
 
     fn put(&mut self, req: &PutRequest) -> Result<PutResponse> {
+        self.ops += 1;
+        self.inner.ops.puts.fetch_add(1, Ordering::Relaxed);
         // The index gives create revision and version; the previous value is read only when
         // something needs it (most puts don't: a page-store lookup saved per put).
         let vis = self.st.index.get(&req.key, self.view_rev()).ok();
@@ -154,6 +160,8 @@ impl<'a> WriteCtx<'a> {
     }
 
     fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        self.ops += 1;
+        self.inner.ops.deletes.fetch_add(1, Ordering::Relaxed);
         let (keys, _) = self.st.index.range(&req.key, &req.range_end, self.view_rev(), 0);
         let keys: Vec<(Vec<u8>, Revision)> =
             keys.into_iter().map(|(k, v)| (k.to_vec(), v.modified)).collect();
@@ -285,7 +293,11 @@ impl<'a> WriteCtx<'a> {
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             responses.push(match op {
-                RequestOp::Range(r) => ResponseOp::Range(self.range(r)?),
+                RequestOp::Range(r) => {
+                    self.ops += 1;
+                    self.inner.ops.ranges.fetch_add(1, Ordering::Relaxed);
+                    ResponseOp::Range(self.range(r)?)
+                }
                 RequestOp::Put(p) => ResponseOp::Put(self.put(p)?),
                 RequestOp::DeleteRange(d) => ResponseOp::DeleteRange(self.delete_range(d)?),
                 RequestOp::Txn(t) => {
@@ -366,6 +378,9 @@ impl Store {
         }
         ctx.precheck(req, &path, &mut 0, false)?;
         let resp = ctx.txn(req, &path, &mut 0)?;
+        if ctx.ops > 1 {
+            self.inner.ops.txns.fetch_add(1, Ordering::Relaxed);
+        }
         ctx.finish();
         self.end_apply(w)?;
         Ok(resp)

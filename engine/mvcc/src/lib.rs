@@ -42,6 +42,6 @@ pub use lease::{LeaseError, LeaseId, Lessor};
 pub use maintenance::HashKv;
 pub use revision::Revision;
 pub use snapshot::{SnapshotInfo, StoreSlot, CLUSTER};
-pub use store::{Applied, CommitObserver, FailureObserver, Store, StoreOptions};
+pub use store::{Applied, CommitObserver, FailureObserver, OpCounts, Store, StoreOptions};
 pub use tree_index::TreeIndex;
 pub use watch::{Event, WatchOptions, WatchResponse, WatchStream};

@@ -10,7 +10,7 @@
 #![forbid(unsafe_code)]
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -147,8 +147,23 @@ pub(crate) struct Writer {
     pub finished_compact: i64,
 }
 
+/// Operations seen since the store was opened (etcd's `etcd_mvcc_*_total`): ranges, puts and
+/// deletions each, inside txns too, and txns of more than one operation.
+#[derive(Debug, Default)]
+pub struct OpCounts {
+    /// Ranges served.
+    pub ranges: AtomicU64,
+    /// Puts applied.
+    pub puts: AtomicU64,
+    /// DeleteRanges applied.
+    pub deletes: AtomicU64,
+    /// Txns applied that ran more than one operation.
+    pub txns: AtomicU64,
+}
+
 pub(crate) struct Inner {
     pub db: Db,
+    pub ops: OpCounts,
     pub opts: StoreOptions,
     pub state: RwLock<State>,
     pub pending: Pending,
@@ -318,6 +333,7 @@ impl Store {
         let (state, writer, lessor) = crate::restore::restore(&db, &opts)?;
         let inner = Arc::new(Inner {
             db,
+            ops: OpCounts::default(),
             state: RwLock::new(state),
             pending: Pending::default(),
             writer: Mutex::new(writer),
@@ -402,7 +418,13 @@ impl Store {
 
     /// Serves a range (etcd's Range, outside a txn).
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        self.inner.ops.ranges.fetch_add(1, AtomicOrdering::Relaxed);
         range(&self.inner, req)
+    }
+
+    /// Operations seen since the store was opened.
+    pub fn op_counts(&self) -> &OpCounts {
+        &self.inner.ops
     }
 
     /// The value of one key at revision `at` (≤ 0: current), as a range of that key.

@@ -409,3 +409,25 @@ fn txn_checks_puts_before_ranges_as_etcd() {
     assert_eq!(f.s().current_revision(), 1, "a refused txn writes nothing");
     assert_eq!(f.s().applied().index, 1, "but its entry counts as applied");
 }
+
+/// etcd's `etcd_mvcc_*_total` counts: every range, put and deletion (inside txns too), and the
+/// txns that ran more than one operation.
+#[test]
+fn operations_are_counted_as_etcd_counts_them() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut f = Fixture::new();
+    f.put("a", "1", 0).unwrap();
+    f.del("a");
+    f.s().range(&RangeRequest { key: b"a".to_vec(), ..Default::default() }).unwrap();
+    let put = |k: &[u8]| RequestOp::Put(PutRequest { key: k.to_vec(), ..Default::default() });
+    let range = |k: &[u8]| RequestOp::Range(RangeRequest { key: k.to_vec(), ..Default::default() });
+    let at = f.at();
+    f.s()
+        .txn(at, &TxnRequest { success: vec![put(b"b"), range(b"b")], ..Default::default() })
+        .unwrap();
+    let at = f.at();
+    f.s().txn(at, &TxnRequest { success: vec![put(b"c")], ..Default::default() }).unwrap();
+    let c = f.s().op_counts();
+    let got = [&c.ranges, &c.puts, &c.deletes, &c.txns].map(|n| n.load(Relaxed));
+    assert_eq!(got, [2, 3, 1, 1], "ranges, puts, deletes, txns");
+}
