@@ -64,6 +64,19 @@ impl Rotation {
         Ok(r)
     }
 
+    /// The rotation `--enable-log-rotation` asks for (`None` without it), checked as etcd's.
+    pub fn from_flags(
+        enabled: bool,
+        outputs: &str,
+        json: &str,
+    ) -> Result<Option<Rotation>, String> {
+        if !enabled {
+            return Ok(None);
+        }
+        let outputs: Vec<&str> = outputs.split(',').map(str::trim).collect();
+        Rotation::parse(&outputs, json).map(Some)
+    }
+
     fn max_bytes(&self) -> u64 {
         let mb = if self.maxsize <= 0 { 100 } else { self.maxsize as u64 };
         mb * 1024 * 1024
@@ -111,17 +124,7 @@ impl LogFile {
 
     fn rotate(&mut self) -> std::io::Result<()> {
         let (stem, ext) = self.name_parts();
-        let now = time::OffsetDateTime::now_utc();
-        let stamp = format!(
-            "{:04}-{:02}-{:02}T{:02}-{:02}-{:02}.{:03}",
-            now.year(),
-            now.month() as u8,
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second(),
-            now.millisecond()
-        );
+        let stamp = backup_stamp(time::OffsetDateTime::now_utc());
         let backup = self.path.with_file_name(format!("{stem}-{stamp}{ext}"));
         std::fs::rename(&self.path, &backup)?;
         self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
@@ -148,16 +151,7 @@ impl LogFile {
         backups.sort();
         backups.reverse(); // newest first
         let cutoff = (r.maxage > 0).then(|| {
-            let t = time::OffsetDateTime::now_utc() - time::Duration::days(r.maxage);
-            format!(
-                "{:04}-{:02}-{:02}T{:02}-{:02}-{:02}.000",
-                t.year(),
-                t.month() as u8,
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            )
+            backup_stamp(time::OffsetDateTime::now_utc() - time::Duration::days(r.maxage))
         });
         for (i, (stamp, path)) in backups.iter().enumerate() {
             let too_many = r.maxbackups > 0 && i as i64 >= r.maxbackups;
@@ -167,6 +161,21 @@ impl LogFile {
             }
         }
     }
+}
+
+/// A backup's time in its name, as lumberjack writes it: `2006-01-02T15-04-05.000` (UTC).
+/// Names sort as their times do.
+fn backup_stamp(t: time::OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02}T{:02}-{:02}-{:02}.{:03}",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
 }
 
 #[derive(Debug)]

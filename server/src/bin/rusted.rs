@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use rusted_server::config::argv::{load, LoadError};
-use rusted_server::logging::{self, Rotation};
+use rusted_server::logging;
 use rusted_server::member::Member;
 
 fn main() -> std::process::ExitCode {
@@ -17,13 +17,13 @@ fn main() -> std::process::ExitCode {
     };
     let cfg = loaded.cfg;
     let d = &cfg.deferred;
-    let rotation = if d.enable_log_rotation {
-        let outputs: Vec<&str> = d.log_outputs.split(',').map(str::trim).collect();
-        Rotation::parse(&outputs, &d.log_rotation_config_json).ok()
-    } else {
-        None
-    };
-    if let Err(e) = logging::init(logging::level(&cfg.log_level), &d.log_outputs, rotation) {
+    let started = logging::Rotation::from_flags(
+        d.enable_log_rotation,
+        &d.log_outputs,
+        &d.log_rotation_config_json,
+    )
+    .and_then(|rotation| logging::init(logging::level(&cfg.log_level), &d.log_outputs, rotation));
+    if let Err(e) = started {
         eprintln!("rusted: {e}");
         return std::process::ExitCode::FAILURE;
     }

@@ -167,9 +167,11 @@ impl DeferredFlags {
         if outputs.contains(&"systemd/journal") {
             return Err(not_supported("--log-outputs=systemd/journal"));
         }
-        if self.enable_log_rotation {
-            crate::logging::Rotation::parse(&outputs, &self.log_rotation_config_json)?;
-        }
+        crate::logging::Rotation::from_flags(
+            self.enable_log_rotation,
+            &self.log_outputs,
+            &self.log_rotation_config_json,
+        )?;
         let unsupported: [(bool, &str); 11] = [
             (!self.discovery.is_empty(), "--discovery"),
             (!self.discovery_proxy.is_empty(), "--discovery-proxy"),
