@@ -46,6 +46,29 @@ pub struct DbOptions {
     pub initial_mmap_size: usize,
     /// How the file is written ([`OsIo`]; tests inject faults with [`crate::io::FaultyIo`]).
     pub io: Arc<dyn PageIo>,
+    /// Told the phases of each commit (bbolt's spill and write, for etcd's metrics).
+    pub on_commit: PhaseObserver,
+}
+
+/// How long a commit spent in its phases: `spill` (nodes split, rebalanced and encoded into
+/// pages; bbolt splits the two, rusted merges while it spills) and `write` (pages and meta
+/// written, and synced when the commit syncs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitPhases {
+    /// Nodes into pages.
+    pub spill: std::time::Duration,
+    /// Pages (and meta) to the file.
+    pub write: std::time::Duration,
+}
+
+/// Told the phases of each commit.
+#[derive(Clone, Default)]
+pub struct PhaseObserver(pub Option<Arc<dyn Fn(CommitPhases) + Send + Sync>>);
+
+impl std::fmt::Debug for PhaseObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PhaseObserver({})", if self.0.is_some() { "set" } else { "none" })
+    }
 }
 
 impl Default for DbOptions {
@@ -55,6 +78,7 @@ impl Default for DbOptions {
             fill_percent: 0.5,
             initial_mmap_size: 1 << 30,
             io: Arc::new(OsIo),
+            on_commit: PhaseObserver::default(),
         }
     }
 }
@@ -141,6 +165,8 @@ pub struct Stats {
     pub txid: u64,
     /// Page size.
     pub page_size: u64,
+    /// Read transactions open now.
+    pub open_read_txs: u64,
 }
 
 /// A page store file. Share it by reference (or `Arc`); all methods take `&self`.
@@ -279,6 +305,7 @@ impl Db {
         let ps = snap.meta.page_size as usize;
         let mut hwm = snap.meta.hwm;
         let mut out: Vec<(PageId, Vec<u8>)> = Vec::new();
+        let started = std::time::Instant::now();
         {
             let freelist = &mut w.freelist;
             let mut alloc = |n: usize| -> PageId {
@@ -312,6 +339,7 @@ impl Db {
         out.push((fl_id, w.freelist.encode(fl_id, n, ps)));
         drop(dirty);
 
+        let spilled = std::time::Instant::now();
         // Grow the file (sparse) to hold every page.
         let needed = hwm * ps as u64;
         if needed > w.file_len {
@@ -328,6 +356,9 @@ impl Db {
         if sync {
             self.opts.io.sync_data(&w.file).at(&self.path)?;
             slot = Some(self.write_meta(&w.file, &meta, ps)?);
+        }
+        if let Some(f) = &self.opts.on_commit.0 {
+            f(CommitPhases { spill: spilled - started, write: spilled.elapsed() });
         }
         // Publish. A bigger map, when needed, is made before taking the lock readers use, so
         // begin_read never waits for an mmap call.
@@ -402,6 +433,7 @@ impl Db {
             free_pages: w.freelist.count() as u64,
             txid: s.snap.meta.txid,
             page_size: s.snap.meta.page_size as u64,
+            open_read_txs: s.readers.values().map(|&n| n as u64).sum(),
         }
     }
 

@@ -37,7 +37,7 @@ mod tree;
 mod tx;
 
 pub use cursor::Cursor;
-pub use db::{CheckReport, Db, DbOptions, DefragReport, Stats};
+pub use db::{CheckReport, CommitPhases, Db, DbOptions, DefragReport, PhaseObserver, Stats};
 pub use error::{EngineError, IoContext, Result};
 pub use tree::Pages;
 pub use tx::{Bucket, ReadTx, WriteTx, MAX_KEY_SIZE, MAX_VALUE_SIZE};

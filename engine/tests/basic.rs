@@ -348,3 +348,31 @@ fn a_truncated_file_is_an_error_not_a_fallback_to_older_pages() {
     let e = Db::open(&path, opts()).unwrap_err();
     assert!(matches!(e, EngineError::BadFile { .. }), "{e}");
 }
+
+#[test]
+fn commits_report_their_phases_and_open_readers_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let phases = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let p2 = phases.clone();
+    let mut o = opts();
+    o.on_commit = rusted_engine::PhaseObserver(Some(std::sync::Arc::new(move |p| {
+        p2.lock().unwrap().push(p)
+    })));
+    let db = Db::open(dir.path().join("db"), o).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    tx.create_bucket(b"b").unwrap();
+    tx.put(b"b", b"k", b"v").unwrap();
+    tx.commit().unwrap();
+    let mut tx = db.begin_write().unwrap();
+    tx.put(b"b", b"k2", b"v").unwrap();
+    tx.commit_nosync().unwrap();
+    assert_eq!(phases.lock().unwrap().len(), 2, "one report per commit");
+    assert_eq!(db.stats().open_read_txs, 0);
+    let r1 = db.begin_read().unwrap();
+    let r2 = db.begin_read().unwrap();
+    assert_eq!(db.stats().open_read_txs, 2);
+    drop(r1);
+    assert_eq!(db.stats().open_read_txs, 1);
+    drop(r2);
+    assert_eq!(db.stats().open_read_txs, 0);
+}

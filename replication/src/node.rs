@@ -48,6 +48,7 @@ use tokio::sync::oneshot;
 use crate::apply::ApplyTask;
 use crate::config::MAX_SIZE_PER_MSG;
 use crate::error::{ReplicationError, Result};
+use crate::heartbeat::HeartbeatWatch;
 use crate::linger::Linger;
 use crate::machine::StateMachine;
 use crate::shared::Shared;
@@ -149,6 +150,7 @@ pub(crate) struct RaftLoop<S: StateMachine> {
     proposals_bytes: usize,
     /// When a leader steps `proposals` (at once, or after a short wait for more).
     linger: Linger,
+    heartbeats: HeartbeatWatch,
 }
 
 /// The channels a raft loop reads from and writes to (made by [`crate::Replica::start`]).
@@ -209,6 +211,7 @@ impl<S: StateMachine> RaftLoop<S> {
             proposals: Vec::new(),
             proposals_bytes: 0,
             linger: Linger::new(cfg.propose_linger),
+            heartbeats: HeartbeatWatch::new(cfg.heartbeat),
         }
     }
 
@@ -513,7 +516,7 @@ impl<S: StateMachine> RaftLoop<S> {
             let Some(job) = self.persisting.pop_front() else { break };
             self.store.persisted_to(job.last);
             if !job.msgs.is_empty() {
-                self.transport.send(job.msgs);
+                self.send(job.msgs);
             }
             self.raw.on_persist_ready(job.number);
         }
@@ -631,7 +634,7 @@ impl<S: StateMachine> RaftLoop<S> {
             self.soft_state(ss.leader_id, ss.raft_state);
         }
         if !rd.messages().is_empty() {
-            self.transport.send(rd.take_messages());
+            self.send(rd.take_messages());
         }
         let mut hs = rd.hs().cloned();
         if !rd.snapshot().is_empty() {
@@ -686,6 +689,14 @@ impl<S: StateMachine> RaftLoop<S> {
         }
     }
 
+    fn send(&mut self, msgs: Vec<raft::eraftpb::Message>) {
+        let late = self.heartbeats.observe(&msgs, Instant::now());
+        if late > 0 {
+            self.shared.counters.heartbeats_late.fetch_add(late, Ordering::Relaxed);
+        }
+        self.transport.send(msgs);
+    }
+
     fn soft_state(&mut self, leader: u64, role: StateRole) {
         let old = self.shared.leader.swap(leader, Ordering::SeqCst);
         let (id, term) = (self.shared.id, self.raw.raft.term);
@@ -701,6 +712,7 @@ impl<S: StateMachine> RaftLoop<S> {
         let is = role == StateRole::Leader;
         if was != is {
             self.linger.reset();
+            self.heartbeats.reset();
         }
         self.role = role;
         self.shared.is_leader.store(is, Ordering::SeqCst);
@@ -721,6 +733,18 @@ impl<S: StateMachine> RaftLoop<S> {
     /// State machine first (so a crash in between leaves a state machine ahead of the log,
     /// which restart tolerates), then the log marker.
     fn install_snapshot(
+        &mut self,
+        meta: &raft::eraftpb::SnapshotMetadata,
+        hs: Option<&raft::eraftpb::HardState>,
+    ) -> Result<()> {
+        let shared = self.shared.clone();
+        shared.counters.snapshot_installing.store(1, Ordering::Relaxed);
+        let r = self.install_snapshot_inner(meta, hs);
+        shared.counters.snapshot_installing.store(0, Ordering::Relaxed);
+        r
+    }
+
+    fn install_snapshot_inner(
         &mut self,
         meta: &raft::eraftpb::SnapshotMetadata,
         hs: Option<&raft::eraftpb::HardState>,

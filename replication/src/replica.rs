@@ -271,6 +271,11 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
+    /// The WAL's write counters (bytes, groups, records).
+    pub fn wal_stats(&self) -> rusted_wal::StatsSnapshot {
+        self.wal.stats()
+    }
+
     /// Counters (snapshots sent and installed, compactions, ...).
     pub fn counters(&self) -> &crate::shared::Counters {
         &self.shared.counters
@@ -378,6 +383,21 @@ impl<S: StateMachine> Replica<S> {
     /// A linearizable read barrier (ReadIndex): returns once this member has applied
     /// everything committed when the call began. Concurrent callers share one round.
     pub async fn read_index(&self) -> Result<u64> {
+        let r = self.read_index_inner().await;
+        let c = &self.shared.counters;
+        match &r {
+            Ok(_) => {}
+            Err(ReplicationError::Timeout) => {
+                c.read_indexes_slow.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                c.read_indexes_failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        r
+    }
+
+    async fn read_index_inner(&self) -> Result<u64> {
         self.check_running()?;
         self.wait_leader().await?;
         let (tx, rx) = oneshot::channel();
@@ -584,7 +604,11 @@ impl<S: StateMachine> Replica<S> {
             client_urls: Vec::new(),
             is_learner: false,
         };
-        self.conf_change(ConfChangeType::AddNode, ConfContext { member: m, promote: true }).await
+        let list = self
+            .conf_change(ConfChangeType::AddNode, ConfContext { member: m, promote: true })
+            .await?;
+        self.shared.counters.learners_promoted.fetch_add(1, Ordering::Relaxed);
+        Ok(list)
     }
 
     /// Changes a member's peer URLs (`member update`).

@@ -36,6 +36,16 @@ pub struct Counters {
     pub compactions: AtomicU64,
     /// Rounds a leader held back for more proposals to join (the `linger` module).
     pub batches_held: AtomicU64,
+    /// Heartbeats the leader sent late (etcd_server_heartbeat_send_failures_total).
+    pub heartbeats_late: AtomicU64,
+    /// Read barriers that failed (etcd_server_read_indexes_failed_total).
+    pub read_indexes_failed: AtomicU64,
+    /// Read barriers that timed out (etcd_server_slow_read_indexes_total).
+    pub read_indexes_slow: AtomicU64,
+    /// 1 while a snapshot from the leader is being installed.
+    pub snapshot_installing: AtomicU64,
+    /// Learners promoted by this member (etcd_server_learner_promote_successes).
+    pub learners_promoted: AtomicU64,
 }
 
 pub(crate) struct Shared<S: StateMachine> {

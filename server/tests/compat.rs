@@ -2,7 +2,7 @@
 //! Debian's etcd and against rusted, and their outputs (ids and timings normalized) must be
 //! equal. Needs etcd, etcdctl and python's etcd3 module (`.ci/run` installs them); fails, with
 //! the reason, when they are missing. `compat/replace.sh` runs the documented member
-//! replacement on three members of each.
+//! replacement on three members of each; `compat/metrics.sh` compares their metrics.
 #![forbid(unsafe_code)]
 
 mod common;
@@ -13,6 +13,18 @@ fn etcdctl_gateway_and_python_client_see_what_etcd_shows() {
         "compat/run.sh",
         &[("RUSTED_BIN", env!("CARGO_BIN_EXE_rusted"))],
         "compatibility suite failed",
+    );
+}
+
+/// Every etcd metric is exported as etcd's or listed in README's table with why not; etcd's
+/// mixin queries answer with data on rusted whenever they do on etcd (Prometheus evaluates them).
+#[test]
+fn metrics_match_etcds_and_its_mixin_queries_have_data() {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    common::run_script(
+        "compat/metrics.sh",
+        &[("RUSTED_BIN", env!("CARGO_BIN_EXE_rusted")), ("PYTHON", &python)],
+        "metrics differ from etcd's",
     );
 }
 

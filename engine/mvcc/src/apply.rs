@@ -135,6 +135,8 @@ impl<'a> WriteCtx<'a> {
             Some(v) => (v.created.main, v.version.saturating_add(1)),
             None => (rev.main, 1),
         };
+        let put_bytes = (req.key.len() + value.len()) as u64;
+        self.inner.ops.put_bytes.fetch_add(put_bytes, Ordering::Relaxed);
         let bytes = kv::encode_parts(&req.key, create, version, lease, &value);
         self.inner.pending.insert(rev, PendingKv { tombstone: false, bytes: bytes.into() });
         self.st.index.put(&req.key, rev)?;
@@ -419,6 +421,8 @@ impl Store {
         let mut lessor = self.inner.lock_lessor();
         let info = lessor.grant(id, ttl, Instant::now())?;
         w.meta.leases.insert(id, Some(info.record()));
+        self.inner.ops.leases_granted.fetch_add(1, Ordering::Relaxed);
+        self.inner.opts.on_event.tell(crate::counters::StoreEvent::LeaseGranted(info.ttl));
         Ok(LeaseGrant { id, ttl: info.ttl })
     }
 
@@ -433,6 +437,7 @@ impl Store {
         }
         let rev = ctx.finish();
         w.meta.leases.insert(id, None);
+        self.inner.ops.leases_revoked.fetch_add(1, Ordering::Relaxed);
         self.end_apply(w)?;
         Ok(rev)
     }

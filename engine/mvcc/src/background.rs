@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::counters::StoreEvent;
 use crate::error::{MvccError, Result};
 use crate::revision::Revision;
 use crate::store::{
@@ -83,7 +84,10 @@ fn tx_flushed(inner: &Inner) -> Result<i64> {
 pub(crate) fn compact_step(inner: &Inner, job: &mut CompactJob) -> Result<bool> {
     if let Some(from) = job.index_next.take() {
         let mut st = inner.state.write().unwrap_or_else(|p| p.into_inner());
+        let started = Instant::now();
         job.index_next = st.index.compact_chunk(job.rev, &from, INDEX_CHUNK, &mut job.keep);
+        drop(st);
+        inner.opts.on_event.tell(StoreEvent::IndexCompaction(started.elapsed()));
         return Ok(false);
     }
     let limit = inner.opts.compaction_batch_limit.max(1);
@@ -110,6 +114,7 @@ pub(crate) fn compact_step(inner: &Inner, job: &mut CompactJob) -> Result<bool> 
             it = c.next()?;
         }
     }
+    let started = Instant::now();
     let mut tx = inner.db.begin_write()?;
     for k in &doomed {
         tx.delete(KEY_BUCKET, k)?;
@@ -118,6 +123,11 @@ pub(crate) fn compact_step(inner: &Inner, job: &mut CompactJob) -> Result<bool> 
         tx.put(META_BUCKET, FINISHED_COMPACT, &(job.rev as u64).to_be_bytes())?;
     }
     tx.commit_nosync()?;
+    inner.ops.compacted_keys.fetch_add(doomed.len() as u64, Ordering::Relaxed);
+    inner.opts.on_event.tell(StoreEvent::CompactionBatch(started.elapsed()));
+    if next.is_none() {
+        inner.opts.on_event.tell(StoreEvent::CompactionDone(job.scheduled.elapsed()));
+    }
     match next {
         Some(n) => {
             job.next = n;

@@ -18,6 +18,7 @@
 
 mod apply;
 mod background;
+pub mod counters;
 pub mod error;
 pub mod export;
 pub mod key_index;
@@ -35,6 +36,7 @@ pub mod watch;
 mod watch_sync;
 
 pub use apply::LeaseGrant;
+pub use counters::{EventObserver, OpCounts, StoreEvent};
 pub use error::MvccError;
 pub use key_index::{IndexError, KeyIndex};
 pub use kv::KeyValue;
@@ -42,6 +44,6 @@ pub use lease::{LeaseError, LeaseId, Lessor};
 pub use maintenance::HashKv;
 pub use revision::Revision;
 pub use snapshot::{SnapshotInfo, StoreSlot, CLUSTER};
-pub use store::{Applied, CommitObserver, FailureObserver, OpCounts, Store, StoreOptions};
+pub use store::{Applied, CommitObserver, FailureObserver, Store, StoreOptions};
 pub use tree_index::TreeIndex;
-pub use watch::{Event, WatchOptions, WatchResponse, WatchStream};
+pub use watch::{Event, WatchOptions, WatchReceiver, WatchResponse, WatchStats, WatchStream};

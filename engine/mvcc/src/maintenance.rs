@@ -11,6 +11,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::counters::StoreEvent;
 use crate::error::{MvccError, Result};
 use crate::lease::{LeaseId, TimeToLive};
 use crate::revision::Revision;
@@ -55,6 +56,7 @@ impl Store {
         // the newer deletes too.
         w.compaction = Some(CompactJob {
             rev,
+            scheduled: Instant::now(),
             index_next: Some(Vec::new()),
             keep: Default::default(),
             next: Vec::new(),
@@ -84,6 +86,13 @@ impl Store {
     /// compaction at `rev` would not keep (etcd's HashKV): equal on members with equal history
     /// whatever their physical compaction progress.
     pub fn hash_kv(&self, rev: i64) -> Result<HashKv> {
+        let started = Instant::now();
+        let r = self.hash_kv_inner(rev);
+        self.inner.opts.on_event.tell(StoreEvent::HashKv(started.elapsed()));
+        r
+    }
+
+    fn hash_kv_inner(&self, rev: i64) -> Result<HashKv> {
         let mut w = self.inner.lock_writer();
         crate::background::flush(&self.inner, &mut w)?;
         let (current, compact, keep) = {
@@ -131,6 +140,13 @@ impl Store {
     /// Hash of the whole page store's contents, every bucket in order, leaving out the applied
     /// index and term (etcd's Maintenance.Hash).
     pub fn hash(&self) -> Result<u32> {
+        let started = Instant::now();
+        let r = self.hash_inner();
+        self.inner.opts.on_event.tell(StoreEvent::Hash(started.elapsed()));
+        r
+    }
+
+    fn hash_inner(&self) -> Result<u32> {
         let mut w = self.inner.lock_writer();
         crate::background::flush(&self.inner, &mut w)?;
         let tx = self.inner.db.begin_read()?;
@@ -154,7 +170,9 @@ impl Store {
     /// Renews a lease (keep-alive): its deadline moves to now + TTL; returns the TTL. Only the
     /// primary (leader) renews.
     pub fn lease_renew(&self, id: LeaseId) -> Result<i64> {
-        Ok(self.inner.lock_lessor().renew(id, Instant::now())?)
+        let ttl = self.inner.lock_lessor().renew(id, Instant::now())?;
+        self.inner.ops.leases_renewed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(ttl)
     }
 
     /// Does a renewal of `id` have to clear a checkpointed remaining TTL through raft first

@@ -47,8 +47,13 @@ pub(crate) fn restore(db: &Db, opts: &StoreOptions) -> Result<(State, Writer, Le
         st.compact = compacted;
         let keep = st.index.compact(compacted);
         if scheduled > finished {
-            compaction =
-                Some(CompactJob { rev: scheduled, index_next: None, keep, next: Vec::new() });
+            compaction = Some(CompactJob {
+                rev: scheduled,
+                scheduled: Instant::now(),
+                index_next: None,
+                keep,
+                next: Vec::new(),
+            });
         }
     }
     let mut lessor = Lessor::new(opts.min_lease_ttl);

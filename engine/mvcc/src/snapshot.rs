@@ -64,6 +64,7 @@ impl Store {
     /// file at `dst`. Writers are held only while the buffer is flushed; the copy is made from a
     /// read transaction.
     pub fn write_snapshot(&self, dst: &Path) -> Result<SnapshotInfo> {
+        let started = std::time::Instant::now();
         let tx = {
             let mut w = self.inner.lock_writer();
             crate::background::flush(&self.inner, &mut w)?;
@@ -73,6 +74,7 @@ impl Store {
         let cluster = tx.get(META_BUCKET, CLUSTER)?.map(<[u8]>::to_vec);
         let _ = std::fs::remove_file(dst);
         let size = Db::copy_into(&tx, dst, &self.inner.opts.db)?;
+        self.inner.opts.on_event.tell(crate::counters::StoreEvent::Snapshot(started.elapsed()));
         Ok(SnapshotInfo { applied, cluster, size })
     }
 

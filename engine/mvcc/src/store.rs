@@ -10,11 +10,12 @@
 #![forbid(unsafe_code)]
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::counters::{EventObserver, OpCounts};
 use crate::error::{MvccError, Result};
 use crate::kv::{self, KeyValue};
 use crate::lease::Lessor;
@@ -86,6 +87,8 @@ pub struct StoreOptions {
     pub on_commit: CommitObserver,
     /// Called once if a background flush or sync fails.
     pub on_failure: FailureObserver,
+    /// Told compactions', hashes' and lease grants' events.
+    pub on_event: EventObserver,
 }
 
 impl Default for StoreOptions {
@@ -100,6 +103,7 @@ impl Default for StoreOptions {
             db: DbOptions::default(),
             on_commit: CommitObserver::default(),
             on_failure: FailureObserver::default(),
+            on_event: EventObserver::default(),
         }
     }
 }
@@ -127,6 +131,8 @@ pub(crate) struct State {
 #[derive(Debug)]
 pub(crate) struct CompactJob {
     pub rev: i64,
+    /// When it was scheduled (its total duration is reported when it ends).
+    pub scheduled: Instant,
     /// While the index is being compacted (in chunks): the key to continue from.
     pub index_next: Option<Vec<u8>>,
     /// Revisions ≤ `rev` to keep (complete once `index_next` is None).
@@ -145,20 +151,6 @@ pub(crate) struct Writer {
     pub compaction: Option<CompactJob>,
     /// Finished compaction revision (persisted when its job ends).
     pub finished_compact: i64,
-}
-
-/// Operations seen since the store was opened (etcd's `etcd_mvcc_*_total`): ranges, puts and
-/// deletions each, inside txns too, and txns of more than one operation.
-#[derive(Debug, Default)]
-pub struct OpCounts {
-    /// Ranges served.
-    pub ranges: AtomicU64,
-    /// Puts applied.
-    pub puts: AtomicU64,
-    /// DeleteRanges applied.
-    pub deletes: AtomicU64,
-    /// Txns applied that ran more than one operation.
-    pub txns: AtomicU64,
 }
 
 pub(crate) struct Inner {
@@ -451,7 +443,7 @@ impl Store {
     pub fn watch_stream(
         &self,
         capacity: usize,
-    ) -> (crate::watch::WatchStream, tokio::sync::mpsc::Receiver<crate::watch::WatchResponse>) {
+    ) -> (crate::watch::WatchStream, crate::watch::WatchReceiver) {
         self.inner.watch.stream(capacity)
     }
 }

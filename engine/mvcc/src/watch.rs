@@ -12,7 +12,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
@@ -229,6 +229,12 @@ pub(crate) struct HubState {
 pub struct WatchHub {
     state: Mutex<HubState>,
     prev_kv_watchers: AtomicUsize,
+    /// Streams open now.
+    streams: AtomicUsize,
+    /// Events handed to streams, ever.
+    events_sent: AtomicU64,
+    /// Events handed to streams and not yet taken by their receivers.
+    events_pending: AtomicI64,
     /// Wakes the catch-up thread.
     pub(crate) wake: std::sync::Condvar,
 }
@@ -253,16 +259,35 @@ impl WatchHub {
         (s.synced.len(), s.unsynced.len())
     }
 
+    /// What the hub counts now, for metrics.
+    pub fn stats(&self) -> WatchStats {
+        let (synced, unsynced) = self.counts();
+        WatchStats {
+            watchers: synced + unsynced,
+            slow: unsynced,
+            streams: self.streams.load(Ordering::Relaxed),
+            events_sent: self.events_sent.load(Ordering::Relaxed),
+            events_pending: self.events_pending.load(Ordering::Relaxed).max(0) as u64,
+        }
+    }
+
+    /// `n` events went into a stream's channel.
+    pub(crate) fn sent(&self, n: usize) {
+        self.events_sent.fetch_add(n as u64, Ordering::Relaxed);
+        self.events_pending.fetch_add(n as i64, Ordering::Relaxed);
+    }
+
     /// A new stream; its watchers' responses arrive on the returned receiver.
-    pub fn stream(
-        self: &Arc<Self>,
-        capacity: usize,
-    ) -> (WatchStream, mpsc::Receiver<WatchResponse>) {
+    pub fn stream(self: &Arc<Self>, capacity: usize) -> (WatchStream, WatchReceiver) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let mut s = self.lock();
         s.next_stream += 1;
         let id = s.next_stream;
-        (WatchStream { hub: self.clone(), id, tx, next_id: 0 }, rx)
+        self.streams.fetch_add(1, Ordering::Relaxed);
+        (
+            WatchStream { hub: self.clone(), id, tx, next_id: 0 },
+            WatchReceiver { rx, hub: self.clone() },
+        )
     }
 
     /// Publishes the events of the write txn at `rev` to synced watchers. A watcher whose
@@ -279,10 +304,14 @@ impl WatchHub {
                 w.next_rev = w.next_rev.max(rev + 1);
                 return;
             }
+            let n = mine.len();
             let resp =
                 WatchResponse { watch_id: w.id, revision: rev, events: mine, ..Default::default() };
             match w.tx.try_send(resp) {
-                Ok(()) => w.next_rev = rev + 1,
+                Ok(()) => {
+                    self.sent(n);
+                    w.next_rev = rev + 1;
+                }
                 Err(mpsc::error::TrySendError::Full(_)) => behind.push(k),
                 Err(mpsc::error::TrySendError::Closed(_)) => gone.push(k),
             }
@@ -456,6 +485,7 @@ impl WatchStream {
 
 impl Drop for WatchStream {
     fn drop(&mut self) {
+        self.hub.streams.fetch_sub(1, Ordering::Relaxed);
         let mut s = self.hub.lock();
         let mine: Vec<Key> = s
             .synced
@@ -473,6 +503,58 @@ impl Drop for WatchStream {
         drop(s);
         for w in removed {
             self.hub.forget(&w);
+        }
+    }
+}
+
+/// What a [`WatchHub`] counts (etcd's `etcd_debugging_mvcc_watch*` metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WatchStats {
+    /// Watchers, synced and not.
+    pub watchers: usize,
+    /// Watchers behind (unsynced): slow readers and catch-ups from the past.
+    pub slow: usize,
+    /// Streams open.
+    pub streams: usize,
+    /// Events handed to streams, ever.
+    pub events_sent: u64,
+    /// Events in streams' channels, not yet taken by the server.
+    pub events_pending: u64,
+}
+
+/// The receiving end of a [`WatchStream`]: its watchers' responses, in order.
+#[derive(Debug)]
+pub struct WatchReceiver {
+    rx: mpsc::Receiver<WatchResponse>,
+    hub: Arc<WatchHub>,
+}
+
+impl WatchReceiver {
+    /// The next response; `None` once the stream and the hub are gone.
+    pub async fn recv(&mut self) -> Option<WatchResponse> {
+        let r = self.rx.recv().await;
+        if let Some(resp) = &r {
+            self.hub.events_pending.fetch_sub(resp.events.len() as i64, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// The next response if one is waiting.
+    pub fn try_recv(&mut self) -> Result<WatchResponse, mpsc::error::TryRecvError> {
+        let r = self.rx.try_recv();
+        if let Ok(resp) = &r {
+            self.hub.events_pending.fetch_sub(resp.events.len() as i64, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl Drop for WatchReceiver {
+    fn drop(&mut self) {
+        // What was never taken is no longer pending.
+        self.rx.close();
+        while let Ok(resp) = self.rx.try_recv() {
+            self.hub.events_pending.fetch_sub(resp.events.len() as i64, Ordering::Relaxed);
         }
     }
 }

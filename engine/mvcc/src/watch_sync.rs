@@ -113,13 +113,22 @@ fn history(
 }
 
 /// Sends `events` (if any) to `w`; Ok(false) when its stream is full, Err(()) when gone.
-fn send(w: &Watcher, revision: i64, events: Vec<Event>) -> std::result::Result<bool, ()> {
+fn send(
+    inner: &Inner,
+    w: &Watcher,
+    revision: i64,
+    events: Vec<Event>,
+) -> std::result::Result<bool, ()> {
     if events.is_empty() {
         return Ok(true);
     }
+    let n = events.len();
     let resp = WatchResponse { watch_id: w.id, revision, events, ..Default::default() };
     match w.tx.try_send(resp) {
-        Ok(()) => Ok(true),
+        Ok(()) => {
+            inner.watch.sent(n);
+            Ok(true)
+        }
         Err(TrySendError::Full(_)) => Ok(false),
         Err(TrySendError::Closed(_)) => Err(()),
     }
@@ -158,7 +167,7 @@ fn sync_one(inner: &Inner, key: Key, w: &Watcher) -> Result<bool> {
     if !current(inner, key, w) {
         return Ok(false);
     }
-    match send(w, upto, events) {
+    match send(inner, w, upto, events) {
         Ok(true) => {}
         Ok(false) => return Ok(false),
         Err(()) => {
@@ -184,7 +193,7 @@ fn sync_one(inner: &Inner, key: Key, w: &Watcher) -> Result<bool> {
     let published = inner.watch.lock().published;
     let moved = Watcher { next_rev: next, ..w.clone() };
     let (tail, _) = history(inner, &moved, next, published, 0)?;
-    match send(&moved, published, tail) {
+    match send(inner, &moved, published, tail) {
         Ok(true) => {}
         Ok(false) => return Ok(true), // stays unsynced at `next`
         Err(()) => {

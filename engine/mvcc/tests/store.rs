@@ -181,7 +181,7 @@ fn lease_expiry_and_checkpoint() {
 /// Collects responses until `done` holds for them (or 20 s pass: then the caller's assertions
 /// fail), then a little longer to catch anything extra.
 fn recv_until(
-    rx: &mut tokio::sync::mpsc::Receiver<WatchResponse>,
+    rx: &mut rusted_mvcc::WatchReceiver,
     done: impl Fn(&[WatchResponse]) -> bool,
 ) -> Vec<WatchResponse> {
     let mut out = Vec::new();

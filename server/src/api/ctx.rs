@@ -111,6 +111,8 @@ pub struct Ctx {
     pub raising_nospace: Arc<std::sync::atomic::AtomicBool>,
     /// Defragmentations running now (the health service reads it).
     pub defragmenting: Arc<std::sync::atomic::AtomicUsize>,
+    /// The member's metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Ctx {
@@ -120,8 +122,10 @@ impl Ctx {
         machine: Arc<EtcdMachine>,
         limits: Limits,
         forward: Forwarder,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         Ctx {
+            metrics,
             ids: IdGen::new(replica.id()),
             replica,
             machine,

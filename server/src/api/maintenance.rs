@@ -102,6 +102,7 @@ impl Maintenance for MaintenanceService {
         admin_raw(&self.ctx, &req).await?;
         let store = self.ctx.store();
         let _defragmenting = Defragmenting::start(&self.ctx);
+        let started = std::time::Instant::now();
         tokio::task::spawn_blocking(move || {
             store.flush()?;
             store.db().defrag().map_err(rusted_mvcc::MvccError::from)?;
@@ -110,6 +111,7 @@ impl Maintenance for MaintenanceService {
         .await
         .map_err(|e| Status::from(internal(e)))?
         .map_err(ApiError::from)?;
+        self.ctx.metrics.store.defragmented(started.elapsed());
         // etcd answers a defragment with an empty response (no header).
         Ok(Response::new(pb::DefragmentResponse { header: None }))
     }
@@ -156,7 +158,9 @@ impl Maintenance for MaintenanceService {
         // etcd streams its backend file: write the store in etcd's layout, as a bbolt file, so
         // etcd's tools read it. The file is unlinked as soon as it is open (even if the client
         // has gone meanwhile), so nothing is left behind.
+        let metrics = self.ctx.metrics.clone();
         let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, Status> {
+            let started = std::time::Instant::now();
             let written = (|| {
                 let export = store.export().map_err(ApiError::from)?;
                 let buckets = crate::apply::etcd_backend::buckets(export, &cluster, &alarms, &auth);
@@ -165,6 +169,7 @@ impl Maintenance for MaintenanceService {
                 std::fs::File::open(&tmp).map_err(|e| Status::from(internal(e)))
             })();
             let _ = std::fs::remove_file(&tmp);
+            metrics.store.snapshotted(started.elapsed());
             written
         })
         .await

@@ -76,7 +76,7 @@ struct StreamState {
     creds: Creds,
     store: Arc<Store>,
     ws: WatchStream,
-    rx: mpsc::Receiver<WatchResponse>,
+    rx: rusted_mvcc::WatchReceiver,
     watched: HashMap<i64, Watched>,
     out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
     /// A progress request could not be answered yet (a watcher was catching up, or the

@@ -72,6 +72,8 @@ pub struct EtcdMachine {
     failure: Arc<tokio::sync::watch::Sender<Option<String>>>,
     /// Applies slower than this are logged (--experimental-warning-apply-duration), in ns.
     warn_apply_nanos: std::sync::atomic::AtomicU64,
+    /// Applies that took longer than that (etcd_server_slow_apply_total).
+    pub slow_applies: std::sync::atomic::AtomicU64,
     /// Users, roles, tokens (mirrors the store's `x-auth` blob).
     pub auth: Auth,
 }
@@ -188,6 +190,7 @@ impl EtcdMachine {
             warn_apply_nanos: std::sync::atomic::AtomicU64::new(
                 DEFAULT_WARNING_APPLY.as_nanos() as u64
             ),
+            slow_applies: Default::default(),
             auth,
         })
     }
@@ -405,6 +408,7 @@ impl StateMachine for EtcdMachine {
         let took = start.elapsed();
         let expected = Duration::from_nanos(self.warn_apply_nanos.load(Ordering::Relaxed));
         if took > expected {
+            self.slow_applies.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(?took, expected_duration = ?expected, request = kind, index, "apply request took too long");
         }
         r

@@ -68,7 +68,9 @@ struct HealthQuery {
 async fn health(State(st): State<HttpState>, Query(q): Query<HealthQuery>) -> Response {
     let exclude: Vec<String> = q.exclude.into_iter().collect();
     let text = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
-    match check(&st.ctx, &exclude).await {
+    let checked = check(&st.ctx, &exclude).await;
+    st.metrics.health_checked(checked.is_ok());
+    match checked {
         Ok(()) => (StatusCode::OK, text, r#"{"health":"true"}"#).into_response(),
         Err(reason) => {
             tracing::warn!(reason = %reason, "serving /health false");
@@ -106,9 +108,14 @@ async fn version() -> Response {
 
 async fn scrape(State(st): State<HttpState>) -> Response {
     // Reading the store's counters can wait on its writer: not on a runtime worker.
-    let rendered = tokio::task::spawn_blocking(move || st.metrics.render(&st.ctx))
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
+    let rendered = tokio::task::spawn_blocking(move || {
+        let mut scrape = st.metrics.process.scrape();
+        let r = st.metrics.render(&st.ctx);
+        scrape.answered(if r.is_ok() { 200 } else { 500 });
+        r
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
     match rendered {
         Ok(text) => (
             StatusCode::OK,

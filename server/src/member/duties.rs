@@ -66,7 +66,7 @@ pub(super) async fn leader_duties(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>
         let store = ctx.store();
         for id in store.expired_leases(REVOKES_PER_TICK) {
             match ctx.propose(P::LeaseRevoke(LeaseRevokeRequest { id })).await {
-                Ok(_) => {}
+                Ok(_) => ctx.metrics.store.leases_expired.inc(),
                 Err(e) => tracing::debug!(lease = id, error = %e, "lease expiry revoke failed"),
             }
         }

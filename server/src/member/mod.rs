@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rusted_engine::io::{OsIo, PageIo};
-use rusted_mvcc::{CommitObserver, StoreOptions};
+use rusted_engine::PhaseObserver;
+use rusted_mvcc::{CommitObserver, EventObserver, StoreOptions};
 use rusted_proto::etcdserverpb::auth_server::AuthServer;
 use rusted_proto::etcdserverpb::cluster_server::ClusterServer;
 use rusted_proto::etcdserverpb::kv_server::KvServer;
@@ -143,7 +144,11 @@ impl Member {
             provider: crate::auth::jwt::provider(&cfg.deferred.auth_token)?,
         };
         let m = metrics.clone();
-        store_opts.on_commit = CommitObserver(Some(Arc::new(move |d| m.observe_backend_commit(d))));
+        store_opts.on_commit = CommitObserver(Some(Arc::new(move |d| m.store.commit(d))));
+        let m = metrics.clone();
+        store_opts.db.on_commit = PhaseObserver(Some(Arc::new(move |p| m.store.commit_phases(p))));
+        let m = metrics.clone();
+        store_opts.on_event = EventObserver(Some(Arc::new(move |e| m.store.observe(e))));
         let machine = Arc::new(EtcdMachine::open(
             &cfg.snap_dir().join("db"),
             store_opts,
@@ -166,7 +171,7 @@ impl Member {
             start_replica(rcfg, ident, machine.clone(), &peer_rt, &metrics, peer_client.clone())
                 .await?;
         let forward = Forwarder::new(peer_client.clone());
-        let ctx = Arc::new(Ctx::new(replica, machine, limits(&cfg), forward));
+        let ctx = Arc::new(Ctx::new(replica, machine, limits(&cfg), forward, metrics.clone()));
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 

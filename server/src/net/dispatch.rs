@@ -160,10 +160,12 @@ impl Service<Request<Body>> for ClientDispatch {
         let g = &self.0.grpc;
         let path = req.uri().path().to_owned();
         let metrics = self.0.metrics.clone();
-        metrics.grpc_started(&path);
+        let version = req.headers().get("client-api-version").and_then(|v| v.to_str().ok());
+        let calls = metrics.grpc.started(&path, version);
         let started = std::time::Instant::now();
-        let received = metrics.client_received().clone();
-        let req = req.map(|b| Body::new(Counted::new(b, received)));
+        let received = metrics.grpc.client_received.clone();
+        let msgs_in = calls.msgs_in.clone();
+        let req = req.map(|b| Body::new(Counted::new(b, received).with_messages(msgs_in)));
         let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
         let answer = match service {
             KvServer::<KvService>::NAME => grpc_call(g.kv.clone(), req),
@@ -193,9 +195,9 @@ impl Service<Request<Body>> for ClientDispatch {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<i32>().ok())
                 .unwrap_or(0);
-            metrics.grpc_handled(&path, code, took);
-            let sent = metrics.client_sent().clone();
-            Ok(resp.map(|b| Body::new(Counted::new(b, sent))))
+            metrics.grpc.handled(&path, code, took);
+            let sent = metrics.grpc.client_sent.clone();
+            Ok(resp.map(|b| Body::new(Counted::new(b, sent).with_messages(calls.msgs_out))))
         })
     }
 }

@@ -114,6 +114,7 @@ impl Peer for PeerService {
         }
         let meta = msg.get_snapshot().get_metadata();
         let (i, t) = (meta.index, meta.term);
+        let started = std::time::Instant::now();
         let part = mb.snaps().incoming_part(i, t);
         let mut f =
             tokio::fs::File::create(&part).await.map_err(|e| Status::internal(e.to_string()))?;
@@ -139,11 +140,14 @@ impl Peer for PeerService {
                 error: "stream ended early".into(),
             }));
         }
+        let synced = std::time::Instant::now();
         f.sync_all().await.map_err(|e| Status::internal(e.to_string()))?;
+        self.metrics.snapshot_db_fsync(synced.elapsed());
         drop(f);
         tokio::fs::rename(&part, mb.snaps().incoming(i, t))
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
+        self.metrics.snapshot_db_saved(started.elapsed());
         mb.step(msg);
         Ok(Response::new(SnapshotAck { ok: true, error: String::new() }))
     }
