@@ -42,6 +42,7 @@ mod node;
 mod replica;
 mod shared;
 pub mod sim;
+pub mod status;
 pub mod storage;
 pub mod transport;
 

@@ -79,7 +79,7 @@ pub(crate) enum Input {
         id: u64,
         reply: oneshot::Sender<Result<()>>,
     },
-    Progress(oneshot::Sender<Vec<(u64, u64)>>),
+    Status(oneshot::Sender<crate::status::RaftStatus>),
     Fatal(String),
     Stop,
 }
@@ -366,10 +366,9 @@ impl<S: StateMachine> RaftLoop<S> {
             Input::PromoteCheck { id, reply } => {
                 let _ = reply.send(self.promote_check(id));
             }
-            Input::Progress(tx) => {
-                let pr =
-                    self.raw.raft.prs().iter().map(|(id, p)| (*id, p.matched)).collect::<Vec<_>>();
-                let _ = tx.send(pr);
+            Input::Status(tx) => {
+                let applied = *self.shared.applied.borrow();
+                let _ = tx.send(crate::status::RaftStatus::of(&self.raw, applied));
             }
             Input::Fatal(m) => {
                 tracing::error!(reason = %m, "member stops");
@@ -703,7 +702,13 @@ impl<S: StateMachine> RaftLoop<S> {
         if old != leader && leader != raft::INVALID_ID {
             self.shared.counters.leader_changes.fetch_add(1, Ordering::Relaxed);
             // etcd's raft.node lines, which operators' alerts match.
-            tracing::info!("raft.node: {id:x} elected leader {leader:x} at term {term}");
+            if old == raft::INVALID_ID {
+                tracing::info!("raft.node: {id:x} elected leader {leader:x} at term {term}");
+            } else {
+                tracing::info!(
+                    "raft.node: {id:x} changed leader from {old:x} to {leader:x} at term {term}"
+                );
+            }
         } else if old != leader && old != raft::INVALID_ID {
             tracing::info!("raft.node: {id:x} lost leader {old:x} at term {term}");
         }

@@ -662,9 +662,14 @@ impl<S: StateMachine> Replica<S> {
 
     /// Raft progress (member → matched index); only the leader has it.
     pub async fn progress(&self) -> Vec<(u64, u64)> {
+        self.raft_status().await.progress.iter().map(|p| (p.id, p.matched)).collect()
+    }
+
+    /// The raft node's state (etcd's `raft.status`); the default once the replica stopped.
+    pub async fn raft_status(&self) -> crate::status::RaftStatus {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(Input::Progress(tx)).is_err() {
-            return Vec::new();
+        if self.tx.send(Input::Status(tx)).is_err() {
+            return Default::default();
         }
         rx.await.unwrap_or_default()
     }

@@ -3,6 +3,7 @@
 //! cause, instead of answering from a state it can no longer make durable). Needs no etcd, no
 //! python: `cargo test -p rusted-server --test member`.
 #![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is the test failing
 
 mod common;
 
@@ -430,5 +431,67 @@ async fn an_unanswered_keepalive_ping_closes_the_connection() {
     let m = start_with_flags("127.0.0.72", dir.path(), StartOptions::default(), &[]).await;
     let kept = silent_client("127.0.0.72:2379", Duration::from_secs(2)).await;
     assert!(kept.is_none(), "closed with the default keepalive: {kept:?}");
+    m.stop().await;
+}
+
+/// A GET on the client port: status code and body.
+async fn http_get(ip: &str, path: &str) -> (u16, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(format!("{ip}:2379")).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&out[..split]).into_owned();
+    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let mut body = out[split + 4..].to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        // One pass over the chunks: size line, data, CRLF.
+        let (mut plain, mut rest) = (Vec::new(), &body[..]);
+        while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+            let n = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap(), 16).unwrap();
+            if n == 0 {
+                break;
+            }
+            plain.extend_from_slice(&rest[eol + 2..eol + 2 + n]);
+            rest = &rest[eol + 2 + n + 2..];
+        }
+        body = plain;
+    }
+    (code, body)
+}
+
+/// /debug/vars as etcd's (raft.status among its keys); with --enable-pprof a CPU profile that
+/// pprof's format decodes, heap figures, and Go's other profiles refused; without the flag no
+/// profiling endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_vars_and_pprof_profiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let m =
+        start_with_flags("127.0.0.73", dir.path(), StartOptions::default(), &["--enable-pprof"])
+            .await;
+    let (code, body) = http_get("127.0.0.73", "/debug/vars").await;
+    assert_eq!(code, 200);
+    let vars: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(vars["raft.status"]["raftState"], "StateLeader", "{vars}");
+    assert!(vars["raft.status"]["commit"].as_u64().unwrap() > 0);
+    assert!(vars["file_descriptor_limit"].as_u64().unwrap() > 0);
+    assert!(vars["cmdline"].is_array());
+    let (code, body) = http_get("127.0.0.73", "/debug/pprof/profile?seconds=1").await;
+    assert_eq!(code, 200);
+    use pprof::protos::Message;
+    let profile = pprof::protos::Profile::decode(&body[..]).unwrap();
+    let cpu = profile.string_table.iter().position(|s| s == "cpu").unwrap() as i64;
+    assert!(profile.sample_type.iter().any(|t| t.ty == cpu), "a CPU profile");
+    let (code, body) = http_get("127.0.0.73", "/debug/pprof/heap").await;
+    assert_eq!(code, 200);
+    assert!(String::from_utf8_lossy(&body).contains("VmRSS "));
+    assert_eq!(http_get("127.0.0.73", "/debug/pprof/goroutine").await.0, 404);
+    m.stop().await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = start("127.0.0.74", dir.path(), StartOptions::default()).await;
+    assert_eq!(http_get("127.0.0.74", "/debug/vars").await.0, 200, "served without the flag too");
+    assert_eq!(http_get("127.0.0.74", "/debug/pprof/profile?seconds=1").await.0, 404);
     m.stop().await;
 }

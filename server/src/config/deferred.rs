@@ -172,7 +172,7 @@ impl DeferredFlags {
             &self.log_outputs,
             &self.log_rotation_config_json,
         )?;
-        let unsupported: [(bool, &str); 11] = [
+        let unsupported: [(bool, &str); 10] = [
             (!self.discovery.is_empty(), "--discovery"),
             (!self.discovery_proxy.is_empty(), "--discovery-proxy"),
             (!self.discovery_srv.is_empty(), "--discovery-srv"),
@@ -180,7 +180,6 @@ impl DeferredFlags {
             (self.force_new_cluster, "--force-new-cluster"),
             (self.enable_v2, "--enable-v2"),
             (self.proxy != "off", "--proxy"),
-            (self.enable_pprof, "--enable-pprof"),
             (self.grpc_keepalive_min_time != Duration::from_secs(5), "--grpc-keepalive-min-time"),
             (self.raft_read_timeout != Duration::from_secs(5), "--raft-read-timeout"),
             (self.raft_write_timeout != Duration::from_secs(5), "--raft-write-timeout"),

@@ -487,7 +487,8 @@ fn client_http(
     cfg: &ServerConfig,
     tls: bool,
 ) -> axum::Router {
-    let plain = crate::gateway::http::router(ctx.clone(), metrics.clone());
+    let plain = crate::gateway::http::router(ctx.clone(), metrics.clone())
+        .merge(crate::gateway::debug::router(ctx.clone(), cfg.deferred.enable_pprof));
     let http = if cfg.enable_grpc_gateway {
         crate::gateway::json::router(ctx.clone())
             .merge(plain)
