@@ -271,6 +271,11 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
+    /// The WAL's I/O backend ("io_uring", "pwrite", ...).
+    pub fn wal_backend(&self) -> &'static str {
+        self.wal.backend()
+    }
+
     /// The WAL's write counters (bytes, groups, records).
     pub fn wal_stats(&self) -> rusted_wal::StatsSnapshot {
         self.wal.stats()

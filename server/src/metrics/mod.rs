@@ -56,6 +56,7 @@ pub struct Metrics {
     wal_bytes: Gauge,
     wal_groups: IntCounter,
     wal_records: IntCounter,
+    wal_backend: IntGaugeVec,
     /// The client port's gRPC calls.
     pub grpc: GrpcMetrics,
     /// The store's.
@@ -188,6 +189,11 @@ impl Metrics {
             "rusted_wal_records_total",
             "Records written to the WAL (divided by the groups: the mean group size).",
         )?;
+        let wal_backend = labelled(
+            "rusted_wal_backend",
+            "The WAL's I/O backend. 1 for the 'backend' label with the one in use (io_uring or pwrite).",
+            "backend",
+        )?;
         let grpc = GrpcMetrics::new(&registry, extensive)?;
         let store = StoreMetrics::new(&registry)?;
         let peer = PeerMetrics::new(&registry)?;
@@ -220,6 +226,7 @@ impl Metrics {
             wal_bytes,
             wal_groups,
             wal_records,
+            wal_backend,
             grpc,
             store,
             peer,
@@ -269,6 +276,8 @@ impl Metrics {
         self.wal_bytes.set(wal.bytes as f64);
         set_counter(&self.wal_groups, wal.groups);
         set_counter(&self.wal_records, wal.records);
+        self.wal_backend.reset();
+        self.wal_backend.with_label_values(&[ctx.replica.wal_backend()]).set(1);
         let defragmenting = ctx.defragmenting.load(Ordering::Relaxed) > 0;
         self.store.read(&ctx.store(), defragmenting, ctx.auth().revision());
         self.process.read();

@@ -51,6 +51,7 @@ pub struct StoreMetrics {
     commit_spill: Histogram,
     commit_write: Histogram,
     defrag: Histogram,
+    defrag_pause: Histogram,
     defrag_inflight: IntGauge,
     snapshot: Histogram,
     auth_revision: IntGauge,
@@ -203,6 +204,11 @@ impl StoreMetrics {
                 "The latency distribution of backend defragmentation.",
                 doubling(0.1, 13),
             )?,
+            defrag_pause: histogram(
+                "rusted_defrag_pause_seconds",
+                "How long a defragmentation held writes back.",
+                doubling(0.001, 20),
+            )?,
             defrag_inflight: gauge(
                 "etcd_disk_defrag_inflight",
                 "Whether or not defrag is active on the member. 1 means active, 0 means not.",
@@ -252,9 +258,10 @@ impl StoreMetrics {
         self.commit_write.observe(p.write.as_secs_f64());
     }
 
-    /// A defragmentation took `d`.
-    pub fn defragmented(&self, d: Duration) {
-        self.defrag.observe(d.as_secs_f64());
+    /// A defragmentation took `took`, of which writes waited `paused`.
+    pub fn defragmented(&self, took: Duration, paused: Duration) {
+        self.defrag.observe(took.as_secs_f64());
+        self.defrag_pause.observe(paused.as_secs_f64());
     }
 
     /// A backend snapshot (a client's, or one for a follower) took `d` to write.
