@@ -35,3 +35,4 @@ pub mod member;
 pub mod metrics;
 pub mod net;
 pub mod peer;
+pub mod restore;

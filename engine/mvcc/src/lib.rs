@@ -21,6 +21,7 @@ mod background;
 pub mod counters;
 pub mod error;
 pub mod export;
+mod import;
 pub mod key_index;
 pub mod kv;
 pub mod lease;

@@ -1,14 +1,15 @@
-//! rusted-ctl, the `rustedctl` binary: etcdctl's command line (API v3), for rusted and etcd alike; it talks to the
-//! server only through the etcd v3 gRPC API. Flags, environment variables (`ETCDCTL_*`),
+//! rusted-ctl, the `rustedctl` binary: etcdctl's command line (API v3), for rusted and etcd
+//! alike; it talks to a server only through the etcd v3 gRPC API, except the offline
+//! `snapshot restore`, which builds a data dir with rusted-server's restore. Flags, environment variables (`ETCDCTL_*`),
 //! messages, exit codes and output formats are etcdctl 3.4's.
 //!
 //! Commands: put, get, del, txn (from stdin or interactive), compaction, watch (with exec and
 //! interactive modes), lease grant/revoke/timetolive/list/keep-alive, member
 //! list/add/remove/update/promote, endpoint health/status/hashkv (with `--cluster`), snapshot
-//! save/status, alarm list/disarm, defrag, move-leader, lock, elect, check perf, version,
+//! save/status/restore, alarm list/disarm, defrag, move-leader, lock, elect, check perf, version,
 //! user, role, auth enable/disable/status (with `--user`/`--password`: every request then
-//! carries the token, see [`Conn`]). Not built: `check datascale`, `snapshot restore`,
-//! `make-mirror`, `migrate` and `defrag --data-dir`.
+//! carries the token, see [`Conn`]). Not built: `check datascale`, `make-mirror`, `migrate`
+//! and `defrag --data-dir`.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod lease;
 pub mod maintenance;
 pub mod member;
 pub mod print;
+pub mod restore;
 pub mod txn;
 pub mod watch;
 

@@ -53,6 +53,8 @@ pub enum SnapshotCommand {
         /// The file.
         args: Vec<String>,
     },
+    /// Restores an etcd member snapshot to an etcd directory
+    Restore(crate::restore::RestoreArgs),
 }
 
 /// Runs an `alarm` command.
@@ -214,11 +216,12 @@ pub async fn snapshot(ctl: &Ctl, cmd: &SnapshotCommand) -> CtlResult {
             };
             status(ctl, Path::new(path))
         }
+        SnapshotCommand::Restore(a) => crate::restore::restore(a),
     }
 }
 
 /// A log line as etcdctl's production zap logger writes it (JSON on stderr).
-fn log(msg: &str, fields: &[(&str, serde_json::Value)]) {
+pub(crate) fn log(msg: &str, fields: &[(&str, serde_json::Value)]) {
     let ts = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());

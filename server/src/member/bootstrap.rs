@@ -33,6 +33,15 @@ fn read_identity(path: &Path) -> Result<Option<Identity>, StartError> {
     }
 }
 
+/// Records who the member in `member_dir` is (a restore does, before its first start).
+pub fn write_member_identity(
+    member_dir: &Path,
+    member_id: u64,
+    cluster_id: u64,
+) -> Result<(), StartError> {
+    write_identity(&member_dir.join("identity.json"), Identity { member_id, cluster_id })
+}
+
 fn write_identity(path: &Path, id: Identity) -> Result<(), StartError> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec(&id)?)?;

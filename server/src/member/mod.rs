@@ -9,7 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod autocompact;
-mod bootstrap;
+pub mod bootstrap;
 pub mod corrupt;
 mod duties;
 mod runtime;
