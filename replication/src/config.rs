@@ -83,6 +83,8 @@ pub struct ReplicaConfig {
     pub strict_reconfig_check: bool,
     /// Snapshot files kept (--max-snapshots; 0: every one).
     pub max_snapshots: u64,
+    /// Restart as the only member, keeping the data (--force-new-cluster; a restart only).
+    pub force_new_cluster: bool,
 }
 
 impl ReplicaConfig {
@@ -105,6 +107,7 @@ impl ReplicaConfig {
             propose_linger: DEFAULT_PROPOSE_LINGER,
             strict_reconfig_check: true,
             max_snapshots: DEFAULT_MAX_SNAPSHOTS,
+            force_new_cluster: false,
         }
     }
 

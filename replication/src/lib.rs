@@ -33,6 +33,7 @@
 mod apply;
 pub mod config;
 pub mod error;
+mod force;
 mod heartbeat;
 mod linger;
 mod logger;

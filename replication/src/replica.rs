@@ -770,6 +770,11 @@ fn open_log<S: StateMachine>(
             }
         }
     }
+    if cfg.force_new_cluster && !fresh_log {
+        if let Some(rec) = &record {
+            crate::force::rewrite_as_sole_member(&wal, cfg.id, rec, sm.applied())?;
+        }
+    }
     let cluster = match (&record, joining) {
         (Some(r), _) => r.clone(),
         (None, Some(r)) => r,

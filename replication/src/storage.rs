@@ -424,10 +424,21 @@ impl raft::Storage for LogStore {
         Ok(self.lock().last)
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let mut st = self.lock();
+        // A snapshot from before `to` joined would be refused by it (it is not in the
+        // snapshot's membership): one made after the join is needed.
+        let includes = |cs: &ConfState| {
+            [&cs.voters, &cs.learners, &cs.voters_outgoing, &cs.learners_next]
+                .iter()
+                .any(|ids| ids.contains(&to))
+        };
         match &st.avail {
-            Some(a) if a.index >= request_index && a.index >= st.snap_index => {
+            Some(a)
+                if a.index >= request_index
+                    && a.index >= st.snap_index
+                    && includes(&a.conf_state) =>
+            {
                 let mut s = Snapshot::default();
                 let m = s.mut_metadata();
                 m.index = a.index;
@@ -436,7 +447,8 @@ impl raft::Storage for LogStore {
                 Ok(s)
             }
             _ => {
-                st.wanted = Some(request_index.max(st.snap_index));
+                let newer_than = st.avail.as_ref().map_or(0, |a| a.index + 1);
+                st.wanted = Some(request_index.max(st.snap_index).max(newer_than));
                 Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
             }
         }

@@ -2,7 +2,8 @@
 //! Debian's etcd and against rusted, and their outputs (ids and timings normalized) must be
 //! equal. Needs etcd, etcdctl and python's etcd3 module (`.ci/run` installs them); fails, with
 //! the reason, when they are missing. `compat/replace.sh` runs the documented member
-//! replacement on three members of each; `compat/metrics.sh` compares their metrics.
+//! replacement on three members of each, `compat/recover.sh` the recovery from a lost
+//! quorum; `compat/metrics.sh` compares their metrics.
 #![forbid(unsafe_code)]
 
 mod common;
@@ -25,6 +26,17 @@ fn metrics_match_etcds_and_its_mixin_queries_have_data() {
         "compat/metrics.sh",
         &[("RUSTED_BIN", env!("CARGO_BIN_EXE_rusted")), ("PYTHON", &python)],
         "metrics differ from etcd's",
+    );
+}
+
+/// The documented recovery from a lost quorum (--force-new-cluster, then members added back).
+#[test]
+fn recovering_from_a_lost_quorum_works_as_on_etcd() {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    common::run_script(
+        "compat/recover.sh",
+        &[("RUSTED_BIN", env!("CARGO_BIN_EXE_rusted")), ("PYTHON", &python)],
+        "recovery differs from etcd's",
     );
 }
 

@@ -294,7 +294,6 @@ fn features_not_built_yet_are_refused_by_name() {
     let cases: &[(&str, &str)] = &[
         ("--discovery=https://discovery.etcd.io/x", "--discovery"),
         ("--discovery-srv=example.com", "--discovery-srv"),
-        ("--force-new-cluster", "--force-new-cluster"),
         ("--enable-v2=true", "--enable-v2"),
         ("--proxy=on", "--proxy"),
         ("--grpc-keepalive-min-time=1s", "--grpc-keepalive-min-time"),
@@ -315,6 +314,7 @@ fn features_not_built_yet_are_refused_by_name() {
         "--metrics=basic",
         "--metrics=extensive",
         "--enable-pprof",
+        "--force-new-cluster",
         "--grpc-keepalive-interval=1m",
         "--grpc-keepalive-timeout=5s",
         "--auth-token=simple",

@@ -336,6 +336,7 @@ fn replica_config(
     rcfg.pre_vote = cfg.pre_vote;
     rcfg.strict_reconfig_check = cfg.strict_reconfig_check;
     rcfg.max_snapshots = cfg.max_snapshots;
+    rcfg.force_new_cluster = cfg.deferred.force_new_cluster;
     rcfg.catchup_entries = cfg.experimental.snapshot_catchup_entries;
     rcfg.wal.max_files = usize::try_from(cfg.max_wals).unwrap_or(usize::MAX);
     if cfg.max_wals == 0 {
