@@ -722,16 +722,40 @@ fn choose_meta(file: &File, path: &Path, file_len: u64, default_ps: usize) -> Re
     };
     let fits = |m: &Meta| m.hwm.checked_mul(m.page_size as u64).is_some_and(|end| end <= file_len);
     let m0 = read(0).map(|b| Meta::read(&b));
+    // A meta of another format version, intact, means the file is in that format: refuse it
+    // rather than fall back to the other meta (an older state) or misread it.
+    let other_version = |v: u32| {
+        Err(bad_file(
+            path,
+            format!(
+                "written in page-store format version {v}; this build reads version {}",
+                crate::meta::VERSION
+            ),
+        ))
+    };
+    if let Some(Err(crate::meta::BadMeta::Version(v))) = &m0 {
+        return other_version(*v);
+    }
     // Meta 1 sits one page in: use meta 0's page size when it can be read, else try the usual.
     let mut sizes = vec![];
     if let Some(Ok(m)) = &m0 {
         sizes.push(m.page_size as u64);
     }
     sizes.extend([default_ps as u64, 4096, 1024, 2048, 8192, 16384, 32768, 65536]);
+    let mut m1_version = None;
     let m1 = sizes.iter().find_map(|&ps| {
         let b = read(ps)?;
-        Meta::read(&b).ok().filter(|m| m.page_size as u64 == ps)
+        match Meta::read(&b) {
+            Err(crate::meta::BadMeta::Version(v)) => {
+                m1_version = Some(v);
+                None
+            }
+            r => r.ok().filter(|m| m.page_size as u64 == ps),
+        }
     });
+    if let (None, Some(v)) = (&m1, m1_version) {
+        return other_version(v);
+    }
     let mut why = Vec::new();
     let m0 = match m0 {
         Some(Ok(m)) => Some(m),

@@ -376,3 +376,36 @@ fn commits_report_their_phases_and_open_readers_are_counted() {
     drop(r2);
     assert_eq!(db.stats().open_read_txs, 0);
 }
+
+/// A file whose (intact) meta says another format version is refused, naming the version,
+/// and never read through its other meta (an older state).
+#[test]
+fn a_file_of_another_format_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let db = Db::open(&path, opts()).unwrap();
+        for i in 0..3u8 {
+            let mut tx = db.begin_write().unwrap();
+            tx.create_bucket_if_missing(b"b").unwrap();
+            tx.put(b"b", &[i], b"v").unwrap();
+            tx.commit().unwrap();
+        }
+    }
+    let original = std::fs::read(&path).unwrap();
+    // Restamp one meta page (at `offset`) as version 2, with a valid checksum.
+    let restamp = |offset: usize| {
+        let mut b = original.clone();
+        b[offset + 20..offset + 24].copy_from_slice(&2u32.to_le_bytes());
+        let sum = crc32fast::hash(&b[offset + 16..offset + 80]);
+        b[offset + 80..offset + 84].copy_from_slice(&sum.to_le_bytes());
+        std::fs::write(&path, b).unwrap();
+    };
+    for offset in [0, 4096] {
+        restamp(offset);
+        let e = Db::open(&path, opts()).unwrap_err().to_string();
+        assert!(e.contains("format version 2") && e.contains("reads version 1"), "{e}");
+    }
+    std::fs::write(&path, &original).unwrap();
+    assert!(Db::open(&path, opts()).is_ok());
+}

@@ -199,3 +199,23 @@ fn appends_below_a_released_prefix_are_refused() {
     let (w, _) = Wal::open(dir.path(), small_opts(IoMode::Pwrite)).unwrap();
     assert_eq!(w.last_index(), 409);
 }
+
+/// A segment whose (intact) header says another format version is refused, naming it.
+#[test]
+fn a_segment_of_another_format_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = small_opts(IoMode::Auto);
+    {
+        let (w, _) = Wal::open(dir.path(), opts.clone()).unwrap();
+        append_range(&w, 1, 10);
+        w.close().unwrap();
+    }
+    let seg = segments(dir.path()).into_iter().next().unwrap();
+    let mut b = std::fs::read(&seg).unwrap();
+    b[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let sum = crc32fast::hash(&b[..60]);
+    b[60..64].copy_from_slice(&sum.to_le_bytes());
+    std::fs::write(&seg, b).unwrap();
+    let e = Wal::open(dir.path(), opts).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("unsupported format version 2"), "{e}");
+}

@@ -84,7 +84,7 @@
 pub mod read;
 pub mod write;
 
-pub use write::write_bolt;
+pub use write::{write_bolt, write_bolt_stream, BucketStream};
 
 /// bbolt's magic number.
 pub const MAGIC: u32 = 0xED0C_DAED;

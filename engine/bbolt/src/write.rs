@@ -40,6 +40,48 @@ const ZEROS: [u8; 4096] = [0; 4096];
 /// before the file is created. On a write error the partial file is removed.
 pub fn write_bolt(path: &Path, page_size: usize, buckets: &[BoltBucket]) -> io::Result<u64> {
     validate(page_size, buckets)?;
+    let streams = buckets
+        .iter()
+        .map(|b| BucketStream {
+            name: b.name.clone(),
+            items: Box::new(b.items.iter().map(|(k, v)| Ok((k.clone(), v.clone())))),
+        })
+        .collect();
+    write_bolt_stream(path, page_size, streams)
+}
+
+/// Key/value pairs pulled one at a time; an error stops the write.
+pub type Items<'a> = Box<dyn Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>> + 'a>;
+
+/// One bucket's items, pulled in key order as they are written (from a database's read
+/// transaction, say), so that a file of any size is written in memory bounded by a page per
+/// tree level.
+pub struct BucketStream<'a> {
+    /// Bucket name (non-empty, at most [`MAX_KEY_SIZE`] bytes).
+    pub name: Vec<u8>,
+    /// Key/value pairs in strictly increasing key order; an error stops the write.
+    pub items: Items<'a>,
+}
+
+impl std::fmt::Debug for BucketStream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BucketStream").field("name", &String::from_utf8_lossy(&self.name)).finish()
+    }
+}
+
+/// [`write_bolt`] from streams: bucket names are checked first, each item as it comes (an item
+/// bbolt could not hold is an [`io::ErrorKind::InvalidInput`] error, the partial file removed).
+pub fn write_bolt_stream(
+    path: &Path,
+    page_size: usize,
+    buckets: Vec<BucketStream<'_>>,
+) -> io::Result<u64> {
+    check_page_size(page_size)?;
+    let mut prev: Option<&[u8]> = None;
+    for (b, bucket) in buckets.iter().enumerate() {
+        check_key(&bucket.name, prev).map_err(|why| invalid(format!("bucket {b}: name {why}")))?;
+        prev = Some(&bucket.name);
+    }
     let file = File::create(path)?;
     match write_file(file, page_size, buckets) {
         Ok(size) => Ok(size),
@@ -54,12 +96,17 @@ fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
 }
 
-fn validate(page_size: usize, buckets: &[BoltBucket]) -> io::Result<()> {
+fn check_page_size(page_size: usize) -> io::Result<()> {
     if !page_size.is_power_of_two() || !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size) {
         return Err(invalid(format!(
             "page size {page_size} is not a power of two in {MIN_PAGE_SIZE}..={MAX_PAGE_SIZE}"
         )));
     }
+    Ok(())
+}
+
+fn validate(page_size: usize, buckets: &[BoltBucket]) -> io::Result<()> {
+    check_page_size(page_size)?;
     let mut prev_name: Option<&[u8]> = None;
     for (b, bucket) in buckets.iter().enumerate() {
         let name = bucket.name.as_slice();
@@ -98,15 +145,14 @@ fn check_key(key: &[u8], prev: Option<&[u8]>) -> Result<(), String> {
 }
 
 /// A leaf entry: element flags, key, value.
-#[derive(Clone, Copy)]
-struct Entry<'a> {
+struct Entry {
     flags: u32,
-    key: &'a [u8],
-    value: &'a [u8],
+    key: Vec<u8>,
+    value: Vec<u8>,
 }
 
 /// A branch entry: the smallest key under the child, and the child's page id.
-type Child<'a> = (&'a [u8], u64);
+type Child = (Vec<u8>, u64);
 
 fn to_u32(n: usize) -> io::Result<u32> {
     u32::try_from(n).map_err(|_| invalid(format!("{n} does not fit a 32-bit page field")))
@@ -156,7 +202,7 @@ impl PageOut {
         Ok(())
     }
 
-    fn write_leaf(&mut self, entries: &[Entry<'_>]) -> io::Result<u64> {
+    fn write_leaf(&mut self, entries: &[Entry]) -> io::Result<u64> {
         let n = entries.len();
         let data: usize = entries.iter().map(|e| e.key.len() + e.value.len()).sum();
         let size = HEADER + ELEM * n + data;
@@ -172,14 +218,14 @@ impl PageOut {
         }
         self.out.write_all(&self.table)?;
         for e in entries {
-            self.out.write_all(e.key)?;
-            self.out.write_all(e.value)?;
+            self.out.write_all(&e.key)?;
+            self.out.write_all(&e.value)?;
         }
         self.finish(size, pages)?;
         Ok(id)
     }
 
-    fn write_branch(&mut self, children: &[Child<'_>]) -> io::Result<u64> {
+    fn write_branch(&mut self, children: &[Child]) -> io::Result<u64> {
         let n = children.len();
         let data: usize = children.iter().map(|c| c.0.len()).sum();
         let size = HEADER + ELEM * n + data;
@@ -201,39 +247,98 @@ impl PageOut {
     }
 }
 
-/// Groups leaf entries greedily into nodes of at most one page, calling `emit` on each full
-/// node; an entry too big for a page alone gets a node to itself.
-struct LeafPacker<'a> {
+/// Branch levels built as their children arrive, each level holding its node being filled and
+/// the last full one (held back: a lone last child at the end joins it, see [`branch_ends`]).
+/// Greedily up to a page per node, but every node takes at least two children: bbolt relies
+/// on that (its rebalancing asserts that a non-root node's parent has two children or more),
+/// and it makes each level at most half as wide as the one below.
+struct Branches {
+    levels: Vec<Level>,
     page_size: usize,
-    node: Vec<Entry<'a>>,
-    size: usize,
 }
 
-impl<'a> LeafPacker<'a> {
-    fn push(
+struct Level {
+    cur: Vec<Child>,
+    size: usize,
+    held: Option<Vec<Child>>,
+}
+
+impl Branches {
+    fn new(page_size: usize) -> Self {
+        Branches { levels: Vec::new(), page_size }
+    }
+
+    /// Adds a child at `depth` (0: a leaf); `write` writes a branch node, returning its page.
+    fn add(
         &mut self,
-        e: Entry<'a>,
-        mut emit: impl FnMut(&[Entry<'a>]) -> io::Result<()>,
+        depth: usize,
+        child: Child,
+        write: &mut impl FnMut(&[Child]) -> io::Result<u64>,
     ) -> io::Result<()> {
-        let bytes = ELEM + e.key.len() + e.value.len();
-        if !self.node.is_empty()
-            && (self.size + bytes > self.page_size || self.node.len() >= MAX_COUNT)
-        {
-            emit(&self.node)?;
-            self.node.clear();
-            self.size = HEADER;
+        if self.levels.len() <= depth {
+            self.levels.push(Level { cur: Vec::new(), size: HEADER, held: None });
         }
-        self.node.push(e);
-        self.size += bytes;
+        let bytes = ELEM + child.0.len();
+        let l = &mut self.levels[depth];
+        if l.cur.len() >= 2 && (l.size + bytes > self.page_size || l.cur.len() >= MAX_COUNT) {
+            let full = std::mem::take(&mut l.cur);
+            l.size = HEADER;
+            if let Some(node) = l.held.replace(full) {
+                let first = node[0].0.clone();
+                let id = write(&node)?;
+                self.add(depth + 1, (first, id), write)?;
+            }
+        }
+        let l = &mut self.levels[depth];
+        l.size += bytes;
+        l.cur.push(child);
         Ok(())
+    }
+
+    /// Writes what is left, bottom-up; returns the root's page.
+    fn finish(mut self, write: &mut impl FnMut(&[Child]) -> io::Result<u64>) -> io::Result<u64> {
+        let mut depth = 0;
+        loop {
+            let Some(l) = self.levels.get_mut(depth) else {
+                return Err(io::Error::other("bolt tree without a root"));
+            };
+            let mut cur = std::mem::take(&mut l.cur);
+            let mut held = l.held.take();
+            if held.is_none() && cur.len() == 1 {
+                return Ok(cur[0].1);
+            }
+            if cur.len() == 1 {
+                match held.as_mut() {
+                    // Take one from the node before, which keeps two or more.
+                    Some(h) if h.len() >= 3 => {
+                        if let Some(last) = h.pop() {
+                            cur.insert(0, last);
+                        }
+                    }
+                    // Join the node before, which has just two.
+                    Some(h) => {
+                        let mut joined = std::mem::take(h);
+                        joined.append(&mut cur);
+                        cur = joined;
+                        held = None;
+                    }
+                    None => {}
+                }
+            }
+            for node in held.into_iter().chain(std::iter::once(cur)) {
+                let first = node[0].0.clone();
+                let id = write(&node)?;
+                self.add(depth + 1, (first, id), write)?;
+            }
+            depth += 1;
+        }
     }
 }
 
-/// Splits one branch level (`children.len() >= 2`) into nodes: greedily up to a page each,
-/// but every node takes at least two children. bbolt relies on that (its rebalancing asserts
-/// that a non-root node's parent has two children or more), and it makes each level at most
-/// half as wide as the one below. Returns the end index of each node.
-fn branch_ends(page_size: usize, children: &[Child<'_>]) -> Vec<usize> {
+/// Splits one branch level (`children.len() >= 2`) into nodes as [`Branches`] does, all at
+/// once: the end index of each node (the reference its tests compare with).
+#[cfg(test)]
+fn branch_ends(page_size: usize, children: &[Child]) -> Vec<usize> {
     let mut ends = Vec::new();
     let (mut start, mut size) = (0, HEADER);
     for (i, child) in children.iter().enumerate() {
@@ -246,8 +351,6 @@ fn branch_ends(page_size: usize, children: &[Child<'_>]) -> Vec<usize> {
     }
     let n = children.len();
     if n - start == 1 {
-        // A lone last child: take one from the node before (which keeps two or more, and only
-        // shrinks), or join that node when it has just two.
         match ends.pop() {
             Some(end) if end - ends.last().copied().unwrap_or(0) >= 3 => {
                 ends.push(end - 1);
@@ -259,32 +362,43 @@ fn branch_ends(page_size: usize, children: &[Child<'_>]) -> Vec<usize> {
     ends
 }
 
-/// Writes one B+tree holding `entries` (in key order) bottom-up; returns its root page id.
-fn write_tree<'a>(out: &mut PageOut, entries: impl Iterator<Item = Entry<'a>>) -> io::Result<u64> {
-    let mut level: Vec<Child<'a>> = Vec::new();
-    let mut leaves = LeafPacker { page_size: out.page_size, node: Vec::new(), size: HEADER };
+/// Writes one B+tree holding `entries` (in key order) bottom-up, leaves as they fill and
+/// branches as theirs do; returns its root page id. `check` vets each entry after the one
+/// before it (an error stops the write).
+fn write_tree(
+    out: &mut PageOut,
+    entries: impl Iterator<Item = io::Result<Entry>>,
+    mut check: impl FnMut(&Entry, Option<&[u8]>) -> io::Result<()>,
+) -> io::Result<u64> {
+    let page_size = out.page_size;
+    let mut branches = Branches::new(page_size);
+    let mut node: Vec<Entry> = Vec::new();
+    let mut size = HEADER;
+    let mut prev: Option<Vec<u8>> = None;
+    let mut leaves = 0usize;
     for e in entries {
-        leaves.push(e, |node| {
-            level.push((node[0].key, out.write_leaf(node)?));
-            Ok(())
-        })?;
-    }
-    if !leaves.node.is_empty() || level.is_empty() {
-        // The last leaf, or the one empty leaf of an empty tree.
-        let first: &'a [u8] = leaves.node.first().map_or(&[][..], |e| e.key);
-        level.push((first, out.write_leaf(&leaves.node)?));
-    }
-    while level.len() > 1 {
-        let mut upper: Vec<Child<'a>> = Vec::new();
-        let mut start = 0;
-        for end in branch_ends(out.page_size, &level) {
-            let node = &level[start..end];
-            upper.push((node[0].0, out.write_branch(node)?));
-            start = end;
+        let e = e?;
+        check(&e, prev.as_deref())?;
+        let bytes = ELEM + e.key.len() + e.value.len();
+        if !node.is_empty() && (size + bytes > page_size || node.len() >= MAX_COUNT) {
+            let first = node[0].key.clone();
+            let id = out.write_leaf(&node)?;
+            branches.add(0, (first, id), &mut |c| out.write_branch(c))?;
+            leaves += 1;
+            node.clear();
+            size = HEADER;
         }
-        level = upper;
+        prev = Some(e.key.clone());
+        size += bytes;
+        node.push(e);
     }
-    level.first().map(|c| c.1).ok_or_else(|| io::Error::other("bolt tree without a root"))
+    if !node.is_empty() || leaves == 0 {
+        // The last leaf, or the one empty leaf of an empty tree.
+        let first = node.first().map_or_else(Vec::new, |e| e.key.clone());
+        let id = out.write_leaf(&node)?;
+        branches.add(0, (first, id), &mut |c| out.write_branch(c))?;
+    }
+    branches.finish(&mut |c| out.write_branch(c))
 }
 
 /// A meta page: header for page `slot`, then the meta with its checksum.
@@ -308,7 +422,7 @@ fn meta_page(page_size: usize, slot: u64, root: u64, hwm: u64, txid: u64) -> io:
     Ok(p)
 }
 
-fn write_file(file: File, page_size: usize, buckets: &[BoltBucket]) -> io::Result<u64> {
+fn write_file(file: File, page_size: usize, buckets: Vec<BucketStream<'_>>) -> io::Result<u64> {
     let mut out = PageOut {
         out: BufWriter::with_capacity(WRITE_BUFFER, file),
         page_size,
@@ -326,20 +440,28 @@ fn write_file(file: File, page_size: usize, buckets: &[BoltBucket]) -> io::Resul
     out.table = table;
     out.finish(HEADER, pages)?;
 
-    let mut headers: Vec<[u8; 16]> = Vec::with_capacity(buckets.len());
+    let mut roots: Vec<Entry> = Vec::with_capacity(buckets.len());
     for bucket in buckets {
-        let entries = bucket.items.iter().map(|(k, v)| Entry { flags: 0, key: k, value: v });
-        let root = write_tree(&mut out, entries)?;
-        let mut header = [0u8; 16];
+        let name = bucket.name;
+        let entries = bucket.items.map(|r| r.map(|(key, value)| Entry { flags: 0, key, value }));
+        let check = |e: &Entry, prev: Option<&[u8]>| -> io::Result<()> {
+            let at = || format!("bucket {:?} item", String::from_utf8_lossy(&name));
+            check_key(&e.key, prev).map_err(|why| invalid(format!("{}: key {why}", at())))?;
+            if e.value.len() > MAX_VALUE_SIZE {
+                return Err(invalid(format!(
+                    "{}: value of {} bytes exceeds {MAX_VALUE_SIZE}",
+                    at(),
+                    e.value.len()
+                )));
+            }
+            Ok(())
+        };
+        let root = write_tree(&mut out, entries, check)?;
+        let mut header = vec![0u8; 16];
         header[..8].copy_from_slice(&root.to_le_bytes()); // sequence (bytes 8..16) stays 0
-        headers.push(header);
+        roots.push(Entry { flags: BUCKET_ENTRY, key: name, value: header });
     }
-    let entries = buckets.iter().zip(&headers).map(|(b, h)| Entry {
-        flags: BUCKET_ENTRY,
-        key: &b.name,
-        value: h,
-    });
-    let root = write_tree(&mut out, entries)?;
+    let root = write_tree(&mut out, roots.into_iter().map(Ok), |_, _| Ok(()))?;
     let hwm = out.next;
 
     let mut w = out.out;

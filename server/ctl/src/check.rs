@@ -22,6 +22,8 @@ use rusted_proto::keys::prefix_end;
 pub enum CheckCommand {
     /// Check the performance of the etcd cluster
     Perf(PerfArgs),
+    /// Check the memory usage of holding data for different workloads on a given server endpoint.
+    Datascale(super::datascale::DatascaleArgs),
 }
 
 /// `check perf`.
@@ -73,7 +75,10 @@ struct Stats {
 
 /// Runs a `check` command.
 pub async fn run(ctl: &Ctl, cmd: &CheckCommand) -> CtlResult {
-    let CheckCommand::Perf(a) = cmd;
+    let a = match cmd {
+        CheckCommand::Perf(a) => a,
+        CheckCommand::Datascale(a) => return super::datascale::run(ctl, a).await,
+    };
     let Some(cfg) = load(&a.load) else {
         return Err(CtlError {
             message: format!("unknown load option {}", a.load),
@@ -264,14 +269,14 @@ fn async_channel(n: usize) -> (tokio::sync::mpsc::Sender<pb::PutRequest>, Rx) {
     (tx, Arc::new(Mutex::new(rx)))
 }
 
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
     t | 1
 }
 
-fn xorshift(s: &mut u64) -> u64 {
+pub(crate) fn xorshift(s: &mut u64) -> u64 {
     *s ^= *s << 13;
     *s ^= *s >> 7;
     *s ^= *s << 17;
@@ -279,7 +284,7 @@ fn xorshift(s: &mut u64) -> u64 {
 }
 
 /// Go's binary.PutVarint: zig-zag, then 7 bits per byte, low first.
-fn put_varint(buf: &mut [u8], v: i64) {
+pub(crate) fn put_varint(buf: &mut [u8], v: i64) {
     let mut u = ((v << 1) ^ (v >> 63)) as u64;
     let mut i = 0;
     while u >= 0x80 && i < buf.len() {

@@ -103,6 +103,7 @@ pub async fn dispatch(ctl: &Ctl) -> CtlResult {
         Command::Member(cmd) => super::member::run(ctl, cmd).await,
         Command::Alarm(cmd) => super::maintenance::alarm(ctl, cmd).await,
         Command::Defrag(a) => super::maintenance::defrag(ctl, a).await,
+        Command::MakeMirror(a) => super::mirror::make_mirror(ctl, a).await,
         Command::MoveLeader { args } => super::maintenance::move_leader(ctl, args).await,
         Command::Snapshot(cmd) => super::maintenance::snapshot(ctl, cmd).await,
         Command::Watch(a) => super::watch::run(ctl, a).await,

@@ -3,7 +3,7 @@
 
 use std::io::Write as _;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use rusted_bbolt::read::{BoltEvent, BoltReader};
@@ -134,14 +134,43 @@ pub fn alarm_text(a: &pb::AlarmMember) -> String {
     }
 }
 
+/// Defragments the page store of a member that is not running (`defrag --data-dir`). As
+/// etcdctl, waits for a running member to let go of it, saying so after a second.
+async fn defrag_data_dir(dir: &Path) -> Result<(), String> {
+    let db = dir.join("member").join("snap").join("db");
+    if !db.exists() {
+        return Err(format!("open {}: no such file or directory", db.display()));
+    }
+    let mut said = false;
+    let opened = loop {
+        match rusted_engine::Db::open(&db, rusted_engine::DbOptions::default()) {
+            Ok(d) => break d,
+            Err(e) if e.to_string().contains("cannot lock") => {
+                if !said {
+                    eprintln!(
+                        "waiting for etcd to close and release its lock on {}. To defrag a running etcd instance, omit --data-dir.",
+                        print::go_quote(&db.display().to_string())
+                    );
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    tokio::task::spawn_blocking(move || opened.defrag().map(|_| ()).map_err(|e| e.to_string()))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
 /// Runs `defrag`.
 pub async fn defrag(ctl: &Ctl, a: &DefragArgs) -> CtlResult {
     if !a.data_dir.is_empty() {
-        eprintln!(
-            "Failed to defragment etcd data[{}] (rustedctl cannot defragment a data directory offline yet; defragment through a running member)",
-            a.data_dir
-        );
-        return Err(CtlError::silent(super::EXIT_ERROR));
+        if let Err(e) = defrag_data_dir(Path::new(&a.data_dir)).await {
+            eprintln!("Failed to defragment etcd data[{}] ({e})", a.data_dir);
+            return Err(CtlError::silent(super::EXIT_ERROR));
+        }
+        return Ok(());
     }
     let mut failed = false;
     for ep in super::endpoint::endpoints(ctl, a.cluster).await? {

@@ -34,7 +34,7 @@ pub struct RestoreArgs {
     #[arg(long = "name", default_value = "default")]
     pub name: String,
     /// Ignore snapshot integrity hash value (required if copied from data directory)
-    #[arg(long = "skip-hash-check", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[arg(long = "skip-hash-check", default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub skip_hash_check: bool,
 }
 

@@ -97,6 +97,13 @@ fn snapshots_restore_across_etcd_and_rusted() {
     compat_script("restore.sh", "etcd rusted", "restoring differs between etcd and rusted");
 }
 
+/// `rustedctl make-mirror` from a running etcd into rusted, under writes, ends as etcdctl's
+/// from etcd into etcd: the same keys, the same count printed.
+#[test]
+fn make_mirror_copies_and_follows_as_etcdctls() {
+    compat_script("mirror.sh", "etcd rusted", "make-mirror differs from etcdctl's");
+}
+
 #[test]
 fn rustedctl_speaks_tls_as_etcdctl() {
     // The same TLS scenarios as rusted-server's tests/tls.rs, with rustedctl as the client.

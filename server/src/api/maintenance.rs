@@ -22,9 +22,6 @@ use rusted_proto::rustedpb::proposal::Request as P;
 /// Page size of the bbolt file a snapshot is written as (etcd's: the OS page size).
 pub const SNAPSHOT_PAGE_SIZE: usize = 4096;
 
-/// Admits one client snapshot at a time.
-static SNAPSHOT_GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
-
 /// Bytes per snapshot message (etcd sends 32 KiB).
 pub const SNAPSHOT_SEND_CHUNK: usize = 32 * 1024;
 
@@ -146,14 +143,13 @@ impl Maintenance for MaintenanceService {
         req: Request<pb::SnapshotRequest>,
     ) -> Result<Response<SnapStream>, Status> {
         admin_raw(&self.ctx, &req).await?;
-        // One snapshot at a time: each holds a copy of the store in memory while it is written.
-        let permit = SNAPSHOT_GATE
-            .acquire()
-            .await
-            .map_err(|e| Status::from(internal(format!("snapshot gate: {e}"))))?;
+        // Each snapshot streams the store from its own read transaction into a temporary
+        // file (memory bounded by a page per tree level): several may run at once.
         let store = self.ctx.store();
         let dir = store.db().path().parent().map(|p| p.to_path_buf()).unwrap_or_default();
-        let tmp = dir.join(format!("client-snapshot-{}.db", std::process::id()));
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!("client-snapshot-{}-{n}.db", std::process::id()));
         let cluster = self.ctx.replica.cluster();
         let alarms = self.ctx.machine.alarms().clone();
         let auth = self.ctx.auth().state();
@@ -164,9 +160,11 @@ impl Maintenance for MaintenanceService {
         let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, Status> {
             let started = std::time::Instant::now();
             let written = (|| {
-                let export = store.export().map_err(ApiError::from)?;
-                let buckets = crate::apply::etcd_backend::buckets(export, &cluster, &alarms, &auth);
-                rusted_bbolt::write_bolt(&tmp, SNAPSHOT_PAGE_SIZE, &buckets)
+                let export = store.export_stream().map_err(ApiError::from)?;
+                let streams =
+                    crate::apply::etcd_backend::streams(&export, &cluster, &alarms, &auth)
+                        .map_err(ApiError::from)?;
+                rusted_bbolt::write_bolt_stream(&tmp, SNAPSHOT_PAGE_SIZE, streams)
                     .map_err(|e| Status::from(internal(format!("writing the snapshot: {e}"))))?;
                 std::fs::File::open(&tmp).map_err(|e| Status::from(internal(e)))
             })();
@@ -210,7 +208,6 @@ impl Maintenance for MaintenanceService {
                     return;
                 }
             }
-            drop(permit);
             // As etcd: the stream ends with the SHA-256 of the bytes before it.
             let sum = h.finalize().to_vec();
             let _ = tx

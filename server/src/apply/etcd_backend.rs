@@ -21,8 +21,9 @@
 #![forbid(unsafe_code)]
 
 use prost::Message;
-use rusted_bbolt::BoltBucket;
-use rusted_mvcc::export::Export;
+use rusted_bbolt::{BoltBucket, BucketStream};
+use rusted_mvcc::export::ExportStream;
+use rusted_mvcc::MvccError;
 use rusted_replication::membership::ClusterRecord;
 
 use crate::apply::alarm::Alarms;
@@ -60,25 +61,23 @@ fn bucket(name: &str, mut items: Vec<(Vec<u8>, Vec<u8>)>) -> BoltBucket {
     BoltBucket { name: name.as_bytes().to_vec(), items }
 }
 
-/// etcd's buckets for a store's contents, membership and alarms.
-pub fn buckets(
-    store: Export,
+/// etcd's buckets for a store's contents, membership and alarms, the `key` bucket read from the
+/// store's read transaction as it is written (memory stays bounded whatever the store's size).
+pub fn streams<'a>(
+    store: &'a ExportStream,
     cluster: &ClusterRecord,
     alarms: &Alarms,
     auth: &AuthState,
-) -> Vec<BoltBucket> {
-    let keys = store
-        .revisions
-        .into_iter()
-        .map(|r| {
-            let kv = if r.tombstone {
-                mvccpb::KeyValue { key: r.kv.key, ..Default::default() }
-            } else {
-                crate::apply::convert::kv_out(r.kv)
-            };
-            (rev_key(r.rev.main, r.rev.sub, r.tombstone), kv.encode_to_vec())
-        })
-        .collect();
+) -> Result<Vec<BucketStream<'a>>, MvccError> {
+    let keys = store.revisions()?.map(|r| {
+        let r = r.map_err(std::io::Error::other)?;
+        let kv = if r.tombstone {
+            mvccpb::KeyValue { key: r.kv.key, ..Default::default() }
+        } else {
+            crate::apply::convert::kv_out(r.kv)
+        };
+        Ok((rev_key(r.rev.main, r.rev.sub, r.tombstone), kv.encode_to_vec()))
+    });
     let mut meta = vec![(b"consistent_index".to_vec(), store.applied.index.to_be_bytes().to_vec())];
     if store.scheduled_compact >= 0 {
         meta.push((b"scheduledCompactRev".to_vec(), rev_key(store.scheduled_compact, 0, false)));
@@ -87,7 +86,7 @@ pub fn buckets(
         meta.push((b"finishedCompactRev".to_vec(), rev_key(store.finished_compact, 0, false)));
     }
     let leases = store
-        .leases
+        .leases()?
         .iter()
         .map(|l| {
             let v = LeasePb { id: l.id, ttl: l.ttl, remaining_ttl: l.remaining_ttl };
@@ -114,30 +113,35 @@ pub fn buckets(
             (AlarmMember { member_id: a.member_id, alarm: a.alarm }.encode_to_vec(), Vec::new())
         })
         .collect();
-    vec![
-        bucket("alarm", alarm),
-        bucket("auth", {
+    let small =
+        |b: BoltBucket| BucketStream { name: b.name, items: Box::new(b.items.into_iter().map(Ok)) };
+    Ok(vec![
+        small(bucket("alarm", alarm)),
+        small(bucket("auth", {
             let mut items = vec![(b"authRevision".to_vec(), auth.revision.to_be_bytes().to_vec())];
             if auth.enable_recorded {
                 items.push((b"authEnabled".to_vec(), vec![u8::from(auth.enabled)]));
             }
             items
-        }),
-        bucket(
+        })),
+        small(bucket(
             "authRoles",
             auth.roles.iter().map(|(n, r)| (n.as_bytes().to_vec(), r.encode_to_vec())).collect(),
-        ),
-        bucket(
+        )),
+        small(bucket(
             "authUsers",
             auth.users.iter().map(|(n, u)| (n.as_bytes().to_vec(), u.encode_to_vec())).collect(),
-        ),
-        bucket("cluster", vec![(b"clusterVersion".to_vec(), CLUSTER_VERSION.as_bytes().to_vec())]),
-        bucket("key", keys),
-        bucket("lease", leases),
-        bucket("members", members),
-        bucket("members_removed", removed),
-        bucket("meta", meta),
-    ]
+        )),
+        small(bucket(
+            "cluster",
+            vec![(b"clusterVersion".to_vec(), CLUSTER_VERSION.as_bytes().to_vec())],
+        )),
+        BucketStream { name: b"key".to_vec(), items: Box::new(keys) },
+        small(bucket("lease", leases)),
+        small(bucket("members", members)),
+        small(bucket("members_removed", removed)),
+        small(bucket("meta", meta)),
+    ])
 }
 
 #[cfg(test)]

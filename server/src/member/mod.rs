@@ -107,6 +107,12 @@ impl Member {
         let client_acceptor = client_tls.map(Acceptor::new).transpose()?.map(Arc::new);
         let peer_acceptor = peer_tls.map(Acceptor::new).transpose()?.map(Arc::new);
         std::fs::create_dir_all(cfg.snap_dir())?;
+        // Client snapshots a crash interrupted (a finished one is unlinked once open).
+        for e in std::fs::read_dir(cfg.snap_dir())?.flatten() {
+            if e.file_name().to_string_lossy().starts_with("client-snapshot-") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
         let (ident, boot) = bootstrap(&cfg, peer_client.as_ref()).await?;
         let rcfg = replica_config(&cfg, ident, boot)?;
         let auto_compaction =

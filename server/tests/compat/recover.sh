@@ -45,7 +45,8 @@ keys_on() { # ENDPOINT WANT
 add_back() { # BIN TAG NAME IP ENDPOINT
     local bin=$1 tag=$2 name=$3 ip=$4 ep=$5 added printed
     added=$(ctl --endpoints "$ep" member add "$name" --peer-urls "http://$ip:2380" 2>&1)
-    echo "$added" | head -1 | sed 's/ [0-9a-f]\{16\} / ID /'
+    # etcdctl pads the IDs to 16 columns.
+    echo "$added" | head -1 | sed -E 's/Member +([0-9a-f]+) added to cluster +([0-9a-f]+)/Member \1 added to cluster \2/'
     printed=$(echo "$added" | grep '^ETCD_INITIAL_CLUSTER=' | cut -d'"' -f2)
     rm -rf "${WORK:?}/$tag/$name"
     member "$bin" "$tag" "$name" "$ip" existing "$printed"

@@ -306,7 +306,8 @@ fn branch_nodes_have_two_children() {
     let key = [7u8; 100];
     for key_len in [1usize, 50, 100] {
         for n in 2..300 {
-            let children: Vec<Child<'_>> = (0..n).map(|i| (&key[..key_len], i as u64)).collect();
+            let children: Vec<Child> =
+                (0..n).map(|i| (key[..key_len].to_vec(), i as u64)).collect();
             let ends = branch_ends(1024, &children);
             assert_eq!(ends.last(), Some(&n));
             let mut start = 0;
@@ -317,6 +318,27 @@ fn branch_nodes_have_two_children() {
                 assert!(size <= 1024 || end - start <= 3, "n {n}: {ends:?}");
                 start = end;
             }
+            // Built as the children arrive, the lowest level splits the same way.
+            let mut written: Vec<Vec<u64>> = Vec::new();
+            let mut write = |c: &[Child]| -> std::io::Result<u64> {
+                written.push(c.iter().map(|c| c.1).collect());
+                Ok(1_000_000 + written.len() as u64)
+            };
+            let mut b = Branches::new(1024);
+            for c in children {
+                b.add(0, c, &mut write).unwrap();
+            }
+            let root = b.finish(&mut write).unwrap();
+            assert_eq!(root, 1_000_000 + written.len() as u64, "the last node written is the root");
+            let lowest: Vec<usize> = written
+                .iter()
+                .filter(|ids| ids[0] < 1_000_000)
+                .scan(0, |end, ids| {
+                    *end += ids.len();
+                    Some(*end)
+                })
+                .collect();
+            assert_eq!(lowest, ends, "n {n}, key {key_len}");
         }
     }
 }
