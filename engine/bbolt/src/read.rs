@@ -124,6 +124,17 @@ fn parse_meta(page: &[u8], slot: u64) -> Option<BoltMeta> {
     })
 }
 
+/// etcd's refusal of a file whose walk found `problems` (`None` when there are none).
+pub fn integrity_error(problems: &[String]) -> Option<String> {
+    (!problems.is_empty()).then(|| {
+        format!(
+            "snapshot file integrity check failed. {} errors found.\n{}",
+            problems.len(),
+            problems.join("\n")
+        )
+    })
+}
+
 impl BoltReader {
     /// Opens `path` with its newest valid meta page.
     pub fn open(path: &Path) -> Result<Self> {

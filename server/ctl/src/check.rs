@@ -176,34 +176,7 @@ pub async fn run(ctl: &Ctl, cmd: &CheckCommand) -> CtlResult {
     let total = start.elapsed().as_secs_f64();
     let _ = ticker.await;
 
-    let del = pb::DeleteRangeRequest {
-        key: prefix.clone(),
-        range_end: prefix_end(&prefix),
-        prev_kv: false,
-    };
-    let dresp = tokio::time::timeout(Duration::from_secs(30), clients[0].delete_range(del))
-        .await
-        .map_err(|_| CtlError::failed("context deadline exceeded"))??
-        .into_inner();
-    if a.auto_compact {
-        let rev = dresp.header.as_ref().map_or(0, |h| h.revision);
-        println!("Compacting with revision {rev}");
-        let req = pb::CompactionRequest { revision: rev, physical: true };
-        tokio::time::timeout(Duration::from_secs(30), clients[0].compact(req))
-            .await
-            .map_err(|_| CtlError::failed("context deadline exceeded"))??;
-        println!("Compacted with revision {rev}");
-    }
-    if a.auto_defrag {
-        for ep in &ctl.endpoints {
-            println!("Defragmenting {}", go_quote(ep));
-            let mut m = MaintenanceClient::new(ctl.dial_one(ep).await?);
-            tokio::time::timeout(Duration::from_secs(30), m.defragment(pb::DefragmentRequest {}))
-                .await
-                .map_err(|_| CtlError::failed("context deadline exceeded"))??;
-            println!("Defragmented {}", go_quote(ep));
-        }
-    }
+    clean_up(ctl, &mut clients[0], &prefix, a.auto_compact, a.auto_defrag).await?;
 
     let s = stats.lock().await;
     let ok = judge(&s, total, cfg);
@@ -214,6 +187,47 @@ pub async fn run(ctl: &Ctl, cmd: &CheckCommand) -> CtlResult {
         println!("FAIL");
         Err(CtlError::silent(super::EXIT_ERROR))
     }
+}
+
+/// Deletes the check's keys, then (when asked) compacts at the deletion's revision and
+/// defragments every endpoint, printing etcdctl's lines.
+pub(crate) async fn clean_up(
+    ctl: &Ctl,
+    kv: &mut KvClient<super::Conn>,
+    prefix: &[u8],
+    auto_compact: bool,
+    auto_defrag: bool,
+) -> CtlResult {
+    let deadline = |_| CtlError::failed("context deadline exceeded");
+    let del = pb::DeleteRangeRequest {
+        key: prefix.to_vec(),
+        range_end: prefix_end(prefix),
+        prev_kv: false,
+    };
+    let dresp = tokio::time::timeout(Duration::from_secs(30), kv.delete_range(del))
+        .await
+        .map_err(deadline)??
+        .into_inner();
+    if auto_compact {
+        let rev = dresp.header.as_ref().map_or(0, |h| h.revision);
+        println!("Compacting with revision {rev}");
+        let req = pb::CompactionRequest { revision: rev, physical: true };
+        tokio::time::timeout(Duration::from_secs(30), kv.compact(req))
+            .await
+            .map_err(deadline)??;
+        println!("Compacted with revision {rev}");
+    }
+    if auto_defrag {
+        for ep in &ctl.endpoints {
+            println!("Defragmenting {}", go_quote(ep));
+            let mut m = MaintenanceClient::new(ctl.dial_one(ep).await?);
+            tokio::time::timeout(Duration::from_secs(30), m.defragment(pb::DefragmentRequest {}))
+                .await
+                .map_err(deadline)??;
+            println!("Defragmented {}", go_quote(ep));
+        }
+    }
+    Ok(())
 }
 
 /// Prints etcdctl's verdict lines; true when every check passed.

@@ -5,7 +5,6 @@
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Args;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -16,7 +15,6 @@ use super::print::go_quote;
 use super::{Ctl, CtlError, CtlResult};
 use rusted_proto::etcdserverpb as pb;
 use rusted_proto::etcdserverpb::kv_client::KvClient;
-use rusted_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use rusted_proto::keys::prefix_end;
 
 /// `check datascale`.
@@ -198,28 +196,7 @@ pub async fn run(ctl: &Ctl, a: &DatascaleArgs) -> CtlResult {
         println!("FAIL: Could not read process_resident_memory_bytes after the put operations.");
         return Err(CtlError::silent(super::EXIT_ERROR));
     }
-    let del = pb::DeleteRangeRequest {
-        key: prefix.clone(),
-        range_end: prefix_end(&prefix),
-        prev_kv: false,
-    };
-    let dresp = clients[0].delete_range(del).await?.into_inner();
-    if a.auto_compact {
-        let rev = dresp.header.as_ref().map_or(0, |h| h.revision);
-        println!("Compacting with revision {rev}");
-        clients[0].compact(pb::CompactionRequest { revision: rev, physical: true }).await?;
-        println!("Compacted with revision {rev}");
-    }
-    if a.auto_defrag {
-        for ep in &ctl.endpoints {
-            println!("Defragmenting {}", go_quote(ep));
-            let mut m = MaintenanceClient::new(ctl.dial_one(ep).await?);
-            tokio::time::timeout(Duration::from_secs(30), m.defragment(pb::DefragmentRequest {}))
-                .await
-                .map_err(|_| CtlError::failed("context deadline exceeded"))??;
-            println!("Defragmented {}", go_quote(ep));
-        }
-    }
+    super::check::clean_up(ctl, &mut clients[0], &prefix, a.auto_compact, a.auto_defrag).await?;
     let errors = errors.lock().await;
     if !errors.is_empty() {
         println!("FAIL: too many errors");

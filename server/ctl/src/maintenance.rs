@@ -392,12 +392,8 @@ pub fn db_status(path: &Path) -> Result<DbStatus, String> {
             _ => {}
         })
         .map_err(|e| e.to_string())?;
-    if !problems.is_empty() {
-        return Err(format!(
-            "snapshot file integrity check failed. {} errors found.\n{}",
-            problems.len(),
-            problems.join("\n")
-        ));
+    if let Some(e) = rusted_bbolt::read::integrity_error(&problems) {
+        return Err(e);
     }
     Ok(DbStatus { hash, revision, total_key, total_size: r.size() })
 }

@@ -34,13 +34,13 @@ use rusted_proto::mvccpb;
 
 /// etcd's leasepb.Lease.
 #[derive(Clone, PartialEq, Message)]
-struct LeasePb {
+pub(crate) struct LeasePb {
     #[prost(int64, tag = "1")]
-    id: i64,
+    pub id: i64,
     #[prost(int64, tag = "2")]
-    ttl: i64,
+    pub ttl: i64,
     #[prost(int64, tag = "3")]
-    remaining_ttl: i64,
+    pub remaining_ttl: i64,
 }
 
 /// A revision as etcd's `key` bucket spells it (rusted-mvcc's key encoding is etcd's).

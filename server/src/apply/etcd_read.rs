@@ -15,6 +15,7 @@ use rusted_mvcc::lease::LeaseRecord;
 use rusted_mvcc::{KeyValue, Revision};
 
 use crate::apply::alarm::Alarms;
+use crate::apply::etcd_backend::LeasePb;
 use crate::auth::store::State as AuthState;
 use rusted_proto::authpb::{Role, User};
 use rusted_proto::etcdserverpb::AlarmMember;
@@ -29,17 +30,6 @@ pub struct Backend {
     pub auth: AuthState,
     /// Raised alarms.
     pub alarms: Alarms,
-}
-
-/// etcd's leasepb.Lease.
-#[derive(Clone, PartialEq, Message)]
-struct LeasePb {
-    #[prost(int64, tag = "1")]
-    id: i64,
-    #[prost(int64, tag = "2")]
-    ttl: i64,
-    #[prost(int64, tag = "3")]
-    remaining_ttl: i64,
 }
 
 fn be_u64(b: &[u8]) -> Option<u64> {
@@ -66,12 +56,8 @@ pub fn read(path: &Path) -> Result<Backend, String> {
             }
         })
         .map_err(|e| e.to_string())?;
-    if !problems.is_empty() {
-        return Err(format!(
-            "snapshot file integrity check failed. {} errors found.\n{}",
-            problems.len(),
-            problems.join("\n")
-        ));
+    if let Some(e) = rusted_bbolt::read::integrity_error(&problems) {
+        return Err(e);
     }
     if let Some(e) = first_error {
         return Err(e);

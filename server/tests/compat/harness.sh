@@ -76,6 +76,34 @@ wait_healthy() {
         sleep 0.2
     done
 }
+# next_ip IP N: the address N after IP.
+next_ip() { echo "${1%.*}.$((${1##*.} + $2))"; }
+# member BIN TAG NAME IP STATE CLUSTER [FLAGS...]: one member of a several-member cluster in the
+# background (client port 2379, peer 2380 on IP; data in $WORK/TAG/NAME, log $WORK/TAG-NAME.log,
+# cluster token the script's NAME); its pid in MEMBER_PID[NAME] and PIDS. Not from inside
+# `step` (a subshell): the pid would be lost.
+declare -A MEMBER_PID
+member() {
+    local bin=$1 tag=$2 name=$3 ip=$4 state=$5 cluster=$6
+    shift 6
+    "$bin" --name "$name" --data-dir "$WORK/$tag/$name" \
+        --listen-client-urls "http://$ip:2379" --advertise-client-urls "http://$ip:2379" \
+        --listen-peer-urls "http://$ip:2380" --initial-advertise-peer-urls "http://$ip:2380" \
+        --initial-cluster "$cluster" --initial-cluster-state "$state" \
+        --initial-cluster-token "$NAME" "$@" >>"$WORK/$tag-$name.log" 2>&1 &
+    MEMBER_PID[$name]=$!
+    PIDS+=($!)
+}
+# wait_endpoints ENDPOINTS [FLAGS...]: until every endpoint is healthy (30 s at most); FLAGS go
+# to the client (credentials).
+wait_endpoints() {
+    local eps=$1 t0=$SECONDS
+    shift
+    until ctl "$@" --endpoints "$eps" endpoint health >/dev/null 2>&1; do
+        [ $((SECONDS - t0)) -lt 30 ] || { echo "not healthy in 30 s: $eps"; return 1; }
+        sleep 0.2
+    done
+}
 # step NAME CMD...: runs a command, prints its output and exit status
 step() {
     local name=$1; shift

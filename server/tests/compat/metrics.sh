@@ -16,26 +16,6 @@ README=${README:-$HERE/../../../README.md}
 PROMETHEUS_BIN=${PROMETHEUS_BIN:-prometheus}
 command -v "$PROMETHEUS_BIN" >/dev/null 2>&1 || die "prometheus not found (.ci/run installs Debian's)"
 
-next_ip() { echo "${1%.*}.$((${1##*.} + $2))"; }
-declare -A MEMBER_PID
-member() { # BIN TAG NAME IP CLUSTER
-    local bin=$1 tag=$2 name=$3 ip=$4 cluster=$5
-    "$bin" --name "$name" --data-dir "$WORK/$tag/$name" \
-        --listen-client-urls "http://$ip:2379" --advertise-client-urls "http://$ip:2379" \
-        --listen-peer-urls "http://$ip:2380" --initial-advertise-peer-urls "http://$ip:2380" \
-        --initial-cluster "$cluster" --initial-cluster-state new --metrics extensive \
-        --initial-cluster-token metrics >>"$WORK/$tag-$name.log" 2>&1 &
-    MEMBER_PID[$name]=$!
-    PIDS+=($!)
-}
-wait_endpoints() {
-    local t0=$SECONDS
-    until ctl --endpoints "$1" endpoint health >/dev/null 2>&1; do
-        [ $((SECONDS - t0)) -lt 30 ] || { echo "not healthy in 30 s: $1"; return 1; }
-        sleep 0.2
-    done
-}
-
 # scenario BIN IP1 TAG: leaves $WORK/TAG-m{1,2,3}.prom
 scenario() {
     local bin=$1 ip1=$2 tag=$3
@@ -44,7 +24,9 @@ scenario() {
     local cluster="m1=http://$ip1:2380,m2=http://$ip2:2380,m3=http://$ip3:2380"
     local all="$ip1:2379,$ip2:2379,$ip3:2379"
     mkdir -p "$WORK/$tag"
-    for i in 1 2 3; do member "$bin" "$tag" "m$i" "$(next_ip "$ip1" $((i - 1)))" "$cluster"; done
+    for i in 1 2 3; do
+        member "$bin" "$tag" "m$i" "$(next_ip "$ip1" $((i - 1)))" new "$cluster" --metrics extensive
+    done
     wait_endpoints "$all" || return 1
     prometheus_start "$ip1" "$tag" "$ip1:2379" "$ip2:2379" "$ip3:2379" || return 1
     ctl --endpoints "$ip1:2379" watch w --prefix >/dev/null 2>&1 &
@@ -61,7 +43,7 @@ scenario() {
     wait "${MEMBER_PID[m3]}" 2>/dev/null
     # m3 may have led: the first puts may wait out an election (and time out).
     for i in $(seq 31 40); do ctl --endpoints "$ip1:2379" put "w$i" "v$i" >/dev/null 2>&1; done
-    member "$bin" "$tag" m3 "$ip3" "$cluster"
+    member "$bin" "$tag" m3 "$ip3" new "$cluster" --metrics extensive
     wait_endpoints "$ip3:2379" || return 1
     local rev
     rev=$(ctl --endpoints "$ip1:2379" endpoint status -w json | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)[0]["Status"]["header"]["revision"])')

@@ -12,7 +12,6 @@ ADDRS="127.0.0.117 127.0.0.119"
 source "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
 [ -x "${RUSTEDCTL_BIN:-}" ] || die "RUSTEDCTL_BIN is not an executable file"
 
-next_ip() { echo "${1%.*}.$((${1##*.} + $2))"; }
 single() { # BIN TAG IP: a one-member cluster in the background
     local bin=$1 tag=$2 ip=$3
     "$bin" --name "$tag" --data-dir "$WORK/$tag" \

@@ -10,26 +10,6 @@ NAME=recover
 ADDRS="127.0.0.111 127.0.0.114"
 source "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
 
-next_ip() { echo "${1%.*}.$((${1##*.} + $2))"; }
-declare -A MEMBER_PID
-member() { # BIN TAG NAME IP STATE CLUSTER [FLAGS...]
-    local bin=$1 tag=$2 name=$3 ip=$4 state=$5 cluster=$6
-    shift 6
-    "$bin" --name "$name" --data-dir "$WORK/$tag/$name" \
-        --listen-client-urls "http://$ip:2379" --advertise-client-urls "http://$ip:2379" \
-        --listen-peer-urls "http://$ip:2380" --initial-advertise-peer-urls "http://$ip:2380" \
-        --initial-cluster "$cluster" --initial-cluster-state "$state" \
-        --initial-cluster-token recover "$@" >>"$WORK/$tag-$name.log" 2>&1 &
-    MEMBER_PID[$name]=$!
-    PIDS+=($!)
-}
-wait_endpoints() {
-    local t0=$SECONDS
-    until ctl --endpoints "$1" endpoint health >/dev/null 2>&1; do
-        [ $((SECONDS - t0)) -lt 30 ] || { echo "not healthy in 30 s: $1"; return 1; }
-        sleep 0.2
-    done
-}
 members() { ctl --endpoints "$1" member list | cut -d, -f2- | sort; }
 # A member's keys once it has caught up with `want` of them (serializable reads: its own).
 keys_on() { # ENDPOINT WANT

@@ -10,28 +10,6 @@ NAME=replace
 ADDRS="127.0.0.81 127.0.0.84"
 source "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
 
-# The member's three addresses from the first.
-next_ip() { echo "${1%.*}.$((${1##*.} + $2))"; }
-
-declare -A MEMBER_PID
-# member BIN TAG NAME IP STATE CLUSTER: starts one member in the background
-member() {
-    local bin=$1 tag=$2 name=$3 ip=$4 state=$5 cluster=$6
-    "$bin" --name "$name" --data-dir "$WORK/$tag/$name" \
-        --listen-client-urls "http://$ip:2379" --advertise-client-urls "http://$ip:2379" \
-        --listen-peer-urls "http://$ip:2380" --initial-advertise-peer-urls "http://$ip:2380" \
-        --initial-cluster "$cluster" --initial-cluster-state "$state" \
-        --initial-cluster-token replace >>"$WORK/$tag-$name.log" 2>&1 &
-    MEMBER_PID[$name]=$!
-    PIDS+=($!)
-}
-wait_endpoints() { # ENDPOINTS
-    local t0=$SECONDS
-    until ctl --endpoints "$1" endpoint health >/dev/null 2>&1; do
-        [ $((SECONDS - t0)) -lt 30 ] || { echo "not healthy in 30 s: $1"; return 1; }
-        sleep 0.2
-    done
-}
 # The member list without IDs (they differ per server and run), sorted by name.
 members() { ctl --endpoints "$1" member list | cut -d, -f2- | sort; }
 

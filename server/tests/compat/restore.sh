@@ -17,24 +17,8 @@ ADDRS="127.0.0.101 127.0.0.105"
 source "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
 [ -x "${RUSTEDCTL_BIN:-}" ] || die "RUSTEDCTL_BIN is not an executable file"
 
-next_ip() { echo "${1%.*}.$((${1##*.} + $2))"; }
 AUTH=(--user root:rootpw)
 
-member() { # BIN TAG NAME IP CLUSTER
-    local bin=$1 tag=$2 name=$3 ip=$4 cluster=$5
-    "$bin" --name "$name" --data-dir "$WORK/$tag-$name" \
-        --listen-client-urls "http://$ip:2379" --advertise-client-urls "http://$ip:2379" \
-        --listen-peer-urls "http://$ip:2380" --initial-advertise-peer-urls "http://$ip:2380" \
-        --initial-cluster "$cluster" --initial-cluster-token restored >>"$WORK/$tag-$name.log" 2>&1 &
-    PIDS+=($!)
-}
-wait_endpoints() {
-    local t0=$SECONDS
-    until ctl "${AUTH[@]}" --endpoints "$1" endpoint health >/dev/null 2>&1; do
-        [ $((SECONDS - t0)) -lt 30 ] || { echo "not healthy in 30 s: $1"; return 1; }
-        sleep 0.2
-    done
-}
 # Every key with its revisions, as JSON without the header, one line per key (a step shows
 # 20 lines).
 dump() {
@@ -91,12 +75,12 @@ scenarios() {
     done
     for i in 1 2 3; do
         step "restore m$i" restore_cmd "$other_tool" "$WORK/$tag.db" --name "m$i" \
-            --initial-cluster "$cluster" --initial-cluster-token restored \
-            --initial-advertise-peer-urls "http://${ips[i - 1]}:2380" --data-dir "$WORK/$tag-m$i"
+            --initial-cluster "$cluster" --initial-cluster-token "$NAME" \
+            --initial-advertise-peer-urls "http://${ips[i - 1]}:2380" --data-dir "$WORK/$tag/m$i"
     done
-    for i in 1 2 3; do member "$other_bin" "$tag" "m$i" "${ips[i - 1]}" "$cluster"; done
+    for i in 1 2 3; do member "$other_bin" "$tag" "m$i" "${ips[i - 1]}" new "$cluster"; done
     local all="${ips[0]}:2379,${ips[1]}:2379,${ips[2]}:2379"
-    wait_endpoints "$all" || return 1
+    wait_endpoints "$all" "${AUTH[@]}" || return 1
     step "restored keys" dump "${ips[1]}:2379"
     step "member list" sh -c "ETCDCTL_API=3 '$ETCDCTL_BIN' --user root:rootpw --endpoints ${ips[0]}:2379 member list | cut -d, -f2- | sort"
     step "leases" leases "${ips[0]}:2379"
