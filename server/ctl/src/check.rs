@@ -158,14 +158,7 @@ pub async fn run(ctl: &Ctl, cmd: &CheckCommand) -> CtlResult {
         next = next.max(tokio::time::Instant::now());
         tokio::time::sleep_until(next).await;
         next += every;
-        let mut key = vec![0u8; 256];
-        put_varint(&mut key, (xorshift(&mut rng) >> 1) as i64);
-        let req = pb::PutRequest {
-            key: [prefix.as_slice(), &key].concat(),
-            value: value.clone(),
-            ..Default::default()
-        };
-        if tx.send(req).await.is_err() {
+        if tx.send(random_put(&mut rng, &prefix, 256, &value)).await.is_err() {
             break;
         }
     }
@@ -283,6 +276,19 @@ fn async_channel(n: usize) -> (tokio::sync::mpsc::Sender<pb::PutRequest>, Rx) {
     (tx, Arc::new(Mutex::new(rx)))
 }
 
+/// A put of `value` under `prefix` and a random key of `key_len` bytes (etcdctl's: a varint of
+/// a random number, zero-padded).
+pub(crate) fn random_put(
+    rng: &mut u64,
+    prefix: &[u8],
+    key_len: usize,
+    value: &[u8],
+) -> pb::PutRequest {
+    let mut key = vec![0u8; key_len];
+    put_varint(&mut key, (xorshift(rng) >> 1) as i64);
+    pb::PutRequest { key: [prefix, &key].concat(), value: value.to_vec(), ..Default::default() }
+}
+
 pub(crate) fn seed() -> u64 {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -290,7 +296,7 @@ pub(crate) fn seed() -> u64 {
     t | 1
 }
 
-pub(crate) fn xorshift(s: &mut u64) -> u64 {
+fn xorshift(s: &mut u64) -> u64 {
     *s ^= *s << 13;
     *s ^= *s >> 7;
     *s ^= *s << 17;
@@ -298,7 +304,7 @@ pub(crate) fn xorshift(s: &mut u64) -> u64 {
 }
 
 /// Go's binary.PutVarint: zig-zag, then 7 bits per byte, low first.
-pub(crate) fn put_varint(buf: &mut [u8], v: i64) {
+fn put_varint(buf: &mut [u8], v: i64) {
     let mut u = ((v << 1) ^ (v >> 63)) as u64;
     let mut i = 0;
     while u >= 0x80 && i < buf.len() {

@@ -10,7 +10,7 @@ use clap::Args;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Mutex;
 
-use super::check::{put_varint, seed, xorshift};
+use super::check::{random_put, seed};
 use super::print::go_quote;
 use super::{Ctl, CtlError, CtlResult};
 use rusted_proto::etcdserverpb as pb;
@@ -175,14 +175,7 @@ pub async fn run(ctl: &Ctl, a: &DatascaleArgs) -> CtlResult {
     let mut rng = seed();
     let value = vec![0u8; kv_size / 2];
     for _ in 0..limit {
-        let mut key = vec![0u8; kv_size / 2];
-        put_varint(&mut key, (xorshift(&mut rng) >> 1) as i64);
-        let req = pb::PutRequest {
-            key: [prefix.as_slice(), &key].concat(),
-            value: value.clone(),
-            ..Default::default()
-        };
-        if tx.send(req).await.is_err() {
+        if tx.send(random_put(&mut rng, &prefix, kv_size / 2, &value)).await.is_err() {
             break;
         }
     }

@@ -1,0 +1,289 @@
+#!/usr/bin/env python3
+"""A soak of a 3-member rusted cluster (issue 25): for DURATION seconds a mixed load runs —
+puts, txns, deletes and ranges from several writers, watchers following the writers' prefixes,
+leases granted, kept alive and left to expire, compactions, defrags and member restarts — and
+at the end it reports errors by kind, each member's RSS and open fds over time (after the
+warm-up), db size against what is in use, and watch events lost: each watcher must have seen
+the revision of every write acknowledged under its prefix.
+
+    RUSTED_BIN=target/release/rusted DURATION=3600 python3 benches/soak.py
+
+Env: RUSTED_BIN (required), DURATION=3600 (s), WRITERS=3, IP=127.0.0.141 (members on IP, +1,
++2), OUT (also write the report there). Needs python's etcd3 (`.ci/run` makes a venv with it).
+Not part of the default test suite. Exit status 1 when a watch event was lost, or a member's
+memory grew by more than GROWTH_LIMIT (default 1.5×) from the end of warm-up to the end.
+"""
+import collections
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import etcd3
+
+DURATION = float(os.environ.get("DURATION", "3600"))
+WRITERS = int(os.environ.get("WRITERS", "3"))
+BIN = os.environ["RUSTED_BIN"]
+IP = os.environ.get("IP", "127.0.0.141")
+GROWTH_LIMIT = float(os.environ.get("GROWTH_LIMIT", "1.5"))
+WARMUP = min(300.0, DURATION / 5)
+IPS = [IP.rsplit(".", 1)[0] + "." + str(int(IP.rsplit(".", 1)[1]) + i) for i in range(3)]
+CLUSTER = ",".join("m%d=http://%s:2380" % (i + 1, ip) for i, ip in enumerate(IPS))
+
+work = tempfile.mkdtemp(prefix="rusted-soak.")
+stop = threading.Event()
+lock = threading.Lock()
+errors = collections.Counter()
+ops = collections.Counter()
+procs = {}
+samples = collections.defaultdict(list)  # member -> [(t, rss_kb, fds, db, in_use)]
+acked = collections.defaultdict(set)  # writer prefix -> revisions of acknowledged writes
+seen = collections.defaultdict(set)  # writer prefix -> revisions its watcher saw
+t_start = time.time()
+
+
+def start_member(i):
+    name = "m%d" % (i + 1)
+    ip = IPS[i]
+    log = open(os.path.join(work, name + ".log"), "ab")
+    procs[i] = subprocess.Popen(
+        [BIN, "--name", name, "--data-dir", os.path.join(work, name),
+         "--listen-client-urls", "http://%s:2379" % ip, "--advertise-client-urls", "http://%s:2379" % ip,
+         "--listen-peer-urls", "http://%s:2380" % ip, "--initial-advertise-peer-urls", "http://%s:2380" % ip,
+         "--initial-cluster", CLUSTER, "--initial-cluster-token", "soak", "--quota-backend-bytes", str(8 << 30)],
+        stdout=subprocess.DEVNULL, stderr=log)
+
+
+def error(kind, e):
+    msg = str(e).split("\n")[0][:80] or type(e).__name__
+    with lock:
+        errors["%s: %s: %s" % (kind, type(e).__name__, msg)] += 1
+
+
+def client(i):
+    return etcd3.client(host=IPS[i % 3], port=2379, timeout=10)
+
+
+def writer(w):
+    prefix = "soak/w%d/" % w
+    c, m = client(w), w
+    n = 0
+    while not stop.is_set():
+        n += 1
+        key = prefix + "k%d" % (n % 2000)
+        try:
+            r = random.random()
+            if r < 0.7:
+                resp = c.put(key, os.urandom(random.randint(50, 1000)))
+                rev = resp.header.revision
+            elif r < 0.85:
+                ok, resp = c.transaction(
+                    compare=[c.transactions.version(key) >= 0],
+                    success=[c.transactions.put(key, b"txn"), c.transactions.put(key + "/t", b"x")],
+                    failure=[])
+                rev = resp.header.revision
+            elif r < 0.95:
+                deleted = c.delete(key, return_response=True)
+                rev = deleted.header.revision if deleted.deleted else None
+            else:
+                c.get_prefix(prefix, keys_only=True)
+                rev = None
+                with lock:
+                    ops["range"] += 1
+            if rev is not None:
+                with lock:
+                    acked[prefix].add(rev)
+                    ops["write"] += 1
+        except Exception as e:  # a member restarting, a leader change: counted, then go on
+            error("write", e)
+            m += 1
+            c = client(m)
+            time.sleep(0.2)
+
+
+def watcher(w):
+    """Follows writer w's prefix from revision 1, reconnecting from the next revision."""
+    prefix = "soak/w%d/" % w
+    nxt, m = 1, w
+    while not stop.is_set():
+        c = client(m)
+        try:
+            events, cancel = c.watch_prefix(prefix, start_revision=nxt)
+            timer = threading.Timer(max(0.0, t_start + DURATION + 30 - time.time()), cancel)
+            timer.start()
+            for ev in events:
+                rev = ev.mod_revision
+                with lock:
+                    seen[prefix].add(rev)
+                nxt = max(nxt, rev + 1)
+                if stop.is_set() and time.time() > t_start + DURATION + 20:
+                    break
+            timer.cancel()
+        except Exception as e:
+            error("watch", e)
+        m += 1
+        time.sleep(0.5)
+
+
+def leases():
+    c, m = client(0), 0
+    kept = []
+    while not stop.is_set():
+        try:
+            lease = c.lease(random.randint(3, 8))
+            c.put("soak/lease/%d" % lease.id, b"x", lease=lease)
+            with lock:
+                ops["lease"] += 1
+            if random.random() < 0.3:
+                kept.append(lease)
+            for l in kept[-20:]:
+                l.refresh()
+            kept = kept[-20:]
+        except Exception as e:
+            error("lease", e)
+            m += 1
+            c = client(m)
+        time.sleep(0.05)
+
+
+def maintenance():
+    m = 0
+    last_compact = last_defrag = last_restart = time.time()
+    while not stop.wait(1.0):
+        now = time.time()
+        c = client(m)
+        try:
+            if now - last_compact > 30:
+                rev = c.get_response("soak/none").header.revision
+                # Keep the last 20,000 revisions: watchers reconnecting after a restart resume
+                # within them.
+                if rev and rev > 20000:
+                    c.compact(rev - 20000)
+                    ops["compact"] += 1
+                last_compact = now
+            if now - last_defrag > 120:
+                client(random.randrange(3)).defragment()
+                ops["defrag"] += 1
+                last_defrag = now
+            if now - last_restart > 300 and now < t_start + DURATION - 60:
+                i = random.randrange(3)
+                procs[i].send_signal(signal.SIGTERM)
+                procs[i].wait(timeout=30)
+                time.sleep(2)
+                start_member(i)
+                ops["restart"] += 1
+                last_restart = now
+        except Exception as e:
+            error("maintenance", e)
+            m += 1
+
+
+def kb(pid, field):
+    try:
+        for line in open("/proc/%d/status" % pid):
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def monitor():
+    while not stop.wait(10.0):
+        for i in range(3):
+            p = procs[i]
+            try:
+                fds = len(os.listdir("/proc/%d/fd" % p.pid))
+                st = client(i).status()
+                samples[i].append((time.time() - t_start, kb(p.pid, "VmRSS"), kb(p.pid, "RssAnon"),
+                                   fds, st.db_size))
+            except Exception as e:
+                error("monitor", e)
+
+
+def main():
+    for i in range(3):
+        start_member(i)
+    deadline = time.time() + 30
+    while True:
+        try:
+            client(0).put("soak/ready", b"1")
+            break
+        except Exception:
+            if time.time() > deadline:
+                sys.exit("cluster not ready in 30 s")
+            time.sleep(0.5)
+    threads = [threading.Thread(target=f, args=a, daemon=True) for f, a in
+               [(writer, (w,)) for w in range(WRITERS)] + [(watcher, (w,)) for w in range(WRITERS)]
+               + [(leases, ()), (maintenance, ()), (monitor, ())]]
+    for t in threads:
+        t.start()
+    time.sleep(DURATION)
+    stop.set()
+    # Watchers drain what was written until now.
+    time.sleep(15)
+    report()
+
+
+def report():
+    lines = []
+    out = lines.append
+    out("# soak: %d s, %d writers, %s (commit %s)" % (
+        DURATION, WRITERS, time.strftime("%Y-%m-%d"),
+        subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()))
+    out("")
+    out("operations: " + ", ".join("%s %d" % kv for kv in sorted(ops.items())))
+    out("errors by kind (%d):" % sum(errors.values()))
+    for k, v in errors.most_common():
+        out("  %6d  %s" % (v, k))
+    lost_total = 0
+    for prefix in sorted(acked):
+        lost = acked[prefix] - seen[prefix]
+        lost_total += len(lost)
+        out("watch %s: %d acknowledged writes, %d seen, %d lost%s" % (
+            prefix, len(acked[prefix]), len(acked[prefix] & seen[prefix]), len(lost),
+            (" (first: %s)" % sorted(lost)[:5]) if lost else ""))
+    out("")
+    live = 0
+    try:
+        for value, meta in client(0).get_prefix("soak/"):
+            live += len(meta.key) + len(value)
+    except Exception as e:
+        error("report", e)
+    out("live data at the end (keys and values): %.1f MB" % (live / 1048576))
+    out("")
+    out("| member | RSS after warm-up | RSS at end | max RSS | anon after warm-up → end | fds after warm-up → end | db size at end |")
+    out("|---|---|---|---|---|---|---|")
+    grew = False
+    for i in range(3):
+        s = [x for x in samples[i] if x[0] >= WARMUP] or samples[i]
+        if not s:
+            continue
+        first, last = s[0], s[-1]
+        mx = max(x[1] for x in s)
+        if last[2] > first[2] * GROWTH_LIMIT:
+            grew = True
+        out("| m%d | %d MB | %d MB | %d MB | %d → %d MB | %d → %d | %.1f MB |" % (
+            i + 1, first[1] // 1024, last[1] // 1024, mx // 1024, first[2] // 1024, last[2] // 1024,
+            first[3], last[3], last[4] / 1048576))
+    text = "\n".join(lines)
+    print(text)
+    if os.environ.get("OUT"):
+        open(os.environ["OUT"], "w").write(text + "\n")
+    for p in procs.values():
+        p.send_signal(signal.SIGTERM)
+    for p in procs.values():
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    subprocess.run(["rm", "-rf", work])
+    sys.exit(1 if lost_total or grew else 0)
+
+
+if __name__ == "__main__":
+    main()
