@@ -43,6 +43,7 @@ mod node;
 mod replica;
 mod shared;
 pub mod sim;
+mod snapshot;
 pub mod status;
 pub mod storage;
 pub mod transport;

@@ -21,8 +21,9 @@ use crate::config::{
 use crate::error::{ReplicationError, Result};
 use crate::machine::StateMachine;
 use crate::membership::{member_id, ClusterRecord, Member};
-use crate::node::{snapshot_loop, Input, LoopChannels, RaftLoop};
+use crate::node::{Input, LoopChannels, RaftLoop};
 use crate::shared::{encode_ctx, Shared, Waiter, KIND_MEMBER_UPDATE, KIND_PROPOSAL};
+use crate::snapshot::snapshot_loop;
 use crate::storage::LogStore;
 use crate::transport::{Inbox, Mailbox, Transport};
 

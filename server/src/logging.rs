@@ -166,15 +166,19 @@ impl LogFile {
 /// A backup's time in its name, as lumberjack writes it: `2006-01-02T15-04-05.000` (UTC).
 /// Names sort as their times do.
 fn backup_stamp(t: time::OffsetDateTime) -> String {
+    format!("{}.{:03}", date_time(t, '-'), t.millisecond())
+}
+
+/// `2006-01-02T15?04?05` with `sep` between the time's fields (UTC).
+fn date_time(t: time::OffsetDateTime, sep: char) -> String {
     format!(
-        "{:04}-{:02}-{:02}T{:02}-{:02}-{:02}.{:03}",
+        "{:04}-{:02}-{:02}T{:02}{sep}{:02}{sep}{:02}",
         t.year(),
         t.month() as u8,
         t.day(),
         t.hour(),
         t.minute(),
-        t.second(),
-        t.millisecond()
+        t.second()
     )
 }
 
@@ -270,16 +274,7 @@ fn short_caller(file: &str, line: Option<u32>) -> String {
 
 /// The time as etcd writes it: `2006-01-02T15:04:05.000000Z`.
 fn timestamp(t: time::OffsetDateTime) -> String {
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.year(),
-        t.month() as u8,
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.microsecond()
-    )
+    format!("{}.{:06}Z", date_time(t, ':'), t.microsecond())
 }
 
 /// An event's message and fields as JSON values, in the order they were given.

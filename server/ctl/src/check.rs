@@ -85,31 +85,9 @@ pub async fn run(ctl: &Ctl, cmd: &CheckCommand) -> CtlResult {
             code: super::EXIT_BAD_FEATURE,
         });
     };
-    let mut clients = Vec::with_capacity(cfg.clients);
-    for _ in 0..cfg.clients {
-        clients.push(KvClient::new(ctl.dial().await?));
-    }
+    let mut clients =
+        open_clients(ctl, cfg.clients, &a.prefix, Duration::from_secs(cfg.duration)).await?;
     let prefix = a.prefix.as_bytes().to_vec();
-    let range = pb::RangeRequest {
-        key: prefix.clone(),
-        range_end: prefix_end(&prefix),
-        limit: 1,
-        ..Default::default()
-    };
-    let found = tokio::time::timeout(Duration::from_secs(cfg.duration), clients[0].range(range))
-        .await
-        .map_err(|_| CtlError::failed("context deadline exceeded"))??
-        .into_inner();
-    if !found.kvs.is_empty() {
-        return Err(CtlError {
-            message: format!(
-                "prefix {} has keys. Delete with etcdctl del --prefix {} first",
-                go_quote(&a.prefix),
-                a.prefix
-            ),
-            code: super::EXIT_INVALID_INPUT,
-        });
-    }
 
     let bar = indicatif::ProgressBar::with_draw_target(
         Some(cfg.duration),
@@ -180,6 +158,38 @@ pub async fn run(ctl: &Ctl, cmd: &CheckCommand) -> CtlResult {
         println!("FAIL");
         Err(CtlError::silent(super::EXIT_ERROR))
     }
+}
+
+/// `n` connections for a check's load, once the check's `prefix` is found empty (etcdctl's
+/// refusal otherwise).
+pub(crate) async fn open_clients(
+    ctl: &Ctl,
+    n: usize,
+    prefix: &str,
+    timeout: Duration,
+) -> CtlResult<Vec<KvClient<super::Conn>>> {
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        clients.push(KvClient::new(ctl.dial().await?));
+    }
+    let key = prefix.as_bytes().to_vec();
+    let range =
+        pb::RangeRequest { range_end: prefix_end(&key), key, limit: 1, ..Default::default() };
+    let found = tokio::time::timeout(timeout, clients[0].range(range))
+        .await
+        .map_err(|_| CtlError::failed("context deadline exceeded"))??
+        .into_inner();
+    if !found.kvs.is_empty() {
+        return Err(CtlError {
+            message: format!(
+                "prefix {} has keys. Delete with etcdctl del --prefix {} first",
+                go_quote(prefix),
+                prefix
+            ),
+            code: super::EXIT_INVALID_INPUT,
+        });
+    }
+    Ok(clients)
 }
 
 /// Deletes the check's keys, then (when asked) compacts at the deletion's revision and

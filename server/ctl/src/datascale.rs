@@ -11,11 +11,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Mutex;
 
 use super::check::{random_put, seed};
-use super::print::go_quote;
 use super::{Ctl, CtlError, CtlResult};
 use rusted_proto::etcdserverpb as pb;
-use rusted_proto::etcdserverpb::kv_client::KvClient;
-use rusted_proto::keys::prefix_end;
 
 /// `check datascale`.
 #[derive(Debug, Args)]
@@ -120,28 +117,9 @@ pub async fn run(ctl: &Ctl, a: &DatascaleArgs) -> CtlResult {
             code: super::EXIT_BAD_FEATURE,
         });
     };
-    let mut clients = Vec::with_capacity(nclients);
-    for _ in 0..nclients {
-        clients.push(KvClient::new(ctl.dial().await?));
-    }
+    let mut clients =
+        super::check::open_clients(ctl, nclients, &a.prefix, ctl.command_timeout()).await?;
     let prefix = a.prefix.as_bytes().to_vec();
-    let range = pb::RangeRequest {
-        key: prefix.clone(),
-        range_end: prefix_end(&prefix),
-        limit: 1,
-        ..Default::default()
-    };
-    let found = clients[0].range(range).await?.into_inner();
-    if !found.kvs.is_empty() {
-        return Err(CtlError {
-            message: format!(
-                "prefix {} has keys. Delete with etcdctl del --prefix {} first",
-                go_quote(&a.prefix),
-                a.prefix
-            ),
-            code: super::EXIT_INVALID_INPUT,
-        });
-    }
     let endpoint = ctl.endpoints.first().cloned().unwrap_or_default();
     let before = resident_memory(ctl, &endpoint).await;
     if before == 0.0 {
