@@ -35,6 +35,8 @@ mod error;
 pub mod frame;
 pub mod fuzz_harness;
 mod io;
+mod options;
+mod prealloc;
 pub mod record;
 mod recovery;
 pub mod segment;
@@ -46,11 +48,12 @@ mod writer;
 pub use durable::Durable;
 pub use error::{Result, WalError};
 pub use io::{make_backend, FaultPlan, FaultyBackend, IoBackend, IoMode, PwriteBackend, SyncStyle};
+pub use options::{
+    BackendFactory, PreallocHook, StatsSnapshot, SyncObserver, WalOptions, DEFAULT_MAX_FILES,
+    DEFAULT_MAX_RECORD_BYTES, DEFAULT_SEGMENT_SIZE, MAX_SEGMENT_SIZE,
+};
 pub use record::{Entry, HardState, Record, SnapshotMarker};
 pub use recovery::RecoveryReport;
 pub use segment::Prealloc;
 pub use sys::UringBackend;
-pub use wal::{
-    BackendFactory, Inspection, StatsSnapshot, SyncObserver, Wal, WalOptions, DEFAULT_MAX_FILES,
-    DEFAULT_MAX_RECORD_BYTES, DEFAULT_SEGMENT_SIZE, MAX_SEGMENT_SIZE,
-};
+pub use wal::{Inspection, Wal};

@@ -66,15 +66,22 @@ impl Span {
         }
     }
 
-    /// Applies a snapshot marker: when it covers every live entry, the log restarts after it.
-    /// Returns true when the live entries were dropped.
-    pub fn snapshot(&mut self, index: u64) -> bool {
+    /// Applies a snapshot marker: the entries it covers are no longer live (raft compacted
+    /// them; their frames stay in their segment until it is released). When it covers every
+    /// live entry, the log restarts after it. Returns how many live entries were dropped from
+    /// the front.
+    pub fn snapshot(&mut self, index: u64) -> u64 {
+        let live = self.next - self.first;
         if index >= self.last() {
             self.first = index + 1;
             self.next = index + 1;
-            true
+            live
+        } else if self.first != 0 && index >= self.first {
+            let dropped = index + 1 - self.first;
+            self.first = index + 1;
+            dropped
         } else {
-            false
+            0
         }
     }
 
@@ -82,6 +89,9 @@ impl Span {
         WalError::IndexGap { index, first: self.first, last: self.last() }
     }
 }
+
+/// Locations kept allocated however few entries are live.
+const MIN_LOCS: usize = 1024;
 
 /// Where one live entry's frame sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +146,8 @@ pub struct LogView {
     pub metadata: Option<Vec<u8>>,
     /// Set while replaying the oldest surviving segment: what preceded it was released, so an
     /// entry or truncation below the first live index (a conflict that rewrote released
-    /// entries) restarts the live range instead of being a gap.
+    /// entries), or an entry past an empty live range, restarts the live range instead of
+    /// being a gap.
     pub floating: bool,
 }
 
@@ -146,7 +157,13 @@ impl LogView {
     pub fn apply(&mut self, op: Op) -> Result<()> {
         match op {
             Op::Entry { index, loc } => {
-                if self.floating && index != 0 && index < self.span.first {
+                // Released entries may also end above a snapshot marker that emptied the
+                // live range: the first entry after it then starts the range.
+                let empty = self.span.first == self.span.next;
+                if self.floating
+                    && index != 0
+                    && (index < self.span.first || (empty && index > self.span.next))
+                {
                     self.locs.clear();
                     self.span = Span { first: index, next: index };
                 }
@@ -166,8 +183,11 @@ impl LogView {
             }
             Op::HardState(hs) => self.hard_state = Some(hs),
             Op::Snapshot(s) => {
-                if self.span.snapshot(s.index) {
-                    self.locs.clear();
+                let dropped = self.span.snapshot(s.index) as usize;
+                self.locs.drain(..dropped.min(self.locs.len()));
+                // Memory follows the live entries, not the longest run between compactions.
+                if self.locs.capacity() > 4 * self.locs.len() + MIN_LOCS {
+                    self.locs.shrink_to(2 * self.locs.len() + MIN_LOCS);
                 }
                 self.snapshot = Some(s);
             }
@@ -239,5 +259,18 @@ mod tests {
         assert!(v.locs.is_empty());
         v.apply(Op::Entry { index: 11, loc: loc(3) }).unwrap();
         assert_eq!(v.span.last(), 11);
+        // A marker inside the live range drops the entries it covers, and only those.
+        for i in 12..=20 {
+            v.apply(Op::Entry { index: i, loc: loc(i) }).unwrap();
+        }
+        v.apply(Op::Snapshot(SnapshotMarker { index: 15, term: 3, conf_state: vec![] })).unwrap();
+        assert_eq!(v.span, Span { first: 16, next: 21 });
+        assert_eq!(v.loc(16).unwrap().term, 16);
+        assert_eq!(v.loc(15), None);
+        assert!(v.apply(Op::Entry { index: 15, loc: loc(4) }).is_err(), "below the marker");
+        // An older marker changes nothing.
+        v.apply(Op::Snapshot(SnapshotMarker { index: 12, term: 3, conf_state: vec![] })).unwrap();
+        assert_eq!(v.span, Span { first: 16, next: 21 });
+        assert_eq!(v.locs.len(), 5);
     }
 }

@@ -1,8 +1,9 @@
 //! The WAL handle: open, append, read, truncate, release.
 //!
-//! Long (about 900 lines) because it is one concept: the handle's operations all work on the
+//! Long (about 800 lines) because it is one concept: the handle's operations all work on the
 //! shared pending tail and its lock, and reading them side by side is how its use is checked;
-//! the frame, segment, record, recovery and writer code live in their own files.
+//! the options, frame, segment, record, recovery, writer and preallocator code live in their own
+//! files.
 //!
 //! Appending is encode-under-lock: an append validates its records against the pending tail of
 //! the log, encodes their frames into the open write group's chunk, and returns a [`Durable`]
@@ -17,132 +18,21 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use crate::durable::{Durable, Signal};
 use crate::error::{IoContext, Result, WalError};
 use crate::frame::{decode_frame, Frame};
-use crate::io::{make_backend, IoBackend, IoMode, SyncStyle};
+use crate::io::make_backend;
+use crate::options::{Stats, StatsSnapshot, WalOptions, MAX_SEGMENT_SIZE};
+use crate::prealloc::{AllocStatus, Allocator};
 use crate::record::{decode_payload, Decoded, Entry, HardState, Record, SnapshotMarker};
 use crate::recovery::{scan, RecoveryReport, ScanOptions, TailPos};
-use crate::segment::{sync_dir, Prealloc, SegmentFile, SegmentHeader, HEADER_LEN};
+use crate::segment::{sync_dir, SegmentFile, SegmentHeader, HEADER_LEN};
 use crate::view::{Loc, LogView, Op, Span};
-use crate::writer::{
-    create_first_segment, open_for_append, spawn_error, Allocator, Current, Writer,
-};
+use crate::writer::{create_first_segment, open_for_append, spawn_error, Current, Writer};
 
-/// Builds an I/O backend for the writer (tests wrap one to inject faults).
-pub type BackendFactory = Arc<dyn Fn() -> std::io::Result<Box<dyn IoBackend>> + Send + Sync>;
-
-/// Told how long each durable write group took (written and synced), for latency metrics.
-pub type SyncObserver = Arc<dyn Fn(Duration) + Send + Sync>;
-
-/// Default segment size, as etcd's (64 MiB).
-pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
-/// Default largest record payload.
-pub const DEFAULT_MAX_RECORD_BYTES: u32 = 32 << 20;
-/// Segments kept after release by default (etcd's `--max-wals` default).
-pub const DEFAULT_MAX_FILES: usize = 5;
-/// Largest segment size (frame `batch` offsets are 32-bit).
-pub const MAX_SEGMENT_SIZE: u64 = 1 << 31;
 /// Bytes of reads coalesced into one pread.
 const READ_SPAN: u64 = 4 << 20;
-
-/// How to open a log.
-#[derive(Clone)]
-pub struct WalOptions {
-    /// Segment size; a new segment is started when the next record would not fit.
-    pub segment_size: u64,
-    /// Largest record payload accepted (and read back).
-    pub max_record_bytes: u32,
-    /// Write backend.
-    pub io: IoMode,
-    /// Open segments with O_DIRECT (aligned 4 KiB writes, no page cache).
-    pub direct_io: bool,
-    /// How a group is made durable.
-    pub sync: SyncStyle,
-    /// How new segments get their space.
-    pub prealloc: Prealloc,
-    /// Truncate the log at damage instead of refusing to open.
-    pub repair: bool,
-    /// Segments kept even once released (etcd's `--max-wals`); 0 keeps every segment (and
-    /// its entries' index in memory). The live segment is always kept.
-    pub max_files: usize,
-    /// Appenders wait while this many bytes are pending (bounded memory).
-    pub max_pending_bytes: usize,
-    /// Overrides `io` with a custom backend (fault injection).
-    pub backend_factory: Option<BackendFactory>,
-    /// Called after each group is durable, with the time it took.
-    pub on_sync: Option<SyncObserver>,
-}
-
-impl std::fmt::Debug for WalOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WalOptions")
-            .field("segment_size", &self.segment_size)
-            .field("max_record_bytes", &self.max_record_bytes)
-            .field("io", &self.io)
-            .field("direct_io", &self.direct_io)
-            .field("sync", &self.sync)
-            .field("prealloc", &self.prealloc)
-            .field("repair", &self.repair)
-            .field("max_files", &self.max_files)
-            .field("max_pending_bytes", &self.max_pending_bytes)
-            .field("backend_factory", &self.backend_factory.is_some())
-            .field("on_sync", &self.on_sync.is_some())
-            .finish()
-    }
-}
-
-impl Default for WalOptions {
-    fn default() -> Self {
-        WalOptions {
-            segment_size: DEFAULT_SEGMENT_SIZE,
-            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
-            io: IoMode::Auto,
-            direct_io: true,
-            sync: SyncStyle::Dsync,
-            prealloc: Prealloc::ZeroFill,
-            repair: false,
-            max_files: DEFAULT_MAX_FILES,
-            max_pending_bytes: 64 << 20,
-            backend_factory: None,
-            on_sync: None,
-        }
-    }
-}
-
-/// Counters of the writer.
-#[derive(Debug, Default)]
-pub struct Stats {
-    groups: AtomicU64,
-    chunks: AtomicU64,
-    bytes: AtomicU64,
-    records: AtomicU64,
-    sync_nanos: AtomicU64,
-}
-
-/// A snapshot of [`Stats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StatsSnapshot {
-    /// Write groups completed (each ended with one fdatasync per segment it touched).
-    pub groups: u64,
-    /// Bytes written.
-    pub bytes: u64,
-    /// Records appended and made durable.
-    pub records: u64,
-    /// Total time spent writing and syncing groups.
-    pub write_sync_time: Duration,
-}
-
-impl Stats {
-    pub(crate) fn record_group(&self, chunks: usize, bytes: u64, took: Duration) {
-        self.groups.fetch_add(1, Ordering::Relaxed);
-        self.chunks.fetch_add(chunks as u64, Ordering::Relaxed);
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.sync_nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
-    }
-}
 
 /// One chunk of a write group: bytes for one segment.
 #[derive(Debug)]
@@ -213,6 +103,8 @@ pub(crate) struct Shared {
     pub stats: Stats,
     /// Highest segment sequence whose records are all published.
     published_seq: AtomicU64,
+    /// Whether the next segment can be preallocated (a full disk shows here first).
+    alloc: Arc<AllocStatus>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -260,7 +152,7 @@ impl Shared {
             }
         }
         self.published_seq.fetch_max(max_seq, Ordering::AcqRel);
-        self.stats.records.fetch_add(records, Ordering::Relaxed);
+        self.stats.add_records(records);
         self.signal.complete(group);
     }
 
@@ -387,6 +279,7 @@ impl Wal {
             signal: Arc::new(Signal::default()),
             stats: Stats::default(),
             published_seq: AtomicU64::new(tail.seg.seq),
+            alloc: Arc::new(AllocStatus::default()),
         });
         let writer = Writer {
             shared: shared.clone(),
@@ -397,7 +290,13 @@ impl Wal {
                 off: tail.offset,
                 tail_block: if direct { tail.tail_block } else { Vec::new() },
             },
-            allocator: Allocator::start(dir.clone(), opts.segment_size, opts.prealloc),
+            allocator: Allocator::start(
+                dir.clone(),
+                opts.segment_size,
+                opts.prealloc,
+                opts.prealloc_hook.clone(),
+                shared.alloc.clone(),
+            ),
             direct,
             scratch: Vec::new(),
         };
@@ -752,15 +651,15 @@ impl Wal {
         Ok(doomed.len())
     }
 
+    /// Why the next segment cannot be preallocated, while it cannot (a full disk): appends
+    /// still go into the current segment, and the log fails at the cut if this lasts.
+    pub fn space_error(&self) -> Option<String> {
+        self.shared.alloc.error().map(|e| e.to_string())
+    }
+
     /// Writer counters.
     pub fn stats(&self) -> StatsSnapshot {
-        let s = &self.shared.stats;
-        StatsSnapshot {
-            groups: s.groups.load(Ordering::Relaxed),
-            bytes: s.bytes.load(Ordering::Relaxed),
-            records: s.records.load(Ordering::Relaxed),
-            write_sync_time: Duration::from_nanos(s.sync_nanos.load(Ordering::Relaxed)),
-        }
+        self.shared.stats.snapshot()
     }
 
     /// The backend in use ("io_uring", "pwrite", ...).

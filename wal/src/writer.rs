@@ -1,5 +1,5 @@
 //! The group-commit writer (run by its thread, or by a caller of `Wal::write_pending`, under one
-//! lock) and the segment preallocator.
+//! lock).
 //!
 //! Appenders encode their records into the pending chunks under one mutex (see [`crate::wal`]).
 //! The writer takes everything pending at once, writes each chunk with one write, fdatasyncs,
@@ -13,13 +13,12 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::error::{IoContext, Result, WalError};
 use crate::io::IoBackend;
+use crate::prealloc::Allocator;
 use crate::segment::{create_preallocated, sync_dir, Prealloc, SegmentFile, SegmentHeader};
 use crate::view::Op;
 use crate::wal::{Chunk, Shared};
@@ -46,54 +45,6 @@ pub(crate) fn open_for_append(path: &Path, direct: bool) -> std::io::Result<File
         o.custom_flags(libc::O_DIRECT);
     }
     o.open(path)
-}
-
-/// Keeps one preallocated segment file ready.
-#[derive(Debug)]
-pub(crate) struct Allocator {
-    rx: Option<Receiver<std::io::Result<PathBuf>>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Allocator {
-    pub(crate) fn start(dir: PathBuf, size: u64, how: Prealloc) -> Self {
-        let (tx, rx) = sync_channel(0);
-        let thread = std::thread::Builder::new()
-            .name("wal-prealloc".into())
-            .spawn(move || {
-                for n in 0u64.. {
-                    let path = dir.join(format!("{n:08}.tmp"));
-                    let r = create_preallocated(&path, size, how).map(|_| path.clone());
-                    let failed = r.is_err();
-                    if tx.send(r).is_err() {
-                        let _ = std::fs::remove_file(&path);
-                        return;
-                    }
-                    if failed {
-                        return;
-                    }
-                }
-            })
-            .ok();
-        Allocator { rx: Some(rx), thread }
-    }
-
-    /// The next preallocated file (waits for it).
-    fn take(&self) -> std::io::Result<PathBuf> {
-        match self.rx.as_ref().map(|rx| rx.recv()) {
-            Some(Ok(r)) => r,
-            _ => Err(std::io::Error::other("segment preallocator stopped")),
-        }
-    }
-}
-
-impl Drop for Allocator {
-    fn drop(&mut self) {
-        self.rx.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// The writer's own state.

@@ -107,3 +107,59 @@ fn failed_fsync_in_an_inline_write_poisons_the_log() {
     let got = all(&w);
     assert!(got.len() >= 2 && got.len() <= 3, "got {}", got.len());
 }
+
+/// A disk that is full whenever `full` is set: preallocating a segment fails with ENOSPC.
+fn full_disk_opts(full: Arc<std::sync::atomic::AtomicBool>) -> WalOptions {
+    let hook = move |_: &std::path::Path| {
+        if full.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(std::io::Error::from_raw_os_error(libc::ENOSPC))
+        } else {
+            Ok(())
+        }
+    };
+    WalOptions { prealloc_hook: Some(Arc::new(hook)), ..small_opts(IoMode::Auto) }
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(5), "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_full_disk_is_reported_before_the_current_segment_runs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (w, _) = Wal::open(dir.path(), full_disk_opts(full.clone())).unwrap();
+    wait_for("the full disk is reported", || w.space_error().is_some());
+    let why = w.space_error().unwrap();
+    assert!(why.contains("No space left on device"), "{why}");
+    // The current segment still takes records; the cut that needs a new one fails the log.
+    let (acked, err) = drive(&w, 1000);
+    assert!(!acked.is_empty(), "the current segment's room was used");
+    let err = err.expect("the log fails once the segment is full");
+    assert!(err.to_string().contains("No space left on device"), "{err}");
+    assert!(matches!(w.append(&[Record::Metadata(b"x")]), Err(WalError::Poisoned(_))));
+    drop(w);
+    full.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (w, _) = Wal::open(dir.path(), small_opts(IoMode::Auto)).unwrap();
+    let got = all(&w);
+    assert!(got.len() >= acked.len(), "acknowledged records lost: {} < {}", got.len(), acked.len());
+    assert_eq!(got[..acked.len()], acked.iter().map(|&i| entry(i, 1)).collect::<Vec<_>>()[..]);
+}
+
+#[test]
+fn space_freed_in_time_lets_the_log_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (w, _) = Wal::open(dir.path(), full_disk_opts(full.clone())).unwrap();
+    wait_for("the full disk is reported", || w.space_error().is_some());
+    full.store(false, std::sync::atomic::Ordering::SeqCst);
+    wait_for("the report clears once a segment is made", || w.space_error().is_none());
+    let (acked, err) = drive(&w, 400);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(acked.len(), 400);
+    assert!(w.segment_count() > 2, "the log moved through several segments");
+}

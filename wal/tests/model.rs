@@ -26,8 +26,9 @@ enum Op {
     ReleasePrefix {
         frac: u8,
     },
+    /// A marker `ahead` past the last entry (negative: inside the live entries).
     Snapshot {
-        ahead: u64,
+        ahead: i64,
     },
     HardState {
         commit: u64,
@@ -41,7 +42,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u64..10, 1u64..5).prop_map(|(back, n)| Op::Conflict { back, n }),
         1 => (0u64..10).prop_map(|back| Op::TruncateSuffix { back }),
         1 => any::<u8>().prop_map(|frac| Op::ReleasePrefix { frac }),
-        1 => (0u64..3).prop_map(|ahead| Op::Snapshot { ahead }),
+        2 => (-8i64..3).prop_map(|ahead| Op::Snapshot { ahead }),
         1 => any::<u64>().prop_map(|commit| Op::HardState { commit }),
         1 => Just(Op::Reopen),
     ]
@@ -143,15 +144,19 @@ fn run(ops: Vec<Op>, io: IoMode) {
                 m.first = f;
             }
             Op::Snapshot { ahead } => {
-                let idx = m.next() - 1 + ahead;
+                let idx = (m.next() as i64 - 1 + ahead).max(0) as u64;
                 w.append_sync(&[Record::Snapshot {
                     index: idx,
                     term: m.term,
                     conf_state: b"voters",
                 }])
                 .unwrap();
-                if ahead > 0 || m.entries.is_empty() || idx + 1 >= m.next() {
+                if idx + 1 >= m.next() {
                     m.entries.clear();
+                    m.first = idx + 1;
+                } else if idx >= m.first {
+                    // The entries it covers are compacted; the rest stay live.
+                    m.entries.drain(..(idx + 1 - m.first) as usize);
                     m.first = idx + 1;
                 }
             }
@@ -162,7 +167,7 @@ fn run(ops: Vec<Op>, io: IoMode) {
             }
             Op::Reopen => {
                 drop(w);
-                w = Wal::open(dir.path(), opts.clone()).unwrap().0;
+                w = Wal::open(dir.path(), opts.clone()).unwrap_or_else(|e| panic!("reopen: {e}")).0;
             }
         }
         // Compare everything after every op.
@@ -174,7 +179,7 @@ fn run(ops: Vec<Op>, io: IoMode) {
         assert_eq!(w.hard_state(), m.hard);
     }
     drop(w);
-    let (w, rep) = Wal::open(dir.path(), opts).unwrap();
+    let (w, rep) = Wal::open(dir.path(), opts).unwrap_or_else(|e| panic!("reopen: {e}"));
     assert!(rep.torn_tail.is_none() && rep.repaired.is_none());
     assert_eq!(all(&w), m.entries);
 }
