@@ -261,3 +261,54 @@ fn a_watch_sees_the_writes_made_right_after_it_returns() {
     child.wait().ok();
     assert!(missed.is_empty(), "watches that missed writes made after they returned: {missed:?}");
 }
+
+/// What a server sends a raw HTTP/2 client that pings four times in a row with no stream open
+/// and then waits: the GOAWAY's last stream, error code and debug data, if it sent one.
+async fn goaway_after_pings(addr: &str) -> Option<(u32, u32, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0".to_vec();
+    for i in 0..4u8 {
+        hello.extend_from_slice(&[0, 0, 8, 6, 0, 0, 0, 0, 0, i, 0, 0, 0, 0, 0, 0, 0]);
+    }
+    s.write_all(&hello).await.unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+    let mut b = &got[..];
+    while b.len() >= 9 {
+        let len = (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2]);
+        let payload = &b[9..(9 + len).min(b.len())];
+        if b[3] == 7 && payload.len() >= 8 {
+            let word = |i: usize| {
+                u32::from_be_bytes([payload[i], payload[i + 1], payload[i + 2], payload[i + 3]])
+            };
+            return Some((word(0), word(4), String::from_utf8_lossy(&payload[8..]).into()));
+        }
+        b = &b[(9 + len).min(b.len())..];
+    }
+    None
+}
+
+/// `--grpc-keepalive-min-time`: a client that pings too often is told `too_many_pings`
+/// (GOAWAY ENHANCE_YOUR_CALM) and disconnected, by etcd (grpc-go's policy) and by rusted alike.
+#[test]
+fn a_client_that_pings_too_often_is_told_too_many_pings() {
+    let etcd = std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".into());
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut said = Vec::new();
+    for (bin, ip) in [(etcd.as_str(), "127.0.0.151"), (env!("CARGO_BIN_EXE_rusted"), "127.0.0.152")]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("server.log");
+        let mut child = spawn(bin, ip, &dir.path().join("data"), &log);
+        said.push(rt.block_on(async {
+            wait_ready(&format!("http://{ip}:2379"), &log).await;
+            goaway_after_pings(&format!("{ip}:2379")).await
+        }));
+        child.kill().ok();
+        child.wait().ok();
+    }
+    assert_eq!(said[0], Some((0, 11, "too_many_pings".to_string())), "etcd");
+    assert_eq!(said[1], said[0], "rusted answers as etcd");
+}

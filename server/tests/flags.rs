@@ -296,8 +296,6 @@ fn features_not_built_yet_are_refused_by_name() {
         ("--discovery-srv=example.com", "--discovery-srv"),
         ("--enable-v2=true", "--enable-v2"),
         ("--proxy=on", "--proxy"),
-        ("--grpc-keepalive-min-time=1s", "--grpc-keepalive-min-time"),
-        ("--raft-write-timeout=1s", "--raft-write-timeout"),
         ("--experimental-corrupt-check-time=1m", "--experimental-corrupt-check-time"),
         ("--experimental-enable-distributed-tracing", "--experimental-enable-distributed-tracing"),
     ];
@@ -316,6 +314,9 @@ fn features_not_built_yet_are_refused_by_name() {
         "--enable-pprof",
         "--force-new-cluster",
         "--grpc-keepalive-interval=1m",
+        "--grpc-keepalive-min-time=1s",
+        "--raft-read-timeout=2s",
+        "--raft-write-timeout=1s",
         "--grpc-keepalive-timeout=5s",
         "--auth-token=simple",
         "--proxy=off",

@@ -231,7 +231,10 @@ async fn unsafe_no_fsync_never_syncs_the_page_store() {
     let ip = "127.0.0.67";
     // Every fdatasync of the store fails: without syncing, nothing notices.
     let faults = PageFaults::fail_sync_from(1);
-    let opts = StartOptions { page_io: std::sync::Arc::new(FaultyIo::new(faults.clone())) };
+    let opts = StartOptions {
+        page_io: std::sync::Arc::new(FaultyIo::new(faults.clone())),
+        ..Default::default()
+    };
     let m = start_with_flags(ip, dir.path(), opts, &["--unsafe-no-fsync"]).await;
     let mut c = kv(ip).await;
     for i in 0..300 {
@@ -250,7 +253,10 @@ async fn a_failing_page_store_stops_the_member() {
     let dir = tempfile::tempdir().unwrap();
     let ip = "127.0.0.62";
     let faults = std::sync::Arc::new(PageFaults::default());
-    let opts = StartOptions { page_io: std::sync::Arc::new(FaultyIo::new(faults.clone())) };
+    let opts = StartOptions {
+        page_io: std::sync::Arc::new(FaultyIo::new(faults.clone())),
+        ..Default::default()
+    };
     let m = start(ip, dir.path(), opts).await;
     let mut c = kv(ip).await;
     c.put(put("before", "1")).await.unwrap();

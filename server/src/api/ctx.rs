@@ -259,7 +259,8 @@ impl Ctx {
 
     /// The space quota check before a write that adds `cost` bytes (etcd's quota gate): refused
     /// while the NOSPACE alarm is raised; a write that would take the store past the quota
-    /// raises the alarm (through raft, for this member) and is refused.
+    /// raises the alarm (through raft, for this member) and is refused; so does any write while
+    /// the WAL's disk is full.
     pub fn check_quota(&self, cost: u64) -> ApiResult<()> {
         // What adds nothing (deletes, reads) always passes: that is how space is freed.
         if cost == 0 {
@@ -268,19 +269,30 @@ impl Ctx {
         if self.machine.nospace() {
             return Err(ApiError::NoSpace);
         }
+        if self.replica.wal().space_error().is_some() {
+            // The WAL disk is full: refuse before the entry has nowhere to go.
+            self.raise_nospace();
+            return Err(ApiError::NoSpace);
+        }
         let Some(quota) = self.limits.quota_backend_bytes else { return Ok(()) };
         if self.store().db().size() + cost < quota {
             return Ok(());
+        }
+        self.raise_nospace();
+        Err(ApiError::NoSpace)
+    }
+
+    /// Proposes the NOSPACE alarm for this member, unless it is raised or being raised.
+    pub fn raise_nospace(&self) {
+        use std::sync::atomic::Ordering;
+        if self.machine.nospace() || self.raising_nospace.swap(true, Ordering::AcqRel) {
+            return;
         }
         let req = rusted_proto::etcdserverpb::AlarmRequest {
             action: rusted_proto::etcdserverpb::alarm_request::AlarmAction::Activate as i32,
             member_id: self.replica.id(),
             alarm: rusted_proto::etcdserverpb::AlarmType::Nospace as i32,
         };
-        use std::sync::atomic::Ordering;
-        if self.raising_nospace.swap(true, Ordering::AcqRel) {
-            return Err(ApiError::NoSpace);
-        }
         let bytes = EtcdMachine::encode(Request::Alarm(req), None);
         let replica = self.replica.clone();
         let raising = self.raising_nospace.clone();
@@ -290,7 +302,6 @@ impl Ctx {
             }
             raising.store(false, Ordering::Release);
         });
-        Err(ApiError::NoSpace)
     }
 
     /// A linearizable read barrier.

@@ -172,16 +172,13 @@ impl DeferredFlags {
             &self.log_outputs,
             &self.log_rotation_config_json,
         )?;
-        let unsupported: [(bool, &str); 9] = [
+        let unsupported: [(bool, &str); 6] = [
             (!self.discovery.is_empty(), "--discovery"),
             (!self.discovery_proxy.is_empty(), "--discovery-proxy"),
             (!self.discovery_srv.is_empty(), "--discovery-srv"),
             (!self.discovery_srv_name.is_empty(), "--discovery-srv-name"),
             (self.enable_v2, "--enable-v2"),
             (self.proxy != "off", "--proxy"),
-            (self.grpc_keepalive_min_time != Duration::from_secs(5), "--grpc-keepalive-min-time"),
-            (self.raft_read_timeout != Duration::from_secs(5), "--raft-read-timeout"),
-            (self.raft_write_timeout != Duration::from_secs(5), "--raft-write-timeout"),
         ];
         match unsupported.iter().find(|(set, _)| *set) {
             Some((_, flag)) => Err(not_supported(flag)),

@@ -1,5 +1,6 @@
-//! What a running member does on its own: publish its name and client URLs once, and, while
-//! leading, expire leases (at etcd's revoke rate) and checkpoint them (etcd's lessor loop). Auto-compaction is in
+//! What a running member does on its own: publish its name and client URLs once, raise the
+//! NOSPACE alarm when its WAL's disk is full, and, while leading, expire leases (at etcd's
+//! revoke rate) and checkpoint them (etcd's lessor loop). Auto-compaction is in
 //! [`super::autocompact`].
 #![forbid(unsafe_code)]
 
@@ -58,8 +59,15 @@ pub(super) async fn leader_duties(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>
             _ = tokio::time::sleep(LESSOR_TICK) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        // Every member forgets the simple tokens unused for their TTL.
+        // Every member forgets the simple tokens unused for their TTL, and raises NOSPACE for
+        // itself when its WAL's disk is full (the current segment still has room for that).
         ctx.auth().expire_tokens();
+        if let Some(why) = ctx.replica.wal().space_error() {
+            if !ctx.machine.nospace() {
+                tracing::error!(error = %why, "wal disk full; raising the NOSPACE alarm");
+                ctx.raise_nospace();
+            }
+        }
         if !ctx.replica.is_leader() {
             continue;
         }

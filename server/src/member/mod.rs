@@ -52,10 +52,13 @@ use crate::net::access::Access;
 use crate::net::serve::{serve, Protocol};
 use crate::net::tls::Acceptor;
 use crate::peer::service::PeerService;
-use crate::peer::transport::{GrpcTransport, GrpcTransportRef};
+use crate::peer::transport::{GrpcTransport, GrpcTransportRef, PeerTimeouts};
 use bootstrap::{bootstrap, Identity};
 use runtime::PeerRuntime;
 use rusted_proto::tls::ClientTls;
+
+/// grpc-go's keepalive policy when none is given (`--grpc-keepalive-min-time=0`).
+const GRPC_DEFAULT_PING_MIN_TIME: Duration = Duration::from_secs(5 * 60);
 
 /// A startup failure.
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
@@ -67,15 +70,30 @@ pub const MAX_PEER_MESSAGE: usize = 64 << 20;
 pub const CLIENT_MESSAGE_OVERHEAD: usize = 512 * 1024;
 
 /// What a member is started with besides its flags: the seams tests inject faults through.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StartOptions {
     /// How the page store writes its file ([`rusted_engine::io::OsIo`] by default).
     pub page_io: Arc<dyn PageIo>,
+    /// Adjusts the WAL's options after the flags set them (fault-injecting backends, a full
+    /// disk, small segments).
+    pub wal: Option<WalSeam>,
+}
+
+/// See [`StartOptions::wal`].
+pub type WalSeam = Arc<dyn Fn(&mut rusted_wal::WalOptions) + Send + Sync>;
+
+impl std::fmt::Debug for StartOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartOptions")
+            .field("page_io", &self.page_io)
+            .field("wal", &self.wal.is_some())
+            .finish()
+    }
 }
 
 impl Default for StartOptions {
     fn default() -> Self {
-        StartOptions { page_io: Arc::new(OsIo) }
+        StartOptions { page_io: Arc::new(OsIo), wal: None }
     }
 }
 
@@ -114,7 +132,10 @@ impl Member {
             }
         }
         let (ident, boot) = bootstrap(&cfg, peer_client.as_ref()).await?;
-        let rcfg = replica_config(&cfg, ident, boot)?;
+        let mut rcfg = replica_config(&cfg, ident, boot)?;
+        if let Some(adjust) = &opts.wal {
+            adjust(&mut rcfg.wal);
+        }
         let auto_compaction =
             autocompact::parse(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)?;
         let metrics = Arc::new(Metrics::new(cfg.deferred.metrics == "extensive")?);
@@ -173,9 +194,16 @@ impl Member {
                 .map_err(|e| format!("--experimental-memory-mlock: cannot lock memory: {e}"))?;
         }
         let peer_rt = PeerRuntime::new()?;
-        let replica =
-            start_replica(rcfg, ident, machine.clone(), &peer_rt, &metrics, peer_client.clone())
-                .await?;
+        let replica = start_replica(
+            rcfg,
+            ident,
+            machine.clone(),
+            &peer_rt,
+            &metrics,
+            peer_client.clone(),
+            peer_timeouts(&cfg),
+        )
+        .await?;
         let forward = Forwarder::new(peer_client.clone());
         let ctx = Arc::new(Ctx::new(replica, machine, limits(&cfg), forward, metrics.clone()));
         let (stop, stop_rx) = watch::channel(false);
@@ -231,6 +259,12 @@ impl Member {
                 // As etcd: no server pings unless both are positive.
                 keepalive: Some((d.grpc_keepalive_interval, d.grpc_keepalive_timeout))
                     .filter(|(i, t)| !i.is_zero() && !t.is_zero()),
+                // 0 leaves grpc-go's own default policy, as etcd does.
+                ping_min_time: Some(if d.grpc_keepalive_min_time.is_zero() {
+                    GRPC_DEFAULT_PING_MIN_TIME
+                } else {
+                    d.grpc_keepalive_min_time
+                }),
             };
             tasks.push(tokio::spawn(async move {
                 tokio::select! {
@@ -346,14 +380,22 @@ fn replica_config(
     rcfg.catchup_entries = cfg.experimental.snapshot_catchup_entries;
     rcfg.wal.max_files = usize::try_from(cfg.max_wals).unwrap_or(usize::MAX);
     if cfg.max_wals == 0 {
-        tracing::warn!(
-            "--max-wals=0: every WAL segment is kept, and the index of its entries in memory"
-        );
+        tracing::warn!("--max-wals=0: every WAL segment is kept on disk");
     }
     if cfg.unsafe_no_fsync {
         rcfg.wal.sync = rusted_wal::SyncStyle::UnsafeNoSync;
     }
     Ok(rcfg)
+}
+
+/// `--raft-read-timeout` and `--raft-write-timeout` (0 keeps etcd's 5 s default).
+fn peer_timeouts(cfg: &ServerConfig) -> PeerTimeouts {
+    let d = PeerTimeouts::default();
+    let or = |v: Duration, default: Duration| if v.is_zero() { default } else { v };
+    PeerTimeouts {
+        read: or(cfg.deferred.raft_read_timeout, d.read),
+        write: or(cfg.deferred.raft_write_timeout, d.write),
+    }
 }
 
 /// Starts the replica with the peer transport (on the peer runtime) already holding its
@@ -365,6 +407,7 @@ async fn start_replica(
     peer_rt: &PeerRuntime,
     metrics: &Arc<Metrics>,
     peer_tls: Option<ClientTls>,
+    timeouts: PeerTimeouts,
 ) -> Result<Arc<Replica<EtcdMachine>>, StartError> {
     let m = metrics.clone();
     rcfg.wal.on_sync = Some(Arc::new(move |d| m.observe_wal_fsync(d)));
@@ -375,6 +418,7 @@ async fn start_replica(
         ident.cluster_id,
         mailbox.clone(),
         peer_tls,
+        timeouts,
         metrics.peer.clone(),
     );
     let replica = tokio::task::spawn_blocking(move || {

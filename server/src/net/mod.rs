@@ -1,6 +1,7 @@
 //! What sits between a TCP connection and the services: the client port's front door
 //! ([`dispatch`]: gRPC by path, everything else to the HTTP router), the `:authority` fix for
-//! etcd 3.4 clients ([`authority`]), `--cors` and `--host-whitelist` ([`access`]), per-burst write coalescing ([`coalesce`]), byte counts ([`counted`]), TLS ([`tls`]),
+//! etcd 3.4 clients ([`authority`]), `--cors` and `--host-whitelist` ([`access`]), per-burst write coalescing ([`coalesce`]),
+//! grpc-go's ping policy ([`pings`]), byte counts ([`counted`]), TLS ([`tls`]),
 //! and the accept loop that puts them together ([`serve`]).
 
 pub mod access;
@@ -8,5 +9,6 @@ pub mod authority;
 pub mod coalesce;
 pub mod counted;
 pub mod dispatch;
+pub mod pings;
 pub mod serve;
 pub mod tls;

@@ -11,6 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::authority::AuthorityFix;
 use super::coalesce::Coalesce;
+use super::pings::Pings;
 use super::tls::Acceptor;
 
 /// A TLS handshake that takes longer than this is dropped (a slow or silent client must not
@@ -29,6 +30,9 @@ pub struct Protocol {
     /// The server pings an idle connection after the first and closes it when a ping goes
     /// unanswered for the second (`--grpc-keepalive-interval`, `--grpc-keepalive-timeout`).
     pub keepalive: Option<(Duration, Duration)>,
+    /// Clients pinging more often than this (with a stream open; every two hours without)
+    /// get GOAWAY `too_many_pings` (`--grpc-keepalive-min-time`; see [`super::pings`]).
+    pub ping_min_time: Option<Duration>,
 }
 
 /// Serves `routes` on `listener` (TCP_NODELAY on every connection, writes coalesced per burst;
@@ -43,6 +47,7 @@ pub async fn serve(
 ) {
     use tokio_stream::StreamExt as _;
     let (interval, timeout) = protocol.keepalive.unzip();
+    let min_time = protocol.ping_min_time;
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .accept_http1(protocol.http1)
@@ -58,7 +63,9 @@ pub async fn serve(
         None => {
             let inc = tonic::transport::server::TcpIncoming::from(listener)
                 .with_nodelay(Some(true))
-                .map(|conn| conn.map(|c| Coalesce::new(AuthorityFix::new(c))));
+                .map(move |conn| {
+                    conn.map(|c| Coalesce::new(AuthorityFix::new(Pings::new(c, min_time))))
+                });
             server.serve_with_incoming_shutdown(inc, shutdown).await
         }
         Some(acceptor) => {
@@ -86,7 +93,7 @@ pub async fn serve(
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                             Ok(Ok(s)) => {
                                 let conn: std::io::Result<_> =
-                                    Ok(Coalesce::new(AuthorityFix::new(s)));
+                                    Ok(Coalesce::new(AuthorityFix::new(Pings::new(s, min_time))));
                                 let _ = tx.send(conn).await;
                             }
                             Ok(Err(e)) => {

@@ -30,9 +30,27 @@ pub const MAX_BATCH: usize = 512;
 pub const SNAPSHOT_CHUNK: usize = 1 << 20;
 /// How often an idle peer link is pinged.
 pub const PEER_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
-/// How long a ping may go unanswered before the link counts as down (etcd's 5 s peer read
-/// timeout).
+/// How long a ping may go unanswered before the link counts as down (etcd's
+/// `--raft-read-timeout` default).
 pub const PEER_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a batch of messages may wait to go out on a peer stream before the link is
+/// redialed (etcd's `--raft-write-timeout` default).
+pub const PEER_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Deadlines of a peer link (`--raft-read-timeout`, `--raft-write-timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerTimeouts {
+    /// An unanswered keepalive ping closes the link after this long.
+    pub read: Duration,
+    /// A batch that cannot be handed to the stream in this long closes the link.
+    pub write: Duration,
+}
+
+impl Default for PeerTimeouts {
+    fn default() -> Self {
+        PeerTimeouts { read: PEER_KEEPALIVE_TIMEOUT, write: PEER_WRITE_TIMEOUT }
+    }
+}
 /// How often a connected peer's round trip is measured (etcd's prober: its 5 s read timeout
 /// less a second).
 pub const PEER_PROBE_INTERVAL: Duration = Duration::from_secs(4);
@@ -58,6 +76,7 @@ pub struct GrpcTransport {
     mailbox: Mailbox,
     /// TLS towards the other members (`--peer-*` flags), if any.
     tls: Option<ClientTls>,
+    timeouts: PeerTimeouts,
     peers: Mutex<HashMap<u64, PeerHandle>>,
     metrics: PeerMetrics,
 }
@@ -77,10 +96,11 @@ impl GrpcTransport {
         cluster_id: u64,
         mailbox: Mailbox,
         tls: Option<ClientTls>,
+        timeouts: PeerTimeouts,
         metrics: PeerMetrics,
     ) -> Arc<Self> {
         let peers = Mutex::new(HashMap::new());
-        Arc::new(GrpcTransport { rt, from, cluster_id, mailbox, tls, peers, metrics })
+        Arc::new(GrpcTransport { rt, from, cluster_id, mailbox, tls, timeouts, peers, metrics })
     }
 
     fn report_unreachable(&self, to: u64) {
@@ -170,9 +190,11 @@ async fn peer_loop(
     let Some(metrics) = t.upgrade().map(|t| t.metrics.clone()) else { return };
     loop {
         let url = urls.borrow().first().cloned();
-        let tls = t.upgrade().and_then(|t| t.tls.clone());
+        let Some((tls, timeouts)) = t.upgrade().map(|t| (t.tls.clone(), t.timeouts)) else {
+            return;
+        };
         let ch = match url {
-            Some(u) => dial_peer(&u, tls.as_ref()).await.ok(),
+            Some(u) => dial_peer_with(&u, tls.as_ref(), timeouts.read).await.ok(),
             None => None,
         };
         let Some(ch) = ch else {
@@ -222,9 +244,21 @@ async fn peer_loop(
                 }
             }
             let (n, bytes) = (batch.len(), batch.iter().map(Vec::len).sum());
-            if btx.send(RaftBatch { messages: batch, from, to, cluster_id }).await.is_err() {
-                metrics.send_failed(to, n);
-                break;
+            let batch = RaftBatch { messages: batch, from, to, cluster_id };
+            match tokio::time::timeout(timeouts.write, btx.send(batch)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    metrics.send_failed(to, n);
+                    break;
+                }
+                Err(_) => {
+                    // The stream has not taken a batch for the whole write timeout: the link
+                    // is stuck (a black hole, a peer that stopped reading); redial.
+                    tracing::warn!(to = %format!("{to:x}"), timeout = ?timeouts.write,
+                        "peer stream write timed out; reconnecting");
+                    metrics.send_failed(to, n);
+                    break;
+                }
             }
             metrics.sent(to, bytes);
         }
@@ -328,8 +362,17 @@ impl Transport for GrpcTransportRef {
 #[derive(Debug, Clone)]
 pub struct GrpcTransportRef(pub Arc<GrpcTransport>);
 
-/// A channel to a peer URL (TLS as the URL and `tls` say).
+/// A channel to a peer URL (TLS as the URL and `tls` say), with the default read timeout.
 pub async fn dial_peer(url: &str, tls: Option<&ClientTls>) -> Result<Channel, String> {
+    dial_peer_with(url, tls, PEER_KEEPALIVE_TIMEOUT).await
+}
+
+/// A channel to a peer URL whose unanswered keepalive pings close it after `read_timeout`.
+pub async fn dial_peer_with(
+    url: &str,
+    tls: Option<&ClientTls>,
+    read_timeout: Duration,
+) -> Result<Channel, String> {
     let target = rusted_proto::dial::target(url, tls).map_err(|e| e.to_string())?;
     target
         .with(|e| {
@@ -338,7 +381,7 @@ pub async fn dial_peer(url: &str, tls: Option<&ClientTls>) -> Result<Channel, St
             // redialed, for raft and for the strict reconfiguration check.
             e.connect_timeout(PEER_CONNECT_TIMEOUT)
                 .http2_keep_alive_interval(PEER_KEEPALIVE_INTERVAL)
-                .keep_alive_timeout(PEER_KEEPALIVE_TIMEOUT)
+                .keep_alive_timeout(read_timeout)
                 .keep_alive_while_idle(true)
         })
         .connect()
