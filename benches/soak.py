@@ -9,7 +9,7 @@ the revision of every write acknowledged under its prefix.
     RUSTED_BIN=target/release/rusted DURATION=3600 python3 benches/soak.py
 
 Env: RUSTED_BIN (required), DURATION=3600 (s), WRITERS=3, IP=127.0.0.141 (members on IP, +1,
-+2), OUT (also write the report there). Needs python's etcd3 (`.ci/run` makes a venv with it).
++2), OUT (also write the report there), FLAGS (more server flags, e.g. "--snapshot-count 10000"). Needs python's etcd3 (`.ci/run` makes a venv with it).
 Not part of the default test suite. Exit status 1 when a watch event was lost, or a member's
 memory grew by more than GROWTH_LIMIT (default 1.5×) from the end of warm-up to the end.
 """
@@ -31,6 +31,7 @@ BIN = os.environ["RUSTED_BIN"]
 IP = os.environ.get("IP", "127.0.0.141")
 GROWTH_LIMIT = float(os.environ.get("GROWTH_LIMIT", "1.5"))
 WARMUP = min(300.0, DURATION / 5)
+FLAGS = os.environ.get("FLAGS", "").split()
 IPS = [IP.rsplit(".", 1)[0] + "." + str(int(IP.rsplit(".", 1)[1]) + i) for i in range(3)]
 CLUSTER = ",".join("m%d=http://%s:2380" % (i + 1, ip) for i, ip in enumerate(IPS))
 
@@ -54,7 +55,7 @@ def start_member(i):
         [BIN, "--name", name, "--data-dir", os.path.join(work, name),
          "--listen-client-urls", "http://%s:2379" % ip, "--advertise-client-urls", "http://%s:2379" % ip,
          "--listen-peer-urls", "http://%s:2380" % ip, "--initial-advertise-peer-urls", "http://%s:2380" % ip,
-         "--initial-cluster", CLUSTER, "--initial-cluster-token", "soak", "--quota-backend-bytes", str(8 << 30)],
+         "--initial-cluster", CLUSTER, "--initial-cluster-token", "soak", "--quota-backend-bytes", str(8 << 30)] + FLAGS,
         stdout=subprocess.DEVNULL, stderr=log)
 
 
