@@ -10,6 +10,8 @@
 //! - three whose `/metrics` carry every metric etcd's mixin reads, after writes and a restart.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -552,19 +554,6 @@ async fn logs_are_etcd_json_lines_on_every_output() {
     assert!(msgs.iter().any(|m| m.contains("ready to serve client requests")), "{msgs:?}");
 }
 
-/// `GET path` on `url` (http://host:port), the body of the answer.
-async fn http_get(url: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = url.trim_start_matches("http://");
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
-}
-
 /// The series of `name` in a Prometheus text page: each one's label names.
 fn series<'a>(page: &'a str, name: &str) -> Vec<&'a str> {
     page.lines()
@@ -632,7 +621,7 @@ async fn every_metric_of_etcds_mixin_is_exported() {
         ("etcd_mvcc_delete_total", &[]),
     ];
     for (i, p) in procs.iter().enumerate() {
-        let page = http_get(&p.client, "/metrics").await;
+        let page = common::http_get(&p.client, "/metrics").await;
         for (name, labels) in want {
             let s = series(&page, name);
             assert!(!s.is_empty(), "member {i}: {name} missing");
@@ -651,7 +640,7 @@ async fn every_metric_of_etcds_mixin_is_exported() {
         if i == f {
             continue;
         }
-        let page = http_get(&p.client, "/metrics").await;
+        let page = common::http_get(&p.client, "/metrics").await;
         seen += series(&page, "etcd_network_peer_sent_failures_total").len();
     }
     assert!(seen > 0, "no send failures counted towards the member that was down");

@@ -223,6 +223,14 @@ pub fn unexpected(out: impl std::fmt::Debug) -> ApiError {
     ApiError::Internal(format!("unexpected apply result {out:?}"))
 }
 
+/// grpc-go's refusal of a request message over the server's limit (clients match the words).
+pub fn message_too_large(len: usize, limit: usize) -> Status {
+    Status::new(
+        Code::ResourceExhausted,
+        format!("grpc: received message larger than max ({len} vs. {limit})"),
+    )
+}
+
 /// A local failure (I/O, a task that did not finish) while serving a request.
 pub fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())

@@ -24,7 +24,7 @@ use crate::api::auth::AuthService;
 use crate::api::cluster::ClusterService;
 use crate::api::ctx::Ctx;
 use crate::api::election::ElectionService;
-use crate::api::errors::{internal, ApiError};
+use crate::api::errors::{internal, message_too_large, ApiError};
 use crate::api::kv::KvService;
 use crate::api::lease::LeaseService;
 use crate::api::lock::LockService;
@@ -42,10 +42,17 @@ use rusted_proto::v3lockpb::lock_server::Lock;
 /// `/v3beta/`.
 pub const PREFIXES: &[&str] = &["/v3", "/v3beta"];
 
-/// Largest request body the gateway reads (a little above --max-request-bytes, as JSON and
-/// base64 inflate it).
+/// Largest request body the gateway reads: room for base64 (4/3) and JSON around a request
+/// of twice the gRPC limit, so the refusals of requests up to there name their exact size.
+/// What is larger is refused unread, naming the body's declared size.
 fn body_limit(ctx: &Ctx) -> usize {
-    ctx.limits.max_request_bytes * 2 + 64 * 1024
+    grpc_limit(ctx) * 4 + 64 * 1024
+}
+
+/// The gRPC server's limit on a request message: etcd's gateway hands requests to it, so one
+/// past it is refused with grpc-go's ResourceExhausted (HTTP 429).
+fn grpc_limit(ctx: &Ctx) -> usize {
+    ctx.limits.max_request_bytes + crate::member::CLIENT_MESSAGE_OVERHEAD
 }
 
 /// The HTTP status grpc-gateway answers a gRPC code with.
@@ -178,18 +185,35 @@ fn grpc_request<T>(headers: &HeaderMap, msg: T) -> tonic::Request<T> {
     r
 }
 
-/// Runs one unary RPC from a JSON body.
-async fn unary<Req, Resp, F, Fut>(headers: HeaderMap, body: Bytes, call: F) -> Response
+/// Runs one unary RPC from a JSON body, refusing requests past the gRPC limit as etcd's
+/// gateway gets them refused.
+async fn unary<Req, Resp, F, Fut>(ctx: &Ctx, headers: HeaderMap, body: Body, call: F) -> Response
 where
-    Req: DeserializeOwned + Default,
+    Req: DeserializeOwned + Default + prost::Message,
     Resp: Serialize,
     F: FnOnce(tonic::Request<Req>) -> Fut,
     Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
 {
+    let limit = grpc_limit(ctx);
+    let body = match axum::body::to_bytes(body, body_limit(ctx)).await {
+        Ok(b) => b,
+        Err(_) => {
+            // Not read to its end: the size the client declared stands for the message's.
+            let declared = headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+                .unwrap_or(body_limit(ctx) + 1);
+            return error_response(&message_too_large(declared, limit));
+        }
+    };
     let req = match decode::<Req>(&body) {
         Ok(r) => r,
         Err(s) => return error_response(&s),
     };
+    let len = req.encoded_len();
+    if len > limit {
+        return error_response(&message_too_large(len, limit));
+    }
     match call(grpc_request(&headers, req)).await {
         Ok(r) => json_response(StatusCode::OK, r.get_ref()),
         Err(s) => error_response(&s),
@@ -334,10 +358,11 @@ macro_rules! unary_routes {
                 let s = $s.clone();
                 $router = $router.route(
                     &format!("{p}{}", $path),
-                    post(move |headers: HeaderMap, body: Bytes| {
+                    post(move |headers: HeaderMap, body: Body| {
                         let s = s.clone();
                         async move {
-                            unary(headers, body, |r| async move { s.$svc.$method(r).await }).await
+                            let call = |r| async move { s.$svc.$method(r).await };
+                            unary(&s.ctx.clone(), headers, body, call).await
                         }
                     })
                     .options(preflight),

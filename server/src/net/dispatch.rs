@@ -127,8 +127,8 @@ fn as_grpc_go_size_refusal(resp: &mut Response<Body>) {
     else {
         return;
     };
-    let text = format!("grpc: received message larger than max ({len} vs. {limit})");
-    if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
+    let refusal = crate::api::errors::message_too_large(len as usize, limit as usize);
+    if let Ok(v) = axum::http::HeaderValue::from_str(refusal.message()) {
         let h = resp.headers_mut();
         h.insert("grpc-status", axum::http::HeaderValue::from_static("8"));
         h.insert("grpc-message", v);

@@ -55,7 +55,12 @@ impl Default for PeerTimeouts {
 /// less a second).
 pub const PEER_PROBE_INTERVAL: Duration = Duration::from_secs(4);
 /// How long connecting to a peer may take before it counts as unreachable.
-pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Half an election timeout: a dial whose SYN a partition dropped is given up (and retried)
+/// soon enough that a healed link is back within one election timeout. Linux resends a lost
+/// SYN after 1 s, so a longer timeout would let a dial begun before the heal hang past it.
+pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Longest wait between dials of an unreachable peer (they double from 50 ms).
+pub const PEER_MAX_BACKOFF: Duration = Duration::from_millis(200);
 
 struct PeerHandle {
     tx: mpsc::Sender<Message>,
@@ -209,7 +214,7 @@ async fn peer_loop(
                 None => return,
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(1));
+            backoff = (backoff * 2).min(PEER_MAX_BACKOFF);
             continue;
         };
         let mut client = PeerClient::new(ch);
@@ -275,7 +280,7 @@ async fn peer_loop(
         // with backoff, not in a tight loop.
         if connected_at.elapsed() < Duration::from_secs(1) {
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(1));
+            backoff = (backoff * 2).min(PEER_MAX_BACKOFF);
         } else {
             backoff = Duration::from_millis(50);
         }

@@ -267,6 +267,16 @@ head -c 1600000 /dev/zero | tr '\0' a | base64 -w0 >"$W/big.b64"
 } >"$W/big.json"
 printf '### POST /v3/kv/put (value of 1600000 bytes)\n'
 curl -s --http1.1 --max-time 10 -X POST "$U/v3/kv/put" --data-binary "@$W/big.json" -w '\nstatus=%{http_code}\n'
+# Past the gRPC message limit (--max-request-bytes + 512 KiB): grpc-go's words, HTTP 429.
+for n in 2621440 5242880; do
+    {
+        printf '{"key":"%s","value":"' "$(b64 big)"
+        head -c "$n" /dev/zero | tr '\0' a | base64 -w0
+        printf '"}'
+    } >"$W/huge.json"
+    printf '### POST /v3/kv/put (value of %s bytes)\n' "$n"
+    curl -s --http1.1 --max-time 10 -X POST "$U/v3/kv/put" --data-binary "@$W/huge.json" -w '\nstatus=%{http_code}\n'
+done
 {
     printf '{"success":['
     for i in $(seq 1 129); do
