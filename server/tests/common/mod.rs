@@ -56,11 +56,11 @@ pub async fn start_member(
 pub async fn http_get(url: &str, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = url.trim_start_matches("http://");
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(req.as_bytes()).await.expect("send the request");
     let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
+    s.read_to_end(&mut out).await.expect("read the answer");
     let text = String::from_utf8_lossy(&out).into_owned();
     text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
 }
