@@ -235,6 +235,8 @@ pub struct WatchHub {
     events_sent: AtomicU64,
     /// Events handed to streams and not yet taken by their receivers.
     events_pending: AtomicI64,
+    /// Reads of history by the catch-up thread, ever.
+    history_reads: AtomicU64,
     /// Wakes the catch-up thread.
     pub(crate) wake: std::sync::Condvar,
 }
@@ -268,7 +270,13 @@ impl WatchHub {
             streams: self.streams.load(Ordering::Relaxed),
             events_sent: self.events_sent.load(Ordering::Relaxed),
             events_pending: self.events_pending.load(Ordering::Relaxed).max(0) as u64,
+            history_reads: self.history_reads.load(Ordering::Relaxed),
         }
+    }
+
+    /// The catch-up thread read history for a watcher.
+    pub(crate) fn read_history(&self) {
+        self.history_reads.fetch_add(1, Ordering::Relaxed);
     }
 
     /// `n` events went into a stream's channel.
@@ -520,6 +528,8 @@ pub struct WatchStats {
     pub events_sent: u64,
     /// Events in streams' channels, not yet taken by the server.
     pub events_pending: u64,
+    /// History reads by the catch-up thread, ever (none for a watcher whose stream is full).
+    pub history_reads: u64,
 }
 
 /// The receiving end of a [`WatchStream`]: its watchers' responses, in order.

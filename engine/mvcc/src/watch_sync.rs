@@ -3,7 +3,8 @@
 //!
 //! Each round takes up to [`MAX_WATCHERS_PER_SYNC`] unsynced watchers, starting after the last
 //! one served (so a stalled client cannot starve the others), and reads at most
-//! [`WATCH_BATCH_MAX_REVS`] revisions of history per watcher. A watcher whose history reaches
+//! [`WATCH_BATCH_MAX_REVS`] revisions of history per watcher, only for a watcher whose stream
+//! has room (a stopped reader costs nothing but a check). A watcher whose history reaches
 //! the published revision is handed back to the synced group under the writer lock, after
 //! delivering whatever was published while its history was read: no write can slip between.
 #![forbid(unsafe_code)]
@@ -96,6 +97,7 @@ fn history(
     if from > to {
         return Ok((Vec::new(), to));
     }
+    inner.watch.read_history();
     let changes = crate::store::changes(inner, &w.opts.key, &w.opts.range_end, from, to, max_revs)?;
     let mut revs: Vec<i64> = changes.iter().map(|(kv, _)| kv.mod_revision).collect();
     revs.dedup();
@@ -159,6 +161,16 @@ fn sync_one(inner: &Inner, key: Key, w: &Watcher) -> Result<bool> {
         }
         return Ok(true);
     }
+    // Room in its stream first: a client that stopped reading costs no history read per
+    // round (etcd keeps such watchers as victims and retries only the send).
+    let permit = match w.tx.try_reserve() {
+        Ok(p) => p,
+        Err(TrySendError::Full(())) => return Ok(false),
+        Err(TrySendError::Closed(())) => {
+            drop_watcher(inner, key);
+            return Ok(true);
+        }
+    };
     let (events, through) = match history(inner, w, w.next_rev, upto, WATCH_BATCH_MAX_REVS) {
         Ok(x) => x,
         Err(MvccError::Compacted { .. }) => return Ok(false), // answered next round
@@ -167,13 +179,10 @@ fn sync_one(inner: &Inner, key: Key, w: &Watcher) -> Result<bool> {
     if !current(inner, key, w) {
         return Ok(false);
     }
-    match send(inner, w, upto, events) {
-        Ok(true) => {}
-        Ok(false) => return Ok(false),
-        Err(()) => {
-            drop_watcher(inner, key);
-            return Ok(true);
-        }
+    if !events.is_empty() {
+        let n = events.len();
+        permit.send(WatchResponse { watch_id: w.id, revision: upto, events, ..Default::default() });
+        inner.watch.sent(n);
     }
     let next = through + 1;
     {

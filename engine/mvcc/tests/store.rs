@@ -310,6 +310,30 @@ fn slow_consumers_never_block_writers_and_miss_nothing() {
 }
 
 #[test]
+fn a_watcher_whose_client_stopped_reading_costs_no_history_reads() {
+    let mut f = Fixture::new();
+    let (mut ws, _rx) = f.s().watch_stream(1);
+    ws.watch(
+        0,
+        WatchOptions { key: b"k".to_vec(), range_end: b"l".to_vec(), ..Default::default() },
+    )
+    .unwrap();
+    for i in 0..20 {
+        f.put(&format!("k{i}"), "v", 0).unwrap();
+    }
+    // Behind, its stream full: the catch-up thread runs every 100 ms, writes keep coming,
+    // and nothing is read for it.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = f.s().watch_hub().stats().history_reads;
+    for i in 0..10 {
+        f.put(&format!("k{i}"), "w", 0).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(f.s().watch_hub().counts(), (0, 1), "the watcher is behind");
+    assert_eq!(f.s().watch_hub().stats().history_reads, before, "history read for a full stream");
+}
+
+#[test]
 fn watch_from_a_compacted_revision_is_cancelled() {
     let mut f = Fixture::new();
     for i in 0..5 {
