@@ -14,8 +14,8 @@ use rusted_engine::io::{FaultyIo, PageFaults};
 use rusted_proto::etcdserverpb::kv_client::KvClient;
 use rusted_proto::etcdserverpb::lease_client::LeaseClient;
 use rusted_proto::etcdserverpb::{
-    request_op, DeleteRangeRequest, LeaseRevokeRequest, PutRequest, RangeRequest, RequestOp,
-    TxnRequest,
+    request_op, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest,
+    RangeRequest, RequestOp, TxnRequest,
 };
 use rusted_server::config::ServerConfig;
 use rusted_server::member::{Member, StartOptions};
@@ -499,5 +499,40 @@ async fn debug_vars_and_pprof_profiles() {
     let m = start("127.0.0.74", dir.path(), StartOptions::default()).await;
     assert_eq!(http_get("127.0.0.74", "/debug/vars").await.0, 200, "served without the flag too");
     assert_eq!(http_get("127.0.0.74", "/debug/pprof/profile?seconds=1").await.0, 404);
+    m.stop().await;
+}
+
+/// A lease storm: 3,000 leases granted together expire together; every one is revoked and
+/// its key deleted (revokes of a tick go out together, at etcd's revoke rate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_expiring_together_are_all_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.0.158";
+    let m = start(ip, dir.path(), StartOptions::default()).await;
+    let mut leases = LeaseClient::connect(format!("http://{ip}:2379")).await.unwrap();
+    let mut c = kv(ip).await;
+    for i in 0..3000 {
+        let id =
+            leases.lease_grant(LeaseGrantRequest { ttl: 15, id: 0 }).await.unwrap().into_inner().id;
+        let p = PutRequest { lease: id, ..put(&format!("storm/{i:04}"), "v") };
+        c.put(p).await.unwrap();
+    }
+    let count = |c: &mut KvClient<Channel>| {
+        let req = RangeRequest {
+            key: b"storm/".to_vec(),
+            range_end: b"storm0".to_vec(),
+            count_only: true,
+            ..Default::default()
+        };
+        let mut c = c.clone();
+        async move { c.range(req).await.unwrap().into_inner().count }
+    };
+    assert!(count(&mut c).await > 0, "granting outlasted the TTL");
+    let deadline = std::time::Instant::now() + Duration::from_secs(45);
+    while count(&mut c).await > 0 {
+        assert!(std::time::Instant::now() < deadline, "leases left unrevoked");
+        c.put(put("during", "x")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     m.stop().await;
 }
