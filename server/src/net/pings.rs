@@ -310,8 +310,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Pings<T> {
         }
         let before = buf.filled().len();
         std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        let filled = buf.filled()[before..].to_vec();
-        this.saw_read(&filled);
+        this.saw_read(&buf.filled()[before..]);
         if matches!(this.state, State::GoingAway(..)) {
             // Nothing more of this client's goes to the server.
             buf.set_filled(before);
