@@ -33,6 +33,17 @@ fn put(k: &str) -> PutRequest {
     PutRequest { key: k.into(), value: vec![b'v'; 100], ..Default::default() }
 }
 
+/// Puts `k/00000`, `k/00001`, … until one is refused or `n` were acknowledged: how many were,
+/// and the refusal.
+async fn put_until_refused(c: &mut KvClient<Channel>, n: usize) -> (i64, Option<tonic::Status>) {
+    for i in 0..n {
+        if let Err(s) = c.put(put(&format!("k/{i:05}"))).await {
+            return (i as i64, Some(s));
+        }
+    }
+    (n as i64, None)
+}
+
 /// How many keys under `prefix` the member serves.
 async fn count(c: &mut KvClient<Channel>, prefix: &str) -> i64 {
     let mut end = prefix.as_bytes().to_vec();
@@ -86,17 +97,7 @@ async fn a_failed_wal_fsync_stops_the_member_and_a_restart_keeps_acknowledged_wr
     // The next few syncs succeed, then one fails, as a dying disk's would.
     let syncs = plan.syncs();
     plan.fail_sync_at.store(syncs + 20, Ordering::SeqCst);
-    let mut acked = 0;
-    let mut refused = None;
-    for i in 0..200 {
-        match c.put(put(&format!("k/{i:04}"))).await {
-            Ok(_) => acked += 1,
-            Err(s) => {
-                refused = Some(s);
-                break;
-            }
-        }
-    }
+    let (acked, refused) = put_until_refused(&mut c, 200).await;
     let refused = refused.expect("a write after the failed fsync was refused");
     assert!(acked > 0 && acked < 200, "acknowledged {acked}");
     let why = tokio::time::timeout(Duration::from_secs(10), m.ctx.replica.failed())
@@ -150,17 +151,7 @@ async fn a_full_wal_disk_raises_nospace_and_recovers_when_space_is_freed() {
     full.store(true, Ordering::SeqCst);
     // Writes go on into the current segment and the one made before the disk filled; then the
     // next cannot be made.
-    let mut acked = 0;
-    let mut refusal = None;
-    for i in 0..5000 {
-        match c.put(put(&format!("k/{i:05}"))).await {
-            Ok(_) => acked += 1,
-            Err(s) => {
-                refusal = Some(s);
-                break;
-            }
-        }
-    }
+    let (acked, refusal) = put_until_refused(&mut c, 5000).await;
     let refusal = refusal.expect("writes were refused once the disk was full");
     eprintln!("acknowledged {acked} writes after the disk filled");
     assert_eq!(refusal.code(), tonic::Code::ResourceExhausted, "{refusal:?}");

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const FRAME_HEADER: usize = 9;
+use super::authority::{FRAME_HEADER, PREFACE};
+
 const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
@@ -285,6 +285,17 @@ impl<T: AsyncWrite + Unpin> Pings<T> {
         }
     }
 
+    /// Before a write: a pending GOAWAY goes first (at a frame boundary); after it, writes fail.
+    fn poll_writable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if matches!(self.state, State::GoingAway(..)) && self.write.at_boundary() {
+            std::task::ready!(self.poll_go_away(cx))?;
+        }
+        if matches!(self.state, State::Closed) {
+            return Poll::Ready(Err(Self::closed()));
+        }
+        Poll::Ready(Ok(()))
+    }
+
     fn closed() -> io::Error {
         io::Error::new(io::ErrorKind::ConnectionAborted, "closed: too_many_pings")
     }
@@ -328,12 +339,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Pings<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if matches!(this.state, State::GoingAway(..)) && this.write.at_boundary() {
-            std::task::ready!(this.poll_go_away(cx))?;
-        }
-        if matches!(this.state, State::Closed) {
-            return Poll::Ready(Err(Self::closed()));
-        }
+        std::task::ready!(this.poll_writable(cx))?;
         let n = std::task::ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
         this.saw_write(&buf[..n]);
         Poll::Ready(Ok(n))
@@ -345,12 +351,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Pings<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if matches!(this.state, State::GoingAway(..)) && this.write.at_boundary() {
-            std::task::ready!(this.poll_go_away(cx))?;
-        }
-        if matches!(this.state, State::Closed) {
-            return Poll::Ready(Err(Self::closed()));
-        }
+        std::task::ready!(this.poll_writable(cx))?;
         let n = std::task::ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
         let mut left = n;
         for b in bufs {
