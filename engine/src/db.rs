@@ -35,6 +35,11 @@ use crate::page::{Header, PageId, PageView};
 use crate::tree::{Dirty, Pages};
 use crate::tx::{ReadTx, WriteTx};
 
+/// A copy (defrag, snapshot) commits after this many keys (etcd's defragLimit) …
+pub const COPY_BATCH_KEYS: usize = 10_000;
+/// … or this many bytes of keys and values, whichever comes first.
+pub const COPY_BATCH_BYTES: usize = 8 << 20;
+
 /// Options of a store.
 #[derive(Debug, Clone)]
 pub struct DbOptions {
@@ -516,7 +521,7 @@ impl Db {
             },
         )?;
         let mut tx = out.begin_write()?;
-        let mut n = 0usize;
+        let (mut n, mut bytes) = (0usize, 0usize);
         for name in src.buckets()? {
             tx.create_bucket(&name)?;
             tx.set_sequence(&name, src.sequence(&name)?)?;
@@ -525,9 +530,12 @@ impl Db {
             while let Some((k, v)) = it {
                 tx.put(&name, k, v)?;
                 n += 1;
-                if n % 100_000 == 0 {
+                bytes += k.len() + v.len();
+                // A batch's dirty pages live on the heap until its commit: keep it small.
+                if n >= COPY_BATCH_KEYS || bytes >= COPY_BATCH_BYTES {
                     tx.commit_nosync()?;
                     tx = out.begin_write()?;
+                    (n, bytes) = (0, 0);
                 }
                 it = c.next()?;
             }
