@@ -100,16 +100,24 @@ impl Maintenance for MaintenanceService {
         let store = self.ctx.store();
         let _defragmenting = Defragmenting::start(&self.ctx);
         let started = std::time::Instant::now();
-        tokio::task::spawn_blocking(move || {
+        let path = store.db().path().display().to_string();
+        tracing::info!(path, "current-db-size-bytes" = store.db().size(), "defragmenting");
+        let report = tokio::task::spawn_blocking(move || {
             store.flush()?;
-            store.db().defrag().map_err(rusted_mvcc::MvccError::from)?;
-            Ok::<_, rusted_mvcc::MvccError>(())
+            store.db().defrag().map_err(rusted_mvcc::MvccError::from)
         })
         .await
         .map_err(|e| Status::from(internal(e)))?
         .map_err(ApiError::from)?;
         // Writes wait for the whole copy today (the page store's writer lock is held).
         let took = started.elapsed();
+        tracing::info!(
+            path,
+            "current-db-size-bytes-diff" = report.after as i64 - report.before as i64,
+            "current-db-size-bytes" = report.after,
+            took = ?took,
+            "finished defragmenting directory"
+        );
         self.ctx.metrics.store.defragmented(took, took);
         // etcd answers a defragment with an empty response (no header).
         Ok(Response::new(pb::DefragmentResponse { header: None }))
