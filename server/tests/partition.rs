@@ -102,7 +102,7 @@ impl Drop for Cut {
 
 struct Members {
     children: Vec<Child>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Members {
@@ -149,7 +149,7 @@ fn start(prefix: &[&str]) -> Members {
                 .expect("setpriv and the rusted binary")
         })
         .collect();
-    Members { children, _dir: dir }
+    Members { children, dir }
 }
 
 /// Which member leads, by the members' own status (only among `among`).
@@ -205,7 +205,7 @@ async fn a_partitioned_leader_notices_and_rejoins_when_healed() {
         );
         return;
     };
-    let _members = start(&prefix);
+    let members = start(&prefix);
     let all = [0, 1, 2];
     let old = wait_for("a leader", Duration::from_secs(30), async || leader(&all).await).await;
     wait_for("links up", Duration::from_secs(10), async || {
@@ -242,6 +242,11 @@ async fn a_partitioned_leader_notices_and_rejoins_when_healed() {
         (active_peers(old).await == [1.0, 1.0]).then_some(())
     })
     .await;
+    // etcd's pair of log lines for a link that went down and came back.
+    let log = std::fs::read_to_string(members.dir.path().join(format!("p{old}.log"))).unwrap();
+    for line in ["lost TCP streaming connection with remote peer", "established TCP streaming"] {
+        assert!(log.contains(line), "no {line:?} in the cut-off member's log");
+    }
     for i in all {
         let mut c = KvClient::connect(format!("http://{}:2379", IPS[i])).await.unwrap();
         for key in ["before", "during", "after"] {

@@ -192,6 +192,8 @@ async fn peer_loop(
     active: Arc<Mutex<Option<Instant>>>,
 ) {
     let mut backoff = Duration::from_millis(50);
+    // Whether "established" was logged and no "lost" since (etcd's pair of log lines).
+    let mut announced = false;
     let Some(metrics) = t.upgrade().map(|t| t.metrics.clone()) else { return };
     loop {
         let url = urls.borrow().first().cloned();
@@ -223,6 +225,14 @@ async fn peer_loop(
         let (btx, brx) = mpsc::channel::<RaftBatch>(64);
         let mut call = tokio::spawn(async move { client.send(ReceiverStream::new(brx)).await });
         let connected_at = Instant::now();
+        if !announced {
+            tracing::info!(
+                "local-member-id" = %format!("{from:x}"),
+                "remote-peer-id" = %format!("{to:x}"),
+                "established TCP streaming connection with remote peer"
+            );
+            announced = true;
+        }
         set_active(&active, Some(connected_at));
         metrics.set_active(from, to, true);
         let mut call_done = false;
@@ -270,6 +280,15 @@ async fn peer_loop(
         set_active(&active, None);
         metrics.set_active(from, to, false);
         prober.abort();
+        if announced && connected_at.elapsed() >= Duration::from_secs(1) {
+            // Not for a peer that takes the stream and drops it at once (retried quietly).
+            tracing::warn!(
+                "local-member-id" = %format!("{from:x}"),
+                "remote-peer-id" = %format!("{to:x}"),
+                "lost TCP streaming connection with remote peer"
+            );
+            announced = false;
+        }
         if let Some(t) = t.upgrade() {
             t.report_unreachable(to);
         }
