@@ -12,11 +12,13 @@ the revision of every write acknowledged under its prefix.
 Env: RUSTED_BIN (required), DURATION=3600 (s), WRITERS=3, IP=127.0.0.141 (members on IP, +1,
 +2), OUT (also write the report there), FLAGS (more server flags, e.g. "--snapshot-count 10000"). Needs python's etcd3 (`.ci/run` makes a venv with it).
 Not part of the default test suite. Exit status 1 when a watch event was lost, or a member's
-memory's peak in the last quarter after warm-up exceeds GROWTH_LIMIT (default 1.2×) times its
-peak in the first quarter. Peaks, not two samples: memory saw-tooths with the raft log, which
-is held until --snapshot-count entries are applied (as etcd's).
+memory's median in the last quarter after warm-up (15 min) exceeds GROWTH_LIMIT (default 1.2×)
+times its median in the first quarter. Medians of 10 s samples, not peaks: a defrag's copy
+lifts memory for seconds. Client refusals within 15 s of a deliberate restart are counted
+apart from errors.
 """
 import collections
+import statistics
 import os
 import random
 import signal
@@ -33,7 +35,9 @@ WRITERS = int(os.environ.get("WRITERS", "3"))
 BIN = os.environ["RUSTED_BIN"]
 IP = os.environ.get("IP", "127.0.0.141")
 GROWTH_LIMIT = float(os.environ.get("GROWTH_LIMIT", "1.2"))
-WARMUP = min(300.0, DURATION / 5)
+# Memory settles in 15–20 min at the default load (the raft cache, the WAL index, the
+# allocator's arenas fill); a 1 h run measured 35 → 46 → 48 → 48 MB quarter medians.
+WARMUP = min(900.0, DURATION / 4)
 FLAGS = os.environ.get("FLAGS", "").split()
 IPS = [IP.rsplit(".", 1)[0] + "." + str(int(IP.rsplit(".", 1)[1]) + i) for i in range(3)]
 CLUSTER = ",".join("m%d=http://%s:2380" % (i + 1, ip) for i, ip in enumerate(IPS))
@@ -42,6 +46,8 @@ work = tempfile.mkdtemp(prefix="rusted-soak.")
 stop = threading.Event()
 lock = threading.Lock()
 errors = collections.Counter()
+restart_errors = collections.Counter()  # those within RESTART_GRACE of a deliberate restart
+RESTART_GRACE = 15.0
 ops = collections.Counter()
 procs = {}
 samples = collections.defaultdict(list)  # member -> [(t, rss_kb, fds, db, in_use)]
@@ -65,8 +71,10 @@ def start_member(i):
 
 def error(kind, e):
     msg = str(e).split("\n")[0][:80] or type(e).__name__
+    # A refusal within seconds of a deliberate restart is the restart's, counted apart.
+    during = any(0 <= time.time() - t_start - t < RESTART_GRACE for t, _ in restarts)
     with lock:
-        errors["%s: %s: %s" % (kind, type(e).__name__, msg)] += 1
+        (restart_errors if during else errors)["%s: %s: %s" % (kind, type(e).__name__, msg)] += 1
 
 
 def client(i):
@@ -208,7 +216,10 @@ def monitor():
         for i in range(3):
             p = procs[i]
             try:
-                fds = len(os.listdir("/proc/%d/fd" % p.pid))
+                try:
+                    fds = len(os.listdir("/proc/%d/fd" % p.pid))
+                except FileNotFoundError:
+                    continue  # restarted between the lookup and the read
                 st = client(i).status()
                 samples[i].append((time.time() - t_start, kb(p.pid, "VmRSS"), kb(p.pid, "RssAnon"),
                                    fds, st.db_size))
@@ -251,6 +262,9 @@ def report():
     out("errors by kind (%d):" % sum(errors.values()))
     for k, v in errors.most_common():
         out("  %6d  %s" % (v, k))
+    out("refusals during deliberate restarts (%d):" % sum(restart_errors.values()))
+    for k, v in restart_errors.most_common():
+        out("  %6d  %s" % (v, k))
     lost_total = 0
     for prefix in sorted(acked):
         lost = acked[prefix] - seen[prefix]
@@ -267,7 +281,7 @@ def report():
         error("report", e)
     out("live data at the end (keys and values): %.1f MB" % (live / 1048576))
     out("")
-    out("| member | RSS after warm-up | RSS at end | max RSS | anon after warm-up → end | anon peak, quarters after warm-up | fds after warm-up → end | db size at end |")
+    out("| member | RSS after warm-up | RSS at end | max RSS | anon after warm-up → end | anon median (peak), quarters after warm-up | fds after warm-up → end | db size at end |")
     out("|---|---|---|---|---|---|---|---|")
     grew = False
     for i in range(3):
@@ -280,11 +294,13 @@ def report():
         quarters = [[x[2] for x in s if WARMUP + q * span <= x[0] < WARMUP + (q + 1) * span]
                     for q in range(4)]
         peaks = [max(q) if q else 0 for q in quarters]
-        if peaks[0] and peaks[3] > peaks[0] * GROWTH_LIMIT:
+        medians = [statistics.median(q) if q else 0 for q in quarters]
+        if medians[0] and medians[3] > medians[0] * GROWTH_LIMIT:
             grew = True
         out("| m%d | %d MB | %d MB | %d MB | %d → %d MB | %s MB | %d → %d | %.1f MB |" % (
             i + 1, first[1] // 1024, last[1] // 1024, mx // 1024, first[2] // 1024, last[2] // 1024,
-            " / ".join(str(p // 1024) for p in peaks), first[3], last[3], last[4] / 1048576))
+            " / ".join("%d (%d)" % (m // 1024, p // 1024) for m, p in zip(medians, peaks)),
+            first[3], last[3], last[4] / 1048576))
     out("")
     out("anon memory (MB) every 5 min: " + "; ".join(
         "m%d %s" % (i + 1, " ".join(str(x[2] // 1024) for x in samples[i][::30])) for i in range(3)))
