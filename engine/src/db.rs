@@ -16,7 +16,8 @@
 //!
 //! Remap: the map reserves [`DbOptions::initial_mmap_size`] bytes up front (etcd reserves
 //! 10 GiB); when the file outgrows it, new transactions get a new, larger map while open ones
-//! keep theirs (held by `Arc`) — nobody waits for readers.
+//! keep theirs (held by `Arc`) — nobody waits for readers. About 800 lines: one concept, the
+//! file's lifecycle; defrag and the check walk the same private state the commit path keeps.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -35,9 +36,10 @@ use crate::page::{Header, PageId, PageView};
 use crate::tree::{Dirty, Pages};
 use crate::tx::{ReadTx, WriteTx};
 
-/// A copy (defrag, snapshot) commits after this many keys (etcd's defragLimit) …
+/// A copy (defrag) commits after this many keys (etcd's defragLimit) or bytes of keys and
+/// values, whichever comes first.
 pub const COPY_BATCH_KEYS: usize = 10_000;
-/// … or this many bytes of keys and values, whichever comes first.
+/// See [`COPY_BATCH_KEYS`].
 pub const COPY_BATCH_BYTES: usize = 8 << 20;
 
 /// Options of a store.

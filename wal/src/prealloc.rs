@@ -11,6 +11,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -24,18 +25,27 @@ pub const RETRY: Duration = Duration::from_secs(1);
 /// How often a cut waiting for its file checks whether preallocation is failing.
 const TAKE_POLL: Duration = Duration::from_millis(20);
 
-/// The preallocator's last failure, while it lasts.
+/// The preallocator's last failure, while it lasts. Read on every client write (the quota
+/// check): the flag answers without the lock while all is well.
 #[derive(Debug, Default)]
-pub(crate) struct AllocStatus(Mutex<Option<(io::ErrorKind, String)>>);
+pub(crate) struct AllocStatus {
+    failing: AtomicBool,
+    error: Mutex<Option<(io::ErrorKind, String)>>,
+}
 
 impl AllocStatus {
     fn set(&self, v: Option<(io::ErrorKind, String)>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = v;
+        let mut g = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        self.failing.store(v.is_some(), Ordering::Release);
+        *g = v;
     }
 
     /// The failure, as an error, if preallocation is failing now.
     pub(crate) fn error(&self) -> Option<io::Error> {
-        let g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.failing.load(Ordering::Acquire) {
+            return None;
+        }
+        let g = self.error.lock().unwrap_or_else(|p| p.into_inner());
         g.as_ref().map(|(kind, msg)| io::Error::new(*kind, msg.clone()))
     }
 }
