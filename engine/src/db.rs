@@ -16,8 +16,10 @@
 //!
 //! Remap: the map reserves [`DbOptions::initial_mmap_size`] bytes up front (etcd reserves
 //! 10 GiB); when the file outgrows it, new transactions get a new, larger map while open ones
-//! keep theirs (held by `Arc`) — nobody waits for readers. About 800 lines: one concept, the
-//! file's lifecycle; defrag and the check walk the same private state the commit path keeps.
+//! keep theirs (held by `Arc`) — nobody waits for readers.
+//!
+//! Defrag ([`crate::defrag`]) builds a new file beside this one and swaps it in through
+//! `Db::swap_in`; write transactions record their edits for it meanwhile.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -26,6 +28,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::defrag::{DefragObserver, Recorder};
 use crate::error::{EngineError, IoContext, Result};
 use crate::freelist::Freelist;
 use crate::io::{OsIo, PageIo};
@@ -35,12 +38,6 @@ use crate::node::Node;
 use crate::page::{Header, PageId, PageView};
 use crate::tree::{Dirty, Pages};
 use crate::tx::{ReadTx, WriteTx};
-
-/// A copy (defrag) commits after this many keys (etcd's defragLimit) or bytes of keys and
-/// values, whichever comes first.
-pub const COPY_BATCH_KEYS: usize = 10_000;
-/// See [`COPY_BATCH_KEYS`].
-pub const COPY_BATCH_BYTES: usize = 8 << 20;
 
 /// Options of a store.
 #[derive(Debug, Clone)]
@@ -55,6 +52,10 @@ pub struct DbOptions {
     pub io: Arc<dyn PageIo>,
     /// Told the phases of each commit (bbolt's spill and write, for etcd's metrics).
     pub on_commit: PhaseObserver,
+    /// Bytes of edits a defrag keeps while it copies (see [`crate::defrag`]).
+    pub defrag_delta_limit: usize,
+    /// Told when a defrag's copy is done (a test seam).
+    pub on_defrag_copied: DefragObserver,
 }
 
 /// How long a commit spent in its phases: `spill` (nodes split, rebalanced and encoded into
@@ -86,6 +87,8 @@ impl Default for DbOptions {
             initial_mmap_size: 1 << 30,
             io: Arc::new(OsIo),
             on_commit: PhaseObserver::default(),
+            defrag_delta_limit: crate::defrag::DEFAULT_DELTA_LIMIT,
+            on_defrag_copied: DefragObserver::default(),
         }
     }
 }
@@ -150,15 +153,6 @@ pub(crate) struct WriterState {
     file_len: u64,
 }
 
-/// Sizes before and after a defrag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DefragReport {
-    /// File size before.
-    pub before: u64,
-    /// File size after.
-    pub after: u64,
-}
-
 /// Counters of the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
@@ -183,6 +177,7 @@ pub struct Db {
     opts: DbOptions,
     inner: Arc<DbInner>,
     writer: Mutex<WriterState>,
+    recorder: Recorder,
 }
 
 fn bad_file(path: &Path, reason: impl Into<String>) -> EngineError {
@@ -190,7 +185,7 @@ fn bad_file(path: &Path, reason: impl Into<String>) -> EngineError {
 }
 
 /// Takes an exclusive advisory lock, as bbolt does, so two processes never share a file.
-fn lock_file(f: &File, path: &Path) -> Result<()> {
+pub(crate) fn lock_file(f: &File, path: &Path) -> Result<()> {
     rustix::fs::flock(f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|e| {
         bad_file(path, format!("cannot lock the file (in use by another process?): {e}"))
     })
@@ -233,7 +228,13 @@ impl Db {
             }),
         });
         tracing::debug!(path = %path.display(), txid = meta.txid, pages = meta.hwm, "page store opened");
-        Ok(Db { path, opts, inner, writer: Mutex::new(WriterState { freelist, file, file_len }) })
+        Ok(Db {
+            path,
+            opts,
+            inner,
+            writer: Mutex::new(WriterState { freelist, file, file_len }),
+            recorder: Recorder::default(),
+        })
     }
 
     pub(crate) fn fill_percent(&self) -> f64 {
@@ -510,62 +511,26 @@ impl Db {
         Ok(CheckReport { buckets: roots.len() - 1, keys, pages: meta.hwm, problems })
     }
 
-    /// Writes every bucket as `src` sees it into a new, compact, synced file at `dst` (which must
-    /// not hold a database yet): a consistent copy without stopping writers (the backend of
-    /// snapshots and of defrag). Returns the new file's size.
-    pub fn copy_into(src: &ReadTx, dst: &Path, opts: &DbOptions) -> Result<u64> {
-        let out = Db::open(
-            dst,
-            DbOptions {
-                fill_percent: 1.0,
-                page_size: src.pages_for_check().2.page_size as usize,
-                ..opts.clone()
-            },
-        )?;
-        let mut tx = out.begin_write()?;
-        let (mut n, mut bytes) = (0usize, 0usize);
-        for name in src.buckets()? {
-            tx.create_bucket(&name)?;
-            tx.set_sequence(&name, src.sequence(&name)?)?;
-            let mut c = src.cursor(&name)?;
-            let mut it = c.first()?;
-            while let Some((k, v)) = it {
-                tx.put(&name, k, v)?;
-                n += 1;
-                bytes += k.len() + v.len();
-                // A batch's dirty pages live on the heap until its commit: keep it small.
-                if n >= COPY_BATCH_KEYS || bytes >= COPY_BATCH_BYTES {
-                    tx.commit_nosync()?;
-                    tx = out.begin_write()?;
-                    (n, bytes) = (0, 0);
-                }
-                it = c.next()?;
-            }
-        }
-        tx.set_user(src.user());
-        tx.commit()?;
-        out.sync()?;
-        Ok(out.stats().file_size)
+    pub(crate) fn recorder(&self) -> &Recorder {
+        &self.recorder
     }
 
-    /// Copies all live data into a fresh file and swaps it in; returns the sizes. Writers wait
-    /// meanwhile; readers that started before keep reading the old file.
-    pub fn defrag(&self) -> Result<DefragReport> {
-        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let before = w.file_len;
-        let mut tmp_name = self.path.file_name().unwrap_or_default().to_os_string();
-        tmp_name.push(".defrag-tmp");
-        let tmp = self.path.with_file_name(tmp_name);
-        let _ = std::fs::remove_file(&tmp);
-        let src = self.begin_read()?;
-        Db::copy_into(&src, &tmp, &self.opts)?;
-        drop(src);
-        // Lock the new file before it takes the name, so nobody can slip in between.
-        let file = OpenOptions::new().read(true).write(true).open(&tmp).at(&tmp)?;
-        lock_file(&file, &tmp)?;
-        std::fs::rename(&tmp, &self.path).at(&self.path)?;
-        // From here on the name holds the new file: any failure must stop further writes to
-        // the old (now unlinked) one.
+    pub(crate) fn opts(&self) -> &DbOptions {
+        &self.opts
+    }
+
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, WriterState> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn file_len(&self, w: &WriterState) -> u64 {
+        w.file_len
+    }
+
+    /// Makes `file` — which now holds the store's name — the store: maps it and starts the
+    /// transactions from then on in it. Returns its length. Any failure poisons the store, as
+    /// the name no longer holds the file the writer state describes.
+    pub(crate) fn swap_in(&self, w: &mut WriterState, file: File) -> Result<u64> {
         let swapped = (|| -> Result<(Meta, u64, Arc<Map>, Freelist, u64)> {
             if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
@@ -589,11 +554,11 @@ impl Db {
         *w = WriterState { freelist, file, file_len };
         let mut s = self.inner.lock();
         s.snap = Snapshot { meta, map, epoch: s.snap.epoch + 1 };
+        // Readers of the old file keep their own txids; new ones count from the new file's.
         s.readers.clear();
         s.durable_txid = meta.txid;
         s.durable_slot = slot;
-        // Readers of the old file keep their own txids; new ones count from the new file's.
-        Ok(DefragReport { before, after: file_len })
+        Ok(file_len)
     }
 }
 

@@ -6,7 +6,7 @@
 //! `pwrite`. The MVCC store (rusted-mvcc, in `mvcc/` beside this crate) sits on top of it;
 //! bbolt's own file format, for etcd's snapshots, is rusted-bbolt (`bbolt/`).
 //!
-//! **Main types.** [`Db`] (open, transactions, sync, defrag, check), [`ReadTx`], [`WriteTx`],
+//! **Main types.** [`Db`] (open, transactions, sync, online [`defrag`], check), [`ReadTx`], [`WriteTx`],
 //! [`Cursor`], [`DbOptions`], [`EngineError`].
 //!
 //! **On disk.** Pages of a fixed size: two meta pages ([`meta`]), branch and leaf pages
@@ -25,6 +25,7 @@
 
 pub mod cursor;
 mod db;
+pub mod defrag;
 mod error;
 pub mod freelist;
 pub mod fuzz_harness;
@@ -37,7 +38,8 @@ mod tree;
 mod tx;
 
 pub use cursor::Cursor;
-pub use db::{CheckReport, CommitPhases, Db, DbOptions, DefragReport, PhaseObserver, Stats};
+pub use db::{CheckReport, CommitPhases, Db, DbOptions, PhaseObserver, Stats};
+pub use defrag::{DefragObserver, DefragReport};
 pub use error::{EngineError, IoContext, Result};
 pub use tree::Pages;
 pub use tx::{Bucket, ReadTx, WriteTx, MAX_KEY_SIZE, MAX_VALUE_SIZE};

@@ -9,6 +9,7 @@ use std::sync::{Arc, MutexGuard};
 
 use crate::cursor::{get, Cursor};
 use crate::db::{BucketChange, Db, DbInner, Snapshot, WriterState};
+use crate::defrag::Op;
 use crate::error::{EngineError, Result};
 use crate::node::NodeId;
 use crate::page::u64_at;
@@ -185,6 +186,8 @@ pub struct WriteTx<'db> {
     /// An edit failed part-way (damaged pages): the dirty set may be inconsistent, so the
     /// transaction can only be rolled back.
     failed: Option<String>,
+    /// The edits, kept while a defrag copies the store (it replays them into the copy).
+    ops: Option<Vec<Op>>,
 }
 
 impl std::fmt::Debug for WriteTx<'_> {
@@ -197,6 +200,7 @@ impl<'db> WriteTx<'db> {
     pub(crate) fn new(db: &'db Db, guard: MutexGuard<'db, WriterState>, snap: Snapshot) -> Self {
         let catalog = snap.meta.catalog;
         let user = snap.meta.user;
+        let ops = db.recorder().recording().then(Vec::new);
         WriteTx {
             db,
             guard,
@@ -206,6 +210,13 @@ impl<'db> WriteTx<'db> {
             user,
             dirty: None,
             failed: None,
+            ops,
+        }
+    }
+
+    fn record(&mut self, op: impl FnOnce() -> Op) {
+        if let Some(ops) = &mut self.ops {
+            ops.push(op());
         }
     }
 
@@ -252,6 +263,7 @@ impl<'db> WriteTx<'db> {
         }
         let root = self.dirty().empty_leaf();
         self.buckets.insert(name.to_vec(), Some(BucketState { root, seq: 0, dirty: true }));
+        self.record(|| Op::CreateBucket(name.to_vec()));
         Ok(())
     }
 
@@ -273,6 +285,7 @@ impl<'db> WriteTx<'db> {
         let (c, _) = self.fail(r)?;
         self.catalog = c;
         self.buckets.insert(name.to_vec(), None);
+        self.record(|| Op::DeleteBucket(name.to_vec()));
         Ok(())
     }
 
@@ -294,6 +307,11 @@ impl<'db> WriteTx<'db> {
         s.root = self.fail(r)?;
         s.dirty = true;
         self.buckets.insert(bucket.to_vec(), Some(s));
+        self.record(|| Op::Put {
+            bucket: bucket.to_vec(),
+            key: key.to_vec(),
+            value: value.to_vec(),
+        });
         Ok(())
     }
 
@@ -306,6 +324,7 @@ impl<'db> WriteTx<'db> {
             s.root = r;
             s.dirty = true;
             self.buckets.insert(bucket.to_vec(), Some(s));
+            self.record(|| Op::Delete { bucket: bucket.to_vec(), key: key.to_vec() });
         }
         Ok(found)
     }
@@ -348,6 +367,7 @@ impl<'db> WriteTx<'db> {
         s.dirty = true;
         let seq = s.seq;
         self.buckets.insert(bucket.to_vec(), Some(s));
+        self.record(|| Op::Sequence { bucket: bucket.to_vec(), seq });
         Ok(seq)
     }
 
@@ -357,12 +377,14 @@ impl<'db> WriteTx<'db> {
         s.seq = seq;
         s.dirty = true;
         self.buckets.insert(bucket.to_vec(), Some(s));
+        self.record(|| Op::Sequence { bucket: bucket.to_vec(), seq });
         Ok(())
     }
 
     /// Sets the user fields stored in the meta (the MVCC layer's applied index and term).
     pub fn set_user(&mut self, user: [u64; 2]) {
         self.user = user;
+        self.record(|| Op::User(user));
     }
 
     /// Commits and makes it durable (data pages, fdatasync, meta, fdatasync).
@@ -404,7 +426,12 @@ impl<'db> WriteTx<'db> {
         let db = self.db;
         let catalog = self.catalog;
         let user = self.user;
-        db.commit(&mut self.guard, &self.snap, dirty, catalog, changed, user, sync)
+        let txid = db.commit(&mut self.guard, &self.snap, dirty, catalog, changed, user, sync)?;
+        // Still under the writer lock: recorded edits keep the order of the commits.
+        if let Some(ops) = self.ops.take() {
+            db.recorder().append(ops, db.opts().defrag_delta_limit);
+        }
+        Ok(txid)
     }
 }
 
