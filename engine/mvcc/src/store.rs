@@ -517,13 +517,7 @@ pub(crate) fn plan_range(
     current: i64,
     begin: Option<i64>,
 ) -> Result<Plan> {
-    let at = if req.revision <= 0 { current } else { req.revision };
-    if req.revision > begin.unwrap_or(current) {
-        return Err(MvccError::FutureRevision);
-    }
-    if at < st.compact {
-        return Err(MvccError::Compacted { compact_revision: st.compact });
-    }
+    let at = range_revision(st, req, current, begin)?;
     let fetch_all = req.sort_order != SortOrder::None
         || req.min_mod_revision != 0
         || req.max_mod_revision != 0
@@ -539,9 +533,26 @@ pub(crate) fn plan_range(
     Ok(Plan { keys, total, current })
 }
 
+/// The revision a range reads at, checked as [`plan_range`] documents.
+pub(crate) fn range_revision(
+    st: &State,
+    req: &RangeRequest,
+    current: i64,
+    begin: Option<i64>,
+) -> Result<i64> {
+    let at = if req.revision <= 0 { current } else { req.revision };
+    if req.revision > begin.unwrap_or(current) {
+        return Err(MvccError::FutureRevision);
+    }
+    if at < st.compact {
+        return Err(MvccError::Compacted { compact_revision: st.compact });
+    }
+    Ok(at)
+}
+
 /// Reads the values of a planned range and shapes the response as etcd does: filters, sort,
 /// limit and `more`, keys_only.
-fn finish_range(
+pub(crate) fn finish_range(
     inner: &Inner,
     tx: &ReadTx,
     req: &RangeRequest,

@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use rusted_mvcc::Applied;
+use rusted_mvcc::{Applied, RangeOut, LAZY_MIN_KEYS};
 use tonic::{Request, Response, Status};
 
 use crate::api::authorize;
 use crate::api::ctx::{Ctx, Who};
-use crate::api::errors::{internal, unexpected, ApiResult};
+use crate::api::errors::{internal, unexpected, ApiError, ApiResult};
+use crate::api::lazy_range::{LazyAnswer, RangeBody};
 use crate::api::validate;
 use crate::apply::convert;
 use crate::apply::machine::ApplyOut;
@@ -52,6 +53,35 @@ pub fn range_read(ctx: &Ctx, who: &Who, r: &pb::RangeRequest) -> ApiResult<pb::R
     authorize::unchanged(ctx, who)?;
     let rev = out.revision;
     Ok(pb::RangeResponse { header: ctx.header(rev), ..convert::range_out(out) })
+}
+
+/// [`range_read`] for a gRPC caller: an answer of many key-values comes back without them,
+/// and with a [`LazyAnswer`] the dispatcher sends in their place (memory bounded by a chunk).
+fn range_read_lazy(
+    ctx: &Ctx,
+    who: &Who,
+    r: &pb::RangeRequest,
+) -> Result<Response<pb::RangeResponse>, Status> {
+    authorize::range(ctx, who, r)?;
+    let out =
+        ctx.store().range_lazy(&convert::range_in(r), LAZY_MIN_KEYS).map_err(ApiError::from)?;
+    authorize::unchanged(ctx, who)?;
+    match out {
+        RangeOut::Full(out) => {
+            let rev = out.revision;
+            Ok(Response::new(pb::RangeResponse {
+                header: ctx.header(rev),
+                ..convert::range_out(out)
+            }))
+        }
+        RangeOut::Lazy(lazy) => {
+            let header = ctx.header(lazy.revision);
+            let body = RangeBody::new(header, lazy)?;
+            let mut resp = Response::new(pb::RangeResponse { header, ..Default::default() });
+            resp.extensions_mut().insert(LazyAnswer::new(body));
+            Ok(resp)
+        }
+    }
 }
 
 /// Put, through raft.
@@ -150,7 +180,7 @@ impl Kv for KvService {
             self.ctx.linearize().await?;
         }
         let who = self.ctx.who_of(&req).await?;
-        Ok(Response::new(range_read(&self.ctx, &who, r)?))
+        range_read_lazy(&self.ctx, &who, r)
     }
 
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {

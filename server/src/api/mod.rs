@@ -14,6 +14,7 @@ pub mod forward;
 pub mod health;
 pub mod idgen;
 pub mod kv;
+pub mod lazy_range;
 pub mod lease;
 pub mod lock;
 pub mod maintenance;

@@ -28,6 +28,7 @@ use crate::api::election::ElectionService;
 use crate::api::errors::ApiError;
 use crate::api::health::HealthService;
 use crate::api::kv::KvService;
+use crate::api::lazy_range::LazyAnswer;
 use crate::api::lease::LeaseService;
 use crate::api::lock::LockService;
 use crate::api::maintenance::MaintenanceService;
@@ -185,6 +186,11 @@ impl Service<Request<Body>> for ClientDispatch {
         };
         Box::pin(async move {
             let mut resp = answer.await?;
+            // A big Range answer is encoded while it is sent (api::lazy_range).
+            if let Some(lazy) = resp.extensions_mut().remove::<LazyAnswer>().and_then(|l| l.take())
+            {
+                resp = resp.map(|_| Body::new(lazy));
+            }
             let took = started.elapsed();
             as_grpc_go_size_refusal(&mut resp);
             // A code sent in the trailers of a streamed answer is not seen here; such calls

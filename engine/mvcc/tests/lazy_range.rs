@@ -1,0 +1,150 @@
+//! A lazy range reads exactly what the whole range reads: after random puts, deletions,
+//! flushes and compactions, every range request (keys, limit, keys_only, revision, sort and
+//! filters, count_only) gives the same key-values, count, more and revision from
+//! `Store::range_lazy` as from `Store::range`, and the shapes that must be read whole are.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is the test failing
+
+use proptest::prelude::*;
+use rusted_mvcc::request::{
+    DeleteRangeRequest, PutRequest, RangeRequest, RangeResponse, SortOrder, SortTarget,
+};
+use rusted_mvcc::{Applied, KeyValue, RangeOut, Store, StoreOptions};
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put(u16, usize),
+    Delete(u16, u16),
+    Flush,
+    Compact,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        20 => (0..400u16, 0..200usize).prop_map(|(k, n)| Op::Put(k, n)),
+        3 => (0..400u16, 1..40u16).prop_map(|(k, n)| Op::Delete(k, n)),
+        2 => Just(Op::Flush),
+        1 => Just(Op::Compact),
+    ]
+}
+
+fn key(k: u16) -> Vec<u8> {
+    format!("k{k:03}").into_bytes()
+}
+
+fn req() -> impl Strategy<Value = RangeRequest> {
+    (
+        (0..400u16, prop_oneof![Just(None), (1..400u16).prop_map(Some), Just(Some(u16::MAX))]),
+        prop_oneof![Just(0i64), 1..300i64],
+        any::<bool>(),
+        prop_oneof![4 => Just(0i64), 1 => 1..40i64],
+        prop_oneof![8 => Just(0u8), 1 => 1..4u8],
+    )
+        .prop_map(|((from, to), limit, keys_only, revision, shape)| {
+            let range_end = match to {
+                None => Vec::new(),
+                Some(u16::MAX) => vec![0],
+                Some(n) => key(from.saturating_add(n)),
+            };
+            let mut r = RangeRequest {
+                key: key(from),
+                range_end,
+                limit,
+                keys_only,
+                revision,
+                ..Default::default()
+            };
+            match shape {
+                1 => r.sort_order = SortOrder::Descend,
+                2 => r.min_mod_revision = 3,
+                3 => r.count_only = true,
+                _ => {}
+            }
+            if shape == 1 {
+                r.sort_target = SortTarget::Mod;
+            }
+            r
+        })
+}
+
+fn materialize(out: RangeOut) -> (RangeResponse, bool) {
+    match out {
+        RangeOut::Full(r) => (r, false),
+        RangeOut::Lazy(l) => {
+            let kvs = (0..l.len())
+                .map(|i| {
+                    l.with(i, |kv| KeyValue {
+                        key: kv.key.to_vec(),
+                        create_revision: kv.create_revision,
+                        mod_revision: kv.mod_revision,
+                        version: kv.version,
+                        value: kv.value.to_vec(),
+                        lease: kv.lease,
+                    })
+                    .unwrap()
+                })
+                .collect();
+            (RangeResponse { revision: l.revision, kvs, more: l.more, count: l.count }, true)
+        }
+    }
+}
+
+fn run(ops: Vec<Op>, reqs: Vec<(RangeRequest, usize)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path().join("db"), StoreOptions::default()).unwrap();
+    let mut index = 0;
+    let mut at = || {
+        index += 1;
+        Applied { index, term: 1 }
+    };
+    for op in ops {
+        match op {
+            Op::Put(k, n) => {
+                let put = PutRequest { key: key(k), value: vec![b'v'; n], ..Default::default() };
+                s.put(at(), &put).unwrap();
+            }
+            Op::Delete(k, n) => {
+                let del =
+                    DeleteRangeRequest { key: key(k), range_end: key(k + n), ..Default::default() };
+                s.delete_range(at(), &del).unwrap();
+            }
+            Op::Flush => s.flush().unwrap(),
+            Op::Compact => {
+                let rev = s.current_revision() / 2;
+                if rev > s.compact_revision() {
+                    s.compact(at(), rev).unwrap();
+                }
+            }
+        }
+    }
+    for (r, min_keys) in reqs {
+        let whole = s.range(&r);
+        let lazy = s.range_lazy(&r, min_keys);
+        match (whole, lazy) {
+            (Ok(whole), Ok(lazy)) => {
+                let (got, was_lazy) = materialize(lazy);
+                assert_eq!(got, whole, "{r:?}");
+                let plain =
+                    r.sort_order == SortOrder::None && r.min_mod_revision == 0 && !r.count_only;
+                if was_lazy {
+                    assert!(plain && whole.kvs.len() >= min_keys, "{r:?} should be read whole");
+                } else {
+                    assert!(!plain || whole.kvs.len() < min_keys, "{r:?} should be lazy");
+                }
+            }
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+            (a, b) => panic!("{r:?}: range {a:?}, lazy {b:?}"),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn lazy_ranges_read_what_whole_ranges_read(
+        ops in prop::collection::vec(op(), 1..400),
+        reqs in prop::collection::vec((req(), prop_oneof![Just(0usize), 1..50usize]), 1..30),
+    ) {
+        run(ops, reqs);
+    }
+}
