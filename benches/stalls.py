@@ -6,7 +6,9 @@ each per part:
             `defragment` runs, one client puts and one reads (linearizable) at 400/s each:
             the defrag's length and the slowest put and get that overlapped it.
   ranges    RANGE_KEYS × 1 KiB; RANGE_CLIENTS (16, then 64) clients each read the whole key
-            space at once: the server's peak RSS (and how many answers came back whole).
+            space at once: the server's peak RSS (and how many answers came back whole);
+            then RANGE_STALLED (64) callers ask for it and never read, for RANGE_STALL_SECONDS
+            (20): the server's peak RSS (what it buffers for slow readers).
             The clients are raw HTTP/2 readers that count and drop the answer's bytes, so
             64 × 120 MB answers need no client memory.
   watchers  WATCHERS watch streams on every key whose clients never read; puts at 5,000/s
@@ -18,7 +20,9 @@ each per part:
         ~/.cache/rusted-ci-venv/bin/python benches/stalls.py
 
 Env: RUSTED_BIN, RUSTED_BENCH (required), ETCD_BIN=etcd, PARTS="defrag ranges watchers leases",
-DEFRAG_KEYS=300000, RANGE_KEYS=120000, RANGE_CLIENTS="16 64", WATCHERS=100, LEASES=100000,
+KINDS="etcd rusted" (which systems), KEEP (set: keep each member's directory and log),
+DEFRAG_KEYS=300000, RANGE_KEYS=120000, RANGE_CLIENTS="16 64", RANGE_STALLED=64,
+RANGE_STALL_SECONDS=20, WATCHERS=100, LEASES=100000,
 LEASE_DELAY=75 (s from the first grant to the common expiry),
 IP=127.0.0.181 (etcd on IP, rusted on IP+1). Needs python's etcd3. Not part of the default
 test suite; prints a Markdown table per part.
@@ -39,9 +43,12 @@ RUSTED = os.environ["RUSTED_BIN"]
 BENCH = os.environ["RUSTED_BENCH"]
 ETCD = os.environ.get("ETCD_BIN", "etcd")
 PARTS = os.environ.get("PARTS", "defrag ranges watchers leases").split()
+KINDS = os.environ.get("KINDS", "etcd rusted").split()
 DEFRAG_KEYS = int(os.environ.get("DEFRAG_KEYS", "300000"))
 RANGE_KEYS = int(os.environ.get("RANGE_KEYS", "120000"))
 RANGE_CLIENTS = [int(x) for x in os.environ.get("RANGE_CLIENTS", "16 64").split()]
+STALLED = int(os.environ.get("RANGE_STALLED", "64"))
+STALL_SECONDS = int(os.environ.get("RANGE_STALL_SECONDS", "20"))
 WATCHERS = int(os.environ.get("WATCHERS", "100"))
 LEASES = int(os.environ.get("LEASES", "100000"))
 BASE = os.environ.get("IP", "127.0.0.181")
@@ -98,7 +105,8 @@ class Member:
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-        subprocess.run(["rm", "-rf", self.work])
+        if not os.environ.get("KEEP"):
+            subprocess.run(["rm", "-rf", self.work])
 
 
 class Peak(threading.Thread):
@@ -260,6 +268,18 @@ def part_ranges(m):
         if not m.alive():
             break
         time.sleep(3)
+    if STALLED and m.alive():
+        # Callers that ask and never read: what the server holds for them is what it buffers.
+        peak = Peak(m)
+        peak.start()
+        socks = [grpc_call((m.ip, 2379), b"/etcdserverpb.KV/Range", RANGE_ALL, read=False)
+                 for _ in range(STALLED)]
+        time.sleep(STALL_SECONDS)
+        p = peak.stop()
+        for s in socks:
+            s.close()
+        rows.append("| %s | %d that never read (%d s) | %d MB | %d MB (+%d) | — | %s |" % (
+            m.kind, STALLED, STALL_SECONDS, base, p, p - base, "yes" if m.alive() else "no (killed)"))
     return "\n".join(rows)
 
 
@@ -322,7 +342,7 @@ def main():
     print("# stalls (issue 26), %s" % time.strftime("%Y-%m-%d"), flush=True)
     for part in PARTS:
         rows = []
-        for kind in ("etcd", "rusted"):
+        for kind in KINDS:
             m = Member(kind)
             try:
                 rows.append(globals()["part_" + part](m))

@@ -153,6 +153,13 @@ pub(crate) struct WriterState {
     file_len: u64,
 }
 
+/// A file and map a defrag replaced; dropping it unmaps and closes them.
+#[derive(Debug)]
+pub(crate) struct Retired {
+    _writer: WriterState,
+    _snap: Snapshot,
+}
+
 /// Counters of the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
@@ -528,9 +535,11 @@ impl Db {
     }
 
     /// Makes `file` — which now holds the store's name — the store: maps it and starts the
-    /// transactions from then on in it. Returns its length. Any failure poisons the store, as
-    /// the name no longer holds the file the writer state describes.
-    pub(crate) fn swap_in(&self, w: &mut WriterState, file: File) -> Result<u64> {
+    /// transactions from then on in it. Returns its length and the old file and map, for the
+    /// caller to drop once it has let writers go (unmapping a big map and closing an unlinked
+    /// file, which frees its blocks, take long). Any failure poisons the store, as the name no
+    /// longer holds the file the writer state describes.
+    pub(crate) fn swap_in(&self, w: &mut WriterState, file: File) -> Result<(u64, Retired)> {
         let swapped = (|| -> Result<(Meta, u64, Arc<Map>, Freelist, u64)> {
             if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
@@ -551,14 +560,15 @@ impl Db {
                 return Err(e);
             }
         };
-        *w = WriterState { freelist, file, file_len };
+        let old_writer = std::mem::replace(w, WriterState { freelist, file, file_len });
         let mut s = self.inner.lock();
-        s.snap = Snapshot { meta, map, epoch: s.snap.epoch + 1 };
+        let epoch = s.snap.epoch + 1;
+        let old_snap = std::mem::replace(&mut s.snap, Snapshot { meta, map, epoch });
         // Readers of the old file keep their own txids; new ones count from the new file's.
         s.readers.clear();
         s.durable_txid = meta.txid;
         s.durable_slot = slot;
-        Ok(file_len)
+        Ok((file_len, Retired { _writer: old_writer, _snap: old_snap }))
     }
 }
 

@@ -274,9 +274,10 @@ impl Db {
         let file = OpenOptions::new().read(true).write(true).open(tmp).at(tmp)?;
         crate::db::lock_file(&file, tmp)?;
         std::fs::rename(tmp, self.path()).at(self.path())?;
-        let after = self.swap_in(&mut w, file)?;
+        let (after, retired) = self.swap_in(&mut w, file)?;
         let paused = paused.elapsed();
         drop(w);
+        drop(retired);
         Ok(DefragReport { before, after, paused, replayed, stopped_the_world })
     }
 }
@@ -304,9 +305,11 @@ fn copy(src: &ReadTx, dst: &Path, opts: &DbOptions) -> Result<Db> {
             tx.put(&name, k, v)?;
             n += 1;
             bytes += k.len() + v.len();
-            // A batch's dirty pages live on the heap until its commit: keep it small.
+            // A batch's dirty pages live on the heap until its commit: keep it small. Each is
+            // synced, so the kernel never holds more than a batch to write back at once (one
+            // big flush at the end holds up the WAL's fsyncs on the same disk).
             if n >= COPY_BATCH_KEYS || bytes >= COPY_BATCH_BYTES {
-                tx.commit_nosync()?;
+                tx.commit()?;
                 tx = out.begin_write()?;
                 (n, bytes) = (0, 0);
             }
