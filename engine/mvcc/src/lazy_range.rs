@@ -96,7 +96,8 @@ pub enum RangeOut {
 }
 
 fn lazy_shape(req: &RangeRequest) -> bool {
-    req.sort_order == SortOrder::None
+    // Ascending by key is the index's own order: the same answer as no sort.
+    (req.sort_order == SortOrder::None || req.sort_order == SortOrder::Ascend)
         && req.sort_target == SortTarget::Key
         && req.min_mod_revision == 0
         && req.max_mod_revision == 0

@@ -37,7 +37,7 @@ fn req() -> impl Strategy<Value = RangeRequest> {
         prop_oneof![Just(0i64), 1..300i64],
         any::<bool>(),
         prop_oneof![4 => Just(0i64), 1 => 1..40i64],
-        prop_oneof![8 => Just(0u8), 1 => 1..4u8],
+        prop_oneof![8 => Just(0u8), 1 => 1..5u8],
     )
         .prop_map(|((from, to), limit, keys_only, revision, shape)| {
             let range_end = match to {
@@ -55,6 +55,7 @@ fn req() -> impl Strategy<Value = RangeRequest> {
             };
             match shape {
                 1 => r.sort_order = SortOrder::Descend,
+                4 => r.sort_order = SortOrder::Ascend,
                 2 => r.min_mod_revision = 3,
                 3 => r.count_only = true,
                 _ => {}
@@ -123,8 +124,12 @@ fn run(ops: Vec<Op>, reqs: Vec<(RangeRequest, usize)>) {
             (Ok(whole), Ok(lazy)) => {
                 let (got, was_lazy) = materialize(lazy);
                 assert_eq!(got, whole, "{r:?}");
-                let plain =
-                    r.sort_order == SortOrder::None && r.min_mod_revision == 0 && !r.count_only;
+                let key_order = r.sort_order == SortOrder::None
+                    || (r.sort_order == SortOrder::Ascend && r.sort_target == SortTarget::Key);
+                let plain = key_order
+                    && r.sort_target == SortTarget::Key
+                    && r.min_mod_revision == 0
+                    && !r.count_only;
                 if was_lazy {
                     assert!(plain && whole.kvs.len() >= min_keys, "{r:?} should be read whole");
                 } else {

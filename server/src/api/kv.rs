@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use crate::api::authorize;
 use crate::api::ctx::{Ctx, Who};
 use crate::api::errors::{internal, unexpected, ApiError, ApiResult};
-use crate::api::lazy_range::{LazyAnswer, RangeBody};
+use crate::api::lazy_range::{range_stream, LazyAnswer, RangeBody};
 use crate::api::validate;
 use crate::apply::convert;
 use crate::apply::machine::ApplyOut;
@@ -181,6 +181,36 @@ impl Kv for KvService {
         }
         let who = self.ctx.who_of(&req).await?;
         range_read_lazy(&self.ctx, &who, r)
+    }
+
+    type RangeStreamStream = std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<pb::RangeStreamResponse, Status>> + Send>,
+    >;
+
+    async fn range_stream(
+        &self,
+        req: Request<pb::RangeRequest>,
+    ) -> Result<Response<Self::RangeStreamStream>, Status> {
+        let r = req.get_ref();
+        validate::range_stream(r)?;
+        if !r.serializable {
+            self.ctx.linearize().await?;
+        }
+        let who = self.ctx.who_of(&req).await?;
+        let ctx = &self.ctx;
+        authorize::range(ctx, &who, r)?;
+        let mut q = convert::range_in(r);
+        // No sort is key order, whatever the target (etcd's stream does not sort either).
+        if q.sort_order == rusted_mvcc::request::SortOrder::None {
+            q.sort_target = rusted_mvcc::request::SortTarget::Key;
+        }
+        let out = ctx.store().range_lazy(&q, 0).map_err(ApiError::from)?;
+        authorize::unchanged(ctx, &who)?;
+        let rev = match &out {
+            RangeOut::Full(r) => r.revision,
+            RangeOut::Lazy(l) => l.revision,
+        };
+        Ok(Response::new(Box::pin(range_stream(ctx.header(rev), out))))
     }
 
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {

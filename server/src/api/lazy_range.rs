@@ -22,8 +22,9 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message;
-use rusted_mvcc::{KvRef, LazyRange};
+use rusted_mvcc::{KvRef, LazyRange, RangeOut};
 use rusted_proto::etcdserverpb as pb;
+use rusted_proto::mvccpb;
 use tonic::Status;
 
 /// Bytes per data frame of a lazily encoded answer.
@@ -228,12 +229,77 @@ impl LazyAnswer {
     }
 }
 
+/// Key-value bytes per RangeStream message (etcd aims its chunks at `--max-request-bytes`).
+pub const STREAM_CHUNK: usize = 1 << 20;
+
+fn owned(kv: KvRef<'_>) -> mvccpb::KeyValue {
+    mvccpb::KeyValue {
+        key: kv.key.to_vec(),
+        create_revision: kv.create_revision,
+        mod_revision: kv.mod_revision,
+        version: kv.version,
+        value: kv.value.to_vec(),
+        lease: kv.lease,
+    }
+}
+
+/// The messages of a RangeStream (etcd 3.7): consecutive slices of the key-values, about
+/// [`STREAM_CHUNK`] bytes each, read from the view as the client takes them; the last one
+/// also carries the header, `more` and `count`. Merged, they are the Range's answer.
+pub fn range_stream(
+    header: Option<pb::ResponseHeader>,
+    out: RangeOut,
+) -> impl futures_util::Stream<Item = Result<pb::RangeStreamResponse, Status>> + Send {
+    let wrap = |r: pb::RangeResponse| pb::RangeStreamResponse { range_response: Some(r) };
+    let (lazy, first) = match out {
+        // count_only (etcd: one message, the header and the count).
+        RangeOut::Full(r) => {
+            let whole = pb::RangeResponse { header, ..crate::apply::convert::range_out(r) };
+            (None, Some(wrap(whole)))
+        }
+        RangeOut::Lazy(l) => (Some(l), None),
+    };
+    let state = (lazy, first, 0usize, false);
+    futures_util::stream::unfold(state, move |(lazy, first, next, done)| async move {
+        if done {
+            return None;
+        }
+        if let Some(m) = first {
+            return Some((Ok(m), (None, None, 0, true)));
+        }
+        let l = lazy?;
+        let mut kvs = Vec::new();
+        let (mut i, mut bytes) = (next, 0usize);
+        while i < l.len() && bytes < STREAM_CHUNK {
+            match l.with(i, |kv| (kv_entry_len(&kv), owned(kv))) {
+                Ok((n, kv)) => {
+                    bytes += n;
+                    kvs.push(kv);
+                }
+                Err(e) => {
+                    let status = Status::from(crate::api::errors::ApiError::from(e));
+                    return Some((Err(status), (None, None, 0, true)));
+                }
+            }
+            i += 1;
+        }
+        let last = i >= l.len();
+        let mut r = pb::RangeResponse { kvs, ..Default::default() };
+        if last {
+            r.header = header;
+            r.more = l.more;
+            r.count = l.count;
+        }
+        Some((Ok(wrap(r)), (Some(l), None, i, last)))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use http_body_util::BodyExt;
-    use rusted_mvcc::{RangeOut, Store, StoreOptions};
+    use rusted_mvcc::{Store, StoreOptions};
 
     fn store(dir: &std::path::Path) -> Store {
         Store::open(dir.join("db"), StoreOptions::default()).unwrap()

@@ -26,6 +26,26 @@ pub fn range(r: &pb::RangeRequest) -> ApiResult<()> {
     Ok(())
 }
 
+/// A RangeStream (etcd 3.7): a range, in key order, without revision filters.
+pub fn range_stream(r: &pb::RangeRequest) -> ApiResult<()> {
+    use pb::range_request::{SortOrder, SortTarget};
+    range(r)?;
+    let order = r.sort_order();
+    if !(order == SortOrder::None
+        || (r.sort_target() == SortTarget::Key && order == SortOrder::Ascend))
+    {
+        return Err(ApiError::Unsupported("RangeStream does not support custom sort orders"));
+    }
+    if r.min_mod_revision != 0
+        || r.max_mod_revision != 0
+        || r.min_create_revision != 0
+        || r.max_create_revision != 0
+    {
+        return Err(ApiError::Unsupported("RangeStream does not support revision filters"));
+    }
+    Ok(())
+}
+
 /// A put needs a key; `ignore_value` comes without a value, `ignore_lease` without a lease.
 pub fn put(r: &pb::PutRequest) -> ApiResult<()> {
     if r.key.is_empty() {
