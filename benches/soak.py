@@ -2,8 +2,9 @@
 """A soak of a 3-member rusted cluster (issue 25): for DURATION seconds a mixed load runs —
 puts, txns, deletes and ranges from several writers, watchers following the writers' prefixes,
 leases granted, kept alive and left to expire, compactions, defrags and restarts of m2 or m3
-(m1 stays up, so its memory spans the run) — and
-at the end it reports errors by kind, each member's RSS and open fds over time (after the
+(m1 stays up, so its memory spans the run); each client has a home member, moves to the next
+when its member fails and goes home again 20 s later, so every member carries the same load
+throughout — and at the end it reports errors by kind, each member's RSS and open fds over time (after the
 warm-up), db size against what is in use, and watch events lost: each watcher must have seen
 the revision of every write acknowledged under its prefix.
 
@@ -81,11 +82,38 @@ def client(i):
     return etcd3.client(host=IPS[i % 3], port=2379, timeout=10)
 
 
+# A client whose member fails moves to the next one, and goes back home HOME_AFTER s later:
+# load stays spread as at the start, so each member's memory is compared under the same load.
+HOME_AFTER = 20.0
+
+
+class Route:
+    def __init__(self, home):
+        self.home, self.m, self.away = home, home, 0.0
+
+    def failed(self):
+        self.m += 1
+        self.away = time.time()
+
+    def away_too_long(self):
+        return self.m % 3 != self.home % 3 and time.time() - self.away > HOME_AFTER
+
+    def now(self):
+        """The member to use now (home again once it has been away long enough)."""
+        if self.away_too_long():
+            self.m = self.home
+        return self.m
+
+
 def writer(w):
     prefix = "soak/w%d/" % w
+    route = Route(w)
     c, m = client(w), w
     n = 0
     while not stop.is_set():
+        if route.now() != m:
+            m = route.m
+            c = client(m)
         n += 1
         key = prefix + "k%d" % (n % 2000)
         try:
@@ -117,7 +145,8 @@ def writer(w):
                     ops["write"] += 1
         except Exception as e:  # a member restarting, a leader change: counted, then go on
             error("write", e)
-            m += 1
+            route.failed()
+            m = route.m
             c = client(m)
             time.sleep(0.2)
 
@@ -125,12 +154,15 @@ def writer(w):
 def watcher(w):
     """Follows writer w's prefix from revision 1, reconnecting from the next revision."""
     prefix = "soak/w%d/" % w
-    nxt, m = 1, w
+    nxt, route = 1, Route(w)
     while not stop.is_set():
-        c = client(m)
+        c = client(route.now())
         try:
             events, cancel = c.watch_prefix(prefix, start_revision=nxt)
-            timer = threading.Timer(max(0.0, t_start + DURATION + 30 - time.time()), cancel)
+            until = t_start + DURATION + 30 - time.time()
+            if route.m % 3 != w % 3:
+                until = min(until, HOME_AFTER)  # then reconnect, at home, from nxt
+            timer = threading.Timer(max(0.0, until), cancel)
             timer.start()
             for ev in events:
                 rev = ev.mod_revision
@@ -142,14 +174,18 @@ def watcher(w):
             timer.cancel()
         except Exception as e:
             error("watch", e)
-        m += 1
+            route.failed()
         time.sleep(0.5)
 
 
 def leases():
+    route = Route(0)
     c, m = client(0), 0
     kept = []
     while not stop.is_set():
+        if route.now() != m:
+            m = route.m
+            c = client(m)
         try:
             lease = c.lease(random.randint(3, 8))
             c.put("soak/lease/%d" % lease.id, b"x", lease=lease)
@@ -162,17 +198,18 @@ def leases():
             kept = kept[-20:]
         except Exception as e:
             error("lease", e)
-            m += 1
+            route.failed()
+            m = route.m
             c = client(m)
         time.sleep(0.05)
 
 
 def maintenance():
-    m = 0
+    route = Route(0)
     last_compact = last_defrag = last_restart = time.time()
     while not stop.wait(1.0):
         now = time.time()
-        c = client(m)
+        c = client(route.now())
         try:
             if now - last_compact > 30:
                 rev = c.get_response("soak/none").header.revision
@@ -198,7 +235,7 @@ def maintenance():
                 last_restart = now
         except Exception as e:
             error("maintenance", e)
-            m += 1
+            route.failed()
 
 
 def kb(pid, field):

@@ -126,6 +126,41 @@ impl TreeIndex {
         (out, total)
     }
 
+    /// Up to `limit` keys of the range that exist at `at` and sort after `after` (all of
+    /// them from the start when `None`), in key order: a range read in pieces.
+    pub fn range_after(
+        &self,
+        key: &[u8],
+        end: &[u8],
+        after: Option<&[u8]>,
+        at: i64,
+        limit: usize,
+    ) -> Vec<(&[u8], Visible)> {
+        let Some((lo, hi)) = bounds(key, end) else {
+            return if after.is_some() { Vec::new() } else { self.range(key, end, at, 1).0 };
+        };
+        let lo = after.map_or(lo, Bound::Excluded);
+        let from = match lo {
+            Bound::Included(k) | Bound::Excluded(k) => k,
+            Bound::Unbounded => &[][..],
+        };
+        if let Bound::Excluded(e) = hi {
+            if from >= e {
+                return Vec::new();
+            }
+        }
+        let mut out = Vec::new();
+        for (k, ki) in self.keys.range::<[u8], _>((lo, hi)) {
+            if out.len() >= limit {
+                break;
+            }
+            if let Ok(v) = ki.get(at) {
+                out.push((k.as_slice(), v));
+            }
+        }
+        out
+    }
+
     /// Every change in the range with main revision ≥ `rev` (the last of each transaction per
     /// key), ordered by revision: what a watcher from `rev` has to replay.
     pub fn range_since(&self, key: &[u8], end: &[u8], rev: i64) -> Vec<(Revision, &[u8])> {

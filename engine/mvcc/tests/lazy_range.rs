@@ -71,19 +71,32 @@ fn materialize(out: RangeOut) -> (RangeResponse, bool) {
     match out {
         RangeOut::Full(r) => (r, false),
         RangeOut::Lazy(l) => {
-            let kvs = (0..l.len())
-                .map(|i| {
-                    l.with(i, |kv| KeyValue {
-                        key: kv.key.to_vec(),
-                        create_revision: kv.create_revision,
-                        mod_revision: kv.mod_revision,
-                        version: kv.version,
-                        value: kv.value.to_vec(),
-                        lease: kv.lease,
+            let mut kvs = Vec::new();
+            let mut pos = rusted_mvcc::lazy_range::Position::default();
+            // Small steps: every reading resumes from the last key given.
+            let mut step = 0;
+            loop {
+                step += 1;
+                let mut n = 0;
+                let got = l
+                    .next(&mut pos, |kv| {
+                        kvs.push(KeyValue {
+                            key: kv.key.to_vec(),
+                            create_revision: kv.create_revision,
+                            mod_revision: kv.mod_revision,
+                            version: kv.version,
+                            value: kv.value.to_vec(),
+                            lease: kv.lease,
+                        });
+                        n += 1;
+                        n < 1 + step % 5
                     })
-                    .unwrap()
-                })
-                .collect();
+                    .unwrap();
+                if got == 0 {
+                    break;
+                }
+            }
+            assert_eq!(kvs.len(), l.len());
             (RangeResponse { revision: l.revision, kvs, more: l.more, count: l.count }, true)
         }
     }
@@ -152,4 +165,39 @@ proptest! {
     ) {
         run(ops, reqs);
     }
+}
+
+#[test]
+fn a_compaction_past_the_answers_revision_fails_the_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path().join("db"), StoreOptions::default()).unwrap();
+    let mut index = 0;
+    let mut at = || {
+        index += 1;
+        Applied { index, term: 1 }
+    };
+    for k in 0..300u16 {
+        s.put(at(), &PutRequest { key: key(k), value: b"v".to_vec(), ..Default::default() })
+            .unwrap();
+    }
+    let all = RangeRequest { key: key(0), range_end: vec![0], ..Default::default() };
+    let RangeOut::Lazy(l) = s.range_lazy(&all, 1).unwrap() else { panic!("not lazy") };
+    let mut pos = rusted_mvcc::lazy_range::Position::default();
+    let mut n = 0;
+    l.next(&mut pos, |_| {
+        n += 1;
+        n < 10
+    })
+    .unwrap();
+    // A compaction up to the answer's revision keeps what it shows; one past it does not.
+    s.compact(at(), l.revision).unwrap();
+    l.next(&mut pos, |_| {
+        n += 1;
+        n < 20
+    })
+    .unwrap();
+    s.put(at(), &PutRequest { key: key(5), value: b"w".to_vec(), ..Default::default() }).unwrap();
+    s.compact(at(), l.revision + 1).unwrap();
+    let e = l.next(&mut pos, |_| true).unwrap_err();
+    assert!(matches!(e, rusted_mvcc::MvccError::Compacted { .. }), "{e:?}");
 }

@@ -22,6 +22,7 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message;
+use rusted_mvcc::lazy_range::Position;
 use rusted_mvcc::{KvRef, LazyRange, RangeOut};
 use rusted_proto::etcdserverpb as pb;
 use rusted_proto::mvccpb;
@@ -95,11 +96,11 @@ fn kv_entry_len(kv: &KvRef<'_>) -> usize {
 #[derive(Debug)]
 pub struct RangeBody {
     range: LazyRange,
+    pos: Position,
     /// The gRPC prefix and the header field, sent first.
     head: Option<Bytes>,
     /// `more` and `count`, sent after the last key-value.
     tail: Option<Bytes>,
-    next: usize,
     /// Bytes still to send (for the size hint).
     left: u64,
     done: bool,
@@ -113,11 +114,15 @@ impl RangeBody {
         let tail_msg =
             pb::RangeResponse { more: range.more, count: range.count, ..Default::default() };
         let mut len = head_msg.encoded_len() + tail_msg.encoded_len();
-        for i in 0..range.len() {
-            len += range
-                .with(i, |kv| kv_entry_len(&kv))
-                .map_err(|e| Status::from(crate::api::errors::ApiError::from(e)))?;
-        }
+        let mut measure = Position::default();
+        while range
+            .next(&mut measure, |kv| {
+                len += kv_entry_len(&kv);
+                true
+            })
+            .map_err(status)?
+            > 0
+        {}
         if len > MAX_SEND_BYTES {
             return Err(Status::resource_exhausted(format!(
                 "grpc: trying to send message larger than max ({len} vs. {MAX_SEND_BYTES})"
@@ -130,9 +135,9 @@ impl RangeBody {
         let tail = tail_msg.encode_to_vec();
         Ok(RangeBody {
             range,
+            pos: Position::default(),
             head: Some(head.freeze()),
             tail: Some(tail.into()),
-            next: 0,
             left: len as u64 + 5,
             done: false,
         })
@@ -143,18 +148,23 @@ impl RangeBody {
         if let Some(h) = self.head.take() {
             return Ok(Some(h));
         }
-        if self.next < self.range.len() {
-            let mut buf = BytesMut::with_capacity(CHUNK + 1024);
-            while self.next < self.range.len() && buf.len() < CHUNK {
-                self.range
-                    .with(self.next, |kv| put_kv(&kv, &mut buf))
-                    .map_err(|e| Status::from(crate::api::errors::ApiError::from(e)))?;
-                self.next += 1;
-            }
+        let mut buf = BytesMut::with_capacity(CHUNK + 1024);
+        let RangeBody { range, pos, .. } = self;
+        range
+            .next(pos, |kv| {
+                put_kv(&kv, &mut buf);
+                buf.len() < CHUNK
+            })
+            .map_err(status)?;
+        if !buf.is_empty() {
             return Ok(Some(buf.freeze()));
         }
         Ok(self.tail.take().filter(|t| !t.is_empty()))
     }
+}
+
+fn status(e: rusted_mvcc::MvccError) -> Status {
+    Status::from(crate::api::errors::ApiError::from(e))
 }
 
 fn trailers(status: &Status) -> HeaderMap {
@@ -259,38 +269,33 @@ pub fn range_stream(
         }
         RangeOut::Lazy(l) => (Some(l), None),
     };
-    let state = (lazy, first, 0usize, false);
-    futures_util::stream::unfold(state, move |(lazy, first, next, done)| async move {
+    let state = (lazy, first, Position::default(), false);
+    futures_util::stream::unfold(state, move |(lazy, first, mut pos, done)| async move {
         if done {
             return None;
         }
         if let Some(m) = first {
-            return Some((Ok(m), (None, None, 0, true)));
+            return Some((Ok(m), (None, None, pos, true)));
         }
         let l = lazy?;
         let mut kvs = Vec::new();
-        let (mut i, mut bytes) = (next, 0usize);
-        while i < l.len() && bytes < STREAM_CHUNK {
-            match l.with(i, |kv| (kv_entry_len(&kv), owned(kv))) {
-                Ok((n, kv)) => {
-                    bytes += n;
-                    kvs.push(kv);
-                }
-                Err(e) => {
-                    let status = Status::from(crate::api::errors::ApiError::from(e));
-                    return Some((Err(status), (None, None, 0, true)));
-                }
-            }
-            i += 1;
+        let mut bytes = 0usize;
+        let read = l.next(&mut pos, |kv| {
+            bytes += kv_entry_len(&kv);
+            kvs.push(owned(kv));
+            bytes < STREAM_CHUNK
+        });
+        if let Err(e) = read {
+            return Some((Err(status(e)), (None, None, pos, true)));
         }
-        let last = i >= l.len();
+        let last = kvs.is_empty() || l.len() == l.position_done(&pos);
         let mut r = pb::RangeResponse { kvs, ..Default::default() };
         if last {
             r.header = header;
             r.more = l.more;
             r.count = l.count;
         }
-        Some((Ok(wrap(r)), (Some(l), None, i, last)))
+        Some((Ok(wrap(r)), (Some(l), None, pos, last)))
     })
 }
 
