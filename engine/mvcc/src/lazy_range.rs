@@ -40,6 +40,20 @@ pub struct KvRef<'a> {
     pub lease: i64,
 }
 
+impl KvRef<'_> {
+    /// An owned copy.
+    pub fn to_key_value(&self) -> crate::KeyValue {
+        crate::KeyValue {
+            key: self.key.to_vec(),
+            create_revision: self.create_revision,
+            mod_revision: self.mod_revision,
+            version: self.version,
+            value: self.value.to_vec(),
+            lease: self.lease,
+        }
+    }
+}
+
 /// A range answer whose key-values are read on demand (see the module documentation).
 pub struct LazyRange {
     inner: Arc<Inner>,

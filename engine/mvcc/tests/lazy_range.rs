@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use rusted_mvcc::request::{
     DeleteRangeRequest, PutRequest, RangeRequest, RangeResponse, SortOrder, SortTarget,
 };
-use rusted_mvcc::{Applied, KeyValue, RangeOut, Store, StoreOptions};
+use rusted_mvcc::{Applied, RangeOut, Store, StoreOptions};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -80,14 +80,7 @@ fn materialize(out: RangeOut) -> (RangeResponse, bool) {
                 let mut n = 0;
                 let got = l
                     .next(&mut pos, |kv| {
-                        kvs.push(KeyValue {
-                            key: kv.key.to_vec(),
-                            create_revision: kv.create_revision,
-                            mod_revision: kv.mod_revision,
-                            version: kv.version,
-                            value: kv.value.to_vec(),
-                            lease: kv.lease,
-                        });
+                        kvs.push(kv.to_key_value());
                         n += 1;
                         n < 1 + step % 5
                     })
@@ -102,14 +95,16 @@ fn materialize(out: RangeOut) -> (RangeResponse, bool) {
     }
 }
 
+fn next_index(index: &mut u64) -> Applied {
+    *index += 1;
+    Applied { index: *index, term: 1 }
+}
+
 fn run(ops: Vec<Op>, reqs: Vec<(RangeRequest, usize)>) {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(dir.path().join("db"), StoreOptions::default()).unwrap();
     let mut index = 0;
-    let mut at = || {
-        index += 1;
-        Applied { index, term: 1 }
-    };
+    let mut at = || next_index(&mut index);
     for op in ops {
         match op {
             Op::Put(k, n) => {
@@ -172,10 +167,7 @@ fn a_compaction_past_the_answers_revision_fails_the_reading() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(dir.path().join("db"), StoreOptions::default()).unwrap();
     let mut index = 0;
-    let mut at = || {
-        index += 1;
-        Applied { index, term: 1 }
-    };
+    let mut at = || next_index(&mut index);
     for k in 0..300u16 {
         s.put(at(), &PutRequest { key: key(k), value: b"v".to_vec(), ..Default::default() })
             .unwrap();

@@ -25,7 +25,6 @@ use prost::Message;
 use rusted_mvcc::lazy_range::Position;
 use rusted_mvcc::{KvRef, LazyRange, RangeOut};
 use rusted_proto::etcdserverpb as pb;
-use rusted_proto::mvccpb;
 use tonic::Status;
 
 /// Bytes per data frame of a lazily encoded answer.
@@ -242,17 +241,6 @@ impl LazyAnswer {
 /// Key-value bytes per RangeStream message (etcd aims its chunks at `--max-request-bytes`).
 pub const STREAM_CHUNK: usize = 1 << 20;
 
-fn owned(kv: KvRef<'_>) -> mvccpb::KeyValue {
-    mvccpb::KeyValue {
-        key: kv.key.to_vec(),
-        create_revision: kv.create_revision,
-        mod_revision: kv.mod_revision,
-        version: kv.version,
-        value: kv.value.to_vec(),
-        lease: kv.lease,
-    }
-}
-
 /// The messages of a RangeStream (etcd 3.7): consecutive slices of the key-values, about
 /// [`STREAM_CHUNK`] bytes each, read from the view as the client takes them; the last one
 /// also carries the header, `more` and `count`. Merged, they are the Range's answer.
@@ -282,7 +270,7 @@ pub fn range_stream(
         let mut bytes = 0usize;
         let read = l.next(&mut pos, |kv| {
             bytes += kv_entry_len(&kv);
-            kvs.push(owned(kv));
+            kvs.push(crate::apply::convert::kv_out(kv.to_key_value()));
             bytes < STREAM_CHUNK
         });
         if let Err(e) = read {
