@@ -541,9 +541,7 @@ impl Db {
     /// longer holds the file the writer state describes.
     pub(crate) fn swap_in(&self, w: &mut WriterState, file: File) -> Result<(u64, Retired)> {
         let swapped = (|| -> Result<(Meta, u64, Arc<Map>, Freelist, u64)> {
-            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
-            }
+            sync_parent(&self.path)?;
             let file_len = file.metadata().at(&self.path)?.len();
             let (meta, slot) = choose_meta(&file, &self.path, file_len, self.opts.page_size)?;
             let map = Arc::new(
@@ -693,10 +691,16 @@ fn init_file(file: &File, path: &Path, ps: usize) -> Result<u64> {
     b[3 * ps..4 * ps].copy_from_slice(&leaf);
     file.write_all_at(&b, 0).at(path)?;
     file.sync_all().at(path)?;
+    sync_parent(path)?;
+    Ok(b.len() as u64)
+}
+
+/// Syncs the directory holding `path`, so a file created or renamed there survives a crash.
+fn sync_parent(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
     }
-    Ok(b.len() as u64)
+    Ok(())
 }
 
 /// Reads both metas; returns the valid one with the higher txid and its slot.

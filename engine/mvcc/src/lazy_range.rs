@@ -89,6 +89,13 @@ pub struct Position {
     done: usize,
 }
 
+impl Position {
+    /// How many key-values this reading has been given.
+    pub fn done(&self) -> usize {
+        self.done
+    }
+}
+
 /// Keys walked in the index per hold of its lock.
 const BATCH: usize = 128;
 
@@ -101,11 +108,6 @@ impl LazyRange {
     /// Whether the answer has no key-values.
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-
-    /// How many key-values a reading at `pos` has been given.
-    pub fn position_done(&self, pos: &Position) -> usize {
-        pos.done
     }
 
     /// Calls `f` with the answer's next key-values, in order, from `pos` on, until `f` returns

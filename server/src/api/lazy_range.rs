@@ -276,7 +276,7 @@ pub fn range_stream(
         if let Err(e) = read {
             return Some((Err(status(e)), (None, None, pos, true)));
         }
-        let last = kvs.is_empty() || l.len() == l.position_done(&pos);
+        let last = kvs.is_empty() || l.len() == pos.done();
         let mut r = pb::RangeResponse { kvs, ..Default::default() };
         if last {
             r.header = header;
