@@ -36,3 +36,4 @@ pub mod metrics;
 pub mod net;
 pub mod peer;
 pub mod restore;
+pub mod v2;

@@ -49,3 +49,13 @@ fn the_documented_member_replacement_works_as_on_etcd() {
         "member replacement differs from etcd's",
     );
 }
+
+/// etcd's v2 API (`--enable-v2`): the ETCDCTL_API=2 commands and raw /v2 answers as etcd 3.4's.
+#[test]
+fn the_v2_api_answers_as_etcd_with_enable_v2() {
+    common::run_script(
+        "compat/v2.sh",
+        &[("RUSTED_BIN", env!("CARGO_BIN_EXE_rusted"))],
+        "the v2 API differs from etcd's",
+    );
+}

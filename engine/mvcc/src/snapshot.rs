@@ -50,6 +50,17 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::apply_meta_blob`] for several blobs replaced by one entry, atomically.
+    pub fn apply_meta_blobs(&self, at: Applied, blobs: &[(&'static [u8], &[u8])]) -> Result<()> {
+        let mut w = self.begin_apply(at)?;
+        for (key, blob) in blobs {
+            debug_assert!(key.starts_with(b"x-") || *key == CLUSTER, "not a store meta key");
+            w.meta.meta.insert(key, blob.to_vec());
+        }
+        drop(w);
+        Ok(())
+    }
+
     /// The latest blob under `key` (applied, flushed or not).
     pub fn meta_blob(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let w = self.inner.lock_writer();

@@ -42,6 +42,8 @@ pub enum ApplyOut {
     Alarm(Vec<AlarmMember>),
     /// An auth change (or Authenticate's token).
     Auth(AuthOut),
+    /// A v2 keys request's answer (a SYNC has none).
+    V2(Option<crate::v2::V2Result>),
 }
 
 /// The result a proposer gets.
@@ -76,6 +78,8 @@ pub struct EtcdMachine {
     pub slow_applies: std::sync::atomic::AtomicU64,
     /// Users, roles, tokens (mirrors the store's `x-auth` blob).
     pub auth: Auth,
+    /// The v2 keys (mirrors the store's `x-v2` blob).
+    pub v2: crate::v2::V2Store,
 }
 
 /// etcd's --experimental-warning-apply-duration default.
@@ -92,6 +96,7 @@ fn request_kind(r: &Request) -> &'static str {
         Request::LeaseCheckpoint(_) => "lease_checkpoint",
         Request::Compaction(_) => "compaction",
         Request::Alarm(_) => "alarm",
+        Request::V2(_) => "v2",
         _ => "auth",
     }
 }
@@ -119,6 +124,11 @@ impl Default for AuthOptions {
 
 fn load_auth(s: &Store) -> Result<AuthState, MvccError> {
     AuthState::decode(s.meta_blob(AUTH_KEY)?.as_deref()).map_err(MvccError::Corrupt)
+}
+
+fn load_v2(s: &Store) -> Result<crate::v2::store::Tree, MvccError> {
+    crate::v2::codec::decode(s.meta_blob(crate::v2::codec::V2_KEY)?.as_deref())
+        .map_err(MvccError::Corrupt)
 }
 
 fn load_alarms(s: &Store) -> Result<Alarms, MvccError> {
@@ -181,6 +191,7 @@ impl EtcdMachine {
         let nospace = AtomicBool::new(alarms.has(AlarmType::Nospace));
         let auth =
             Auth::new(load_auth(&slot.get())?, auth.token_ttl, auth.bcrypt_cost, auth.provider);
+        let v2 = crate::v2::V2Store::new(load_v2(&slot.get())?);
         Ok(EtcdMachine {
             slot,
             alarms: Mutex::new(alarms),
@@ -192,6 +203,7 @@ impl EtcdMachine {
             ),
             slow_applies: Default::default(),
             auth,
+            v2,
         })
     }
 
@@ -343,6 +355,14 @@ impl EtcdMachine {
         }
         Ok(match req {
             Request::Alarm(a) => return self.apply_alarm(s, at, &a),
+            Request::V2(r) => {
+                let (out, blob) = self.v2.apply(&r);
+                match blob {
+                    Some(b) => s.apply_meta_blob(at, crate::v2::codec::V2_KEY, &b)?,
+                    None => s.apply_noop(at)?,
+                }
+                ApplyOut::V2(out)
+            }
             Request::Put(p) => ApplyOut::Put(s.put(at, &convert::put_in(&p))?),
             Request::DeleteRange(d) => {
                 ApplyOut::Delete(s.delete_range(at, &convert::delete_in(&d))?)
@@ -426,7 +446,17 @@ impl StateMachine for EtcdMachine {
         record: &[u8],
     ) -> rusted_replication::Result<()> {
         let s = self.usable_store()?;
-        s.apply_cluster(Applied { index, term }, record).map_err(sm_err)
+        let new = rusted_replication::membership::ClusterRecord::decode(record).map_err(sm_err)?;
+        let old = match s.cluster().map_err(sm_err)? {
+            Some(b) => {
+                Some(rusted_replication::membership::ClusterRecord::decode(&b).map_err(sm_err)?)
+            }
+            None => None,
+        };
+        let v2 = self.v2.membership(old.as_ref(), &new);
+        let blobs: [(&'static [u8], &[u8]); 2] =
+            [(rusted_mvcc::CLUSTER, record), (crate::v2::codec::V2_KEY, &v2)];
+        s.apply_meta_blobs(Applied { index, term }, &blobs).map_err(sm_err)
     }
 
     fn cluster(&self) -> rusted_replication::Result<Option<Vec<u8>>> {
@@ -450,6 +480,7 @@ impl StateMachine for EtcdMachine {
         let loaded = load_alarms(&self.store()).map_err(sm_err)?;
         self.set_alarms(&mut self.alarms(), loaded);
         self.auth.replace(load_auth(&self.store()).map_err(sm_err)?);
+        self.v2.replace(load_v2(&self.store()).map_err(sm_err)?);
         Ok(())
     }
 

@@ -172,12 +172,11 @@ impl DeferredFlags {
             &self.log_outputs,
             &self.log_rotation_config_json,
         )?;
-        let unsupported: [(bool, &str); 6] = [
+        let unsupported: [(bool, &str); 5] = [
             (!self.discovery.is_empty(), "--discovery"),
             (!self.discovery_proxy.is_empty(), "--discovery-proxy"),
             (!self.discovery_srv.is_empty(), "--discovery-srv"),
             (!self.discovery_srv_name.is_empty(), "--discovery-srv-name"),
-            (self.enable_v2, "--enable-v2"),
             (self.proxy != "off", "--proxy"),
         ];
         match unsupported.iter().find(|(set, _)| *set) {

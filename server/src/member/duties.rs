@@ -52,6 +52,31 @@ pub(super) async fn publish(
     }
 }
 
+/// How often a leader whose v2 store has TTL keys proposes a SYNC (etcd: 500 ms).
+pub const V2_SYNC_INTERVAL: Duration = Duration::from_millis(500);
+
+/// etcd's v2 SYNC: while leading, and while some v2 key has a TTL, propose the leader's
+/// clock; applying it expires the keys due by then on every member alike.
+pub(super) async fn v2_sync(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(V2_SYNC_INTERVAL) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if !ctx.replica.is_leader() || !ctx.machine.v2.lock().tree.has_ttl_keys() {
+            continue;
+        }
+        let req = rusted_proto::rustedpb::V2Request {
+            method: "SYNC".into(),
+            time: crate::v2::now_nanos(),
+            ..Default::default()
+        };
+        if let Err(e) = ctx.propose(P::V2(req)).await {
+            tracing::debug!(error = %e, "v2 sync failed");
+        }
+    }
+}
+
 /// Lease expiry and checkpoints, run only while leading (etcd's lessor loop).
 pub(super) async fn leader_duties(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
     loop {

@@ -299,6 +299,7 @@ impl Member {
             stop_rx.clone(),
         )));
         tasks.push(tokio::spawn(duties::leader_duties(ctx.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(duties::v2_sync(ctx.clone(), stop_rx.clone())));
         tasks.push(tokio::spawn(autocompact::run(ctx.clone(), auto_compaction, stop_rx)));
         tracing::info!(id = %format!("{:x}", ident.member_id), cluster = %format!("{:x}", ident.cluster_id), "member started");
         Ok(Member { ctx, stop, tasks, peer_rt })
@@ -538,8 +539,11 @@ fn client_http(
     cfg: &ServerConfig,
     tls: bool,
 ) -> axum::Router {
-    let plain = crate::gateway::http::router(ctx.clone(), metrics.clone())
+    let mut plain = crate::gateway::http::router(ctx.clone(), metrics.clone())
         .merge(crate::gateway::debug::router(ctx.clone(), cfg.deferred.enable_pprof));
+    if cfg.deferred.enable_v2 {
+        plain = plain.merge(crate::v2::members::router(ctx.clone()));
+    }
     let http = if cfg.enable_grpc_gateway {
         crate::gateway::json::router(ctx.clone())
             .merge(plain)

@@ -118,6 +118,13 @@ impl PeerMetrics {
         self.rtt.with_label_values(&[&hex(to)]).observe(d.as_secs_f64());
     }
 
+    /// The probes to `to` (count, total seconds) and its failed sends (`/v2/stats/leader`).
+    pub fn link_stats(&self, to: u64) -> (u64, f64, u64) {
+        let h = self.rtt.with_label_values(&[&hex(to)]);
+        let fails = self.sent_failures.with_label_values(&[&hex(to)]).get();
+        (h.get_sample_count(), h.get_sample_sum(), fails)
+    }
+
     /// Whether the link from `local` to `remote` is up; a link going down is counted.
     pub fn set_active(&self, local: u64, remote: u64, up: bool) {
         let (l, r) = (hex(local), hex(remote));

@@ -144,9 +144,12 @@ pub async fn layer(State(access): State<Arc<Access>>, req: Request, next: Next) 
     let mut resp = if req.method() == Method::OPTIONS {
         StatusCode::OK.into_response()
     } else {
+        // axum lists the allowed methods; etcd's gateway does not (its v2 handlers do).
+        let v2 = req.uri().path().starts_with("/v2/");
         let mut r = next.run(req).await;
-        // axum lists the allowed methods; etcd's gateway does not.
-        r.headers_mut().remove(header::ALLOW);
+        if !v2 {
+            r.headers_mut().remove(header::ALLOW);
+        }
         r
     };
     if let Some(origin) = cors {

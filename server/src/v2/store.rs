@@ -1,0 +1,498 @@
+//! The v2 store's operations, as etcd's `v2store`: get, set, create (and POST's in-order
+//! keys), update, compare-and-swap, delete, compare-and-delete, and the expiry of TTL keys.
+//! Each write moves the store's index by one and yields the event it makes.
+//!
+//! Invariants: `ttl` holds exactly the (expiry, path) of every node that has one; the root
+//! is a permanent directory at index 0 and cannot be written or deleted.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeSet;
+
+use super::error::*;
+use super::event::Event;
+use super::node::{Kind, Node};
+
+/// Go's `time.Time` zero is "permanent"; etcd also treats any expiry before 2000 as none.
+const MIN_EXPIRE: i64 = 946_684_800_000_000_000;
+
+/// etcd's v2 store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tree {
+    /// The root directory ("/").
+    pub root: Node,
+    /// The index of the last write.
+    pub index: u64,
+    /// Every node with an expiry: (expiry, path).
+    ttl: BTreeSet<(i64, String)>,
+    /// The index counts etcd's one write of the cluster version (see `V2Store::membership`).
+    pub version_set: bool,
+}
+
+impl Default for Tree {
+    fn default() -> Self {
+        Tree {
+            root: Node::dir("/".into(), 0, None),
+            index: 0,
+            ttl: BTreeSet::new(),
+            version_set: false,
+        }
+    }
+}
+
+/// etcd's key normalisation: `path.Clean(path.Join("/", p))`.
+pub fn clean(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+fn split(path: &str) -> (&str, &str) {
+    match path.rfind('/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => ("", path),
+    }
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir == "/" {
+        format!("/{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+fn expiry(e: Option<i64>) -> Option<i64> {
+    e.filter(|&t| t >= MIN_EXPIRE)
+}
+
+impl Tree {
+    /// Rebuilds a tree from nodes listed parents first (a decoded snapshot).
+    pub fn from_nodes(index: u64, nodes: Vec<Node>) -> Result<Self, String> {
+        let mut t = Tree { index, ..Tree::default() };
+        for n in nodes {
+            let path = clean(&n.path);
+            if path != n.path || path == "/" {
+                return Err(format!("v2 store: bad node path {:?}", n.path));
+            }
+            let (dir, name) = split(&path);
+            let dir = if dir.is_empty() { "/" } else { dir };
+            let expire = n.expire;
+            let parent =
+                t.node_mut(dir).ok_or_else(|| format!("v2 store: {path} before its dir"))?;
+            let kids = parent.children_mut().ok_or_else(|| format!("v2 store: {dir} is a file"))?;
+            if kids.insert(name.to_string(), n).is_some() {
+                return Err(format!("v2 store: {path} twice"));
+            }
+            if let Some(e) = expire {
+                t.ttl.insert((e, path.clone()));
+            }
+        }
+        Ok(t)
+    }
+
+    /// Every node but the root, parents first.
+    pub fn nodes(&self) -> Vec<&Node> {
+        fn walk<'a>(n: &'a Node, out: &mut Vec<&'a Node>) {
+            if let Some(c) = n.children() {
+                for k in c.values() {
+                    out.push(k);
+                    walk(k, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root, &mut out);
+        out
+    }
+
+    /// Does any node have an expiry (the leader then proposes SYNCs)?
+    pub fn has_ttl_keys(&self) -> bool {
+        !self.ttl.is_empty()
+    }
+
+    /// The node at a clean path.
+    pub fn node(&self, path: &str) -> Option<&Node> {
+        let mut n = &self.root;
+        for c in path.split('/').filter(|c| !c.is_empty()) {
+            n = n.children()?.get(c)?;
+        }
+        Some(n)
+    }
+
+    fn node_mut(&mut self, path: &str) -> Option<&mut Node> {
+        let mut n = &mut self.root;
+        for c in path.split('/').filter(|c| !c.is_empty()) {
+            n = n.children_mut()?.get_mut(c)?;
+        }
+        Some(n)
+    }
+
+    /// etcd's `internalGet`: the node, or "not a directory" at the first file on the way, or
+    /// "key not found" naming the first missing component.
+    fn lookup(&self, path: &str) -> Result<&Node, V2Error> {
+        let mut n = &self.root;
+        for c in path.split('/').filter(|c| !c.is_empty()) {
+            let Some(kids) = n.children() else {
+                return Err(V2Error::new(NOT_DIR, n.path.clone(), self.index));
+            };
+            n = kids
+                .get(c)
+                .ok_or_else(|| V2Error::new(KEY_NOT_FOUND, join(&n.path, c), self.index))?;
+        }
+        Ok(n)
+    }
+
+    /// A read.
+    pub fn get(
+        &self,
+        path: &str,
+        recursive: bool,
+        sorted: bool,
+        now: i64,
+    ) -> Result<Event, V2Error> {
+        let _ = sorted; // children are kept in name order: every listing is sorted.
+        let path = clean(path);
+        let n = self.lookup(&path)?;
+        let mut node = n.load(recursive, now);
+        node.key = path;
+        Ok(Event::new("get", node, None, self.index))
+    }
+
+    /// PUT without conditions: create or replace a file (or create a directory).
+    pub fn set(
+        &mut self,
+        path: &str,
+        dir: bool,
+        value: String,
+        expire: Option<i64>,
+        refresh: bool,
+        now: i64,
+    ) -> Result<Event, V2Error> {
+        let path = clean(path);
+        let prev = match self.lookup(&path) {
+            Ok(n) => Some(n.clone()),
+            Err(e) if e.code == KEY_NOT_FOUND => None,
+            Err(e) => return Err(e),
+        };
+        let value = match (&prev, refresh) {
+            (None, true) => return Err(V2Error::new(KEY_NOT_FOUND, path, self.index)),
+            (Some(p), true) => p.value().to_string(),
+            (_, false) => value,
+        };
+        let mut e = self.create_at(&path, dir, value, true, expire, "set", now)?;
+        e.refresh = refresh;
+        Ok(e)
+    }
+
+    /// PUT with prevExist=false, or POST (`unique`: a new in-order key under `path`).
+    pub fn create(
+        &mut self,
+        path: &str,
+        dir: bool,
+        value: String,
+        unique: bool,
+        expire: Option<i64>,
+        now: i64,
+    ) -> Result<Event, V2Error> {
+        let path = if unique { format!("{path}/{:020}", self.index + 1) } else { path.to_string() };
+        self.create_at(&clean(&path), dir, value, false, expire, "create", now)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create_at(
+        &mut self,
+        path: &str,
+        dir: bool,
+        value: String,
+        replace: bool,
+        expire: Option<i64>,
+        action: &'static str,
+        now: i64,
+    ) -> Result<Event, V2Error> {
+        let (cur, next) = (self.index, self.index + 1);
+        if path == "/" {
+            return Err(V2Error::new(ROOT_RONLY, "/", cur));
+        }
+        let expire = expiry(expire);
+        let (dir_path, name) = split(path);
+        // Missing directories on the way are made (at the next index); a file on the way
+        // refuses the write.
+        let mut at = "/".to_string();
+        for c in dir_path.split('/').filter(|c| !c.is_empty()) {
+            let child = join(&at, c);
+            match self.node(&child) {
+                Some(n) if n.is_dir() => {}
+                Some(_) => return Err(V2Error::new(NOT_DIR, child, cur)),
+                None => {
+                    let parent = self.node_mut(&at).and_then(Node::children_mut);
+                    let parent = parent.ok_or_else(|| V2Error::new(NOT_DIR, at.clone(), cur))?;
+                    parent.insert(c.to_string(), Node::dir(child.clone(), next, None));
+                }
+            }
+            at = child;
+        }
+        let mut prev = None;
+        if let Some(n) = self.node(path) {
+            if !replace {
+                return Err(V2Error::new(NODE_EXIST, path, cur));
+            }
+            if n.is_dir() {
+                return Err(V2Error::new(NOT_FILE, path, cur));
+            }
+            prev = Some(n.repr(false, now));
+            self.detach(path);
+        }
+        let n = if dir {
+            Node::dir(path.to_string(), next, expire)
+        } else {
+            Node::file(path.to_string(), value, next, expire)
+        };
+        if let Some(e) = expire {
+            self.ttl.insert((e, path.to_string()));
+        }
+        let out = n.repr(false, now);
+        let parent = self.node_mut(&at).and_then(Node::children_mut);
+        debug_assert!(parent.is_some(), "the directories were just made");
+        if let Some(kids) = parent {
+            kids.insert(name.to_string(), n);
+        }
+        self.index = next;
+        Ok(Event::new(action, out, prev, next))
+    }
+
+    /// Removes the node at `path` and every expiry below it; returns it.
+    fn detach(&mut self, path: &str) -> Option<Node> {
+        let (dir, name) = split(path);
+        let dir = if dir.is_empty() { "/" } else { dir };
+        let n = self.node_mut(dir)?.children_mut()?.remove(name)?;
+        fn forget(ttl: &mut BTreeSet<(i64, String)>, n: &Node) {
+            if let Some(e) = n.expire {
+                ttl.remove(&(e, n.path.clone()));
+            }
+            if let Some(c) = n.children() {
+                c.values().for_each(|k| forget(ttl, k));
+            }
+        }
+        forget(&mut self.ttl, &n);
+        Some(n)
+    }
+
+    fn set_expiry(&mut self, path: &str, expire: Option<i64>) {
+        let Some(n) = self.node_mut(path) else { return };
+        let old = std::mem::replace(&mut n.expire, expire);
+        if let Some(e) = old {
+            self.ttl.remove(&(e, path.to_string()));
+        }
+        if let Some(e) = expire {
+            self.ttl.insert((e, path.to_string()));
+        }
+    }
+
+    /// PUT with prevExist=true and no compare: a new value (a directory only its TTL).
+    pub fn update(
+        &mut self,
+        path: &str,
+        value: String,
+        expire: Option<i64>,
+        refresh: bool,
+        now: i64,
+    ) -> Result<Event, V2Error> {
+        let path = clean(path);
+        let (cur, next) = (self.index, self.index + 1);
+        if path == "/" {
+            return Err(V2Error::new(ROOT_RONLY, "/", cur));
+        }
+        let n = self.lookup(&path)?;
+        if n.is_dir() && !value.is_empty() {
+            return Err(V2Error::new(NOT_FILE, path, cur));
+        }
+        let value = if refresh { n.value().to_string() } else { value };
+        let prev = n.repr(false, now);
+        let created = n.created;
+        let is_dir = n.is_dir();
+        if let Some(n) = self.node_mut(&path) {
+            if let Kind::File(v) = &mut n.kind {
+                *v = value.clone();
+                n.modified = next;
+            }
+        }
+        self.set_expiry(&path, expiry(expire));
+        let mut node = match self.node(&path) {
+            Some(n) => n.repr(false, now),
+            None => return Err(V2Error::new(KEY_NOT_FOUND, path, cur)),
+        };
+        node.modified = next;
+        node.created = created;
+        node.nodes = None;
+        if is_dir {
+            node.value = None;
+        }
+        self.index = next;
+        let mut e = Event::new("update", node, Some(prev), next);
+        e.refresh = refresh;
+        Ok(e)
+    }
+
+    fn compare_fail(n: &Node, prev_value: &str, prev_index: u64) -> Option<String> {
+        let index_ok = prev_index == 0 || n.modified == prev_index;
+        let value_ok = prev_value.is_empty() || n.value() == prev_value;
+        match (value_ok, index_ok) {
+            (true, true) => None,
+            (false, true) => Some(format!("[{} != {}]", prev_value, n.value())),
+            (true, false) => Some(format!("[{} != {}]", prev_index, n.modified)),
+            (false, false) => Some(format!(
+                "[{} != {}] [{} != {}]",
+                prev_value,
+                n.value(),
+                prev_index,
+                n.modified
+            )),
+        }
+    }
+
+    /// PUT with prevValue or prevIndex.
+    #[allow(clippy::too_many_arguments)]
+    pub fn compare_and_swap(
+        &mut self,
+        path: &str,
+        prev_value: &str,
+        prev_index: u64,
+        value: String,
+        expire: Option<i64>,
+        refresh: bool,
+        now: i64,
+    ) -> Result<Event, V2Error> {
+        let path = clean(path);
+        let cur = self.index;
+        if path == "/" {
+            return Err(V2Error::new(ROOT_RONLY, "/", cur));
+        }
+        let n = self.lookup(&path)?;
+        if n.is_dir() {
+            return Err(V2Error::new(NOT_FILE, path, cur));
+        }
+        if let Some(cause) = Self::compare_fail(n, prev_value, prev_index) {
+            return Err(V2Error::new(TEST_FAILED, cause, cur));
+        }
+        let value = if refresh { n.value().to_string() } else { value };
+        let prev = n.repr(false, now);
+        let next = cur + 1;
+        if let Some(n) = self.node_mut(&path) {
+            n.kind = Kind::File(value);
+            n.modified = next;
+        }
+        self.set_expiry(&path, expiry(expire));
+        let node = match self.node(&path) {
+            Some(n) => n.repr(false, now),
+            None => return Err(V2Error::new(KEY_NOT_FOUND, path, cur)),
+        };
+        self.index = next;
+        let mut e = Event::new("compareAndSwap", node, Some(prev), next);
+        e.refresh = refresh;
+        Ok(e)
+    }
+
+    /// DELETE without conditions (`dir` for a directory, `recursive` for one with children).
+    pub fn delete(
+        &mut self,
+        path: &str,
+        dir: bool,
+        recursive: bool,
+        now: i64,
+    ) -> Result<Event, V2Error> {
+        let path = clean(path);
+        let cur = self.index;
+        if path == "/" {
+            return Err(V2Error::new(ROOT_RONLY, "/", cur));
+        }
+        let dir = dir || recursive;
+        let n = self.lookup(&path)?;
+        if let Some(kids) = n.children() {
+            if !dir {
+                return Err(V2Error::new(NOT_FILE, path, cur));
+            }
+            if !kids.is_empty() && !recursive {
+                return Err(V2Error::new(DIR_NOT_EMPTY, path, cur));
+            }
+        }
+        let next = cur + 1;
+        let prev = n.repr(false, now);
+        let node = crate::v2::node::NodeOut {
+            key: path.clone(),
+            dir: n.is_dir(),
+            modified: next,
+            created: n.created,
+            ..Default::default()
+        };
+        self.detach(&path);
+        self.index = next;
+        Ok(Event::new("delete", node, Some(prev), next))
+    }
+
+    /// DELETE with prevValue or prevIndex (files only).
+    pub fn compare_and_delete(
+        &mut self,
+        path: &str,
+        prev_value: &str,
+        prev_index: u64,
+        now: i64,
+    ) -> Result<Event, V2Error> {
+        let path = clean(path);
+        let cur = self.index;
+        let n = self.lookup(&path)?;
+        if n.is_dir() {
+            let cause = if path == "/" { String::new() } else { path };
+            return Err(V2Error::new(NOT_FILE, cause, cur));
+        }
+        if let Some(cause) = Self::compare_fail(n, prev_value, prev_index) {
+            return Err(V2Error::new(TEST_FAILED, cause, cur));
+        }
+        let next = cur + 1;
+        let prev = n.repr(false, now);
+        let node = crate::v2::node::NodeOut {
+            key: path.clone(),
+            modified: next,
+            created: n.created,
+            ..Default::default()
+        };
+        self.detach(&path);
+        self.index = next;
+        Ok(Event::new("compareAndDelete", node, Some(prev), next))
+    }
+
+    /// Expires every node whose expiry is at or before `cutoff` (a SYNC's time), earliest
+    /// first: one `expire` event (and index) each.
+    pub fn expire(&mut self, cutoff: i64, now: i64) -> Vec<Event> {
+        let mut out = Vec::new();
+        while let Some((at, path)) = self.ttl.first().cloned() {
+            if at > cutoff {
+                break;
+            }
+            let Some(n) = self.node(&path) else {
+                self.ttl.remove(&(at, path));
+                continue;
+            };
+            let next = self.index + 1;
+            let prev = n.repr(false, now);
+            let node = crate::v2::node::NodeOut {
+                key: path.clone(),
+                dir: n.is_dir(),
+                modified: next,
+                created: n.created,
+                ..Default::default()
+            };
+            self.detach(&path);
+            self.index = next;
+            out.push(Event::new("expire", node, Some(prev), next));
+        }
+        out
+    }
+}
