@@ -29,6 +29,7 @@ pub mod api;
 pub mod apply;
 pub mod auth;
 pub mod config;
+pub mod discovery;
 pub mod gateway;
 pub mod logging;
 pub mod member;

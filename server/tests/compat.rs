@@ -59,3 +59,14 @@ fn the_v2_api_answers_as_etcd_with_enable_v2() {
         "the v2 API differs from etcd's",
     );
 }
+
+/// Bootstrap by etcd's v2 discovery through an etcd 3.4 service and a rusted one: the cluster
+/// forms, a fourth member is told the cluster is full, reused tokens and bad flags are refused.
+#[test]
+fn discovery_bootstraps_as_on_etcd() {
+    common::run_script(
+        "compat/discovery.sh",
+        &[("RUSTED_BIN", env!("CARGO_BIN_EXE_rusted"))],
+        "discovery differs from etcd's",
+    );
+}

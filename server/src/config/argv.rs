@@ -55,6 +55,13 @@ pub fn load(
         let (mut file_cfg, skipped) = crate::config::file::load(&path)
             .map_err(|e| LoadError::Invalid(format!("--config-file: {e}")))?;
         file_cfg.config_file = Some(path);
+        let d = &file_cfg.deferred;
+        if (!d.discovery.is_empty() || !d.discovery_srv.is_empty())
+            && file_cfg.initial_cluster == "default=http://localhost:2380"
+        {
+            file_cfg.initial_cluster.clear();
+        }
+        bootstrap_flags(&file_cfg).map_err(LoadError::Invalid)?;
         warnings.extend(
             skipped
                 .into_iter()
@@ -69,15 +76,37 @@ pub fn load(
     let mut all = args.clone();
     all.extend(from_env);
     let m = cmd().try_get_matches_from(drop_empty_optionals(all)).map_err(positional)?;
-    let cfg = ServerConfig::from_arg_matches(&m).map_err(LoadError::Usage)?;
+    let mut cfg = ServerConfig::from_arg_matches(&m).map_err(LoadError::Usage)?;
     let set = |id: &str| matches!(m.value_source(id), Some(ValueSource::CommandLine));
-    if set("listen_client_urls") && !set("advertise_client_urls") {
+    let d = &cfg.deferred;
+    if (!d.discovery.is_empty() || !d.discovery_srv.is_empty()) && !set("initial_cluster") {
+        // etcd's default --initial-cluster gives way to the discovery methods.
+        cfg.initial_cluster.clear();
+    }
+    bootstrap_flags(&cfg).map_err(LoadError::Invalid)?;
+    let may_be_proxy = !cfg.deferred.discovery.is_empty()
+        && cfg.deferred.discovery_fallback == "proxy"
+        || cfg.deferred.proxy != "off";
+    if set("listen_client_urls") && !set("advertise_client_urls") && !may_be_proxy {
         return Err(LoadError::Invalid(
             "--advertise-client-urls is required when --listen-client-urls is set explicitly"
                 .into(),
         ));
     }
     Ok(Loaded { cfg, warnings })
+}
+
+/// etcd's rule: one way to bootstrap at most.
+pub fn bootstrap_flags(cfg: &ServerConfig) -> Result<(), String> {
+    let ways = [
+        !cfg.deferred.discovery.is_empty(),
+        !cfg.initial_cluster.is_empty(),
+        !cfg.deferred.discovery_srv.is_empty(),
+    ];
+    if ways.iter().filter(|w| **w).count() > 1 {
+        return Err("multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\" or \"discovery-srv\"".into());
+    }
+    Ok(())
 }
 
 /// Flags of etcd 0.4 and Go's test binaries that etcd 3.5 still accepts and ignores.

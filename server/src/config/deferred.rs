@@ -172,9 +172,7 @@ impl DeferredFlags {
             &self.log_outputs,
             &self.log_rotation_config_json,
         )?;
-        let unsupported: [(bool, &str); 5] = [
-            (!self.discovery.is_empty(), "--discovery"),
-            (!self.discovery_proxy.is_empty(), "--discovery-proxy"),
+        let unsupported: [(bool, &str); 3] = [
             (!self.discovery_srv.is_empty(), "--discovery-srv"),
             (!self.discovery_srv_name.is_empty(), "--discovery-srv-name"),
             (self.proxy != "off", "--proxy"),

@@ -59,10 +59,37 @@ pub(super) async fn bootstrap(
     peer_client: Option<&ClientTls>,
 ) -> Result<(Identity, Bootstrap), StartError> {
     let id_path = cfg.member_dir().join("identity.json");
-    let initial = parse_initial_cluster(&cfg.initial_cluster)?;
     let my_urls = urls(&cfg.initial_advertise_peer_urls);
     let existing = read_identity(&id_path)?;
-    let (ident, boot) = if cfg.initial_cluster_state == "existing" && existing.is_none() {
+    let discovery = &cfg.deferred.discovery;
+    if existing.is_some() && !discovery.is_empty() {
+        tracing::warn!(
+            discovery_url = %discovery,
+            "discovery token is ignored since cluster already initialized; valid logs are found"
+        );
+    }
+    let (ident, boot) = if existing.is_none() && !discovery.is_empty() {
+        if cfg.initial_cluster_state == "existing" {
+            return Err(
+                "discovery URL should not be set when joining existing initial cluster".into()
+            );
+        }
+        // The cluster token is the discovery URL itself (etcd's).
+        let me = rusted_replication::membership::member_id(&my_urls, discovery, None);
+        let contents = crate::discovery::v2::contents(&cfg.name, &my_urls);
+        let cluster = join_discovery(cfg, me, &contents).await?;
+        let initial = parse_initial_cluster(&cluster)?;
+        let rec = bootstrap_record(&initial, discovery)?;
+        if !rec.members.contains_key(&me) {
+            return Err(format!(
+                "couldn't find local name {:?} in the initial cluster configuration",
+                cfg.name
+            )
+            .into());
+        }
+        (Identity { member_id: me, cluster_id: rec.cluster_id }, Bootstrap::New(rec))
+    } else if cfg.initial_cluster_state == "existing" && existing.is_none() {
+        let initial = parse_initial_cluster(&cfg.initial_cluster)?;
         let others: Vec<String> = initial
             .iter()
             .flat_map(|(_, u)| u.iter().cloned())
@@ -78,6 +105,7 @@ pub(super) async fn bootstrap(
             )?;
         (Identity { member_id: me.id, cluster_id: rec.cluster_id }, Bootstrap::Existing(rec))
     } else {
+        let initial = parse_initial_cluster(&cfg.initial_cluster)?;
         let rec = bootstrap_record(&initial, &cfg.initial_cluster_token)?;
         let me =
             rusted_replication::membership::member_id(&my_urls, &cfg.initial_cluster_token, None);
@@ -97,4 +125,51 @@ pub(super) async fn bootstrap(
             Ok((ident, boot))
         }
     }
+}
+
+/// A full cluster with `--discovery-fallback=proxy`: the member runs as etcd 3.4's v2 proxy.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct FallBackToProxy(pub crate::discovery::v2::DiscoveryError);
+
+/// Registers with the discovery service and waits for the cluster, logging etcd's advice
+/// when the token cannot be used.
+async fn join_discovery(cfg: &ServerConfig, me: u64, contents: &str) -> Result<String, StartError> {
+    use crate::discovery::v2::{Discovery, DiscoveryError as E};
+    let durl = &cfg.deferred.discovery;
+    let joined = match Discovery::new(durl, &cfg.deferred.discovery_proxy, me) {
+        Ok(mut d) => d.join_cluster(contents).await,
+        Err(e) => Err(e),
+    };
+    let e = match joined {
+        Ok(c) => return Ok(c),
+        Err(e) => e,
+    };
+    let full = format!("failed to join discovery cluster ({e})");
+    match &e {
+        E::FullCluster if cfg.deferred.discovery_fallback == "proxy" => {
+            tracing::warn!("discovery cluster is full, falling back to proxy");
+            return Err(Box::new(FallBackToProxy(e)));
+        }
+        E::DuplicateId => {
+            tracing::warn!(name = %cfg.name, discovery_token = %durl, error = %full, "member has been registered with discovery service");
+            tracing::warn!(data_dir = %cfg.data_dir().display(), "but could not find valid cluster configuration");
+            tracing::warn!("check data dir if previous bootstrap succeeded");
+            tracing::warn!("or use a new discovery token if previous bootstrap failed");
+        }
+        E::DuplicateName => {
+            tracing::warn!(discovery_token = %durl, error = %full, "member with duplicated name has already been registered");
+            tracing::warn!("cURL the discovery token URL for details");
+            tracing::warn!(
+                "do not reuse discovery token; generate a new one to bootstrap a cluster"
+            );
+        }
+        _ => {
+            tracing::warn!(discovery_token = %durl, error = %full, "failed to bootstrap; discovery token was already used");
+            tracing::warn!(
+                "do not reuse discovery token; generate a new one to bootstrap a cluster"
+            );
+        }
+    }
+    Err(full.into())
 }
