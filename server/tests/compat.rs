@@ -70,3 +70,19 @@ fn discovery_bootstraps_as_on_etcd() {
         "discovery differs from etcd's",
     );
 }
+
+/// DNS SRV discovery through a local dnsmasq: https peers from `-ssl` records as etcd 3.4
+/// (with etcdctl and rustedctl finding the cluster by `--discovery-srv`), then http-only
+/// records, which etcd 3.4 cannot use.
+#[test]
+fn dns_srv_discovery_bootstraps_as_on_etcd() {
+    // rustedctl is built beside rusted by `cargo test --workspace`.
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_rusted"));
+    let ctl = bin.with_file_name("rustedctl").to_string_lossy().into_owned();
+    let mut env = vec![("RUSTED_BIN", env!("CARGO_BIN_EXE_rusted").to_string())];
+    if std::path::Path::new(&ctl).exists() {
+        env.push(("RUSTEDCTL_BIN", ctl));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    common::run_script("compat/srv.sh", &env, "DNS SRV discovery differs from etcd's");
+}

@@ -203,9 +203,47 @@ pub struct Ctl {
     /// password)
     #[arg(long, env = "ETCDCTL_PASSWORD", global = true)]
     pub password: Option<String>,
+    /// domain name to query for SRV records describing cluster endpoints
+    #[arg(short = 'd', long = "discovery-srv", env = "ETCDCTL_DISCOVERY_SRV", global = true)]
+    pub discovery_srv: Option<String>,
+    /// service name to query when using DNS discovery
+    #[arg(long = "discovery-srv-name", env = "ETCDCTL_DISCOVERY_SRV_NAME", global = true)]
+    pub discovery_srv_name: Option<String>,
+    /// accept insecure SRV records describing cluster endpoints
+    #[arg(long = "insecure-discovery", env = "ETCDCTL_INSECURE_DISCOVERY", global = true,
+          default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_discovery: bool,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Ctl {
+    /// `--discovery-srv`: the endpoints the domain's `_etcd-client[-ssl]._tcp` records name
+    /// replace `--endpoints` (http ones dropped unless `--insecure-discovery`); none found
+    /// leaves `--endpoints`.
+    pub async fn discover_endpoints(&mut self) -> CtlResult<()> {
+        let Some(domain) = self.discovery_srv.clone().filter(|d| !d.is_empty()) else {
+            return Ok(());
+        };
+        let name = self.discovery_srv_name.clone().unwrap_or_default();
+        let mut eps = rusted_server::discovery::srv::client_endpoints(&domain, &name)
+            .await
+            .map_err(CtlError::failed)?;
+        if !self.insecure_discovery {
+            eps.retain(|e| {
+                let secure = e.starts_with("https://");
+                if !secure {
+                    eprintln!("ignoring discovered insecure endpoint {e:?}");
+                }
+                secure
+            });
+        }
+        if !eps.is_empty() {
+            self.endpoints = eps;
+        }
+        Ok(())
+    }
 }
 
 /// The commands.
@@ -445,8 +483,12 @@ pub fn log_time(t: std::time::SystemTime) -> String {
 }
 
 /// Runs the command line; returns the exit code.
-pub async fn run(ctl: Ctl) -> u8 {
-    match commands::dispatch(&ctl).await {
+pub async fn run(mut ctl: Ctl) -> u8 {
+    let done = match ctl.discover_endpoints().await {
+        Ok(()) => commands::dispatch(&ctl).await,
+        Err(e) => Err(e),
+    };
+    match done {
         Ok(()) => 0,
         Err(e) => {
             if !e.message.is_empty() {

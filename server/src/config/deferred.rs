@@ -172,11 +172,7 @@ impl DeferredFlags {
             &self.log_outputs,
             &self.log_rotation_config_json,
         )?;
-        let unsupported: [(bool, &str); 3] = [
-            (!self.discovery_srv.is_empty(), "--discovery-srv"),
-            (!self.discovery_srv_name.is_empty(), "--discovery-srv-name"),
-            (self.proxy != "off", "--proxy"),
-        ];
+        let unsupported: [(bool, &str); 1] = [(self.proxy != "off", "--proxy")];
         match unsupported.iter().find(|(set, _)| *set) {
             Some((_, flag)) => Err(not_supported(flag)),
             None => Ok(()),

@@ -4,4 +4,5 @@
 //! `--discovery-fallback=proxy`, the v2 proxy ([`proxy`]) etcd 3.4 runs instead.
 #![forbid(unsafe_code)]
 
+pub mod srv;
 pub mod v2;

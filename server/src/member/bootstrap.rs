@@ -89,7 +89,7 @@ pub(super) async fn bootstrap(
         }
         (Identity { member_id: me, cluster_id: rec.cluster_id }, Bootstrap::New(rec))
     } else if cfg.initial_cluster_state == "existing" && existing.is_none() {
-        let initial = parse_initial_cluster(&cfg.initial_cluster)?;
+        let initial = initial_cluster(cfg, &my_urls).await?;
         let others: Vec<String> = initial
             .iter()
             .flat_map(|(_, u)| u.iter().cloned())
@@ -105,10 +105,17 @@ pub(super) async fn bootstrap(
             )?;
         (Identity { member_id: me.id, cluster_id: rec.cluster_id }, Bootstrap::Existing(rec))
     } else {
-        let initial = parse_initial_cluster(&cfg.initial_cluster)?;
+        let initial = initial_cluster(cfg, &my_urls).await?;
         let rec = bootstrap_record(&initial, &cfg.initial_cluster_token)?;
-        let me =
-            rusted_replication::membership::member_id(&my_urls, &cfg.initial_cluster_token, None);
+        // This member's ID comes from its URLs in the initial cluster (SRV records give host
+        // names where the advertised URLs may hold addresses: they resolve alike).
+        let srv = !cfg.deferred.discovery_srv.is_empty();
+        let mine = initial.iter().find(|(n, _)| srv && *n == cfg.name).map(|(_, u)| u.clone());
+        let me = rusted_replication::membership::member_id(
+            mine.as_deref().unwrap_or(&my_urls),
+            &cfg.initial_cluster_token,
+            None,
+        );
         if !rec.members.contains_key(&me) {
             return Err(format!(
                 "couldn't find local name {:?} in the initial cluster configuration",
@@ -172,4 +179,33 @@ async fn join_discovery(cfg: &ServerConfig, me: u64, contents: &str) -> Result<S
         }
     }
     Err(full.into())
+}
+
+/// The initial cluster: `--initial-cluster`, or what `--discovery-srv`'s records say (this
+/// member's advertised URLs must be its records', as etcd checks).
+async fn initial_cluster(
+    cfg: &ServerConfig,
+    my_urls: &[String],
+) -> Result<Vec<(String, Vec<String>)>, StartError> {
+    let domain = &cfg.deferred.discovery_srv;
+    if domain.is_empty() {
+        return Ok(parse_initial_cluster(&cfg.initial_cluster)?);
+    }
+    let srv = &cfg.deferred.discovery_srv_name;
+    let joined = crate::discovery::srv::initial_cluster(domain, srv, &cfg.name, my_urls)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "failed to resolve during SRV discovery");
+            format!("error setting up initial cluster: {e}")
+        })?;
+    let initial = parse_initial_cluster(&joined)?;
+    let Some((_, mine)) = initial.iter().find(|(n, _)| *n == cfg.name) else {
+        return Err(format!(
+            "error setting up initial cluster: cannot find local etcd member {:?} in SRV records",
+            cfg.name
+        )
+        .into());
+    };
+    crate::discovery::srv::advertise_matches(&cfg.name, mine, my_urls).await?;
+    Ok(initial)
 }
