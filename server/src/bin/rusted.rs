@@ -3,7 +3,9 @@
 #![forbid(unsafe_code)]
 
 use rusted_server::config::argv::{load, LoadError};
+use rusted_server::discovery::proxy;
 use rusted_server::logging;
+use rusted_server::member::bootstrap::FallBackToProxy;
 use rusted_server::member::Member;
 
 fn main() -> std::process::ExitCode {
@@ -41,8 +43,19 @@ fn main() -> std::process::ExitCode {
         }
     };
     let code = rt.block_on(async move {
-        let member = match Member::start(cfg).await {
+        // etcd 3.4's v2 proxy: asked for, or what this data dir already is.
+        let fresh = !cfg.member_dir().join("identity.json").exists();
+        if fresh && (cfg.deferred.proxy != "off" || proxy::is_proxy_dir(&cfg)) {
+            return run_proxy(cfg).await;
+        }
+        let member = match Member::start(cfg.clone()).await {
             Ok(m) => m,
+            Err(e) if e.downcast_ref::<FallBackToProxy>().is_some() => {
+                // Nothing was bootstrapped: the member dir holds no state, and a restart
+                // must find a proxy's data dir (etcd 3.4 leaves both and then refuses to start).
+                let _ = std::fs::remove_dir_all(cfg.member_dir());
+                return run_proxy(cfg).await;
+            }
             Err(e) => {
                 tracing::error!("cannot start: {e}");
                 return std::process::ExitCode::FAILURE;
@@ -74,4 +87,29 @@ fn main() -> std::process::ExitCode {
     // would wait for idle blocking-pool threads (seconds, for nothing); leave them.
     rt.shutdown_background();
     code
+}
+
+/// Runs as etcd 3.4's v2 proxy until SIGINT or SIGTERM.
+async fn run_proxy(cfg: rusted_server::config::ServerConfig) -> std::process::ExitCode {
+    let stop = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        tracing::info!("proxy shutting down");
+    };
+    match proxy::run(cfg, stop).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("cannot start the proxy: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -1,8 +1,7 @@
 //! etcd server flags of features built after the core: logging (`logging`), metrics level,
 //! pprof, discovery, the v2 API and proxy, `--force-new-cluster`, auth tokens, gRPC
-//! keepalive. Each is parsed with etcd's name, variable and default; a value that asks for a
-//! feature rusted does not have yet is refused at start naming the flag
-//! ([`DeferredFlags::check`]), so nothing a user asks for is silently ignored.
+//! keepalive. Each is parsed with etcd's name, variable and default, and checked as etcd
+//! checks it ([`DeferredFlags::check`]).
 #![forbid(unsafe_code)]
 
 use std::time::Duration;
@@ -172,10 +171,6 @@ impl DeferredFlags {
             &self.log_outputs,
             &self.log_rotation_config_json,
         )?;
-        let unsupported: [(bool, &str); 1] = [(self.proxy != "off", "--proxy")];
-        match unsupported.iter().find(|(set, _)| *set) {
-            Some((_, flag)) => Err(not_supported(flag)),
-            None => Ok(()),
-        }
+        Ok(())
     }
 }

@@ -4,5 +4,6 @@
 //! `--discovery-fallback=proxy`, the v2 proxy ([`proxy`]) etcd 3.4 runs instead.
 #![forbid(unsafe_code)]
 
+pub mod proxy;
 pub mod srv;
 pub mod v2;

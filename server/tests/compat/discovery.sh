@@ -2,7 +2,7 @@
 # Bootstrap by etcd's v2 discovery, etcd 3.4 members against rusted members: through an
 # etcd 3.4 discovery service (--enable-v2) and through a rusted one, three members form the
 # cluster and serve it; a fourth with --discovery-fallback=exit is told the cluster is full;
-# a reused token is refused; --discovery beside an explicit --initial-cluster is refused.
+# a fifth with the default fallback runs as etcd 3.4's v2 proxy; a reused token is refused; --discovery beside an explicit --initial-cluster is refused.
 #
 # Env: see harness.sh.
 NAME=discovery
@@ -34,6 +34,15 @@ exits() {
         "$WORK/$tag-$name.log" | sort -u
 }
 
+# wait_proxy IP: until the proxy on IP knows the cluster's client URLs (30 s at most).
+wait_proxy() {
+    local t0=$SECONDS
+    until curl -s "http://$1:2379/v2/config/local/proxy" | grep -q http; do
+        [ $((SECONDS - t0)) -lt 30 ] || { echo "no proxy endpoints in 30 s"; return 1; }
+        sleep 0.5
+    done
+}
+
 scenarios() {
     local bin=$1 a=$2 tag=$3 svc svcbin s m1 m2 m3 m4
     m1=$(next_ip "$a" 1) m2=$(next_ip "$a" 2) m3=$(next_ip "$a" 3) m4=$(next_ip "$a" 4)
@@ -54,11 +63,18 @@ scenarios() {
         step "get from another member" ctl --endpoints "$m3:2379" get k
         step "registrations" sh -c "curl -s '$url?recursive=true' | grep -o '\"value\":\"m[0-9]=[^\"]*\"' | sort"
         step "a fourth member" exits "$bin" "$tag-$svc" m4 "$m4" "$url" --discovery-fallback exit
+        disc_member "$bin" "$tag-$svc" m5 "$m4" "$url"
+        step "a fifth member becomes a proxy (the default fallback)" wait_proxy "$m4"
+        step "proxy endpoints" sh -c "curl -s http://$m4:2379/v2/config/local/proxy | tr ',[]' '\n\n\n' | grep http | sort"
+        step "health through the proxy" curl -s "http://$m4:2379/health"
+        step "a put through the proxy" curl -s -o /dev/null -w '%{http_code}\n' -X POST "http://$m4:2379/v3/kv/put" -d '{"key":"cA==","value":"eA=="}'
+        step "read from a member" ctl --endpoints "$m2:2379" get p
+        stop_pid "${MEMBER_PID[m5]}"
         # m1 again, data lost: its ID is registered already.
         stop_pid "${MEMBER_PID[m1]}"
         rm -rf "$WORK/$tag-$svc/m1"
         step "token reused" exits "$bin" "$tag-$svc" m1 "$m1" "$url" --discovery-fallback exit
-        step "a token never set up" exits "$bin" "$tag-$svc" m5 "$m4" "http://$s:2379/v2/keys/discovery/nothing" --discovery-fallback exit
+        step "a token never set up" exits "$bin" "$tag-$svc" m6 "$m4" "http://$s:2379/v2/keys/discovery/nothing" --discovery-fallback exit
         stop_all
         stop_server
     done
