@@ -56,7 +56,9 @@ pub fn load(
             .map_err(|e| LoadError::Invalid(format!("--config-file: {e}")))?;
         file_cfg.config_file = Some(path);
         let d = &file_cfg.deferred;
-        if (!d.discovery.is_empty() || !d.discovery_srv.is_empty())
+        if (!d.discovery.is_empty()
+            || !d.discovery_srv.is_empty()
+            || !d.discovery_endpoints.is_empty())
             && file_cfg.initial_cluster == "default=http://localhost:2380"
         {
             file_cfg.initial_cluster.clear();
@@ -79,7 +81,9 @@ pub fn load(
     let mut cfg = ServerConfig::from_arg_matches(&m).map_err(LoadError::Usage)?;
     let set = |id: &str| matches!(m.value_source(id), Some(ValueSource::CommandLine));
     let d = &cfg.deferred;
-    if (!d.discovery.is_empty() || !d.discovery_srv.is_empty()) && !set("initial_cluster") {
+    let discovering =
+        !d.discovery.is_empty() || !d.discovery_srv.is_empty() || !d.discovery_endpoints.is_empty();
+    if discovering && !set("initial_cluster") {
         // etcd's default --initial-cluster gives way to the discovery methods.
         cfg.initial_cluster.clear();
     }
@@ -102,8 +106,13 @@ pub fn bootstrap_flags(cfg: &ServerConfig) -> Result<(), String> {
         !cfg.deferred.discovery.is_empty(),
         !cfg.initial_cluster.is_empty(),
         !cfg.deferred.discovery_srv.is_empty(),
+        !cfg.deferred.discovery_endpoints.is_empty(),
     ];
     if ways.iter().filter(|w| **w).count() > 1 {
+        // etcd 3.4's words, unless the v3 discovery of etcd 3.6 is among them.
+        if ways[3] {
+            return Err("multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\", \"discovery-endpoints\" or \"discovery-srv\"".into());
+        }
         return Err("multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\" or \"discovery-srv\"".into());
     }
     Ok(())

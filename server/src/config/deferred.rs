@@ -45,6 +45,53 @@ pub struct DeferredFlags {
     /// Suffix of the DNS SRV names queried for discovery.
     #[arg(long = "discovery-srv-name", env = "ETCD_DISCOVERY_SRV_NAME", default_value = "")]
     pub discovery_srv_name: String,
+    /// V3 discovery: unique discovery token for the cluster being bootstrapped.
+    #[arg(long = "discovery-token", env = "ETCD_DISCOVERY_TOKEN", default_value = "")]
+    pub discovery_token: String,
+    /// V3 discovery: the discovery service's gRPC endpoints (comma separated).
+    #[arg(long = "discovery-endpoints", env = "ETCD_DISCOVERY_ENDPOINTS", default_value = "")]
+    pub discovery_endpoints: String,
+    /// V3 discovery: dial timeout for client connections.
+    #[arg(long = "discovery-dial-timeout", env = "ETCD_DISCOVERY_DIAL_TIMEOUT",
+          default_value = "2s", value_parser = go_duration)]
+    pub discovery_dial_timeout: Duration,
+    /// V3 discovery: timeout for discovery requests (excluding dial timeout).
+    #[arg(long = "discovery-request-timeout", env = "ETCD_DISCOVERY_REQUEST_TIMEOUT",
+          default_value = "5s", value_parser = go_duration)]
+    pub discovery_request_timeout: Duration,
+    /// V3 discovery: keepalive time for client connections.
+    #[arg(long = "discovery-keepalive-time", env = "ETCD_DISCOVERY_KEEPALIVE_TIME",
+          default_value = "2s", value_parser = go_duration)]
+    pub discovery_keepalive_time: Duration,
+    /// V3 discovery: keepalive timeout for client connections.
+    #[arg(long = "discovery-keepalive-timeout", env = "ETCD_DISCOVERY_KEEPALIVE_TIMEOUT",
+          default_value = "6s", value_parser = go_duration)]
+    pub discovery_keepalive_timeout: Duration,
+    /// V3 discovery: disable transport security for client connections.
+    #[arg(long = "discovery-insecure-transport", env = "ETCD_DISCOVERY_INSECURE_TRANSPORT",
+          default_value_t = true, action = ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
+    pub discovery_insecure_transport: bool,
+    /// V3 discovery: skip server certificate verification.
+    #[arg(long = "discovery-insecure-skip-tls-verify", env = "ETCD_DISCOVERY_INSECURE_SKIP_TLS_VERIFY",
+          default_value_t = false, action = ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
+    pub discovery_insecure_skip_tls_verify: bool,
+    /// V3 discovery: identify secure client using this TLS certificate file.
+    #[arg(long = "discovery-cert", env = "ETCD_DISCOVERY_CERT", default_value = "")]
+    pub discovery_cert: String,
+    /// V3 discovery: identify secure client using this TLS key file.
+    #[arg(long = "discovery-key", env = "ETCD_DISCOVERY_KEY", default_value = "")]
+    pub discovery_key: String,
+    /// V3 discovery: verify certificates of TLS-enabled secure servers using this CA bundle.
+    #[arg(long = "discovery-cacert", env = "ETCD_DISCOVERY_CACERT", default_value = "")]
+    pub discovery_cacert: String,
+    /// V3 discovery: username for authentication.
+    #[arg(long = "discovery-user", env = "ETCD_DISCOVERY_USER", default_value = "")]
+    pub discovery_user: String,
+    /// V3 discovery: password for authentication.
+    #[arg(long = "discovery-password", env = "ETCD_DISCOVERY_PASSWORD", default_value = "")]
+    pub discovery_password: String,
     /// Force to create a new one-member cluster.
     #[arg(long = "force-new-cluster", env = "ETCD_FORCE_NEW_CLUSTER", default_value_t = false,
           action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = crate::config::flags::go_bool)]
@@ -156,6 +203,28 @@ impl DeferredFlags {
         let outputs: Vec<&str> = self.log_outputs.split(',').map(str::trim).collect();
         if outputs.contains(&"default") && outputs.len() > 1 {
             return Err("multi logoutput for \"default\" is not supported yet".into());
+        }
+        let v3 = [
+            &self.discovery_token,
+            &self.discovery_endpoints,
+            &self.discovery_cert,
+            &self.discovery_key,
+            &self.discovery_cacert,
+            &self.discovery_user,
+            &self.discovery_password,
+        ];
+        if (!self.discovery.is_empty() || !self.discovery_proxy.is_empty())
+            && v3.iter().any(|v| !v.is_empty())
+        {
+            return Err("both v2 discovery settings (discovery, discovery-proxy) and v3 discovery settings (discovery-token, discovery-endpoints, discovery-cert, discovery-key, discovery-cacert, discovery-user, discovery-password) are set".into());
+        }
+        if self.discovery_token.is_empty() != self.discovery_endpoints.is_empty() {
+            return Err("both --discovery-token and --discovery-endpoints must be set".into());
+        }
+        if !self.discovery_endpoints.is_empty()
+            && self.discovery_endpoints.split(',').any(|e| e.trim().is_empty())
+        {
+            return Err("--discovery-endpoints must not contain empty endpoints".into());
         }
         if self.enable_v2 && !matches!(self.v2_deprecation.as_str(), "" | "not-yet") {
             return Err(format!(

@@ -7,3 +7,4 @@
 pub mod proxy;
 pub mod srv;
 pub mod v2;
+pub mod v3;

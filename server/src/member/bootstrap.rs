@@ -88,6 +88,32 @@ pub(super) async fn bootstrap(
             .into());
         }
         (Identity { member_id: me, cluster_id: rec.cluster_id }, Bootstrap::New(rec))
+    } else if existing.is_none() && !cfg.deferred.discovery_endpoints.is_empty() {
+        let token = &cfg.deferred.discovery_token;
+        tracing::info!(discovery_token = %token, discovery_endpoints = %cfg.deferred.discovery_endpoints, "Bootstrapping cluster using v3 discovery.");
+        let me = rusted_replication::membership::member_id(&my_urls, token, None);
+        let contents = crate::discovery::v2::contents(&cfg.name, &my_urls);
+        let joined = match crate::discovery::v3::V3Discovery::connect(&cfg.deferred, me).await {
+            Ok(mut d) => d.join_cluster(&contents).await,
+            Err(e) => Err(e),
+        };
+        let cluster = joined.map_err(|e| {
+            let full = format!("failed to join discovery cluster ({e})");
+            tracing::warn!(discovery_token = %token, error = %full, "failed to bootstrap; discovery token was already used");
+            tracing::warn!("do not reuse discovery token; generate a new one to bootstrap a cluster");
+            full
+        })?;
+        tracing::info!(cluster = %cluster, "discovery joined cluster successfully");
+        let initial = parse_initial_cluster(&cluster)?;
+        let rec = bootstrap_record(&initial, token)?;
+        if !rec.members.contains_key(&me) {
+            return Err(format!(
+                "couldn't find local name {:?} in the initial cluster configuration",
+                cfg.name
+            )
+            .into());
+        }
+        (Identity { member_id: me, cluster_id: rec.cluster_id }, Bootstrap::New(rec))
     } else if cfg.initial_cluster_state == "existing" && existing.is_none() {
         let initial = initial_cluster(cfg, &my_urls).await?;
         let others: Vec<String> = initial

@@ -92,4 +92,52 @@ post_normalize() {
     eval "$out"
 }
 
-run_targets
+fail=0
+run_targets || fail=1
+
+# etcd 3.4 has no v3 discovery (etcd 3.6's): rusted members alone, through an etcd 3.4 and a
+# rusted discovery service (any v3 API serves).
+v3_member() { # v3_member TAG NAME IP TOKEN ENDPOINTS [FLAGS...]
+    local tag=$1 name=$2 ip=$3 token=$4 eps=$5
+    shift 5
+    "$RUSTED_BIN" --name "$name" --data-dir "$WORK/$tag/$name" \
+        --listen-client-urls "http://$ip:2379" --advertise-client-urls "http://$ip:2379" \
+        --listen-peer-urls "http://$ip:2380" --initial-advertise-peer-urls "http://$ip:2380" \
+        --discovery-token "$token" --discovery-endpoints "$eps" "$@" >>"$WORK/$tag-$name.log" 2>&1
+}
+a=127.0.0.173
+for svc in etcd rusted; do
+    echo "## v3 discovery through a $svc service"
+    svcbin=$ETCD_BIN
+    [ "$svc" = rusted ] && svcbin=$RUSTED_BIN
+    s=$(next_ip "$a" 5)
+    start "$svcbin" "$s" "v3-svc-$svc"
+    ETCDCTL_API=3 "$ETCDCTL_BIN" --endpoints "$s:2379" put "/_etcd/registry/v3tok/_config/size" 3 >/dev/null
+    for i in 1 2 3; do
+        v3_member "v3-$svc" "m$i" "$(next_ip "$a" "$i")" v3tok "http://$s:2379" &
+        MEMBER_PID[m$i]=$!
+        PIDS+=($!)
+    done
+    eps="$(next_ip "$a" 1):2379,$(next_ip "$a" 2):2379,$(next_ip "$a" 3):2379"
+    if wait_endpoints "$eps" && [ "$(ETCDCTL_API=3 "$ETCDCTL_BIN" --endpoints "$eps" member list | grep -c ', started, m[123], ')" = 3 ]; then
+        echo "$NAME: v3 discovery through $svc: 3 members started"
+    else
+        echo "$NAME: v3 discovery through $svc: the cluster did not form"; tail -3 "$WORK"/v3-$svc-m*.log; fail=1
+    fi
+    timeout 60 bash -c "$(declare -f v3_member); RUSTED_BIN='$RUSTED_BIN' WORK='$WORK' v3_member v3-$svc m4 $(next_ip "$a" 4) v3tok http://$s:2379"
+    code=$?
+    if [ $code = 1 ] && grep -q "discovery: cluster is full" "$WORK/v3-$svc-m4.log"; then
+        echo "$NAME: v3 discovery through $svc: a fourth member is told the cluster is full"
+    else
+        echo "$NAME: v3 discovery through $svc: a fourth member exited $code"; tail -3 "$WORK/v3-$svc-m4.log"; fail=1
+    fi
+    timeout 60 bash -c "$(declare -f v3_member); RUSTED_BIN='$RUSTED_BIN' WORK='$WORK' v3_member v3-$svc m5 $(next_ip "$a" 4) nosuchtoken http://$s:2379"
+    if grep -q "discovery: size key not found" "$WORK/v3-$svc-m5.log"; then
+        echo "$NAME: v3 discovery through $svc: a token never set up is refused"
+    else
+        echo "$NAME: v3 discovery through $svc: a token never set up was not refused"; fail=1
+    fi
+    stop_all
+    stop_server
+done
+exit $fail
