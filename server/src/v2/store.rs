@@ -496,3 +496,132 @@ impl Tree {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// The model: files only, by path, with (value, created, modified); dirs implied.
+    #[derive(Debug, Default)]
+    struct Model {
+        files: BTreeMap<String, (String, u64, u64)>,
+        dirs: BTreeMap<String, u64>,
+        index: u64,
+    }
+
+    impl Model {
+        fn parents(p: &str) -> Vec<String> {
+            let parts: Vec<&str> = p.split('/').filter(|c| !c.is_empty()).collect();
+            (1..parts.len()).map(|i| format!("/{}", parts[..i].join("/"))).collect()
+        }
+        /// A file on the way: 104; else whether the target exists.
+        fn blocked(&self, p: &str) -> bool {
+            Self::parents(p).iter().any(|d| self.files.contains_key(d))
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Set(usize, u8),
+        Create(usize, u8),
+        Update(usize, u8),
+        Delete(usize),
+        Cas(usize, u8, u8),
+        Get(usize),
+    }
+
+    const KEYS: [&str; 6] = ["/a", "/b", "/a/x", "/a/y", "/c/d/e", "/c"];
+
+    fn op() -> impl Strategy<Value = Op> {
+        let k = 0..KEYS.len();
+        prop_oneof![
+            (k.clone(), any::<u8>()).prop_map(|(k, v)| Op::Set(k, v % 4)),
+            (k.clone(), any::<u8>()).prop_map(|(k, v)| Op::Create(k, v % 4)),
+            (k.clone(), any::<u8>()).prop_map(|(k, v)| Op::Update(k, v % 4)),
+            k.clone().prop_map(Op::Delete),
+            (k.clone(), any::<u8>(), any::<u8>()).prop_map(|(k, a, b)| Op::Cas(k, a % 4, b % 4)),
+            k.prop_map(Op::Get),
+        ]
+    }
+
+    proptest! {
+        /// Files only (directories made implicitly): every answer, error code and index as a
+        /// simple model says, and the saved tree reads back equal after every step.
+        #[test]
+        fn tree_matches_a_model(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut t = Tree::default();
+            let mut m = Model::default();
+            for o in ops {
+                let (path, res) = match &o {
+                    Op::Set(k, v) => (KEYS[*k], t.set(KEYS[*k], false, v.to_string(), None, false, 0)),
+                    Op::Create(k, v) => (KEYS[*k], t.create(KEYS[*k], false, v.to_string(), false, None, 0)),
+                    Op::Update(k, v) => (KEYS[*k], t.update(KEYS[*k], v.to_string(), None, false, 0)),
+                    Op::Delete(k) => (KEYS[*k], t.delete(KEYS[*k], false, false, 0)),
+                    Op::Cas(k, p, v) => (KEYS[*k], t.compare_and_swap(KEYS[*k], &p.to_string(), 0, v.to_string(), None, false, 0)),
+                    Op::Get(k) => (KEYS[*k], t.get(KEYS[*k], false, false, 0)),
+                };
+                let is_dir = m.dirs.contains_key(path);
+                let file = m.files.get(path).cloned();
+                let blocked = m.blocked(path);
+                let next = m.index + 1;
+                let expect: Result<(&str, Option<String>), u32> = match &o {
+                    _ if blocked => Err(NOT_DIR),
+                    Op::Get(_) if is_dir => Ok(("get", None)),
+                    Op::Get(_) => file.clone().map(|f| ("get", Some(f.0))).ok_or(KEY_NOT_FOUND),
+                    Op::Set(_, v) | Op::Create(_, v) if is_dir => {
+                        Err(if matches!(o, Op::Set(..)) { NOT_FILE } else { NODE_EXIST })
+                    }
+                    Op::Create(_, _) if file.is_some() => Err(NODE_EXIST),
+                    Op::Set(_, v) | Op::Create(_, v) => {
+                        for d in Model::parents(path) {
+                            m.dirs.entry(d).or_insert(next);
+                        }
+                        m.files.insert(path.to_string(), (v.to_string(), next, next));
+                        m.index = next;
+                        Ok((if matches!(o, Op::Set(..)) { "set" } else { "create" }, Some(v.to_string())))
+                    }
+                    Op::Update(_, _) | Op::Cas(..) | Op::Delete(_) if is_dir => Err(NOT_FILE),
+                    Op::Update(_, _) | Op::Cas(..) | Op::Delete(_) if file.is_none() => Err(KEY_NOT_FOUND),
+                    Op::Update(_, v) => {
+                        let f = file.clone().unwrap_or_default();
+                        m.files.insert(path.to_string(), (v.to_string(), f.1, next));
+                        m.index = next;
+                        Ok(("update", Some(v.to_string())))
+                    }
+                    Op::Cas(_, p, _) if file.as_ref().is_some_and(|f| f.0 != p.to_string()) => Err(TEST_FAILED),
+                    Op::Cas(_, _, v) => {
+                        let f = file.clone().unwrap_or_default();
+                        m.files.insert(path.to_string(), (v.to_string(), f.1, next));
+                        m.index = next;
+                        Ok(("compareAndSwap", Some(v.to_string())))
+                    }
+                    Op::Delete(_) => {
+                        m.files.remove(path);
+                        m.index = next;
+                        Ok(("delete", None))
+                    }
+                };
+                match (res, expect) {
+                    (Ok(e), Ok((action, value))) => {
+                        prop_assert_eq!(e.action, action);
+                        prop_assert_eq!(e.node.value, value);
+                        prop_assert_eq!(e.etcd_index, m.index);
+                        if let Some(f) = m.files.get(path).filter(|_| action != "delete") {
+                            prop_assert_eq!((e.node.created, e.node.modified), (f.1, f.2));
+                        }
+                    }
+                    (Err(e), Err(code)) => {
+                        prop_assert_eq!(e.code, code);
+                        prop_assert_eq!(e.index, m.index);
+                    }
+                    (got, want) => prop_assert!(false, "{:?}: got {:?}, want {:?}", o, got, want),
+                }
+                prop_assert_eq!(t.index, m.index);
+                let back = crate::v2::codec::decode(Some(&crate::v2::codec::encode(&t)));
+                prop_assert_eq!(back.as_ref(), Ok(&t));
+            }
+        }
+    }
+}

@@ -118,6 +118,18 @@ scenarios() {
     step "stats store keys" sh -c "curl -s http://$A:2379/v2/stats/store | tr ',' '\n' | cut -d: -f1"
     step "stats self state" sh -c "curl -s http://$A:2379/v2/stats/self | tr ',' '\n' | grep -o '\"state\":\"[A-Za-z]*\"'"
     step "stats leader followers" sh -c "curl -s http://$A:2379/v2/stats/leader | grep -o '\"followers\":{}'"
+    step "a key with a long ttl" raw -X PUT "$(K /long)" -d value=l -d ttl=600
+    stop_server
+
+    echo "## --enable-v2: after a restart"
+    "$bin" --name default --data-dir "$WORK/data-$tag" \
+        --listen-client-urls "http://$A:2379" --advertise-client-urls "http://$A:2379" \
+        --listen-peer-urls "http://$A:2380" --initial-advertise-peer-urls "http://$A:2380" \
+        --initial-cluster "default=http://$A:2380" --enable-v2 >"$WORK/server-$tag-again.log" 2>&1 &
+    SERVER_PID=$!
+    wait_healthy "$A" "$tag-again"
+    step "the keys" raw "$(K /)?sorted=true&recursive=true"
+    step "a write" raw -X PUT "$(K /after)" -d value=restart
     stop_server
 }
 
