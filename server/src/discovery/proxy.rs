@@ -130,8 +130,10 @@ pub async fn run(
     tracing::info!("v2 API proxy starting");
     std::fs::create_dir_all(cfg.data_dir().join("proxy"))?;
     let mut peers = initial_peers(&cfg).await?;
-    let http = crate::discovery::v2::http_client("", None)?;
     let d = &cfg.deferred;
+    let read = (d.proxy_read_timeout > 0).then(|| Duration::from_millis(d.proxy_read_timeout));
+    let http =
+        crate::discovery::v2::http_client("", Duration::from_millis(d.proxy_dial_timeout), read)?;
     let proxy = Proxy {
         up: Arc::default(),
         http: http.clone(),

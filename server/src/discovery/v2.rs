@@ -88,6 +88,8 @@ enum Reply {
 
 /// The longest backoff between retries (etcd: 2^8 s).
 const MAX_BACKOFF_EXP: u32 = 8;
+/// How long dialing the discovery service may take (etcd's).
+const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// A request's timeout (etcd's client default); watches have none.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -112,8 +114,13 @@ fn base(key: &str) -> &str {
 }
 
 /// The HTTP client discovery (and the v2 proxy) use: system-independent roots, `proxy`
-/// when given (etcd ignores the *_PROXY variables here).
-pub fn http_client(proxy: &str, timeout: Option<Duration>) -> Result<reqwest::Client, String> {
+/// when given (etcd ignores the *_PROXY variables here), `connect` to dial, and `read`
+/// (when given) for each read.
+pub fn http_client(
+    proxy: &str,
+    connect: Duration,
+    read: Option<Duration>,
+) -> Result<reqwest::Client, String> {
     let provider = rusted_proto::tls::provider();
     let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     let tls = rustls::ClientConfig::builder_with_provider(provider)
@@ -121,12 +128,10 @@ pub fn http_client(proxy: &str, timeout: Option<Duration>) -> Result<reqwest::Cl
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let mut b = reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .connect_timeout(Duration::from_secs(30))
-        .no_proxy();
-    if let Some(t) = timeout {
-        b = b.timeout(t);
+    let mut b =
+        reqwest::Client::builder().use_preconfigured_tls(tls).connect_timeout(connect).no_proxy();
+    if let Some(t) = read {
+        b = b.read_timeout(t);
     }
     if !proxy.is_empty() {
         let with_scheme =
@@ -152,7 +157,7 @@ impl Discovery {
         if host.is_empty() {
             return Err(bad());
         }
-        let http = http_client(proxy, None).map_err(DiscoveryError::Config)?;
+        let http = http_client(proxy, DIAL_TIMEOUT, None).map_err(DiscoveryError::Config)?;
         Ok(Discovery {
             http,
             endpoint: format!("{scheme}://{host}"),
