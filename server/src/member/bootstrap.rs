@@ -78,16 +78,7 @@ pub(super) async fn bootstrap(
         let me = rusted_replication::membership::member_id(&my_urls, discovery, None);
         let contents = crate::discovery::v2::contents(&cfg.name, &my_urls);
         let cluster = join_discovery(cfg, me, &contents).await?;
-        let initial = parse_initial_cluster(&cluster)?;
-        let rec = bootstrap_record(&initial, discovery)?;
-        if !rec.members.contains_key(&me) {
-            return Err(format!(
-                "couldn't find local name {:?} in the initial cluster configuration",
-                cfg.name
-            )
-            .into());
-        }
-        (Identity { member_id: me, cluster_id: rec.cluster_id }, Bootstrap::New(rec))
+        discovered(cfg, &cluster, discovery, me)?
     } else if existing.is_none() && !cfg.deferred.discovery_endpoints.is_empty() {
         let token = &cfg.deferred.discovery_token;
         tracing::info!(discovery_token = %token, discovery_endpoints = %cfg.deferred.discovery_endpoints, "Bootstrapping cluster using v3 discovery.");
@@ -104,16 +95,7 @@ pub(super) async fn bootstrap(
             full
         })?;
         tracing::info!(cluster = %cluster, "discovery joined cluster successfully");
-        let initial = parse_initial_cluster(&cluster)?;
-        let rec = bootstrap_record(&initial, token)?;
-        if !rec.members.contains_key(&me) {
-            return Err(format!(
-                "couldn't find local name {:?} in the initial cluster configuration",
-                cfg.name
-            )
-            .into());
-        }
-        (Identity { member_id: me, cluster_id: rec.cluster_id }, Bootstrap::New(rec))
+        discovered(cfg, &cluster, token, me)?
     } else if cfg.initial_cluster_state == "existing" && existing.is_none() {
         let initial = initial_cluster(cfg, &my_urls).await?;
         let others: Vec<String> = initial
@@ -158,6 +140,25 @@ pub(super) async fn bootstrap(
             Ok((ident, boot))
         }
     }
+}
+
+/// A new cluster from the initial cluster a discovery service gave (`token`: the cluster
+/// token it hashes member IDs with), which must hold this member (`me`).
+fn discovered(
+    cfg: &ServerConfig,
+    cluster: &str,
+    token: &str,
+    me: u64,
+) -> Result<(Identity, Bootstrap), StartError> {
+    let rec = bootstrap_record(&parse_initial_cluster(cluster)?, token)?;
+    if !rec.members.contains_key(&me) {
+        return Err(format!(
+            "couldn't find local name {:?} in the initial cluster configuration",
+            cfg.name
+        )
+        .into());
+    }
+    Ok((Identity { member_id: me, cluster_id: rec.cluster_id }, Bootstrap::New(rec)))
 }
 
 /// A full cluster with `--discovery-fallback=proxy`: the member runs as etcd 3.4's v2 proxy.

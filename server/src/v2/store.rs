@@ -423,18 +423,29 @@ impl Tree {
                 return Err(V2Error::new(DIR_NOT_EMPTY, path, cur));
             }
         }
-        let next = cur + 1;
-        let prev = n.repr(false, now);
+        let dir = n.is_dir();
+        Ok(self.remove(&path, "delete", dir, now))
+    }
+
+    /// Removes the node at `path` (which exists) at the next index: the event shows its key
+    /// (and `dir`), its indexes, and the node before.
+    fn remove(&mut self, path: &str, action: &'static str, dir: bool, now: i64) -> Event {
+        let next = self.index + 1;
+        let (prev, created) = match self.node(path) {
+            Some(n) => (Some(n.repr(false, now)), n.created),
+            None => (None, 0),
+        };
+        debug_assert!(prev.is_some(), "removing a node that is not there");
         let node = crate::v2::node::NodeOut {
-            key: path.clone(),
-            dir: n.is_dir(),
+            key: path.to_string(),
+            dir,
             modified: next,
-            created: n.created,
+            created,
             ..Default::default()
         };
-        self.detach(&path);
+        self.detach(path);
         self.index = next;
-        Ok(Event::new("delete", node, Some(prev), next))
+        Event::new(action, node, prev, next)
     }
 
     /// DELETE with prevValue or prevIndex (files only).
@@ -455,17 +466,7 @@ impl Tree {
         if let Some(cause) = Self::compare_fail(n, prev_value, prev_index) {
             return Err(V2Error::new(TEST_FAILED, cause, cur));
         }
-        let next = cur + 1;
-        let prev = n.repr(false, now);
-        let node = crate::v2::node::NodeOut {
-            key: path.clone(),
-            modified: next,
-            created: n.created,
-            ..Default::default()
-        };
-        self.detach(&path);
-        self.index = next;
-        Ok(Event::new("compareAndDelete", node, Some(prev), next))
+        Ok(self.remove(&path, "compareAndDelete", false, now))
     }
 
     /// Expires every node whose expiry is at or before `cutoff` (a SYNC's time), earliest
@@ -480,18 +481,8 @@ impl Tree {
                 self.ttl.remove(&(at, path));
                 continue;
             };
-            let next = self.index + 1;
-            let prev = n.repr(false, now);
-            let node = crate::v2::node::NodeOut {
-                key: path.clone(),
-                dir: n.is_dir(),
-                modified: next,
-                created: n.created,
-                ..Default::default()
-            };
-            self.detach(&path);
-            self.index = next;
-            out.push(Event::new("expire", node, Some(prev), next));
+            let dir = n.is_dir();
+            out.push(self.remove(&path, "expire", dir, now));
         }
         out
     }
