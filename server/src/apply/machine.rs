@@ -356,6 +356,9 @@ impl EtcdMachine {
         Ok(match req {
             Request::Alarm(a) => return self.apply_alarm(s, at, &a),
             Request::V2(r) => {
+                // The tree changes before its blob is stored: a store that cannot take the
+                // blob has failed for good, and the member stops (it never answers from a
+                // tree its disk does not hold).
                 let (out, blob) = self.v2.apply(&r);
                 match blob {
                     Some(b) => s.apply_meta_blob(at, crate::v2::codec::V2_KEY, &b)?,

@@ -117,9 +117,23 @@ fn save_cluster(cfg: &ServerConfig, peers: &[String]) -> std::io::Result<()> {
     let path = cluster_path(cfg);
     let tmp = path.with_extension("bak");
     let body = serde_json::to_vec(&ClusterFile { peer_urls: peers.to_vec() })?;
-    std::fs::write(&tmp, body)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, &path)
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&body)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    match path.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
 }
 
 /// Runs the proxy until `stop` resolves.

@@ -84,6 +84,8 @@ enum Reply {
     Empty,
     /// A transport error or a 5xx: retried.
     Unavailable(String),
+    /// The request's deadline passed: not retried, as etcd's client.
+    Deadline,
 }
 
 /// The longest backoff between retries (etcd: 2^8 s).
@@ -185,9 +187,11 @@ impl Discovery {
     async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
         let resp = match req.send().await {
             Ok(r) => r,
+            // etcd's client gives up when a request's deadline passes (no retry).
+            Err(e) if e.is_timeout() => return Reply::Deadline,
             Err(e) => {
                 return Reply::Unavailable(format!(
-                    "client: endpoint {} exceeded header timeout or failed: {e}",
+                    "client: etcd member {} failed: {e}",
                     self.endpoint
                 ))
             }
@@ -261,6 +265,7 @@ impl Discovery {
                 Reply::Node(n, _) => n.value,
                 Reply::Error(e) => return Err((Self::service_error(&e), vec![])),
                 Reply::NotJson | Reply::Empty => return Err((DiscoveryError::BadEndpoint, vec![])),
+                Reply::Deadline => return Err((deadline(), vec![])),
                 Reply::Unavailable(why) => {
                     tracing::warn!(url = %self.url, path = %size_key, err = %why, "failed to get from discovery server");
                     self.backoff("cluster status check", &why).await;
@@ -273,6 +278,7 @@ impl Discovery {
                 Reply::Node(n, i) => (n, i),
                 Reply::Error(e) => return Err((Self::service_error(&e), vec![])),
                 Reply::NotJson | Reply::Empty => return Err((DiscoveryError::BadEndpoint, vec![])),
+                Reply::Deadline => return Err((deadline(), vec![])),
                 Reply::Unavailable(why) => {
                     self.backoff("cluster status check", &why).await;
                     continue;
@@ -336,6 +342,7 @@ impl Discovery {
             }
             Reply::Error(e) => return Err(Self::service_error(&e)),
             Reply::NotJson | Reply::Empty => return Err(DiscoveryError::BadEndpoint),
+            Reply::Deadline => return Err(deadline()),
             Reply::Unavailable(why) => return Err(DiscoveryError::Service(why)),
         };
         // Wait until the registration is visible on the server (etcd does the same).
@@ -355,6 +362,23 @@ impl Discovery {
         size: usize,
         index: u64,
     ) -> Result<Vec<Node>, DiscoveryError> {
+        let (mut nodes, mut size, mut index) = (nodes, size, index);
+        // A failed watch starts over from a fresh look at the cluster, as etcd's.
+        loop {
+            match self.wait_nodes_once(nodes, size, index).await? {
+                Some(all) => return Ok(all),
+                None => (nodes, size, index) = self.check_cluster().await.map_err(|(e, _)| e)?,
+            }
+        }
+    }
+
+    /// One watch for the missing registrations; `None` when the service became unavailable.
+    async fn wait_nodes_once(
+        &mut self,
+        nodes: Vec<Node>,
+        size: usize,
+        index: u64,
+    ) -> Result<Option<Vec<Node>>, DiscoveryError> {
         let mut all: Vec<Node> = nodes.into_iter().take(size).collect();
         for n in &all {
             if base(&n.key) == self.id {
@@ -363,7 +387,7 @@ impl Discovery {
                 tracing::info!(peer = %n.value, "found peer from discovery server");
             }
         }
-        let mut next = index + 1;
+        let mut next = index.wrapping_add(1);
         while all.len() < size {
             tracing::info!(
                 found_peers = all.len(),
@@ -373,23 +397,28 @@ impl Discovery {
             let params = format!("recursive=true&wait=true&waitIndex={next}");
             match self.get(&self.cluster.clone(), &params, false).await {
                 Reply::Node(n, _) => {
-                    next = n.modified + 1;
+                    next = n.modified.wrapping_add(1);
                     tracing::info!(peer = %n.value, "found peer from discovery server");
                     all.push(n);
                 }
                 Reply::Empty => {}
                 Reply::Error(e) => return Err(Self::service_error(&e)),
                 Reply::NotJson => return Err(DiscoveryError::BadEndpoint),
+                Reply::Deadline => return Err(deadline()),
                 Reply::Unavailable(why) => {
                     self.backoff("waiting for other nodes", &why).await;
-                    let (nodes, size, index) = self.check_cluster().await.map_err(|(e, _)| e)?;
-                    return Box::pin(self.wait_nodes(nodes, size, index)).await;
+                    return Ok(None);
                 }
             }
         }
         tracing::info!(found_peers = all.len(), "found all needed peers from discovery server");
-        Ok(all)
+        Ok(Some(all))
     }
+}
+
+/// Go's error for a passed deadline.
+fn deadline() -> DiscoveryError {
+    DiscoveryError::Service("context deadline exceeded".into())
 }
 
 /// `application/x-www-form-urlencoded` of a value.

@@ -256,7 +256,7 @@ impl V3Discovery {
                 pb::WatchCreateRequest {
                     key: self.prefix.clone().into(),
                     range_end: prefix_end(self.prefix.as_bytes()),
-                    start_revision: rev + 1,
+                    start_revision: rev.saturating_add(1),
                     ..Default::default()
                 },
             )),

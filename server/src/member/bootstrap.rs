@@ -79,6 +79,12 @@ pub(super) async fn bootstrap(
         let contents = crate::discovery::v2::contents(&cfg.name, &my_urls);
         let cluster = join_discovery(cfg, me, &contents).await?;
         discovered(cfg, &cluster, discovery, me)?
+    } else if existing.is_none()
+        && !cfg.deferred.discovery_endpoints.is_empty()
+        && cfg.initial_cluster_state == "existing"
+    {
+        // etcd 3.6 runs no v3 discovery to join: with no peers to ask, it fails so.
+        return Err("cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs".into());
     } else if existing.is_none() && !cfg.deferred.discovery_endpoints.is_empty() {
         let token = &cfg.deferred.discovery_token;
         tracing::info!(discovery_token = %token, discovery_endpoints = %cfg.deferred.discovery_endpoints, "Bootstrapping cluster using v3 discovery.");

@@ -37,7 +37,10 @@ impl Form {
 
     /// Go's `url.ParseQuery` of `s` appended (an invalid escape is an error, as Go's).
     pub fn parse(&mut self, s: &str) -> Result<(), String> {
-        for pair in s.split(['&', ';']).filter(|p| !p.is_empty()) {
+        if s.contains(';') {
+            return Err("invalid semicolon separator in query".into());
+        }
+        for pair in s.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             self.0.push((unescape(k)?, unescape(v)?));
         }
@@ -53,7 +56,8 @@ fn unescape(s: &str) -> Result<String, String> {
     while i < b.len() {
         match b[i] {
             b'%' => {
-                let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+                let hex = b.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+                let hex = hex.and_then(|h| std::str::from_utf8(h).ok());
                 match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     Some(v) => out.push(v),
                     None => {
@@ -140,7 +144,10 @@ pub fn parse(method: &Method, path: &str, form: &Form, now: i64) -> Result<KeyRe
     let no_value_on_success = go_bool(form, "noValueOnSuccess")?;
     let ttl = match form.value("ttl") {
         "" => None,
-        v => Some(v.parse::<u64>().map_err(|_| err(TTL_NAN, r#"invalid value for "ttl""#))?),
+        v if v.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(v.parse::<u64>().map_err(|_| err(TTL_NAN, r#"invalid value for "ttl""#))?)
+        }
+        _ => return Err(err(TTL_NAN, r#"invalid value for "ttl""#)),
     };
     let prev_exist = match form.get("prevExist") {
         None => None,
@@ -166,10 +173,12 @@ pub fn parse(method: &Method, path: &str, form: &Form, now: i64) -> Result<KeyRe
         let secs = i64::try_from(t).unwrap_or(i64::MAX);
         now.saturating_add(secs.saturating_mul(1_000_000_000))
     });
+    let path = super::store::clean(key);
+    super::store::check_key(&path)?;
     Ok(KeyRequest {
         req: V2Request {
             method: method.as_str().to_string(),
-            path: super::store::clean(key),
+            path,
             val: form.value("value").to_string(),
             dir,
             prev_value,
@@ -287,7 +296,8 @@ pub async fn keys(
     let v2 = &ctx.machine.v2;
     let head = method == Method::HEAD;
     if method == Method::GET || head {
-        if kr.wait && !head {
+        // etcd turns a quorum GET into a QGET through raft, ignoring `wait`.
+        if kr.wait && !head && !kr.quorum {
             return watch(ctx.clone(), kr).await;
         }
         if kr.quorum && !head {
@@ -329,17 +339,17 @@ async fn watch(ctx: Arc<Ctx>, kr: KeyRequest) -> Response {
     json_headers(&mut h, start);
     raft_headers(&ctx, &mut h);
     let (key, recursive, stream) = (kr.req.path, kr.req.recursive, kr.stream);
-    let events = futures_util::stream::unfold(Some(since), move |next| {
+    let events = futures_util::stream::unfold(Some((since, false)), move |next| {
         let ctx = ctx.clone();
         let key = key.clone();
         async move {
-            let since = next?;
-            let e = match ctx.machine.v2.wait(&key, recursive, since).await {
+            let (since, begun) = next?;
+            let e = match ctx.machine.v2.wait(&key, recursive, since, begun).await {
                 Ok(e) => e,
                 Err(_) => return None,
             };
             let line = Bytes::from(go_escape(&e.to_json()) + "\n");
-            let next = stream.then_some(e.index() + 1);
+            let next = stream.then_some((e.index().saturating_add(1), true));
             Some((Ok::<_, std::io::Error>(line), next))
         }
     });
@@ -382,6 +392,11 @@ mod tests {
         assert!(parse(&Method::PUT, "/v2/keys/a", &form("ttl="), 0).unwrap().req.expiration == 0);
         let mut f = Form::default();
         assert_eq!(f.parse("a=%zz").unwrap_err(), r#"invalid URL escape "%zz""#);
+        assert_eq!(f.parse("a=%+1").unwrap_err(), r#"invalid URL escape "%+1""#);
+        assert_eq!(f.parse("a=1;b=2").unwrap_err(), "invalid semicolon separator in query");
+        assert_eq!(e("ttl=+5", Method::PUT).code, 202);
+        let deep = format!("/v2/keys{}", "/a".repeat(super::super::store::MAX_KEY_DEPTH + 1));
+        assert_eq!(parse(&Method::PUT, &deep, &form(""), 0).unwrap_err().code, 209);
     }
 
     #[test]

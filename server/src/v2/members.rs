@@ -1,5 +1,5 @@
-//! `/v2/members` (list, add, remove, update, leader), `/v2/machines` and `/v2/stats/*`, as
-//! etcd 3.4 serves them beside the v2 keys: the membership is the replication layer's.
+//! `/v2/members` (list, add, remove, update, leader) and `/v2/machines`, as etcd 3.4 serves
+//! them beside the v2 keys (the membership is the replication layer's); and the v2 routes.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -12,7 +12,6 @@ use rusted_replication::{Member, ReplicationError};
 use serde_json::{json, Value};
 
 use super::http::{cluster_header, go_escape, method_not_allowed};
-use super::node::rfc3339_nano;
 use crate::api::ctx::Ctx;
 use crate::api::errors::ApiError;
 
@@ -34,7 +33,7 @@ fn json_response(ctx: &Ctx, status: StatusCode, v: &Value) -> Response {
 }
 
 /// etcd's `httptypes.HTTPError`: `{"message":...}` with a status (no newline after it).
-fn http_error(ctx: &Ctx, status: StatusCode, message: &str) -> Response {
+pub(super) fn http_error(ctx: &Ctx, status: StatusCode, message: &str) -> Response {
     let mut r = json_response(ctx, status, &json!({ "message": message }));
     let body = go_escape(&json!({ "message": message }).to_string());
     *r.body_mut() = axum::body::Body::from(body);
@@ -42,14 +41,14 @@ fn http_error(ctx: &Ctx, status: StatusCode, message: &str) -> Response {
 }
 
 /// Go's `json.Marshal` without a newline, as the stats handlers write.
-fn plain_json(v: &Value) -> Response {
+pub(super) fn plain_json(v: &Value) -> Response {
     let mut r = (StatusCode::OK, go_escape(&v.to_string())).into_response();
     r.headers_mut()
         .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
     r
 }
 
-fn members_sorted(ctx: &Ctx) -> Vec<Member> {
+pub(super) fn members_sorted(ctx: &Ctx) -> Vec<Member> {
     let mut ms = ctx.replica.members();
     ms.sort_by_key(|m| m.id);
     ms
@@ -128,7 +127,10 @@ pub async fn members(
     }
     let rest = uri.path().strip_prefix("/v2/members").unwrap_or("");
     let rest = rest.strip_prefix('/').unwrap_or(rest);
-    let id_of = |s: &str| u64::from_str_radix(s, 16).ok();
+    let id_of = |s: &str| {
+        let hex = !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+        hex.then(|| u64::from_str_radix(s, 16).ok()).flatten()
+    };
     match method {
         Method::GET => match rest {
             "" => {
@@ -201,86 +203,6 @@ pub async fn machines(State(ctx): State<Arc<Ctx>>, method: Method) -> Response {
     (h, urls.join(", ")).into_response()
 }
 
-fn go_duration(d: std::time::Duration) -> String {
-    let secs = d.as_secs_f64();
-    let (h, m) = ((secs / 3600.0) as u64, ((secs % 3600.0) / 60.0) as u64);
-    let s = secs % 60.0;
-    match (h, m) {
-        (0, 0) => format!("{s}s"),
-        (0, m) => format!("{m}m{s}s"),
-        (h, m) => format!("{h}h{m}m{s}s"),
-    }
-}
-
-/// `/v2/stats/self`.
-pub async fn stats_self(State(ctx): State<Arc<Ctx>>, method: Method) -> Response {
-    if method != Method::GET {
-        return method_not_allowed("GET");
-    }
-    let id = ctx.replica.id();
-    let name = members_sorted(&ctx).into_iter().find(|m| m.id == id).map(|m| m.name);
-    let started = ctx.machine.v2.started;
-    let nanos = |t: std::time::SystemTime| {
-        t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
-    };
-    let up = started.elapsed().unwrap_or_default();
-    let state = if ctx.replica.is_leader() { "StateLeader" } else { "StateFollower" };
-    let v = json!({
-        "name": name.unwrap_or_default(),
-        "id": format!("{id:x}"),
-        "state": state,
-        "startTime": rfc3339_nano(nanos(started)),
-        "leaderInfo": {
-            "leader": format!("{:x}", ctx.replica.leader()),
-            "uptime": go_duration(up),
-            "startTime": rfc3339_nano(nanos(started)),
-        },
-        "recvAppendRequestCnt": 0,
-        "sendAppendRequestCnt": 0,
-    });
-    plain_json(&v)
-}
-
-/// `/v2/stats/leader`: the leader's view of its followers (403 elsewhere).
-pub async fn stats_leader(State(ctx): State<Arc<Ctx>>, method: Method) -> Response {
-    if method != Method::GET {
-        return method_not_allowed("GET");
-    }
-    if !ctx.replica.is_leader() {
-        return http_error(&ctx, StatusCode::FORBIDDEN, "not current leader");
-    }
-    let me = ctx.replica.id();
-    let mut followers = serde_json::Map::new();
-    for m in members_sorted(&ctx).into_iter().filter(|m| m.id != me) {
-        let (probes, secs, fails) = ctx.metrics.peer.link_stats(m.id);
-        let avg_ms = if probes == 0 { 0.0 } else { secs * 1000.0 / probes as f64 };
-        followers.insert(
-            format!("{:x}", m.id),
-            json!({
-                "latency": {"current": avg_ms, "average": avg_ms, "standardDeviation": 0.0,
-                            "minimum": avg_ms, "maximum": avg_ms},
-                "counts": {"fail": fails, "success": probes},
-            }),
-        );
-    }
-    let v = json!({ "leader": format!("{me:x}"), "followers": followers });
-    plain_json(&v)
-}
-
-/// `/v2/stats/store`: the v2 store's counters.
-pub async fn stats_store(State(ctx): State<Arc<Ctx>>, method: Method) -> Response {
-    if method != Method::GET {
-        return method_not_allowed("GET");
-    }
-    let v2 = &ctx.machine.v2;
-    let mut o = serde_json::Map::new();
-    for (name, n) in v2.stats.snapshot() {
-        o.insert(name.into(), n.into());
-    }
-    o.insert("watchers".into(), v2.watchers.load(std::sync::atomic::Ordering::Relaxed).into());
-    plain_json(&Value::Object(o))
-}
-
 /// The v2 routes (`--enable-v2`).
 pub fn router(ctx: Arc<Ctx>) -> axum::Router {
     use axum::routing::any;
@@ -292,8 +214,8 @@ pub fn router(ctx: Arc<Ctx>) -> axum::Router {
         .route("/v2/members/", any(members))
         .route("/v2/members/{*rest}", any(members))
         .route("/v2/machines", any(machines))
-        .route("/v2/stats/self", any(stats_self))
-        .route("/v2/stats/leader", any(stats_leader))
-        .route("/v2/stats/store", any(stats_store))
+        .route("/v2/stats/self", any(super::stats::stats_self))
+        .route("/v2/stats/leader", any(super::stats::stats_leader))
+        .route("/v2/stats/store", any(super::stats::stats_store))
         .with_state(ctx)
 }

@@ -1,7 +1,7 @@
 //! etcd's v2 API (`--enable-v2`): the v2 keys store, replicated through raft like every
 //! other write and kept in the page store beside the MVCC data (so snapshots carry it), and
-//! the HTTP endpoints etcd 3.4 serves for it: `/v2/keys`, `/v2/members`, `/v2/stats/*`,
-//! `/v2/machines`.
+//! the HTTP endpoints etcd 3.4 serves for it: `/v2/keys` ([`http`]), `/v2/members` and
+//! `/v2/machines` ([`members`]), `/v2/stats/*` ([`stats`]).
 //!
 //! **Where a v2 write travels.** [`http`] parses the request as etcd's `parseKeyRequest`,
 //! proposes a `rustedpb.V2Request`; [`crate::apply::machine`] applies it with
@@ -20,6 +20,7 @@ pub mod event;
 pub mod http;
 pub mod members;
 pub mod node;
+pub mod stats;
 pub mod store;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -140,6 +141,10 @@ impl V2Store {
         let now = now_nanos();
         let mut g = self.lock();
         let t = &mut g.tree;
+        if let Err(mut e) = store::check_key(&r.path) {
+            e.index = t.index;
+            return (Some(Err(e)), None);
+        }
         let expire = (r.expiration != 0).then_some(r.expiration);
         let (kind, res) = match r.method.as_str() {
             "POST" => ("create", t.create(&r.path, r.dir, r.val.clone(), true, expire, now)),
@@ -241,8 +246,9 @@ impl V2Store {
     }
 
     /// Waits for the first event at or after `since` (0: the next one) that a watcher of
-    /// `key` is told of.
-    pub async fn wait(&self, key: &str, recursive: bool, since: u64) -> V2Result {
+    /// `key` is told of. `begun`: the watch began earlier (a stream's next event), so the
+    /// events already in the history are judged by the rules of a waiting watcher.
+    pub async fn wait(&self, key: &str, recursive: bool, since: u64, begun: bool) -> V2Result {
         let key = store::clean(key);
         let mut rx = self.index.subscribe();
         let mut since = since;
@@ -253,7 +259,7 @@ impl V2Store {
             if since == 0 {
                 since = g.tree.index + 1;
             }
-            if let Some(e) = g.history.scan(&key, recursive, since, false).map_err(|mut e| {
+            if let Some(e) = g.history.scan(&key, recursive, since, begun).map_err(|mut e| {
                 e.index = g.tree.index;
                 e
             })? {

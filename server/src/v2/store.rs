@@ -39,6 +39,35 @@ impl Default for Tree {
     }
 }
 
+/// The most components a key may have. etcd has no limit, but its recursion lives on
+/// growable goroutine stacks; the tree's walks here recurse once per component, on threads
+/// with fixed stacks, so a key of thousands of components would stop every member.
+pub const MAX_KEY_DEPTH: usize = 256;
+/// The longest key, in bytes: each directory keeps its whole path, so a deep key costs its
+/// length once per component.
+pub const MAX_KEY_BYTES: usize = 64 << 10;
+
+/// Refuses keys deeper than [`MAX_KEY_DEPTH`] or longer than [`MAX_KEY_BYTES`] (checked before
+/// proposing and at apply).
+pub fn check_key(path: &str) -> Result<(), V2Error> {
+    if path.len() > MAX_KEY_BYTES {
+        return Err(V2Error::new(
+            INVALID_FIELD,
+            format!("key is {} bytes long; at most {MAX_KEY_BYTES} are allowed", path.len()),
+            0,
+        ));
+    }
+    let depth = path.split('/').filter(|c| !c.is_empty()).count();
+    if depth > MAX_KEY_DEPTH {
+        return Err(V2Error::new(
+            INVALID_FIELD,
+            format!("key has {depth} components; at most {MAX_KEY_DEPTH} are allowed"),
+            0,
+        ));
+    }
+    Ok(())
+}
+
 /// etcd's key normalisation: `path.Clean(path.Join("/", p))`.
 pub fn clean(p: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();

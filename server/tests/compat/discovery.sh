@@ -97,10 +97,10 @@ run_targets || fail=1
 
 # etcd 3.4 has no v3 discovery (etcd 3.6's): rusted members alone, through an etcd 3.4 and a
 # rusted discovery service (any v3 API serves).
-v3_member() { # v3_member TAG NAME IP TOKEN ENDPOINTS [FLAGS...]
+v3_member() { # v3_member TAG NAME IP TOKEN ENDPOINTS [FLAGS...]: replaces its shell (run it in one)
     local tag=$1 name=$2 ip=$3 token=$4 eps=$5
     shift 5
-    "$RUSTED_BIN" --name "$name" --data-dir "$WORK/$tag/$name" \
+    exec "$RUSTED_BIN" --name "$name" --data-dir "$WORK/$tag/$name" \
         --listen-client-urls "http://$ip:2379" --advertise-client-urls "http://$ip:2379" \
         --listen-peer-urls "http://$ip:2380" --initial-advertise-peer-urls "http://$ip:2380" \
         --discovery-token "$token" --discovery-endpoints "$eps" "$@" >>"$WORK/$tag-$name.log" 2>&1

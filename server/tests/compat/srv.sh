@@ -15,14 +15,19 @@ for c in dnsmasq openssl unshare; do
     command -v "$c" >/dev/null 2>&1 || die "$c not found (.ci/run installs dnsmasq-base and openssl)"
 done
 
-# dns IP CONF: a dnsmasq on IP:53 answering from CONF only; its pid in DNS_PID.
+# dns IP CONF NAME: a dnsmasq on IP:53 answering from CONF only, and RESOLV ($WORK/resolv-IP)
+# naming it; returns once NAME resolves through it (20 s at most).
 dns() {
     dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces \
         --listen-address="$1" --port=53 --conf-file="$2" --pid-file="$WORK/dns-$1.pid" \
         >"$WORK/dns-$1.log" 2>&1 &
-    DNS_PID=$!
     PIDS+=($!)
-    sleep 0.5
+    echo "nameserver $1" >"$WORK/resolv-$1"
+    local t0=$SECONDS
+    until ns "$WORK/resolv-$1" getent hosts "$3" >/dev/null 2>&1; do
+        [ $((SECONDS - t0)) -lt 20 ] || die "dnsmasq on $1 does not answer"
+        sleep 0.2
+    done
 }
 # ns RESOLV CMD...: CMD with RESOLV as its /etc/resolv.conf.
 ns() {
@@ -30,11 +35,18 @@ ns() {
     shift
     unshare -m sh -c 'mount --bind "$0" /etc/resolv.conf && exec "$@"' "$resolv" "$@"
 }
+# ns_exec RESOLV CMD...: ns, replacing the shell it runs in (so a background one's pid is the
+# server's own).
+ns_exec() {
+    local resolv=$1
+    shift
+    exec unshare -m sh -c 'mount --bind "$0" /etc/resolv.conf && exec "$@"' "$resolv" "$@"
+}
 # srv_member BIN TAG NAME IP DOMAIN SCHEME [FLAGS...]
 srv_member() {
     local bin=$1 tag=$2 name=$3 ip=$4 domain=$5 scheme=$6
     shift 6
-    ns "$WORK/resolv-$tag" "$bin" --name "$name" --data-dir "$WORK/$tag/$name" \
+    ns_exec "$WORK/resolv-$tag" "$bin" --name "$name" --data-dir "$WORK/$tag/$name" \
         --listen-client-urls "http://$ip:2379" --advertise-client-urls "http://$name.$domain:2379" \
         --listen-peer-urls "$scheme://$ip:2380" --initial-advertise-peer-urls "$scheme://$name.$domain:2380" \
         --discovery-srv "$domain" --initial-cluster-token "$NAME-$tag" "$@" >>"$WORK/$tag-$name.log" 2>&1 &
@@ -57,8 +69,8 @@ scenarios() {
     bash "$HERE/certs.sh" "$certs" "$(next_ip "$a" 1)" "$(next_ip "$a" 2)" "$(next_ip "$a" 3)" \
         "DNS:m1.$d" "DNS:m2.$d" "DNS:m3.$d" "DNS:$d" || die "cannot make test certificates"
     zone "$d" "$a" ssl >"$WORK/zone-$tag.conf"
-    dns "$a" "$WORK/zone-$tag.conf"
-    echo "nameserver $a" >"$WORK/resolv-$tag"
+    dns "$a" "$WORK/zone-$tag.conf" "m1.$d"
+    cp "$WORK/resolv-$a" "$WORK/resolv-$tag"
     echo "## https peers from _etcd-server-ssl records"
     for i in 1 2 3; do
         srv_member "$bin" "$tag" "m$i" "$(next_ip "$a" "$i")" "$d" https \
@@ -87,8 +99,8 @@ run_targets || fail=1
 echo "## rusted alone: http peers from _etcd-server._tcp records"
 a=127.0.0.251 d=plain.srv.test
 zone "$d" "$a" plain >"$WORK/zone-plain.conf"
-dns "$a" "$WORK/zone-plain.conf"
-echo "nameserver $a" >"$WORK/resolv-plain"
+dns "$a" "$WORK/zone-plain.conf" "m1.$d"
+cp "$WORK/resolv-$a" "$WORK/resolv-plain"
 for i in 1 2 3; do srv_member "$RUSTED_BIN" plain "m$i" "$(next_ip "$a" "$i")" "$d" http; done
 if wait_endpoints "$(next_ip "$a" 1):2379,$(next_ip "$a" 2):2379,$(next_ip "$a" 3):2379" &&
     n=$(ETCDCTL_API=3 "$ETCDCTL_BIN" --endpoints "$(next_ip "$a" 1):2379" member list | grep -c "http://m[123].$d:2380, http://m[123].$d:2379, false") &&

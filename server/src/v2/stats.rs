@@ -1,0 +1,134 @@
+//! `/v2/stats/self`, `/v2/stats/leader` and `/v2/stats/store`, etcd 3.4's JSON (no newline
+//! after it, as etcd's `json.Marshal`).
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::http::method_not_allowed;
+use super::members::{http_error, members_sorted, plain_json};
+use super::node::rfc3339_nano;
+use crate::api::ctx::Ctx;
+
+/// Go's `time.Duration.String` (at least a second: `1h2m3.5s`; below: `350ms`, `2µs`).
+pub fn go_duration(d: std::time::Duration) -> String {
+    let nanos = d.as_nanos();
+    let frac = |n: u128, unit: u128, digits: usize| {
+        let f = format!("{:0digits$}", n % unit);
+        let f = f.trim_end_matches('0');
+        if f.is_empty() {
+            format!("{}", n / unit)
+        } else {
+            format!("{}.{f}", n / unit)
+        }
+    };
+    if nanos == 0 {
+        return "0s".into();
+    }
+    if nanos < 1_000 {
+        return format!("{nanos}ns");
+    }
+    if nanos < 1_000_000 {
+        return format!("{}µs", frac(nanos, 1_000, 3));
+    }
+    if nanos < 1_000_000_000 {
+        return format!("{}ms", frac(nanos, 1_000_000, 6));
+    }
+    let secs = nanos / 1_000_000_000;
+    let (h, m) = (secs / 3600, (secs % 3600) / 60);
+    let s = frac(nanos % 60_000_000_000, 1_000_000_000, 9);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, m) => format!("{m}m{s}s"),
+        (h, m) => format!("{h}h{m}m{s}s"),
+    }
+}
+
+/// `/v2/stats/self`.
+pub async fn stats_self(State(ctx): State<Arc<Ctx>>, method: Method) -> Response {
+    if method != Method::GET {
+        return method_not_allowed("GET");
+    }
+    let id = ctx.replica.id();
+    let name = members_sorted(&ctx).into_iter().find(|m| m.id == id).map(|m| m.name);
+    let started = ctx.machine.v2.started;
+    let nanos = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+    };
+    let up = started.elapsed().unwrap_or_default();
+    let state = if ctx.replica.is_leader() { "StateLeader" } else { "StateFollower" };
+    let v = json!({
+        "name": name.unwrap_or_default(),
+        "id": format!("{id:x}"),
+        "state": state,
+        "startTime": rfc3339_nano(nanos(started)),
+        "leaderInfo": {
+            "leader": format!("{:x}", ctx.replica.leader()),
+            "uptime": go_duration(up),
+            "startTime": rfc3339_nano(nanos(started)),
+        },
+        "recvAppendRequestCnt": 0,
+        "sendAppendRequestCnt": 0,
+    });
+    plain_json(&v)
+}
+
+/// `/v2/stats/leader`: the leader's view of its followers (403 elsewhere).
+pub async fn stats_leader(State(ctx): State<Arc<Ctx>>, method: Method) -> Response {
+    if method != Method::GET {
+        return method_not_allowed("GET");
+    }
+    if !ctx.replica.is_leader() {
+        return http_error(&ctx, StatusCode::FORBIDDEN, "not current leader");
+    }
+    let me = ctx.replica.id();
+    let mut followers = serde_json::Map::new();
+    for m in members_sorted(&ctx).into_iter().filter(|m| m.id != me) {
+        let (probes, secs, fails) = ctx.metrics.peer.link_stats(m.id);
+        let avg_ms = if probes == 0 { 0.0 } else { secs * 1000.0 / probes as f64 };
+        followers.insert(
+            format!("{:x}", m.id),
+            json!({
+                "latency": {"current": avg_ms, "average": avg_ms, "standardDeviation": 0.0,
+                            "minimum": avg_ms, "maximum": avg_ms},
+                "counts": {"fail": fails, "success": probes},
+            }),
+        );
+    }
+    let v = json!({ "leader": format!("{me:x}"), "followers": followers });
+    plain_json(&v)
+}
+
+/// `/v2/stats/store`: the v2 store's counters.
+pub async fn stats_store(State(ctx): State<Arc<Ctx>>, method: Method) -> Response {
+    if method != Method::GET {
+        return method_not_allowed("GET");
+    }
+    let v2 = &ctx.machine.v2;
+    let mut o = serde_json::Map::new();
+    for (name, n) in v2.stats.snapshot() {
+        o.insert(name.into(), n.into());
+    }
+    o.insert("watchers".into(), v2.watchers.load(std::sync::atomic::Ordering::Relaxed).into());
+    plain_json(&Value::Object(o))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_as_go() {
+        assert_eq!(go_duration(Duration::from_millis(62_003)), "1m2.003s");
+        assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");
+        assert_eq!(go_duration(Duration::from_nanos(1_300_000_000)), "1.3s");
+        assert_eq!(go_duration(Duration::from_micros(350)), "350µs");
+        assert_eq!(go_duration(Duration::from_nanos(1_500_000)), "1.5ms");
+        assert_eq!(go_duration(Duration::ZERO), "0s");
+    }
+}
