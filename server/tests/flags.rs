@@ -292,10 +292,6 @@ fn every_flag_has_its_configuration_key() {
 #[test]
 fn features_not_built_yet_are_refused_by_name() {
     let cases: &[(&str, &str)] = &[
-        ("--discovery=https://discovery.etcd.io/x", "--discovery"),
-        ("--discovery-srv=example.com", "--discovery-srv"),
-        ("--enable-v2=true", "--enable-v2"),
-        ("--proxy=on", "--proxy"),
         ("--experimental-corrupt-check-time=1m", "--experimental-corrupt-check-time"),
         ("--experimental-enable-distributed-tracing", "--experimental-enable-distributed-tracing"),
     ];
@@ -306,6 +302,10 @@ fn features_not_built_yet_are_refused_by_name() {
     }
     // What rusted already does is accepted.
     for ok in [
+        "--discovery=https://discovery.etcd.io/x",
+        "--discovery-srv=example.com",
+        "--enable-v2=true",
+        "--proxy=on",
         "--logger=zap",
         "--log-outputs=stderr",
         "--log-outputs=/var/log/etcd.log",
@@ -420,4 +420,38 @@ fn flag_scenarios_match_etcd() {
         &[("RUSTED_BIN", env!("CARGO_BIN_EXE_rusted")), ("PYTHON", &python)],
         "flag scenarios differ from etcd's",
     );
+}
+
+/// etcd's rules for the bootstrap flags: one method at most (an explicit `--initial-cluster`
+/// counts, its default does not), v2 and v3 discovery not mixed, a v3 token with endpoints.
+#[test]
+fn bootstrap_flags_are_checked_as_etcd() {
+    let refused = |args: &[&str]| match load_args(args) {
+        Err(e) => e,
+        Ok(l) => l.cfg.check().expect_err(&args.join(" ")),
+    };
+    let multiple = "multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\" or \"discovery-srv\"";
+    assert!(refused(&["--discovery=http://d/x", "--initial-cluster=a=http://a:2380"])
+        .contains(multiple));
+    assert!(refused(&["--discovery=http://d/x", "--discovery-srv=example.com"]).contains(multiple));
+    assert!(refused(&[
+        "--discovery-token=t",
+        "--discovery-endpoints=http://d:2379",
+        "--discovery-srv=x"
+    ])
+    .contains("\"discovery-endpoints\""));
+    assert!(refused(&[
+        "--discovery-proxy=http://p:3128",
+        "--discovery-token=t",
+        "--discovery-endpoints=http://d:2379"
+    ])
+    .contains("both v2 discovery settings"));
+    assert!(refused(&["--discovery-token=t"])
+        .contains("both --discovery-token and --discovery-endpoints must be set"));
+    assert!(refused(&["--discovery-token=t", "--discovery-endpoints=http://d:2379,"])
+        .contains("--discovery-endpoints must not contain empty endpoints"));
+    // The default --initial-cluster gives way to discovery.
+    let l = load_args(&["--discovery=http://d/x"]).unwrap();
+    assert_eq!(l.cfg.initial_cluster, "");
+    l.cfg.check().unwrap();
 }
