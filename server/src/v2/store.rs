@@ -164,6 +164,15 @@ impl Tree {
         Some(n)
     }
 
+    /// The clean path of a write and the index before it; the root is read only.
+    fn writable(&self, path: &str) -> Result<(String, u64), V2Error> {
+        let path = clean(path);
+        if path == "/" {
+            return Err(V2Error::new(ROOT_RONLY, "/", self.index));
+        }
+        Ok((path, self.index))
+    }
+
     /// etcd's `internalGet`: the node, or "not a directory" at the first file on the way, or
     /// "key not found" naming the first missing component.
     fn lookup(&self, path: &str) -> Result<&Node, V2Error> {
@@ -334,11 +343,8 @@ impl Tree {
         refresh: bool,
         now: i64,
     ) -> Result<Event, V2Error> {
-        let path = clean(path);
-        let (cur, next) = (self.index, self.index + 1);
-        if path == "/" {
-            return Err(V2Error::new(ROOT_RONLY, "/", cur));
-        }
+        let (path, cur) = self.writable(path)?;
+        let next = cur + 1;
         let n = self.lookup(&path)?;
         if n.is_dir() && !value.is_empty() {
             return Err(V2Error::new(NOT_FILE, path, cur));
@@ -399,11 +405,7 @@ impl Tree {
         refresh: bool,
         now: i64,
     ) -> Result<Event, V2Error> {
-        let path = clean(path);
-        let cur = self.index;
-        if path == "/" {
-            return Err(V2Error::new(ROOT_RONLY, "/", cur));
-        }
+        let (path, cur) = self.writable(path)?;
         let n = self.lookup(&path)?;
         if n.is_dir() {
             return Err(V2Error::new(NOT_FILE, path, cur));
@@ -437,11 +439,7 @@ impl Tree {
         recursive: bool,
         now: i64,
     ) -> Result<Event, V2Error> {
-        let path = clean(path);
-        let cur = self.index;
-        if path == "/" {
-            return Err(V2Error::new(ROOT_RONLY, "/", cur));
-        }
+        let (path, cur) = self.writable(path)?;
         let dir = dir || recursive;
         let n = self.lookup(&path)?;
         if let Some(kids) = n.children() {
