@@ -2,7 +2,6 @@
 #![forbid(unsafe_code)]
 
 use std::io::Read;
-use std::time::Duration;
 
 use clap::Args;
 
@@ -303,37 +302,12 @@ async fn compaction(ctl: &Ctl, a: &CompactionArgs) -> CtlResult {
     Ok(())
 }
 
-/// A duration as Go prints it ("1.002173ms", "987.786µs", "2.5s").
-pub fn go_duration(d: Duration) -> String {
-    let ns = d.as_nanos();
-    let trim = |v: f64, unit: &str| {
-        let s = format!("{v:.9}");
-        let s = s.trim_end_matches('0').trim_end_matches('.');
-        format!("{s}{unit}")
-    };
-    if ns == 0 {
-        "0s".into()
-    } else if ns < 1_000 {
-        format!("{ns}ns")
-    } else if ns < 1_000_000 {
-        trim(ns as f64 / 1e3, "µs")
-    } else if ns < 1_000_000_000 {
-        trim(ns as f64 / 1e6, "ms")
-    } else {
-        trim(ns as f64 / 1e9, "s")
-    }
-}
+/// A duration as Go prints it ("1.002173ms", "987.786µs", "2.5s", "1m2s").
+pub use rusted_proto::duration::format_go_duration as go_duration;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(go_duration(Duration::from_nanos(1_002_173)), "1.002173ms");
-        assert_eq!(go_duration(Duration::from_nanos(987_786)), "987.786µs");
-        assert_eq!(go_duration(Duration::from_millis(2500)), "2.5s");
-    }
 
     #[test]
     fn ranges_from_flags() {

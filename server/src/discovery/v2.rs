@@ -421,19 +421,11 @@ fn deadline() -> DiscoveryError {
     DiscoveryError::Service("context deadline exceeded".into())
 }
 
-/// `application/x-www-form-urlencoded` of a value.
+/// `application/x-www-form-urlencoded` of a value (unreserved bytes kept).
 fn form_escape(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            b => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+    const FORM: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    utf8_percent_encode(s, FORM).to_string()
 }
 
 /// etcd's `nodesToCluster`: the registrations' values joined, which must name `size`

@@ -34,10 +34,10 @@ fn json_response(ctx: &Ctx, status: StatusCode, v: &Value) -> Response {
 
 /// etcd's `httptypes.HTTPError`: `{"message":...}` with a status (no newline after it).
 pub(super) fn http_error(ctx: &Ctx, status: StatusCode, message: &str) -> Response {
-    let mut r = json_response(ctx, status, &json!({ "message": message }));
-    let body = go_escape(&json!({ "message": message }).to_string());
-    *r.body_mut() = axum::body::Body::from(body);
-    r
+    let mut h = HeaderMap::new();
+    cluster_header(ctx, &mut h);
+    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    (status, h, go_escape(&json!({ "message": message }).to_string())).into_response()
 }
 
 /// Go's `json.Marshal` without a newline, as the stats handlers write.

@@ -63,10 +63,24 @@ pub const STAT_NAMES: [&str; 15] = [
     "expireCount",
 ];
 
+/// What a counter counts: its success counter's place in [`STAT_NAMES`] (the failure's is
+/// the next).
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Get = 0,
+    Set = 2,
+    Delete = 4,
+    Update = 6,
+    Create = 8,
+    CompareAndSwap = 10,
+    CompareAndDelete = 12,
+    Expire = 14,
+}
+
 impl Stats {
-    fn count(&self, name: &str, ok: bool) {
-        let base = STAT_NAMES.iter().position(|n| n.starts_with(name)).unwrap_or(0);
-        let i = if ok || name == "expireCount" { base } else { base + 1 };
+    fn count(&self, op: Op, ok: bool) {
+        let i = op as usize + usize::from(!ok && !matches!(op, Op::Expire));
+        debug_assert!(i < self.counts.len());
         if let Some(c) = self.counts.get(i) {
             c.fetch_add(1, Ordering::Relaxed);
         }
@@ -147,32 +161,32 @@ impl V2Store {
         }
         let expire = (r.expiration != 0).then_some(r.expiration);
         let (kind, res) = match r.method.as_str() {
-            "POST" => ("create", t.create(&r.path, r.dir, r.val.clone(), true, expire, now)),
+            "POST" => (Op::Create, t.create(&r.path, r.dir, r.val.clone(), true, expire, now)),
             "PUT" => match r.prev_exist {
                 Some(true) if r.prev_index == 0 && r.prev_value.is_empty() => {
-                    ("update", t.update(&r.path, r.val.clone(), expire, r.refresh, now))
+                    (Op::Update, t.update(&r.path, r.val.clone(), expire, r.refresh, now))
                 }
                 Some(false) => {
-                    ("create", t.create(&r.path, r.dir, r.val.clone(), false, expire, now))
+                    (Op::Create, t.create(&r.path, r.dir, r.val.clone(), false, expire, now))
                 }
-                Some(true) => ("compareAndSwap", cas(t, r, expire, now)),
+                Some(true) => (Op::CompareAndSwap, cas(t, r, expire, now)),
                 None if r.prev_index > 0 || !r.prev_value.is_empty() => {
-                    ("compareAndSwap", cas(t, r, expire, now))
+                    (Op::CompareAndSwap, cas(t, r, expire, now))
                 }
-                None => ("sets", t.set(&r.path, r.dir, r.val.clone(), expire, r.refresh, now)),
+                None => (Op::Set, t.set(&r.path, r.dir, r.val.clone(), expire, r.refresh, now)),
             },
             "DELETE" if r.prev_index > 0 || !r.prev_value.is_empty() => (
-                "compareAndDelete",
+                Op::CompareAndDelete,
                 t.compare_and_delete(&r.path, &r.prev_value, r.prev_index, now),
             ),
-            "DELETE" => ("delete", t.delete(&r.path, r.dir, r.recursive, now)),
+            "DELETE" => (Op::Delete, t.delete(&r.path, r.dir, r.recursive, now)),
             "SYNC" => {
                 let events = t.expire(r.time, now);
                 if events.is_empty() {
                     return (None, None);
                 }
                 for e in events {
-                    self.stats.count("expireCount", true);
+                    self.stats.count(Op::Expire, true);
                     g.history.push(e);
                 }
                 let blob = codec::encode(&g.tree);
@@ -241,7 +255,7 @@ impl V2Store {
     /// A read of this member's tree (counted as etcd counts gets).
     pub fn get(&self, path: &str, recursive: bool, sorted: bool) -> V2Result {
         let r = self.lock().tree.get(path, recursive, sorted, now_nanos());
-        self.stats.count("gets", r.is_ok());
+        self.stats.count(Op::Get, r.is_ok());
         r
     }
 

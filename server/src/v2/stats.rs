@@ -14,40 +14,6 @@ use super::members::{http_error, members_sorted, plain_json};
 use super::node::rfc3339_nano;
 use crate::api::ctx::Ctx;
 
-/// Go's `time.Duration.String` (at least a second: `1h2m3.5s`; below: `350ms`, `2µs`).
-pub fn go_duration(d: std::time::Duration) -> String {
-    let nanos = d.as_nanos();
-    let frac = |n: u128, unit: u128, digits: usize| {
-        let f = format!("{:0digits$}", n % unit);
-        let f = f.trim_end_matches('0');
-        if f.is_empty() {
-            format!("{}", n / unit)
-        } else {
-            format!("{}.{f}", n / unit)
-        }
-    };
-    if nanos == 0 {
-        return "0s".into();
-    }
-    if nanos < 1_000 {
-        return format!("{nanos}ns");
-    }
-    if nanos < 1_000_000 {
-        return format!("{}µs", frac(nanos, 1_000, 3));
-    }
-    if nanos < 1_000_000_000 {
-        return format!("{}ms", frac(nanos, 1_000_000, 6));
-    }
-    let secs = nanos / 1_000_000_000;
-    let (h, m) = (secs / 3600, (secs % 3600) / 60);
-    let s = frac(nanos % 60_000_000_000, 1_000_000_000, 9);
-    match (h, m) {
-        (0, 0) => format!("{s}s"),
-        (0, m) => format!("{m}m{s}s"),
-        (h, m) => format!("{h}h{m}m{s}s"),
-    }
-}
-
 /// `/v2/stats/self`.
 pub async fn stats_self(State(ctx): State<Arc<Ctx>>, method: Method) -> Response {
     if method != Method::GET {
@@ -68,7 +34,7 @@ pub async fn stats_self(State(ctx): State<Arc<Ctx>>, method: Method) -> Response
         "startTime": rfc3339_nano(nanos(started)),
         "leaderInfo": {
             "leader": format!("{:x}", ctx.replica.leader()),
-            "uptime": go_duration(up),
+            "uptime": rusted_proto::duration::format_go_duration(up),
             "startTime": rfc3339_nano(nanos(started)),
         },
         "recvAppendRequestCnt": 0,
@@ -115,20 +81,4 @@ pub async fn stats_store(State(ctx): State<Arc<Ctx>>, method: Method) -> Respons
     }
     o.insert("watchers".into(), v2.watchers.load(std::sync::atomic::Ordering::Relaxed).into());
     plain_json(&Value::Object(o))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn durations_as_go() {
-        assert_eq!(go_duration(Duration::from_millis(62_003)), "1m2.003s");
-        assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");
-        assert_eq!(go_duration(Duration::from_nanos(1_300_000_000)), "1.3s");
-        assert_eq!(go_duration(Duration::from_micros(350)), "350µs");
-        assert_eq!(go_duration(Duration::from_nanos(1_500_000)), "1.5ms");
-        assert_eq!(go_duration(Duration::ZERO), "0s");
-    }
 }
