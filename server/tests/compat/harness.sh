@@ -9,6 +9,7 @@
 #      RUSTEDCTL_BIN: also run rusted's scenarios with rustedctl as the client; TARGETS: any of
 #      "etcd rusted rustedctl"
 set -u
+exec 9>&2 # the script's own stderr, kept for diagnostics while a scenario's output is captured
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ETCD_BIN=${ETCD_BIN:-etcd}
 ETCDCTL_BIN=${ETCDCTL_BIN:-etcdctl}
@@ -94,13 +95,23 @@ member() {
     MEMBER_PID[$name]=$!
     PIDS+=($!)
 }
-# wait_endpoints ENDPOINTS [FLAGS...]: until every endpoint is healthy (30 s at most); FLAGS go
-# to the client (credentials).
+# wait_endpoints ENDPOINTS [FLAGS...]: until every endpoint is healthy (60 s at most: members
+# of a loaded CI machine may take long to elect); FLAGS go to the client (credentials). On
+# failure the client's last answer and the tails of the members' logs go to the script's
+# stderr (fd 9), outside the output compared.
 wait_endpoints() {
-    local eps=$1 t0=$SECONDS
+    local eps=$1 t0=$SECONDS f
     shift
-    until ctl "$@" --endpoints "$eps" endpoint health >/dev/null 2>&1; do
-        [ $((SECONDS - t0)) -lt 30 ] || { echo "not healthy in 30 s: $eps"; return 1; }
+    until ctl "$@" --endpoints "$eps" endpoint health >"$WORK/health.out" 2>&1; do
+        if [ $((SECONDS - t0)) -ge 60 ]; then
+            echo "not healthy in 60 s: $eps"
+            {
+                echo "$NAME: not healthy in 60 s: $eps; the client said:"
+                tail -5 "$WORK/health.out"
+                for f in "$WORK"/*.log; do echo "--- $f"; tail -8 "$f"; done
+            } >&9 2>&1
+            return 1
+        fi
         sleep 0.2
     done
 }
