@@ -10,12 +10,17 @@
 # a fresh rusted cluster in turn (fresh data dirs, same flags, 127.0.0.1, client ports 42379+,
 # peer ports 42480+), runs the tool against it, and stops it. A server is started afresh for every
 # single benchmark invocation: (server, members, workload, tool, run), so no run sees data or
-# warmed-up caches left by another. With three members only the leader is loaded.
+# warmed-up caches left by another. With three members only the leader is loaded, except by
+# put100-all (every member's endpoint: followers forward).
 # Both tools print etcd's report (Summary / Latency distribution); one parser reads Requests/sec,
 # p50 and p99. `--precise` is passed so sub-millisecond latencies keep their digits.
 #
 # Output (stdout, and $OUT if set): a header (date, commit, nproc, kernel), one line per run, then a
-# markdown table: req/s = mean over runs, ratio = rusted ÷ etcd, p99 = mean over runs; rows for RSS
+# markdown table: req/s = mean over runs, ratio = rusted ÷ etcd, p99 = mean over runs, and per
+# request (means over runs; every member summed): server CPU (utime + stime from /proc/PID/stat),
+# context switches (voluntary + involuntary of every live thread, /proc/PID/task/*/status) and
+# heap allocations (etcd: go_memstats_mallocs_total; rusted, built with --features alloc-count:
+# rusted_allocations_total; both from /metrics before and after the load); rows for RSS
 # after loading LOAD_KEYS keys and restart time with them (ratio rusted ÷ etcd, lower is better);
 # then the put 1-client p50 of both. Failed or timed-out runs print a message and count as n/a.
 #
@@ -24,8 +29,9 @@
 #   QUICK=0                     1 divides the default totals and LOAD_KEYS by 10 (explicit ones are kept)
 #   TOOLS="benchmark rusted-bench"   load tools; "benchmark" alone skips rusted-bench
 #   MEMBERS="1 3"               cluster sizes; 3 members run put1 and put100 only
-#   WORKLOADS=all               any of: put1 put100 range-s range-l txn-put watch-latency
-#                               lease-keepalive resources ("resources" = RSS + restart; needs 1 in MEMBERS)
+#   WORKLOADS=all               any of: put1 put100 put100-all range-s range-l txn-put watch-latency
+#                               lease-keepalive resources ("resources" = RSS + restart; needs 1 in MEMBERS);
+#                               put100-all is put100 over every member's endpoint (3 members only)
 #   OUT=                        also write the report to this file
 #   TIMEOUT=300                 seconds allowed per benchmark run (and per 1M-key load)
 #   PUT1_TOTAL=5000 PUT_TOTAL=100000 RANGE_TOTAL=100000 TXN_TOTAL=50000
@@ -67,10 +73,11 @@ LEASE_TOTAL=${LEASE_TOTAL:-$(q 100000)}
 LOAD_KEYS=${LOAD_KEYS:-$(q 1000000)}
 
 # ---- the workloads: name -> global flags + subcommand (endpoints are added per run) ----
-ALL_WORKLOADS=(put1 put100 range-s range-l txn-put watch-latency lease-keepalive)
+ALL_WORKLOADS=(put1 put100 put100-all range-s range-l txn-put watch-latency lease-keepalive)
 declare -A WL=(
   [put1]="--conns=1 --clients=1 put --key-size=8 --val-size=256 --total=$PUT1_TOTAL"
   [put100]="--conns=10 --clients=100 put --key-size=8 --sequential-keys --val-size=256 --total=$PUT_TOTAL"
+  [put100-all]="--conns=10 --clients=100 put --key-size=8 --sequential-keys --val-size=256 --total=$PUT_TOTAL"
   [range-s]="--conns=10 --clients=100 range foo --consistency=s --total=$RANGE_TOTAL"
   [range-l]="--conns=10 --clients=100 range foo --consistency=l --total=$RANGE_TOTAL"
   [txn-put]="--conns=10 --clients=100 txn-put --key-size=8 --val-size=256 --total=$TXN_TOTAL"
@@ -78,7 +85,9 @@ declare -A WL=(
   [lease-keepalive]="--conns=10 --clients=100 lease-keepalive --total=$LEASE_TOTAL"
 )
 declare -A WL_SETUP=([range-s]=put_foo [range-l]=put_foo) # run against the fresh server before the load
-declare -A WL_3MEMBERS=([put1]=1 [put100]=1)                # workloads also run on three members
+declare -A WL_3MEMBERS=([put1]=1 [put100]=1 [put100-all]=1) # workloads also run on three members
+declare -A WL_1MEMBER=([put1]=1 [put100]=1 [range-s]=1 [range-l]=1 [txn-put]=1 [watch-latency]=1 [lease-keepalive]=1)
+declare -A WL_ALL_EP=([put100-all]=1)                       # loads every member (followers forward), not the leader
 LOAD_ARGS="--conns=10 --clients=100 put --sequential-keys --key-space-size=$LOAD_KEYS --total=$LOAD_KEYS --key-size=8 --val-size=256"
 
 [ "$WORKLOADS" = all ] && WORKLOADS="${ALL_WORKLOADS[*]} resources"
@@ -98,7 +107,9 @@ if [ ! -x "$BENCH" ] || ! command -v etcd >/dev/null || ! command -v etcdctl >/d
 fi
 if [ -z "${RUSTED_BIN:-}" ] || { has "$TOOLS" rusted-bench && [ -z "${RUSTED_BENCH_BIN:-}" ]; }; then
   log "building rusted (release)"
-  (cd "$repo" && cargo build --release -q -p rusted-server -p rusted-benches) || { echo "cargo build failed" >&2; exit 1; }
+  # alloc-count: rusted counts its heap allocations (rusted_allocations_total), as etcd's Go
+  # runtime does (go_memstats_mallocs_total), for the allocations-per-request column.
+  (cd "$repo" && cargo build --release -q -p rusted-server --features alloc-count -p rusted-benches) || { echo "cargo build failed" >&2; exit 1; }
 fi
 RUSTED_BIN=${RUSTED_BIN:-$repo/target/release/rusted}
 RUSTED_BENCH_BIN=${RUSTED_BENCH_BIN:-$repo/target/release/rusted-bench}
@@ -126,12 +137,14 @@ trap 'exit 130' INT TERM
 # ---- TLS (TLS=1): a CA, a server certificate for 127.0.0.1, a client certificate ----
 SERVER_TLS=()
 CLIENT_TLS=()
+CURL_TLS=()
 SCHEME=http
 if [ "$TLS" = 1 ]; then
   bash "$repo/server/tests/compat/certs.sh" "$WORK/certs" 127.0.0.1 || { echo "cannot make certificates (openssl?)" >&2; exit 1; }
   SERVER_TLS=(--cert-file "$WORK/certs/server.pem" --key-file "$WORK/certs/server-key.pem"
     --client-cert-auth --trusted-ca-file "$WORK/certs/ca.pem")
   CLIENT_TLS=(--cacert "$WORK/certs/ca.pem" --cert "$WORK/certs/client.pem" --key "$WORK/certs/client-key.pem")
+  CURL_TLS=(--cacert "$WORK/certs/ca.pem" --cert "$WORK/certs/client.pem" --key "$WORK/certs/client-key.pem")
   SCHEME=https
 fi
 
@@ -248,9 +261,9 @@ load() { # tool endpoint args logfile: run the tool under the timeout, print the
   echo "$res"
 }
 
-declare -A RPS P50 P99 CPU  # key "workload|members|tool|server" -> space-separated values (n/a for failures)
-record() { # key rps p50 p99 [cpu_us_per_request]
-  RPS[$1]+="$2 "; P50[$1]+="$3 "; P99[$1]+="$4 "; CPU[$1]+="${5:-n/a} "
+declare -A RPS P50 P99 CPU CSW ALLOC # key "workload|members|tool|server" -> space-separated values (n/a for failures)
+record() { # key rps p50 p99 [cpu_us_per_request ctx_switches_per_request allocations_per_request]
+  RPS[$1]+="$2 "; P50[$1]+="$3 "; P99[$1]+="$4 "; CPU[$1]+="${5:-n/a} "; CSW[$1]+="${6:-n/a} "; ALLOC[$1]+="${7:-n/a} "
 }
 
 cpu_ticks() { # the running servers' user + system CPU, in clock ticks
@@ -259,6 +272,29 @@ cpu_ticks() { # the running servers' user + system CPU, in clock ticks
     f=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) && t=$((t + f))
   done
   echo "$t"
+}
+
+ctx_switches() { # the running servers' context switches (voluntary + involuntary, every live thread)
+  local p t=0 f
+  for p in "${PIDS[@]}"; do
+    f=$(cat /proc/"$p"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches:/ {t += $2} END {print t + 0}') && t=$((t + f))
+  done
+  echo "$t"
+}
+
+allocations() { # server: heap allocations so far, every member, from /metrics (n/a if not exposed)
+  local metric i t=0 v
+  [ "$1" = etcd ] && metric=go_memstats_mallocs_total || metric=rusted_allocations_total
+  for ((i = 0; i < ${#PIDS[@]}; i++)); do
+    v=$(curl -s --max-time 5 "${CURL_TLS[@]}" "$SCHEME://$(client_ep "$i")/metrics" |
+      awk -v m="$metric" '$1 == m {printf "%.0f", $2; f = 1} END {exit !f}') || { echo n/a; return; }
+    t=$((t + v))
+  done
+  echo "$t"
+}
+
+per_request() { # delta requests -> delta / requests (1 decimal), n/a when either is
+  awk -v d="$1" -v n="$2" 'BEGIN {if (d == "n/a" || n <= 0) print "n/a"; else printf "%.1f\n", d / n}'
 }
 
 fmt_ms() { awk -v v="$1" 'BEGIN {if (v == "n/a") print v; else if (v < 1) printf "%.3f\n", v; else if (v < 100) printf "%.2f\n", v; else printf "%.0f\n", v}'; }
@@ -271,10 +307,14 @@ bench_one() { # members workload tool run server
   log "run $run: $server ($n member(s)), $tool $w"
   if start_cluster "$server" "$n" "$dir"; then
     if [ -z "${WL_SETUP[$w]:-}" ] || "${WL_SETUP[$w]}" "$EP"; then
-      local c0 c1
-      c0=$(cpu_ticks)
-      res=$(load "$tool" "$EP" "${WL[$w]}" "$dir/report")
-      c1=$(cpu_ticks)
+      local c0 c1 x0 x1 a0 a1
+      c0=$(cpu_ticks); x0=$(ctx_switches); a0=$(allocations "$server")
+      local eps=$EP i
+      if [ -n "${WL_ALL_EP[$w]:-}" ]; then
+        eps=; for ((i = 0; i < n; i++)); do eps+="$(client_ep "$i"),"; done; eps=${eps%,}
+      fi
+      res=$(load "$tool" "$eps" "${WL[$w]}" "$dir/report")
+      c1=$(cpu_ticks); x1=$(ctx_switches); a1=$(allocations "$server")
     else
       log "FAILED: setup ${WL_SETUP[$w]} for $w"
     fi
@@ -282,13 +322,16 @@ bench_one() { # members workload tool run server
   stop_cluster
   rm -rf "$dir"
   if [ -n "$res" ]; then
-    local rps p50 p99 errs total cpu
+    local rps p50 p99 errs total cpu reqs csw alloc
     read -r rps p50 p99 errs total <<<"$res"
+    reqs=$(awk -v r="$rps" -v t="$total" 'BEGIN {printf "%.0f", r * t}')
     # Server CPU (every member) per request, in microseconds.
-    cpu=$(awk -v d="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" -v r="$rps" -v t="$total" \
-      'BEGIN {n = r * t; if (n > 0) printf "%.1f\n", d / hz * 1e6 / n; else print "n/a"}')
-    record "$key" "$rps" "$p50" "$p99" "$cpu"
-    say "run $run | $n member(s) | $tool | $w | $server | $(printf '%.0f' "$rps") req/s | p50 $(fmt_ms "$p50") ms | p99 $(fmt_ms "$p99") ms | CPU $cpu µs/req$( ((errs > 0)) && echo " | $errs ERRORS")"
+    cpu=$(awk -v d="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" -v n="$reqs" \
+      'BEGIN {if (n > 0) printf "%.1f\n", d / hz * 1e6 / n; else print "n/a"}')
+    csw=$(per_request "$((x1 - x0))" "$reqs")
+    if [ "$a0" = n/a ] || [ "$a1" = n/a ]; then alloc=n/a; else alloc=$(per_request "$((a1 - a0))" "$reqs"); fi
+    record "$key" "$rps" "$p50" "$p99" "$cpu" "$csw" "$alloc"
+    say "run $run | $n member(s) | $tool | $w | $server | $(printf '%.0f' "$rps") req/s | p50 $(fmt_ms "$p50") ms | p99 $(fmt_ms "$p99") ms | CPU $cpu µs/req | $csw ctx sw/req | $alloc allocs/req$( ((errs > 0)) && echo " | $errs ERRORS")"
   else
     record "$key" n/a n/a n/a
     say "run $run | $n member(s) | $tool | $w | $server | FAILED (n/a)"
@@ -355,7 +398,7 @@ say ""
 for n in $MEMBERS; do
   for w in "${ALL_WORKLOADS[@]}"; do
     has "$WORKLOADS" "$w" || continue
-    [ "$n" = 1 ] || [ -n "${WL_3MEMBERS[$w]:-}" ] || continue
+    if [ "$n" = 1 ]; then [ -n "${WL_1MEMBER[$w]:-}" ] || continue; else [ -n "${WL_3MEMBERS[$w]:-}" ] || continue; fi
     for ((run = 1; run <= RUNS; run++)); do
       for tool in $TOOLS; do
         for server in "${SERVERS[@]}"; do bench_one "$n" "$w" "$tool" "$run" "$server"; done
@@ -370,15 +413,15 @@ if has "$WORKLOADS" resources && has "$MEMBERS" 1; then
 fi
 
 say ""
-say "| workload | members | tool | etcd req/s | rusted req/s | ratio | etcd p99 ms | rusted p99 ms | etcd CPU µs/req | rusted CPU µs/req |"
-say "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+say "| workload | members | tool | etcd req/s | rusted req/s | ratio | etcd p99 ms | rusted p99 ms | etcd CPU µs/req | rusted CPU µs/req | etcd ctx sw/req | rusted ctx sw/req | etcd allocs/req | rusted allocs/req |"
+say "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for n in $MEMBERS; do
   for w in "${ALL_WORKLOADS[@]}"; do
     has "$WORKLOADS" "$w" || continue
-    [ "$n" = 1 ] || [ -n "${WL_3MEMBERS[$w]:-}" ] || continue
+    if [ "$n" = 1 ]; then [ -n "${WL_1MEMBER[$w]:-}" ] || continue; else [ -n "${WL_3MEMBERS[$w]:-}" ] || continue; fi
     for tool in $TOOLS; do
       e=$(mean "${RPS[$w|$n|$tool|etcd]:-}"); r=$(mean "${RPS[$w|$n|$tool|rusted]:-}")
-      say "| $w | $n | $tool | $(num "$e" rps) | $(num "$r" rps) | $(ratio "$e" "$r") | $(num "$(mean "${P99[$w|$n|$tool|etcd]:-}")" ms) | $(num "$(mean "${P99[$w|$n|$tool|rusted]:-}")" ms) | $(num "$(mean "${CPU[$w|$n|$tool|etcd]:-}")" plain) | $(num "$(mean "${CPU[$w|$n|$tool|rusted]:-}")" plain) |"
+      say "| $w | $n | $tool | $(num "$e" rps) | $(num "$r" rps) | $(ratio "$e" "$r") | $(num "$(mean "${P99[$w|$n|$tool|etcd]:-}")" ms) | $(num "$(mean "${P99[$w|$n|$tool|rusted]:-}")" ms) | $(num "$(mean "${CPU[$w|$n|$tool|etcd]:-}")" plain) | $(num "$(mean "${CPU[$w|$n|$tool|rusted]:-}")" plain) | $(num "$(mean "${CSW[$w|$n|$tool|etcd]:-}")" plain) | $(num "$(mean "${CSW[$w|$n|$tool|rusted]:-}")" plain) | $(num "$(mean "${ALLOC[$w|$n|$tool|etcd]:-}")" plain) | $(num "$(mean "${ALLOC[$w|$n|$tool|rusted]:-}")" plain) |"
     done
   done
 done

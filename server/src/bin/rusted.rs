@@ -1,6 +1,10 @@
 //! `rusted`: an etcd-compatible member. With no flags it serves a single-member cluster on
 //! 127.0.0.1:2379 (clients) and 127.0.0.1:2380 (peers), data in ./default.rusted.
-#![forbid(unsafe_code)]
+//! Built with the `alloc-count` feature it counts its heap allocations (benchmarks).
+
+#[cfg(feature = "alloc-count")]
+#[path = "rusted/alloc_count.rs"]
+mod alloc_count;
 
 use rusted_server::config::argv::{load, LoadError};
 use rusted_server::discovery::proxy;
@@ -9,6 +13,8 @@ use rusted_server::member::bootstrap::FallBackToProxy;
 use rusted_server::member::Member;
 
 fn main() -> std::process::ExitCode {
+    #[cfg(feature = "alloc-count")]
+    rusted_server::metrics::process::count_allocations_with(alloc_count::allocations);
     let loaded = match load(std::env::args(), std::env::vars()) {
         Ok(l) => l,
         Err(LoadError::Usage(e)) => e.exit(),

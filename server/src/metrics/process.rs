@@ -1,9 +1,21 @@
 //! The process's metrics beyond the prometheus crate's `process_*`: etcd's `os_fd_*`, Go's
-//! `process_virtual_memory_max_bytes`, and the scrape handler's own `promhttp_*` counters.
-//! Read from /proc when scraped.
+//! `process_virtual_memory_max_bytes`, the scrape handler's own `promhttp_*` counters, and
+//! `rusted_allocations_total` when the binary counts its allocations. Read when scraped.
 #![forbid(unsafe_code)]
 
-use prometheus::{Gauge, IntCounterVec, IntGauge, Opts, Registry};
+use std::sync::OnceLock;
+
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// The binary's allocation count, when it has a counting allocator (see
+/// [`count_allocations_with`]).
+static ALLOCATIONS: OnceLock<fn() -> u64> = OnceLock::new();
+
+/// Exposes `count()` (allocations since start) as `rusted_allocations_total`, for metrics
+/// registries built after this call. Set once by a binary built with a counting allocator.
+pub fn count_allocations_with(count: fn() -> u64) {
+    let _ = ALLOCATIONS.set(count);
+}
 
 /// The process's metrics.
 #[derive(Debug)]
@@ -13,6 +25,7 @@ pub struct ProcessMetrics {
     vm_max: Gauge,
     scrapes_in_flight: IntGauge,
     scrapes: IntCounterVec,
+    allocations: Option<(IntCounter, fn() -> u64)>,
 }
 
 /// The soft limit on a line of /proc/self/limits (`None`: no such line; unlimited: u64::MAX).
@@ -77,7 +90,18 @@ impl ProcessMetrics {
         registry.register(Box::new(vm_max.clone()))?;
         registry.register(Box::new(scrapes_in_flight.clone()))?;
         registry.register(Box::new(scrapes.clone()))?;
-        Ok(ProcessMetrics { fd_used, fd_limit, vm_max, scrapes_in_flight, scrapes })
+        let allocations = match ALLOCATIONS.get() {
+            Some(count) => {
+                let c = IntCounter::new(
+                    "rusted_allocations_total",
+                    "Heap allocations (and reallocations) since the process started.",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                Some((c, *count))
+            }
+            None => None,
+        };
+        Ok(ProcessMetrics { fd_used, fd_limit, vm_max, scrapes_in_flight, scrapes, allocations })
     }
 
     /// A scrape starts (see [`Scrape`]).
@@ -88,6 +112,9 @@ impl ProcessMetrics {
 
     /// Reads /proc (at scrape time); what cannot be read keeps its last value.
     pub(super) fn read(&self) {
+        if let Some((c, count)) = &self.allocations {
+            super::set_counter(c, count());
+        }
         if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
             self.fd_used.set(dir.count() as i64);
         }
