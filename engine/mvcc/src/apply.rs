@@ -17,14 +17,15 @@ use crate::kv::{self, KeyValue};
 use crate::lease::{LeaseId, Lessor};
 use crate::pending::PendingKv;
 use crate::request::{
-    Compare, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RequestOp, ResponseOp, TxnRequest, TxnResponse,
+    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    RequestOp, ResponseOp, TxnRequest, TxnResponse,
 };
 use crate::revision::Revision;
 use crate::store::{
     plan_range, shape_range, tombstone_bytes, Applied, Inner, State, Store, Writer,
     CONSISTENT_INDEX, TERM,
 };
+use crate::txn_view::TxnView;
 use crate::watch::Event;
 use rusted_engine::ReadTx;
 
@@ -98,15 +99,6 @@ impl<'a> WriteCtx<'a> {
             Ok(vis) => self.value_at(vis.modified).map(Some),
             Err(_) => Ok(None),
         }
-    }
-
-    fn range(&self, req: &RangeRequest) -> Result<crate::request::RangeResponse> {
-        let plan = plan_range(&self.st, req, self.view_rev(), Some(self.begin))?;
-        let mut kvs = Vec::with_capacity(plan.keys.len());
-        for (_, vis) in &plan.keys {
-            kvs.push(self.value_at(vis.modified)?);
-        }
-        Ok(shape_range(req, kvs, plan.total, plan.current))
     }
 
     fn put(&mut self, req: &PutRequest) -> Result<PutResponse> {
@@ -192,44 +184,6 @@ impl<'a> WriteCtx<'a> {
         Ok(DeleteRangeResponse { revision: self.view_rev(), deleted: keys.len() as i64, prev_kvs })
     }
 
-    /// Does every compare hold in the txn's view? (etcd's applyCompares.)
-    fn compares_hold(&self, compares: &[Compare]) -> Result<bool> {
-        for c in compares {
-            let req = RangeRequest {
-                key: c.key.clone(),
-                range_end: c.range_end.clone(),
-                ..Default::default()
-            };
-            let kvs = self.range(&req)?.kvs;
-            if kvs.is_empty() {
-                // A missing key compares as a zero key-value, except on its value, which a
-                // missing key never matches.
-                if matches!(c.target, CompareTarget::Value(_)) || !c.holds(&KeyValue::default()) {
-                    return Ok(false);
-                }
-                continue;
-            }
-            if !kvs.iter().all(|kv| c.holds(kv)) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
-    /// Evaluates the compares of the txn and of every nested txn on the branches taken, all
-    /// against the state before the txn writes anything (etcd's compareToPath): the branch
-    /// choices in depth-first order.
-    fn path(&self, req: &TxnRequest, out: &mut Vec<bool>) -> Result<()> {
-        let ok = self.compares_hold(&req.compare)?;
-        out.push(ok);
-        for op in if ok { &req.success } else { &req.failure } {
-            if let RequestOp::Txn(t) = op {
-                self.path(t, out)?;
-            }
-        }
-        Ok(())
-    }
-
     /// Checks the ops on the chosen path, recursively, against the state before anything is
     /// written (etcd's checkRequests with checkPut for write txns, and checkRange).
     fn precheck(&self, req: &TxnRequest, path: &[bool], pos: &mut usize, puts: bool) -> Result<()> {
@@ -269,21 +223,6 @@ impl<'a> WriteCtx<'a> {
         }
         if lease_missing {
             return Err(crate::lease::LeaseError::NotFound.into());
-        }
-        Ok(())
-    }
-
-    /// A range's revision as etcd's checkRange sees it (0: current; negative: below the
-    /// compacted revision, which starts at -1).
-    fn check_range(&self, r: &RangeRequest) -> Result<()> {
-        if r.revision == 0 {
-            return Ok(());
-        }
-        if r.revision > self.begin {
-            return Err(MvccError::FutureRevision);
-        }
-        if r.revision < self.st.compact {
-            return Err(MvccError::Compacted { compact_revision: self.st.compact });
         }
         Ok(())
     }
@@ -328,6 +267,25 @@ impl<'a> WriteCtx<'a> {
         }
         drop(self.st);
         rev
+    }
+}
+
+impl TxnView for WriteCtx<'_> {
+    fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        let plan = plan_range(&self.st, req, self.view_rev(), Some(self.begin))?;
+        let mut kvs = Vec::with_capacity(plan.keys.len());
+        for (_, vis) in &plan.keys {
+            kvs.push(self.value_at(vis.modified)?);
+        }
+        Ok(shape_range(req, kvs, plan.total, plan.current))
+    }
+
+    fn begin(&self) -> i64 {
+        self.begin
+    }
+
+    fn compact(&self) -> i64 {
+        self.st.compact
     }
 }
 

@@ -34,6 +34,7 @@ pub mod revision;
 pub mod snapshot;
 mod store;
 pub mod tree_index;
+mod txn_view;
 pub mod watch;
 mod watch_sync;
 

@@ -334,11 +334,18 @@ fn branch() -> impl Strategy<Value = Vec<RequestOp>> {
     )
 }
 
+/// A branch of ranges only (a read-only txn's).
+fn read_branch() -> impl Strategy<Value = Vec<RequestOp>> {
+    proptest::collection::vec(range(20).prop_map(RequestOp::Range), 0..4)
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => put().prop_map(Op::Put),
         2 => del().prop_map(Op::Delete),
         3 => (proptest::collection::vec(compare(), 0..3), branch(), branch())
+            .prop_map(|(compare, success, failure)| Op::Txn(TxnRequest { compare, success, failure })),
+        2 => (proptest::collection::vec(compare(), 0..3), read_branch(), read_branch())
             .prop_map(|(compare, success, failure)| Op::Txn(TxnRequest { compare, success, failure })),
         4 => range(40).prop_map(Op::Range),
         1 => (0i64..40).prop_map(Op::Compact),
@@ -374,7 +381,15 @@ fn run(ops: Vec<Op>) {
                 outcome(store.delete_range(at, d), Outcome::Delete),
                 m.single(RequestOp::DeleteRange(d.clone())),
             ),
-            Op::Txn(t) => (outcome(store.txn(at, t), Outcome::Txn), m.txn(t)),
+            Op::Txn(t) => {
+                // A read-only txn answers the same from the lock-free read path.
+                let read = (!t.has_writes()).then(|| outcome(store.txn_read(t), Outcome::Txn));
+                let want = m.txn(t);
+                if let Some(read) = read {
+                    assert_eq!(read, want, "op {i}: txn_read of {op:?}");
+                }
+                (outcome(store.txn(at, t), Outcome::Txn), want)
+            }
             Op::Range(r) => {
                 index -= 1;
                 (outcome(store.range(r), Outcome::Range), m.range(r))
