@@ -1,10 +1,17 @@
-//! The apply thread: committed entries, in order, into the state machine; proposers answered;
+//! Applying committed entries, in order, into the state machine; proposers answered;
 //! membership changes recorded; snapshots triggered.
+//!
+//! The [`Applier`] sits behind an [`ApplyQueue`]: the apply thread runs the tasks the raft
+//! thread queues, and a sole voter's raft thread applies ordinary entries itself when nothing
+//! is queued (so a put on a one-member cluster is answered from the thread that made it durable,
+//! with no hand-off to the apply thread and back). Membership changes, snapshot restores and
+//! anything queued behind them stay on the apply thread: a conf change waits for the raft
+//! thread, which must not be the one waiting.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use protobuf::Message as PbMessage;
@@ -53,22 +60,83 @@ pub(crate) struct Applier<S: StateMachine> {
     pub last_compact: u64,
 }
 
-impl<S: StateMachine> Applier<S> {
-    pub fn run(mut self, rx: Receiver<ApplyTask>) {
+/// The applier, shared by the apply thread and (through [`ApplySender::try_inline`]) the raft
+/// thread.
+pub(crate) struct ApplyQueue<S: StateMachine> {
+    applier: Mutex<Applier<S>>,
+    /// Tasks sent to the apply thread and not yet finished. Only the raft thread adds to it
+    /// (before sending), so when it reads zero every task it sent has been applied.
+    queued: AtomicUsize,
+}
+
+/// The raft thread's end of the apply queue. Dropping it ends the apply thread.
+pub(crate) struct ApplySender<S: StateMachine> {
+    queue: Arc<ApplyQueue<S>>,
+    tx: Sender<ApplyTask>,
+}
+
+impl<S: StateMachine> ApplySender<S> {
+    /// Queues a task for the apply thread.
+    pub fn send(&self, task: ApplyTask) -> Result<()> {
+        self.queue.queued.fetch_add(1, Ordering::SeqCst);
+        self.tx.send(task).map_err(|_| {
+            self.queue.queued.fetch_sub(1, Ordering::SeqCst);
+            ReplicationError::Stopped
+        })
+    }
+
+    /// Applies `es` on the calling thread if nothing is queued before them and none of them is
+    /// a membership change; otherwise gives them back. An error is the state machine's (the
+    /// member stops).
+    pub fn try_inline(&self, es: Vec<Entry>) -> std::result::Result<Result<()>, Vec<Entry>> {
+        if self.queue.queued.load(Ordering::SeqCst) != 0
+            || es.iter().any(|e| e.get_entry_type() != EntryType::EntryNormal)
+        {
+            return Err(es);
+        }
+        let mut a = self.queue.applier.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(a.apply_entries(es))
+    }
+}
+
+impl<S: StateMachine> ApplyQueue<S> {
+    /// The queue, the raft thread's sender, and the receiver the apply thread runs
+    /// ([`ApplyQueue::run`]).
+    pub fn new(applier: Applier<S>) -> (Arc<Self>, ApplySender<S>, Receiver<ApplyTask>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let queue =
+            Arc::new(ApplyQueue { applier: Mutex::new(applier), queued: AtomicUsize::new(0) });
+        (queue.clone(), ApplySender { queue, tx }, rx)
+    }
+
+    /// The apply thread's body: runs queued tasks until the raft thread goes away or a task
+    /// fails (then the member stops).
+    pub fn run(&self, rx: Receiver<ApplyTask>) {
         for task in rx {
-            let r = match task {
-                ApplyTask::Entries(es) => self.apply_entries(es),
-                ApplyTask::Restore { path, done } => {
-                    let r = self.restore(&path);
-                    let failed = r.as_ref().err().map(ToString::to_string);
-                    let _ = done.send(r);
-                    failed.map_or(Ok(()), |m| Err(ReplicationError::StateMachine(m)))
-                }
+            let r = {
+                let mut a = self.applier.lock().unwrap_or_else(|p| p.into_inner());
+                a.run_task(task)
             };
+            self.queued.fetch_sub(1, Ordering::SeqCst);
             if let Err(e) = r {
                 tracing::error!(error = %e, "apply failed; the member stops");
-                let _ = self.node.send(Input::Fatal(e.to_string()));
+                let a = self.applier.lock().unwrap_or_else(|p| p.into_inner());
+                let _ = a.node.send(Input::Fatal(e.to_string()));
                 return;
+            }
+        }
+    }
+}
+
+impl<S: StateMachine> Applier<S> {
+    fn run_task(&mut self, task: ApplyTask) -> Result<()> {
+        match task {
+            ApplyTask::Entries(es) => self.apply_entries(es),
+            ApplyTask::Restore { path, done } => {
+                let r = self.restore(&path);
+                let failed = r.as_ref().err().map(ToString::to_string);
+                let _ = done.send(r);
+                failed.map_or(Ok(()), |m| Err(ReplicationError::StateMachine(m)))
             }
         }
     }

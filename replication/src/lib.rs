@@ -53,7 +53,7 @@ pub use error::{ReplicationError, Result};
 pub use machine::StateMachine;
 pub use membership::{ClusterRecord, Member};
 pub use raft::eraftpb::Message as RaftMessage;
-pub use replica::{Replica, ReplicaStatus, BOOTSTRAP_INDEX};
+pub use replica::{proposal_buf, Replica, ReplicaStatus, BOOTSTRAP_INDEX};
 pub use shared::Counters;
 pub use storage::LogStore;
 pub use transport::{Inbox, Mailbox, SnapDir, Transport};

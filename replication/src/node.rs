@@ -45,7 +45,7 @@ use raft::{RawNode, SnapshotStatus, StateRole};
 use rusted_wal::Durable;
 use tokio::sync::oneshot;
 
-use crate::apply::ApplyTask;
+use crate::apply::{ApplySender, ApplyTask};
 use crate::config::MAX_SIZE_PER_MSG;
 use crate::error::{ReplicationError, Result};
 use crate::heartbeat::HeartbeatWatch;
@@ -123,7 +123,7 @@ pub(crate) struct RaftLoop<S: StateMachine> {
     /// Proposals (a leader waits on them only while not gated, see `proposals_gated`).
     prop_rx: Receiver<Input>,
     conf_rx: Receiver<(ConfChangeV2, Sender<Result<ConfState>>)>,
-    apply_tx: Sender<ApplyTask>,
+    apply: ApplySender<S>,
     /// Readies whose persistence is not yet reported, oldest first.
     persisting: VecDeque<PersistJob>,
     /// Posts [`Input::WalDone`] to this loop.
@@ -154,7 +154,7 @@ pub(crate) struct RaftLoop<S: StateMachine> {
 }
 
 /// The channels a raft loop reads from and writes to (made by [`crate::Replica::start`]).
-pub(crate) struct LoopChannels {
+pub(crate) struct LoopChannels<S: StateMachine> {
     /// Inputs from the transport, readers and the WAL writer.
     pub rx: Receiver<Input>,
     /// Posts inputs to the loop itself (the WAL writer's wake-ups).
@@ -163,8 +163,8 @@ pub(crate) struct LoopChannels {
     pub prop_rx: Receiver<Input>,
     /// Membership changes to apply to raft's configuration.
     pub conf_rx: Receiver<(ConfChangeV2, Sender<Result<ConfState>>)>,
-    /// Committed entries, to the apply thread.
-    pub apply_tx: Sender<ApplyTask>,
+    /// Committed entries, to the apply thread (or applied here, see [`ApplySender`]).
+    pub apply: ApplySender<S>,
     /// Asks the snapshot thread for a new snapshot.
     pub snap_tx: Sender<()>,
 }
@@ -179,7 +179,7 @@ impl<S: StateMachine> RaftLoop<S> {
         shared: Arc<Shared<S>>,
         transport: Arc<dyn Transport>,
         snaps: SnapDir,
-        ch: LoopChannels,
+        ch: LoopChannels<S>,
         cfg: &crate::ReplicaConfig,
         applied: u64,
     ) -> Self {
@@ -192,7 +192,7 @@ impl<S: StateMachine> RaftLoop<S> {
             rx: ch.rx,
             prop_rx: ch.prop_rx,
             conf_rx: ch.conf_rx,
-            apply_tx: ch.apply_tx,
+            apply: ch.apply,
             persisting: VecDeque::new(),
             wal_waker: Waker::from(Arc::new(WalWake(ch.tx))),
             wal_woken: false,
@@ -296,7 +296,9 @@ impl<S: StateMachine> RaftLoop<S> {
                 self.shared.failure.send_replace(Some(format!("raft ready failed: {e}")));
                 break;
             }
+            self.publish_local_read();
         }
+        self.shared.local_read.store(0, Ordering::SeqCst);
         self.shared.stopped.store(true, Ordering::SeqCst);
         for tx in self.reads_waiting.drain(..) {
             let _ = tx.send(Err(ReplicationError::Stopped));
@@ -643,9 +645,7 @@ impl<S: StateMachine> RaftLoop<S> {
         let committed = rd.take_committed_entries();
         if let Some(last) = committed.last() {
             self.shared.committed.store(last.index, Ordering::Relaxed);
-            self.apply_tx
-                .send(ApplyTask::Entries(committed))
-                .map_err(|_| ReplicationError::Stopped)?;
+            self.apply(committed)?;
         }
         for rs in rd.take_read_states() {
             self.read_state(&rs.request_ctx, rs.index);
@@ -654,9 +654,10 @@ impl<S: StateMachine> RaftLoop<S> {
             self.shared.term.store(h.term, Ordering::Relaxed);
         }
         // A leader goes on (stepping answers, taking proposals) while its WAL syncs; a
-        // follower or candidate has nothing to do but wait for it, so it writes the group
-        // itself instead of handing it to the WAL's writer thread and being woken back.
-        let mut durable = if self.role == StateRole::Leader {
+        // follower, a candidate or a sole voter has nothing to do but wait for it, so it
+        // writes the group itself instead of handing it to the WAL's writer thread and being
+        // woken back.
+        let mut durable = if self.role == StateRole::Leader && !self.sole_voter() {
             self.store.append(rd.take_entries(), hs.as_ref())?
         } else {
             self.store.append_inline(rd.take_entries(), hs.as_ref())?
@@ -674,6 +675,44 @@ impl<S: StateMachine> RaftLoop<S> {
         }
         self.persisting.push_back(PersistJob { number, durable, msgs, last });
         self.drain_persisted()
+    }
+
+    /// Committed entries into the state machine: on this thread when this member is the only
+    /// one (nothing to replicate to, so the raft thread would only wait for the apply thread),
+    /// else on the apply thread.
+    fn apply(&mut self, es: Vec<raft::eraftpb::Entry>) -> Result<()> {
+        let es = if self.sole_voter() {
+            match self.apply.try_inline(es) {
+                Ok(r) => {
+                    return r
+                        .map_err(|e| ReplicationError::StateMachine(format!("apply failed: {e}")))
+                }
+                Err(es) => es,
+            }
+        } else {
+            es
+        };
+        self.apply.send(ApplyTask::Entries(es))
+    }
+
+    /// A sole voter that leads and has committed in its term answers read barriers without a
+    /// ReadIndex round: nobody else can lead or commit without its vote, which this thread
+    /// would give only after clearing this (see `Shared::local_read`).
+    fn publish_local_read(&self) {
+        let r = &self.raw.raft;
+        let index =
+            if self.role == StateRole::Leader && self.sole_voter() && r.commit_to_current_term() {
+                r.raft_log.committed
+            } else {
+                0
+            };
+        self.shared.local_read.store(index, Ordering::SeqCst);
+    }
+
+    /// Is this member the cluster's only member (one voter, itself; no learners)?
+    fn sole_voter(&self) -> bool {
+        let prs = self.raw.raft.prs();
+        prs.iter().count() == 1 && prs.get(self.raw.raft.id).is_some()
     }
 
     fn read_state(&mut self, ctx: &[u8], index: u64) {
@@ -756,9 +795,7 @@ impl<S: StateMachine> RaftLoop<S> {
     ) -> Result<()> {
         let path = self.snaps.incoming(meta.index, meta.term);
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.apply_tx
-            .send(ApplyTask::Restore { path: path.clone(), done: tx })
-            .map_err(|_| ReplicationError::Stopped)?;
+        self.apply.send(ApplyTask::Restore { path: path.clone(), done: tx })?;
         // The apply thread may need conf changes applied before it reaches the restore.
         let r = loop {
             select! {

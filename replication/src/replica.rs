@@ -14,7 +14,7 @@ use raft::{Config, RawNode, ReadOnlyOption};
 use rusted_wal::{Record, Wal};
 use tokio::sync::oneshot;
 
-use crate::apply::{Applier, ConfContext, MemberUpdate};
+use crate::apply::{Applier, ApplyQueue, ConfContext, MemberUpdate};
 use crate::config::{
     Bootstrap, ReplicaConfig, HEALTH_INTERVAL, MAX_INFLIGHT_MSGS, MAX_SIZE_PER_MSG,
 };
@@ -80,6 +80,14 @@ impl<S: StateMachine> std::fmt::Debug for Replica<S> {
 pub const BOOTSTRAP_INDEX: u64 = 1;
 const BOOTSTRAP_TERM: u64 = 1;
 
+/// An empty proposal of up to `len` bytes, for [`Replica::propose_buf`]: the caller appends
+/// its encoded request (the first byte is the entry's kind, written here).
+pub fn proposal_buf(len: usize) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(len + 1);
+    buf.push(KIND_PROPOSAL);
+    buf
+}
+
 impl<S: StateMachine> Replica<S> {
     /// Opens the WAL, bootstraps or restarts, and starts the raft, apply and
     /// snapshot threads.
@@ -141,7 +149,6 @@ impl<S: StateMachine> Replica<S> {
         let tx = mailbox.tx.clone();
         let rx = inbox.rx;
         let (conf_tx, conf_rx) = unbounded();
-        let (apply_tx, apply_rx) = unbounded();
         let (prop_tx, prop_rx) = unbounded();
         let (snap_tx, snap_rx) = unbounded();
         for m in cluster.members.values().filter(|m| m.id != cfg.id) {
@@ -163,7 +170,8 @@ impl<S: StateMachine> Replica<S> {
             applied: sm.applied(),
             last_compact: sm.applied(),
         };
-        threads.push(spawn("apply", Box::new(move || applier.run(apply_rx)))?);
+        let (queue, apply, apply_rx) = ApplyQueue::new(applier);
+        threads.push(spawn("apply", Box::new(move || queue.run(apply_rx)))?);
         {
             let (node, shared, snaps) = (tx.clone(), shared.clone(), snaps.clone());
             threads.push(spawn(
@@ -171,7 +179,7 @@ impl<S: StateMachine> Replica<S> {
                 Box::new(move || snapshot_loop(snap_rx, node, shared, snaps)),
             )?);
         }
-        let channels = LoopChannels { rx, tx: tx.clone(), prop_rx, conf_rx, apply_tx, snap_tx };
+        let channels = LoopChannels { rx, tx: tx.clone(), prop_rx, conf_rx, apply, snap_tx };
         let raft_loop =
             RaftLoop::new(raw, store, shared.clone(), transport, snaps, channels, &cfg, applied);
         threads.push(spawn("raft", Box::new(move || raft_loop.run()))?);
@@ -371,13 +379,24 @@ impl<S: StateMachine> Replica<S> {
 
     /// Replicates `data`, applies it, and returns what the state machine returned.
     pub async fn propose(&self, data: &[u8]) -> Result<S::Output> {
+        let mut buf = proposal_buf(data.len());
+        buf.extend_from_slice(data);
+        self.propose_buf(buf).await
+    }
+
+    /// [`Replica::propose`] of a buffer made by [`proposal_buf`] and filled by the caller:
+    /// the request goes into the log without another copy.
+    pub async fn propose_buf(&self, buf: Vec<u8>) -> Result<S::Output> {
+        if buf.first() != Some(&KIND_PROPOSAL) {
+            return Err(ReplicationError::Corrupt {
+                what: "proposal",
+                detail: "not made by proposal_buf".into(),
+            });
+        }
         let leader = self.admit().await?;
         let seq = self.shared.next_seq();
         let (tx, rx) = oneshot::channel();
         self.shared.add_waiter(seq, Waiter::Proposal(tx));
-        let mut buf = Vec::with_capacity(data.len() + 1);
-        buf.push(KIND_PROPOSAL);
-        buf.extend_from_slice(data);
         let ctx = encode_ctx(self.shared.id, seq);
         if self.prop_tx.send(Input::Propose { ctx, data: buf }).is_err() {
             self.shared.take_waiter(seq);
@@ -405,6 +424,12 @@ impl<S: StateMachine> Replica<S> {
 
     async fn read_index_inner(&self) -> Result<u64> {
         self.check_running()?;
+        // A sole voter's commit index, published by the raft thread: no round needed.
+        let local = self.shared.local_read.load(Ordering::SeqCst);
+        if local != 0 {
+            self.wait_applied(local, self.cfg.request_timeout).await?;
+            return Ok(local);
+        }
         self.wait_leader().await?;
         let (tx, rx) = oneshot::channel();
         self.tx.send(Input::Read(tx)).map_err(|_| ReplicationError::Stopped)?;
@@ -420,6 +445,9 @@ impl<S: StateMachine> Replica<S> {
 
     /// Waits until `index` is applied here.
     pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<()> {
+        if self.shared.applied_index() >= index {
+            return Ok(());
+        }
         let mut rx = self.shared.applied.subscribe();
         let r =
             tokio::time::timeout(timeout, rx.wait_for(|a| *a >= index)).await.map(|r| r.is_ok());

@@ -57,6 +57,11 @@ pub(crate) struct Shared<S: StateMachine> {
     pub term: AtomicU64,
     pub is_leader: AtomicBool,
     pub committed: AtomicU64,
+    /// A linearizable read index readers may take without asking the raft thread: the commit
+    /// index while this member is the cluster's only member, leads, and has committed an
+    /// entry of its term (so everything acknowledged by any earlier leader is below it);
+    /// 0 otherwise. Set by the raft thread on every turn.
+    pub local_read: AtomicU64,
     pub applied: watch::Sender<u64>,
     pub leader_watch: watch::Sender<u64>,
     pub cluster: RwLock<ClusterRecord>,
@@ -81,6 +86,7 @@ impl<S: StateMachine> Shared<S> {
             term: AtomicU64::new(0),
             is_leader: AtomicBool::new(false),
             committed: AtomicU64::new(applied),
+            local_read: AtomicU64::new(0),
             applied: watch::channel(applied).0,
             leader_watch: watch::channel(0).0,
             cluster_id: AtomicU64::new(cluster.cluster_id),

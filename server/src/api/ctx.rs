@@ -169,11 +169,12 @@ impl Ctx {
         self.propose_encoded(EtcdMachine::encode(req, Some(proposer))).await
     }
 
-    async fn propose_encoded(&self, bytes: Vec<u8>) -> ApiResult<ApplyOut> {
-        if bytes.len() > self.limits.max_request_bytes {
+    async fn propose_encoded(&self, buf: Vec<u8>) -> ApiResult<ApplyOut> {
+        // The buffer starts with the entry's kind byte.
+        if buf.len().saturating_sub(1) > self.limits.max_request_bytes {
             return Err(ApiError::RequestTooLarge);
         }
-        Ok(self.replica.propose(&bytes).await??)
+        Ok(self.replica.propose_buf(buf).await??)
     }
 
     /// The auth store.
@@ -297,7 +298,7 @@ impl Ctx {
         let replica = self.replica.clone();
         let raising = self.raising_nospace.clone();
         tokio::spawn(async move {
-            if let Err(e) = replica.propose(&bytes).await {
+            if let Err(e) = replica.propose_buf(bytes).await {
                 tracing::warn!(error = %e, "cannot raise the NOSPACE alarm");
             }
             raising.store(false, Ordering::Release);

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use rusted_mvcc::{Applied, RangeOut, LAZY_MIN_KEYS};
+use rusted_mvcc::{RangeOut, LAZY_MIN_KEYS};
 use tonic::{Request, Response, Status};
 
 use crate::api::authorize;
@@ -135,10 +135,11 @@ pub async fn txn(ctx: &Ctx, who: &Who, t: pb::TxnRequest) -> ApiResult<pb::TxnRe
     }
 }
 
-/// A read-only txn after its linearizable barrier (see [`range_read`]).
+/// A read-only txn after its linearizable barrier (see [`range_read`]): read from the store's
+/// current view, without the writer's lock.
 fn txn_read(ctx: &Ctx, who: &Who, t: &pb::TxnRequest) -> ApiResult<pb::TxnResponse> {
     authorize::txn(ctx, who, t)?;
-    let out = ctx.store().txn(Applied::default(), &convert::txn_in(t))?;
+    let out = ctx.store().txn_read(&convert::txn_in(t))?;
     authorize::unchanged(ctx, who)?;
     let rev = out.revision;
     Ok(pb::TxnResponse { header: ctx.header(rev), ..convert::txn_out(out) })

@@ -399,9 +399,14 @@ impl EtcdMachine {
         }
     }
 
-    /// Encodes a proposal (`proposer`: the client's identity, for client requests).
+    /// Encodes a proposal (`proposer`: the client's identity, for client requests) into a
+    /// buffer for `Replica::propose_buf`.
     pub fn encode(r: Request, proposer: Option<Proposer>) -> Vec<u8> {
-        Proposal { request: Some(r), proposer }.encode_to_vec()
+        let p = Proposal { request: Some(r), proposer };
+        let mut buf = rusted_replication::proposal_buf(p.encoded_len());
+        // A Vec grows as needed: encoding into it cannot fail.
+        let _ = p.encode(&mut buf);
+        buf
     }
 }
 
@@ -511,15 +516,18 @@ mod tests {
             .unwrap()
     }
 
+    /// An entry's data as the state machine gets it (without the kind byte `encode` leaves
+    /// for the replica).
     fn put(k: &str) -> Vec<u8> {
-        EtcdMachine::encode(
-            Request::Put(pb::PutRequest {
-                key: k.into(),
-                value: b"v".to_vec(),
-                ..Default::default()
-            }),
-            None,
-        )
+        entry(Request::Put(pb::PutRequest {
+            key: k.into(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        }))
+    }
+
+    fn entry(r: Request) -> Vec<u8> {
+        EtcdMachine::encode(r, None)[1..].to_vec()
     }
 
     #[test]
@@ -528,8 +536,7 @@ mod tests {
         let faults = Arc::new(PageFaults::default());
         let m = machine(dir.path(), faults.clone());
         assert!(matches!(m.apply(2, 1, &put("a")), Ok(Ok(ApplyOut::Put(_)))));
-        let revoke =
-            EtcdMachine::encode(Request::LeaseRevoke(pb::LeaseRevokeRequest { id: 9 }), None);
+        let revoke = entry(Request::LeaseRevoke(pb::LeaseRevokeRequest { id: 9 }));
         assert!(matches!(m.apply(3, 1, &revoke), Ok(Err(ApplyError::Mvcc(MvccError::Lease(_))))));
         assert!(matches!(
             m.apply(4, 1, b"\xff\xff"),
