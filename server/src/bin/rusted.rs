@@ -6,6 +6,11 @@
 #[path = "rusted/alloc_count.rs"]
 mod alloc_count;
 
+/// mimalloc: see server/Cargo.toml (with `alloc-count`, the counting wrapper around it).
+#[cfg(not(feature = "alloc-count"))]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use rusted_server::config::argv::{load, LoadError};
 use rusted_server::discovery::proxy;
 use rusted_server::logging;
