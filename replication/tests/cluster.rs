@@ -18,6 +18,9 @@ fn single_member_commits_and_restarts() {
         last = c.put(0, &format!("k{i}"), "v").unwrap();
     }
     assert_eq!(last, 51, "first write is revision 2");
+    // A sole voter applies on its raft thread (no hand-off to the apply thread and back).
+    let on: Vec<String> = c.sm(0).applied_on.lock().unwrap().iter().cloned().collect();
+    assert_eq!(on, ["raft"], "threads that applied puts");
     let applied = c.replica(0).applied();
     c.kill(0);
     c.start(0);
@@ -34,6 +37,9 @@ fn three_members_replicate_and_survive_leader_loss() {
     for i in 0..100 {
         c.put(l, &format!("k{i}"), "v").unwrap();
     }
+    // With followers, the leader's raft thread goes on while the apply thread applies.
+    let on: Vec<String> = c.sm(l).applied_on.lock().unwrap().iter().cloned().collect();
+    assert_eq!(on, ["apply"], "threads that applied puts on the leader");
     let follower = (l + 1) % 3;
     // A follower's proposals are forwarded to the leader.
     c.put(follower, "via-follower", "v").unwrap();

@@ -19,6 +19,9 @@ use rusted_wal::{Prealloc, WalOptions};
 #[derive(Debug)]
 pub struct KvMachine {
     slot: StoreSlot,
+    /// The names of the threads client entries were applied on, without their member suffix
+    /// ("raft", "apply").
+    pub applied_on: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 pub fn enc_put(key: &[u8], value: &[u8]) -> Vec<u8> {
@@ -41,7 +44,10 @@ fn sm_err(e: impl std::fmt::Display) -> ReplicationError {
 
 impl KvMachine {
     pub fn open(path: &Path) -> Arc<KvMachine> {
-        Arc::new(KvMachine { slot: StoreSlot::open(path, StoreOptions::default()).unwrap() })
+        Arc::new(KvMachine {
+            slot: StoreSlot::open(path, StoreOptions::default()).unwrap(),
+            applied_on: Default::default(),
+        })
     }
 
     pub fn store(&self) -> Arc<Store> {
@@ -77,6 +83,9 @@ impl StateMachine for KvMachine {
     ) -> rusted_replication::Result<Self::Output> {
         let at = Applied { index, term };
         let s = self.store();
+        let thread = std::thread::current().name().unwrap_or("").to_string();
+        let kind = thread.split('-').next().unwrap_or("").to_string();
+        self.applied_on.lock().unwrap().insert(kind);
         Ok(match data.first() {
             Some(0) if data.len() >= 5 => {
                 let n = u32::from_le_bytes(data[1..5].try_into().unwrap()) as usize;
