@@ -55,6 +55,8 @@ use crate::shared::Shared;
 use crate::storage::{LogStore, SnapshotAvail};
 use crate::transport::{NetInput, SnapDir, Transport};
 
+mod reads;
+
 /// What the raft thread is asked to do.
 pub(crate) enum Input {
     Propose {
@@ -596,36 +598,6 @@ impl<S: StateMachine> RaftLoop<S> {
         }
     }
 
-    fn start_read_round(&mut self) {
-        if self.reads_waiting.is_empty() || self.reads_inflight.is_some() {
-            return;
-        }
-        if self.raw.raft.leader_id == raft::INVALID_ID {
-            for tx in self.reads_waiting.drain(..) {
-                let _ = tx.send(Err(ReplicationError::NoLeader));
-            }
-            return;
-        }
-        self.read_seq += 1;
-        let waiting = std::mem::take(&mut self.reads_waiting);
-        self.raw.read_index(self.read_seq.to_le_bytes().to_vec());
-        self.reads_inflight = Some((self.read_seq, waiting, Instant::now()));
-    }
-
-    /// A read round that got no answer (the leader was lost meanwhile) fails after an
-    /// election timeout, so its readers can retry.
-    fn expire_reads(&mut self) {
-        if let Some((_, _, at)) = &self.reads_inflight {
-            if at.elapsed() > self.election * 2 {
-                if let Some((_, txs, _)) = self.reads_inflight.take() {
-                    for tx in txs {
-                        let _ = tx.send(Err(ReplicationError::Timeout));
-                    }
-                }
-            }
-        }
-    }
-
     fn on_ready(&mut self) -> Result<()> {
         if !self.raw.has_ready() {
             return Ok(());
@@ -695,36 +667,10 @@ impl<S: StateMachine> RaftLoop<S> {
         self.apply.send(ApplyTask::Entries(es))
     }
 
-    /// A sole voter that leads and has committed in its term answers read barriers without a
-    /// ReadIndex round: nobody else can lead or commit without its vote, which this thread
-    /// would give only after clearing this (see `Shared::local_read`).
-    fn publish_local_read(&self) {
-        let r = &self.raw.raft;
-        let index =
-            if self.role == StateRole::Leader && self.sole_voter() && r.commit_to_current_term() {
-                r.raft_log.committed
-            } else {
-                0
-            };
-        self.shared.local_read.store(index, Ordering::SeqCst);
-    }
-
     /// Is this member the cluster's only member (one voter, itself; no learners)?
     fn sole_voter(&self) -> bool {
         let prs = self.raw.raft.prs();
         prs.iter().count() == 1 && prs.get(self.raw.raft.id).is_some()
-    }
-
-    fn read_state(&mut self, ctx: &[u8], index: u64) {
-        let Some((seq, _, _)) = &self.reads_inflight else { return };
-        if ctx != seq.to_le_bytes() {
-            return;
-        }
-        if let Some((_, txs, _)) = self.reads_inflight.take() {
-            for tx in txs {
-                let _ = tx.send(Ok(index));
-            }
-        }
     }
 
     fn send(&mut self, msgs: Vec<raft::eraftpb::Message>) {
