@@ -294,8 +294,11 @@ impl<S: StateMachine> RaftLoop<S> {
                 let _ = self.snap_tx.send(());
             }
             if let Err(e) = self.on_ready() {
-                tracing::error!(error = %e, "raft ready failed; the member stops");
-                self.shared.failure.send_replace(Some(format!("raft ready failed: {e}")));
+                // An apply on this thread has already said why (see `apply`).
+                if self.shared.failure.borrow().is_none() {
+                    tracing::error!(error = %e, "raft ready failed; the member stops");
+                    self.shared.failure.send_replace(Some(format!("raft ready failed: {e}")));
+                }
                 break;
             }
             self.publish_local_read();
@@ -614,10 +617,11 @@ impl<S: StateMachine> RaftLoop<S> {
             let meta = rd.snapshot().get_metadata().clone();
             self.install_snapshot(&meta, hs.take().as_ref())?;
         }
+        let sole = self.sole_voter();
         let committed = rd.take_committed_entries();
         if let Some(last) = committed.last() {
             self.shared.committed.store(last.index, Ordering::Relaxed);
-            self.apply(committed)?;
+            self.apply(committed, sole)?;
         }
         for rs in rd.take_read_states() {
             self.read_state(&rs.request_ctx, rs.index);
@@ -629,7 +633,7 @@ impl<S: StateMachine> RaftLoop<S> {
         // follower, a candidate or a sole voter has nothing to do but wait for it, so it
         // writes the group itself instead of handing it to the WAL's writer thread and being
         // woken back.
-        let mut durable = if self.role == StateRole::Leader && !self.sole_voter() {
+        let mut durable = if self.role == StateRole::Leader && !sole {
             self.store.append(rd.take_entries(), hs.as_ref())?
         } else {
             self.store.append_inline(rd.take_entries(), hs.as_ref())?
@@ -650,14 +654,17 @@ impl<S: StateMachine> RaftLoop<S> {
     }
 
     /// Committed entries into the state machine: on this thread when this member is the only
-    /// one (nothing to replicate to, so the raft thread would only wait for the apply thread),
-    /// else on the apply thread.
-    fn apply(&mut self, es: Vec<raft::eraftpb::Entry>) -> Result<()> {
-        let es = if self.sole_voter() {
+    /// one (`sole`: nothing to replicate to, so the raft thread would only wait for the apply
+    /// thread), else on the apply thread. A failure stops the member with the same words
+    /// either way.
+    fn apply(&mut self, es: Vec<raft::eraftpb::Entry>, sole: bool) -> Result<()> {
+        let es = if sole {
             match self.apply.try_inline(es) {
-                Ok(r) => {
-                    return r
-                        .map_err(|e| ReplicationError::StateMachine(format!("apply failed: {e}")))
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "apply failed; the member stops");
+                    self.shared.failure.send_replace(Some(e.to_string()));
+                    return Err(e);
                 }
                 Err(es) => es,
             }
