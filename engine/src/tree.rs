@@ -144,29 +144,32 @@ impl Dirty {
 
     /// Inserts or replaces `key` in the tree at `root`; returns the new root.
     pub fn put(&mut self, root: NodeId, key: &[u8], value: &[u8]) -> Result<NodeId> {
-        let mut parts = self.insert(root, key, value, 0)?;
+        let mut placed = self.insert(root, key, value, 0)?;
         // Grow the tree while the root splits.
         for _ in 0..MAX_DEPTH {
+            let mut parts = match placed {
+                Placed::Kept(d) => return Ok(d),
+                Placed::Split(parts) => parts,
+            };
             if parts.len() <= 1 {
                 return Ok(parts.pop().map_or(root, |p| p.1));
             }
             let d = self.add(Node::Branch(Vec::new()));
-            parts = self.place(d, Node::Branch(parts), true);
+            placed = self.place(d, Node::Branch(parts), true);
         }
         Err(EngineError::Corrupt { page: root, reason: "tree too deep".into() })
     }
 
-    /// Stores `n` at dirty slot `d`, splitting it first if it outgrew a page; returns
-    /// (first key, id) of each part (the first part keeps `d`).
-    fn place(&mut self, d: NodeId, n: Node, at_end: bool) -> Vec<(Vec<u8>, NodeId)> {
+    /// Stores `n` at dirty slot `d`, splitting it first if it outgrew a page.
+    fn place(&mut self, d: NodeId, n: Node, at_end: bool) -> Placed {
         let ps = self.pages.page_size;
         let min = if matches!(n, Node::Branch(_)) { 4 } else { 2 };
-        let parts = if n.size() > ps && n.len() >= min {
-            let threshold = if at_end { ps } else { ((ps as f64) * self.fill) as usize };
-            n.split(threshold.max(ps / 4))
-        } else {
-            vec![n]
-        };
+        if n.size() <= ps || n.len() < min {
+            *self.get_mut(d) = n;
+            return Placed::Kept(d);
+        }
+        let threshold = if at_end { ps } else { ((ps as f64) * self.fill) as usize };
+        let parts = n.split(threshold.max(ps / 4));
         let mut out = Vec::with_capacity(parts.len());
         for (i, p) in parts.into_iter().enumerate() {
             let k = p.first_key().to_vec();
@@ -177,16 +180,10 @@ impl Dirty {
                 out.push((k, self.add(p)));
             }
         }
-        out
+        Placed::Split(out)
     }
 
-    fn insert(
-        &mut self,
-        id: NodeId,
-        key: &[u8],
-        value: &[u8],
-        depth: usize,
-    ) -> Result<Vec<(Vec<u8>, NodeId)>> {
+    fn insert(&mut self, id: NodeId, key: &[u8], value: &[u8], depth: usize) -> Result<Placed> {
         if depth > MAX_DEPTH {
             return Err(EngineError::Corrupt { page: id, reason: "tree too deep".into() });
         }
@@ -215,7 +212,19 @@ impl Dirty {
                     }
                 };
                 let at_end = i + 1 == v.len();
-                v.splice(i..i + 1, repl);
+                match repl {
+                    Placed::Kept(c) => {
+                        // A branch's key for a child is the child's first key.
+                        let first = self.get_mut(c).first_key();
+                        if first != v[i].0.as_slice() {
+                            v[i].0 = first.to_vec();
+                        }
+                        v[i].1 = c;
+                    }
+                    Placed::Split(parts) => {
+                        v.splice(i..i + 1, parts);
+                    }
+                }
                 at_end
             }
         };
@@ -384,6 +393,14 @@ impl Dirty {
         }
         Ok(())
     }
+}
+
+/// What storing an edited node did: kept it in its dirty slot (its parent points there and
+/// updates its key if the first key changed), or split it into parts of (first key, id), the
+/// first part in the node's slot.
+enum Placed {
+    Kept(NodeId),
+    Split(Vec<(Vec<u8>, NodeId)>),
 }
 
 /// The child of a branch that may hold `key`.
