@@ -23,7 +23,6 @@ use crate::request::{
 use crate::revision::Revision;
 use crate::store::{
     plan_range, shape_range, tombstone_bytes, Applied, Inner, State, Store, Writer,
-    CONSISTENT_INDEX, TERM,
 };
 use crate::txn_view::TxnView;
 use crate::watch::Event;
@@ -305,8 +304,7 @@ impl Store {
                 });
             }
             w.applied = at;
-            w.meta.meta.insert(CONSISTENT_INDEX, at.index.to_be_bytes().to_vec());
-            w.meta.meta.insert(TERM, at.term.to_be_bytes().to_vec());
+            w.meta.applied = Some(at);
         }
         Ok(w)
     }

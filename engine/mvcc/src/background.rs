@@ -10,7 +10,8 @@ use crate::counters::StoreEvent;
 use crate::error::{MvccError, Result};
 use crate::revision::Revision;
 use crate::store::{
-    CompactJob, Inner, Writer, FINISHED_COMPACT, KEY_BUCKET, LEASE_BUCKET, META_BUCKET,
+    CompactJob, Inner, Writer, CONSISTENT_INDEX, FINISHED_COMPACT, KEY_BUCKET, LEASE_BUCKET,
+    META_BUCKET, TERM,
 };
 
 /// Keys of the index compacted per step (each step holds the index's write lock).
@@ -45,6 +46,10 @@ pub(crate) fn flush(inner: &Inner, w: &mut Writer) -> Result<()> {
     for (name, value) in &w.meta.meta {
         tx.put(META_BUCKET, name, value)?;
     }
+    if let Some(a) = w.meta.applied {
+        tx.put(META_BUCKET, CONSISTENT_INDEX, &a.index.to_be_bytes())?;
+        tx.put(META_BUCKET, TERM, &a.term.to_be_bytes())?;
+    }
     let flushed = last.map_or(tx_flushed(inner)?, |r| r.main);
     tx.set_user([flushed as u64, 0]);
     let started = Instant::now();
@@ -54,6 +59,7 @@ pub(crate) fn flush(inner: &Inner, w: &mut Writer) -> Result<()> {
     }
     w.meta.leases.clear();
     w.meta.meta.clear();
+    w.meta.applied = None;
     if let Some(last) = last {
         inner.pending.drop_through(last);
     }

@@ -77,11 +77,14 @@ pub struct PendingMeta {
     pub leases: BTreeMap<LeaseId, Option<LeaseRecord>>,
     /// Entries of the `meta` bucket to write.
     pub meta: BTreeMap<&'static [u8], Vec<u8>>,
+    /// The applied log position to record (`consistent_index` and `term`), encoded only at
+    /// the flush: every apply moves it.
+    pub applied: Option<crate::store::Applied>,
 }
 
 impl PendingMeta {
     /// Anything to write?
     pub fn is_empty(&self) -> bool {
-        self.leases.is_empty() && self.meta.is_empty()
+        self.leases.is_empty() && self.meta.is_empty() && self.applied.is_none()
     }
 }
