@@ -229,15 +229,15 @@ impl<S: StateMachine> RaftLoop<S> {
             } else {
                 next_tick.saturating_duration_since(Instant::now())
             };
+            let gated = self.proposals_gated();
             // A held batch is stepped when its wait ends, if nothing comes before.
             let wait = match self.batch_hold(Instant::now()) {
                 Some(left) => wait.min(left),
                 // A batch no longer held (its wait ended during the last turn, or this member
                 // stopped leading) is stepped this turn, without waiting for input.
-                None if !self.proposals.is_empty() => Duration::ZERO,
+                None if !self.proposals.is_empty() && !gated => Duration::ZERO,
                 None => wait,
             };
-            let gated = self.proposals_gated();
             let props = if gated { &never } else { &self.prop_rx };
             let first = select! {
                 recv(self.rx) -> m => match m { Ok(i) => Some(i), Err(_) => break },
@@ -272,7 +272,8 @@ impl<S: StateMachine> RaftLoop<S> {
                     }
                 }
             }
-            if stop || self.batch_hold(Instant::now()).is_none() {
+            // Forwarded proposals are queued while gated too; they wait as the leader's own.
+            if stop || (!self.proposals_gated() && self.batch_hold(Instant::now()).is_none()) {
                 self.propose_batch();
             }
             if stop {
@@ -319,19 +320,11 @@ impl<S: StateMachine> RaftLoop<S> {
     /// Returns true when the loop must stop.
     fn handle(&mut self, i: Input) -> bool {
         match i {
-            Input::Propose { ctx, data } => {
-                // A batch stays within one message's size (a follower forwards it whole).
-                let size = ctx.len() + data.len();
-                if self.proposals_bytes + size > MAX_SIZE_PER_MSG as usize {
-                    self.propose_batch();
-                }
-                self.proposals.push(raft::eraftpb::Entry {
-                    context: ctx.into(),
-                    data: data.into(),
-                    ..Default::default()
-                });
-                self.proposals_bytes += size;
-            }
+            Input::Propose { ctx, data } => self.queue_proposal(raft::eraftpb::Entry {
+                context: ctx.into(),
+                data: data.into(),
+                ..Default::default()
+            }),
             Input::ConfChange { ctx, cc } => {
                 // raft-rs turns a conf change proposed while another is unapplied into an
                 // empty entry (and its proposer would only time out): hold it until then.
@@ -341,7 +334,20 @@ impl<S: StateMachine> RaftLoop<S> {
                     self.fail_proposal(&ctx, e.into());
                 }
             }
-            Input::Net(NetInput::Step(m)) => {
+            Input::Net(NetInput::Step(mut m)) => {
+                // A follower's forwarded proposals join the leader's own: stepped at once,
+                // each would start a WAL write and a replication round of its own.
+                if m.get_msg_type() == raft::eraftpb::MessageType::MsgPropose
+                    && self.raw.raft.state == StateRole::Leader
+                {
+                    let entries = m.take_entries();
+                    let n = entries.len() as u64;
+                    for e in entries {
+                        self.queue_proposal(e);
+                    }
+                    self.shared.counters.forwarded_batched.fetch_add(n, Ordering::Relaxed);
+                    return false;
+                }
                 if let Err(e) = self.raw.step(m) {
                     tracing::debug!(error = %e, "raft step refused a message");
                 }
@@ -385,6 +391,17 @@ impl<S: StateMachine> RaftLoop<S> {
             Input::Stop => return true,
         }
         false
+    }
+
+    /// Queues an entry for the next [`Self::propose_batch`]. A batch stays within one
+    /// message's size (a follower forwards it whole).
+    fn queue_proposal(&mut self, e: raft::eraftpb::Entry) {
+        let size = e.context.len() + e.data.len();
+        if self.proposals_bytes + size > MAX_SIZE_PER_MSG as usize {
+            self.propose_batch();
+        }
+        self.proposals.push(e);
+        self.proposals_bytes += size;
     }
 
     /// Steps everything proposed this turn as one raft proposal: a leader appends it and sends
@@ -542,8 +559,11 @@ impl<S: StateMachine> RaftLoop<S> {
     }
 
     fn fail_proposal(&self, ctx: &[u8], e: ReplicationError) {
-        self.shared.counters.proposals_failed.fetch_add(1, Ordering::Relaxed);
-        if let Some((_, seq)) = crate::shared::decode_ctx(ctx) {
+        // A proposal forwarded by another member is its proposer's to count and time out.
+        if let Some((_, seq)) =
+            crate::shared::decode_ctx(ctx).filter(|(member, _)| *member == self.raw.raft.id)
+        {
+            self.shared.counters.proposals_failed.fetch_add(1, Ordering::Relaxed);
             match self.shared.take_waiter(seq) {
                 Some(crate::shared::Waiter::Proposal(tx)) => {
                     let _ = tx.send(Err(e));

@@ -36,6 +36,8 @@ pub struct Counters {
     pub compactions: AtomicU64,
     /// Rounds a leader held back for more proposals to join (the `linger` module).
     pub batches_held: AtomicU64,
+    /// Proposals forwarded by followers that joined this leader's own batches.
+    pub forwarded_batched: AtomicU64,
     /// Heartbeats the leader sent late (etcd_server_heartbeat_send_failures_total).
     pub heartbeats_late: AtomicU64,
     /// Read barriers that failed (etcd_server_read_indexes_failed_total).

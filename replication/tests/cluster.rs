@@ -75,40 +75,79 @@ fn a_loaded_leader_holds_small_batches_and_loses_nothing() {
     // under load may fail some writes: only acknowledged ones are checked.
     for wave in 0..5 {
         let l = c.wait_leader(T).expect("a leader");
-        let r = c.replica(l).clone();
-        acked.extend(c.rt.block_on(async move {
-            let mut set = tokio::task::JoinSet::new();
-            for w in 0..writers {
-                let r = r.clone();
-                set.spawn(async move {
-                    let mut ok = Vec::new();
-                    for i in 0..each {
-                        let key = format!("w{wave}-{w:02}-{i:02}");
-                        let put = common::enc_put(key.as_bytes(), b"v");
-                        if matches!(r.propose(&put).await, Ok(Ok(_))) {
-                            ok.push(key);
-                        }
-                    }
-                    ok
-                });
-            }
-            let mut ok = Vec::new();
-            while let Some(j) = set.join_next().await {
-                ok.extend(j.unwrap());
-            }
-            ok
-        }));
+        acked.extend(write_concurrently(&c, l, &format!("w{wave}"), writers, each));
         if held(&c) > 0 {
             break;
         }
     }
     assert!(held(&c) > 0, "a leader under load never held a batch");
     assert!(acked.len() >= writers * each / 2, "too few writes succeeded: {}", acked.len());
+    assert_applied_once_everywhere(&c, &acked);
+}
+
+/// Writers on both followers of a 3-member cluster: their forwarded proposals join the
+/// leader's own batches (not stepped one message at a time), and every acknowledged write is
+/// applied once on every member.
+#[test]
+fn forwarded_proposals_join_the_leaders_batches_and_lose_nothing() {
+    use std::sync::atomic::Ordering;
+    let c = Cluster::new(3, 5);
+    let (writers, each) = (16usize, 20usize);
+    let l = c.wait_leader(T).expect("a leader");
+    let followers: Vec<usize> = (0..3).filter(|i| *i != l).collect();
+    let mut acked: Vec<String> = Vec::new();
+    for &f in &followers {
+        acked.extend(write_concurrently(&c, f, &format!("f{f}"), writers, each));
+    }
+    let batched: u64 =
+        (0..3).map(|i| c.replica(i).counters().forwarded_batched.load(Ordering::Relaxed)).sum();
+    assert!(batched > 0, "no forwarded proposal joined a leader's batch");
+    assert!(acked.len() >= followers.len() * writers * each / 2, "too few writes: {}", acked.len());
+    assert_applied_once_everywhere(&c, &acked);
+}
+
+/// `writers` concurrent writers, each putting `each` keys named `{prefix}-{writer}-{i}` through
+/// member `i`'s replica; returns the keys whose writes were acknowledged.
+fn write_concurrently(
+    c: &Cluster,
+    i: usize,
+    prefix: &str,
+    writers: usize,
+    each: usize,
+) -> Vec<String> {
+    let r = c.replica(i).clone();
+    let prefix = prefix.to_string();
+    c.rt.block_on(async move {
+        let mut set = tokio::task::JoinSet::new();
+        for w in 0..writers {
+            let (r, prefix) = (r.clone(), prefix.clone());
+            set.spawn(async move {
+                let mut ok = Vec::new();
+                for i in 0..each {
+                    let key = format!("{prefix}-{w:02}-{i:02}");
+                    let put = common::enc_put(key.as_bytes(), b"v");
+                    if matches!(r.propose(&put).await, Ok(Ok(_))) {
+                        ok.push(key);
+                    }
+                }
+                ok
+            });
+        }
+        let mut ok = Vec::new();
+        while let Some(j) = set.join_next().await {
+            ok.extend(j.unwrap());
+        }
+        ok
+    })
+}
+
+/// Every acknowledged key is applied once, on every member alike.
+fn assert_applied_once_everywhere(c: &Cluster, acked: &[String]) {
     let l = c.wait_leader(T).expect("a leader");
     c.put(l, "final", "v").unwrap();
     c.converge(T).expect("members converge");
     let d0 = c.sm(0).dump();
-    for k in &acked {
+    for k in acked {
         assert!(d0.contains_key(k.as_bytes()), "acknowledged write {k} lost");
     }
     assert!(d0.values().all(|(_, version)| *version == 1), "a write applied twice");
