@@ -3,9 +3,13 @@
 //! `etcd_network_client_grpc_*_bytes_total` and `etcd_server_client_requests_total`.
 #![forbid(unsafe_code)]
 
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
 
 /// Services whose calls are counted by name.
 const KNOWN_SERVICES: &[&str] = &[
@@ -94,10 +98,6 @@ const CODES: [&str; 17] = [
     "Unauthenticated",
 ];
 
-fn code_name(code: i32) -> &'static str {
-    usize::try_from(code).ok().and_then(|c| CODES.get(c)).copied().unwrap_or("Unknown")
-}
-
 /// The labels of one gRPC method: type, service, method (go-grpc-prometheus's).
 pub fn grpc_labels(path: &str) -> [&str; 3] {
     let mut parts = path.trim_start_matches('/').splitn(2, '/');
@@ -109,14 +109,63 @@ pub fn grpc_labels(path: &str) -> [&str; 3] {
     [grpc_type(service, method), service, method]
 }
 
-/// The counters one call feeds while its messages flow.
+/// One method's series, looked up once (at start for every method etcd serves) rather than
+/// by label on every call.
+#[derive(Debug)]
+struct MethodSeries {
+    unary: bool,
+    started: IntCounter,
+    msgs_in: IntCounter,
+    msgs_out: IntCounter,
+    /// By code number (`CODES`).
+    handled: Vec<IntCounter>,
+    handling: Option<Histogram>,
+}
+
+/// Where a call's end is counted.
+#[derive(Debug, Clone)]
+enum Ending {
+    /// A method etcd serves: its series, resolved at start.
+    Known(Arc<MethodSeries>),
+    /// Any other (rare): by label, so that only the codes it ends with get series.
+    Other { labels: Arc<[String; 3]>, handled: IntCounterVec, handling: Option<HistogramVec> },
+}
+
+/// The counters one call feeds while its messages flow, and when it ends.
 #[derive(Debug, Clone)]
 pub struct CallCounters {
     /// Messages received on this call's method.
     pub msgs_in: IntCounter,
     /// Messages sent on this call's method.
     pub msgs_out: IntCounter,
+    ending: Ending,
 }
+
+impl CallCounters {
+    /// Counts the call as finished, answered `code` after `took` (the handling histogram
+    /// exists with `--metrics=extensive` only).
+    pub fn handled(&self, code: i32, took: Duration) {
+        let i = usize::try_from(code).ok().filter(|c| *c < CODES.len()).unwrap_or(UNKNOWN_CODE);
+        match &self.ending {
+            Ending::Known(series) => {
+                series.handled[i].inc();
+                if let Some(h) = &series.handling {
+                    h.observe(took.as_secs_f64());
+                }
+            }
+            Ending::Other { labels, handled, handling } => {
+                let [t, service, method] = labels.as_ref().each_ref().map(String::as_str);
+                handled.with_label_values(&[t, service, method, CODES[i]]).inc();
+                if let Some(h) = handling {
+                    h.with_label_values(&[t, service, method]).observe(took.as_secs_f64());
+                }
+            }
+        }
+    }
+}
+
+/// `CODES`' index of "Unknown", for codes outside it.
+const UNKNOWN_CODE: usize = 2;
 
 /// The client port's gRPC metrics.
 #[derive(Debug)]
@@ -128,6 +177,11 @@ pub struct GrpcMetrics {
     msg_received: IntCounterVec,
     msg_sent: IntCounterVec,
     client_requests: IntCounterVec,
+    /// By path ("/package.Service/Method"): every method etcd serves.
+    methods: HashMap<String, Arc<MethodSeries>>,
+    /// etcd_server_client_requests_total for clients that send no version (unary, stream),
+    /// made at the first such call (as etcd's).
+    no_version: [OnceLock<IntCounter>; 2],
     /// Bytes received from gRPC clients.
     pub client_received: IntCounter,
     /// Bytes sent to gRPC clients.
@@ -194,13 +248,15 @@ impl GrpcMetrics {
             "etcd_network_client_grpc_received_bytes_total",
             "The total number of bytes received from grpc clients.",
         )?;
-        let m = GrpcMetrics {
+        let mut m = GrpcMetrics {
             handled,
             started,
             handling,
             msg_received,
             msg_sent,
             client_requests,
+            methods: HashMap::new(),
+            no_version: Default::default(),
             client_received,
             client_sent,
         };
@@ -209,46 +265,70 @@ impl GrpcMetrics {
         for (service, methods) in METHODS {
             for method in *methods {
                 let labels = [grpc_type(service, method), service, method];
-                m.started.with_label_values(&labels);
-                m.msg_received.with_label_values(&labels);
-                m.msg_sent.with_label_values(&labels);
-                for code in CODES {
-                    m.handled.with_label_values(&[labels[0], service, method, code]);
-                }
-                if let Some(h) = &m.handling {
-                    h.with_label_values(&labels);
-                }
+                let series = Arc::new(m.series(labels));
+                m.methods.insert(format!("/{service}/{method}"), series);
             }
         }
         Ok(m)
     }
 
-    /// Counts one call to `path` ("/package.Service/Method") as started, from a client that
-    /// said its API version (the `client-api-version` header) or not. Returns the counters
-    /// its messages feed.
-    pub fn started(&self, path: &str, api_version: Option<&str>) -> CallCounters {
-        let labels = grpc_labels(path);
-        self.started.with_label_values(&labels).inc();
-        let kind = if labels[0] == "unary" { "unary" } else { "stream" };
-        // A version is a short dotted number; anything else would let clients make series.
-        let version = api_version
-            .filter(|v| v.len() <= 16 && v.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
-            .unwrap_or("unknown");
-        self.client_requests.with_label_values(&[kind, version]).inc();
-        CallCounters {
+    /// The series of the method labelled `labels`, created if need be.
+    fn series(&self, labels: [&str; 3]) -> MethodSeries {
+        let [t, service, method] = labels;
+        MethodSeries {
+            unary: t == "unary",
+            started: self.started.with_label_values(&labels),
             msgs_in: self.msg_received.with_label_values(&labels),
             msgs_out: self.msg_sent.with_label_values(&labels),
+            handled: CODES
+                .iter()
+                .map(|code| self.handled.with_label_values(&[t, service, method, code]))
+                .collect(),
+            handling: self.handling.as_ref().map(|h| h.with_label_values(&labels)),
         }
     }
 
-    /// Counts one finished call to `path`, answered `code` after `took` (the handling
-    /// histogram exists with `--metrics=extensive` only).
-    pub fn handled(&self, path: &str, code: i32, took: Duration) {
-        let [t, service, method] = grpc_labels(path);
-        self.handled.with_label_values(&[t, service, method, code_name(code)]).inc();
-        if let Some(h) = &self.handling {
-            h.with_label_values(&[t, service, method]).observe(took.as_secs_f64());
+    /// Counts one call to `path` ("/package.Service/Method") as started, from a client that
+    /// said its API version (the `client-api-version` header) or not. Returns the counters
+    /// its messages and its end feed.
+    pub fn started(&self, path: &str, api_version: Option<&str>) -> CallCounters {
+        let (counters, unary) = match self.methods.get(path) {
+            Some(series) => {
+                series.started.inc();
+                let c = CallCounters {
+                    msgs_in: series.msgs_in.clone(),
+                    msgs_out: series.msgs_out.clone(),
+                    ending: Ending::Known(series.clone()),
+                };
+                (c, series.unary)
+            }
+            // A method etcd does not serve (of a known service, or "unknown").
+            None => {
+                let labels = grpc_labels(path);
+                self.started.with_label_values(&labels).inc();
+                let c = CallCounters {
+                    msgs_in: self.msg_received.with_label_values(&labels),
+                    msgs_out: self.msg_sent.with_label_values(&labels),
+                    ending: Ending::Other {
+                        labels: Arc::new(labels.map(str::to_owned)),
+                        handled: self.handled.clone(),
+                        handling: self.handling.clone(),
+                    },
+                };
+                (c, labels[0] == "unary")
+            }
+        };
+        let kind = if unary { "unary" } else { "stream" };
+        // A version is a short dotted number; anything else would let clients make series.
+        let version = api_version
+            .filter(|v| v.len() <= 16 && v.bytes().all(|b| b.is_ascii_digit() || b == b'.'));
+        match version {
+            None => self.no_version[usize::from(!unary)]
+                .get_or_init(|| self.client_requests.with_label_values(&[kind, "unknown"]))
+                .inc(),
+            Some(v) => self.client_requests.with_label_values(&[kind, v]).inc(),
         }
+        counters
     }
 }
 
@@ -264,9 +344,8 @@ mod tests {
             ["bidi_stream", "etcdserverpb.Watch", "Watch"]
         );
         assert_eq!(grpc_labels("/evil.Service/X"), ["unary", "unknown", "unknown"]);
-        assert_eq!(code_name(16), "Unauthenticated");
-        assert_eq!(code_name(99), "Unknown");
-        assert_eq!(code_name(-1), "Unknown");
+        assert_eq!(CODES[16], "Unauthenticated");
+        assert_eq!(CODES[UNKNOWN_CODE], "Unknown");
     }
 
     #[test]
@@ -296,5 +375,47 @@ mod tests {
             .collect();
         assert!(labels.contains(&vec!["3.4".to_owned(), "unary".to_owned()]), "{labels:?}");
         assert!(labels.contains(&vec!["unknown".to_owned(), "stream".to_owned()]), "{labels:?}");
+    }
+
+    #[test]
+    fn a_method_etcd_does_not_serve_gets_series_for_the_codes_it_ends_with_only() {
+        let r = Registry::new();
+        let m = GrpcMetrics::new(&r, false).expect("metrics");
+        let handled = |r: &Registry| -> Vec<(String, u64)> {
+            let families = r.gather();
+            let f = families.iter().find(|f| f.name() == "grpc_server_handled_total");
+            f.map(|f| {
+                f.get_metric()
+                    .iter()
+                    .filter(|m| m.get_label().iter().any(|l| l.value() == "Nope"))
+                    .map(|m| {
+                        let code = m.get_label().iter().find(|l| l.name() == "grpc_code");
+                        let code = code.map(|l| l.value().to_owned()).unwrap_or_default();
+                        (code, m.get_counter().get_value() as u64)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+        };
+        let c = m.started("/etcdserverpb.KV/Nope", None);
+        assert!(handled(&r).is_empty(), "no series before the call ends");
+        // 12: what a server answers a method it does not have.
+        c.handled(12, Duration::from_millis(1));
+        assert_eq!(handled(&r), vec![(CODES[12].to_owned(), 1)]);
+        // A known method's end is counted in its pre-made series.
+        m.started("/etcdserverpb.KV/Put", None).handled(0, Duration::from_millis(1));
+        m.started("/etcdserverpb.KV/Put", None).handled(99, Duration::from_millis(1));
+        let families = r.gather();
+        let f = families.iter().find(|f| f.name() == "grpc_server_handled_total").expect("family");
+        let put = |code: &str| {
+            f.get_metric()
+                .iter()
+                .find(|m| {
+                    m.get_label().iter().any(|l| l.value() == "Put")
+                        && m.get_label().iter().any(|l| l.value() == code)
+                })
+                .map(|m| m.get_counter().get_value() as u64)
+        };
+        assert_eq!((put("OK"), put("Unknown"), put("Internal")), (Some(1), Some(1), Some(0)));
     }
 }
