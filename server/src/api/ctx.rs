@@ -35,15 +35,10 @@ pub struct Limits {
     pub client_cert_auth: bool,
 }
 
-/// The common name of a request's verified client certificate (the leaf), if any.
+/// The common name of a request's verified client certificate (the leaf), if any (read once
+/// per connection, by `net::serve`).
 pub fn cert_common_name<T>(req: &tonic::Request<T>) -> Option<String> {
-    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
-    let info = req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>()?;
-    let certs = info.peer_certs()?;
-    let leaf = certs.first()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
-    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
-    (!cn.is_empty()).then_some(cn)
+    req.extensions().get::<crate::net::serve::ClientCn>().map(|cn| cn.0.to_string())
 }
 
 /// What a stream's caller presented: its metadata (token) and its certificate's common name.

@@ -244,7 +244,7 @@ impl Member {
             let listener = bind(&u, &cfg).await?;
             let http = client_http(&ctx, &metrics, &cfg, tls.is_some());
             let routes = if http_listener {
-                tonic::service::Routes::from(http)
+                crate::net::dispatch::ClientDispatch::http_only(http, metrics.clone())
             } else if http_only.is_empty() {
                 client_routes(&ctx, &metrics, max_msg, http)
             } else {
@@ -563,7 +563,7 @@ fn client_routes(
     metrics: &Arc<Metrics>,
     max_msg: usize,
     http: axum::Router,
-) -> tonic::service::Routes {
+) -> crate::net::dispatch::ClientDispatch {
     let grpc = crate::net::dispatch::GrpcServices {
         kv: KvServer::new(KvService { ctx: ctx.clone() }).max_decoding_message_size(max_msg),
         cluster: ClusterServer::new(ClusterService { ctx: ctx.clone() })
@@ -582,6 +582,5 @@ fn client_routes(
         election: ElectionServer::new(ElectionService { ctx: ctx.clone() })
             .max_decoding_message_size(max_msg),
     };
-    let front = crate::net::dispatch::ClientDispatch::new(grpc, http, metrics.clone());
-    tonic::service::Routes::from(axum::Router::new().fallback_service(front))
+    crate::net::dispatch::ClientDispatch::new(grpc, http, metrics.clone())
 }

@@ -453,16 +453,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for AuthorityFix<T> {
     }
 }
 
-impl<T: tonic::transport::server::Connected> tonic::transport::server::Connected
-    for AuthorityFix<T>
-{
-    type ConnectInfo = T::ConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, Request, Response};
@@ -69,7 +70,8 @@ pub struct GrpcServices {
 }
 
 struct Inner {
-    grpc: GrpcServices,
+    /// `None` on an HTTP-only listener (`--listen-client-http-urls`): gRPC is not served there.
+    grpc: Option<GrpcServices>,
     http: axum::Router,
     metrics: Arc<Metrics>,
 }
@@ -87,32 +89,58 @@ impl std::fmt::Debug for ClientDispatch {
 impl ClientDispatch {
     /// gRPC `grpc` first, `http` for every other path.
     pub fn new(grpc: GrpcServices, http: axum::Router, metrics: Arc<Metrics>) -> Self {
-        ClientDispatch(Arc::new(Inner { grpc, http, metrics }))
+        ClientDispatch(Arc::new(Inner { grpc: Some(grpc), http, metrics }))
+    }
+
+    /// `http` for every request, gRPC's content type too (an HTTP-only listener).
+    pub fn http_only(http: axum::Router, metrics: Arc<Metrics>) -> Self {
+        ClientDispatch(Arc::new(Inner { grpc: None, http, metrics }))
     }
 }
 
 type Answer = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+type GrpcAnswer =
+    Pin<Box<dyn Future<Output = Result<Response<tonic::body::Body>, Infallible>> + Send>>;
 
-/// Calls a tonic service and gives its answer the router's body type.
-fn grpc_call<S>(mut svc: S, req: Request<Body>) -> Answer
+/// Calls a tonic service.
+fn grpc_call<S, B>(mut svc: S, req: Request<B>) -> GrpcAnswer
 where
     S: Service<
-            Request<Body>,
+            Request<B>,
             Response = Response<tonic::body::Body>,
             Error = Infallible,
             Future: Send + 'static,
         > + Send
         + 'static,
 {
-    let fut = svc.call(req);
-    Box::pin(async move { fut.await.map(|r| r.map(Body::new)) })
+    Box::pin(svc.call(req))
+}
+
+/// The client's deadline (`grpc-timeout`: at most 8 digits and a unit, as gRPC over HTTP/2
+/// says); a malformed one is ignored, as grpc-go and tonic ignore it.
+fn grpc_timeout(v: &http::HeaderValue) -> Option<Duration> {
+    let s = v.to_str().ok()?;
+    let (digits, unit) = s.split_at(s.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 /// tonic refuses a request over the decoding limit with OUT_OF_RANGE and words of its own;
 /// grpc-go (etcd) with RESOURCE_EXHAUSTED "grpc: received message larger than max (N vs. M)",
 /// which clients match on. Rewritten here for answers refused up front (unary calls); a
 /// streamed request's refusal travels in trailers and keeps tonic's words.
-fn as_grpc_go_size_refusal(resp: &mut Response<Body>) {
+fn as_grpc_go_size_refusal<B>(resp: &mut Response<B>) {
     let h = resp.headers();
     if h.get("grpc-status").is_none_or(|v| v.as_bytes() != b"11") {
         return;
@@ -136,13 +164,17 @@ fn as_grpc_go_size_refusal(resp: &mut Response<Body>) {
     }
 }
 
-fn is_grpc(req: &Request<Body>) -> bool {
+fn is_grpc<B>(req: &Request<B>) -> bool {
     req.headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-impl Service<Request<Body>> for ClientDispatch {
+impl<B> Service<Request<B>> for ClientDispatch
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<axum::BoxError> + Send + 'static,
+{
     type Response = Response<Body>;
     type Error = Infallible;
     type Future = Answer;
@@ -152,21 +184,24 @@ impl Service<Request<Body>> for ClientDispatch {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Body>) -> Answer {
-        if !is_grpc(&req) {
+    fn call(&mut self, req: Request<B>) -> Answer {
+        let g = match &self.0.grpc {
             // As etcd, which tells gRPC from HTTP by content type: CORS, preflights and the
             // gateway are the HTTP router's, whatever the path.
-            return Box::pin(self.0.http.clone().oneshot(req));
-        }
-        let g = &self.0.grpc;
-        let path = req.uri().path().to_owned();
+            Some(g) if is_grpc(&req) => g,
+            _ => return Box::pin(self.0.http.clone().oneshot(req.map(Body::new))),
+        };
+        // Shares the request's bytes (no copy).
+        let uri = req.uri().clone();
+        let path = uri.path();
         let metrics = self.0.metrics.clone();
         let version = req.headers().get("client-api-version").and_then(|v| v.to_str().ok());
-        let calls = metrics.grpc.started(&path, version);
+        let calls = metrics.grpc.started(path, version);
+        let deadline = req.headers().get("grpc-timeout").and_then(grpc_timeout);
         let started = std::time::Instant::now();
         let received = metrics.grpc.client_received.clone();
         let msgs_in = calls.msgs_in.clone();
-        let req = req.map(|b| Body::new(Counted::new(b, received).with_messages(msgs_in)));
+        let req = req.map(|b| Counted::new(b, received).with_messages(msgs_in));
         let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
         let answer = match service {
             KvServer::<KvService>::NAME => grpc_call(g.kv.clone(), req),
@@ -181,15 +216,23 @@ impl Service<Request<Body>> for ClientDispatch {
             // As any gRPC server answers a method it does not have.
             _ => {
                 let status: tonic::Status = ApiError::UnknownMethod(path.to_string()).into();
-                Box::pin(std::future::ready(Ok(status.into_http::<Body>())))
+                Box::pin(std::future::ready(Ok(status.into_http::<tonic::body::Body>())))
             }
         };
         Box::pin(async move {
-            let mut resp = answer.await?;
+            let mut resp = match deadline {
+                None => answer.await?,
+                // As grpc-go: the call ends with the client's deadline.
+                Some(d) => match tokio::time::timeout(d, answer).await {
+                    Ok(r) => r?,
+                    Err(_) => tonic::Status::deadline_exceeded("context deadline exceeded")
+                        .into_http::<tonic::body::Body>(),
+                },
+            };
             // A big Range answer is encoded while it is sent (api::lazy_range).
             if let Some(lazy) = resp.extensions_mut().remove::<LazyAnswer>().and_then(|l| l.take())
             {
-                resp = resp.map(|_| Body::new(lazy));
+                resp = resp.map(|_| tonic::body::Body::new(lazy));
             }
             let took = started.elapsed();
             as_grpc_go_size_refusal(&mut resp);
@@ -201,9 +244,30 @@ impl Service<Request<Body>> for ClientDispatch {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<i32>().ok())
                 .unwrap_or(0);
-            metrics.grpc.handled(&path, code, took);
+            calls.handled(code, took);
             let sent = metrics.grpc.client_sent.clone();
             Ok(resp.map(|b| Body::new(Counted::new(b, sent).with_messages(calls.msgs_out))))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_as_the_spec_says() {
+        let t = |s: &str| grpc_timeout(&http::HeaderValue::from_str(s).expect("header"));
+        assert_eq!(t("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(t("4999999u"), Some(Duration::from_micros(4_999_999)));
+        assert_eq!(t("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(t("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(t("10m"), Some(Duration::from_millis(10)));
+        assert_eq!(t("7n"), Some(Duration::from_nanos(7)));
+        assert_eq!(t("99999999S"), Some(Duration::from_secs(99_999_999)));
+        // Malformed: ignored (no deadline), as grpc-go and tonic do.
+        for bad in ["", "S", "5", "5s", "123456789S", "-1S", "1.5S", "5 S"] {
+            assert_eq!(t(bad), None, "{bad:?}");
+        }
     }
 }

@@ -386,14 +386,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Pings<T> {
     }
 }
 
-impl<T: tonic::transport::server::Connected> tonic::transport::server::Connected for Pings<T> {
-    type ConnectInfo = T::ConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -248,7 +248,7 @@ impl Acceptor {
 }
 
 /// The subject's common name of `cert`.
-fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
+pub(crate) fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, c) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let cn = c.subject().iter_common_name().next()?.as_str().ok()?.to_string();
     Some(cn)
