@@ -581,6 +581,7 @@ fn client_routes(
         lock: LockServer::new(LockService { ctx: ctx.clone() }).max_decoding_message_size(max_msg),
         election: ElectionServer::new(ElectionService { ctx: ctx.clone() })
             .max_decoding_message_size(max_msg),
+        kv_calls: crate::net::unary::KvCalls { svc: KvService { ctx: ctx.clone() }, max_msg },
     };
     crate::net::dispatch::ClientDispatch::new(grpc, http, metrics.clone())
 }

@@ -36,6 +36,7 @@ use crate::api::maintenance::MaintenanceService;
 use crate::api::watch::WatchService;
 use crate::metrics::Metrics;
 use crate::net::counted::Counted;
+use crate::net::unary::{self, KvCalls, KvUnary};
 use rusted_proto::etcdserverpb::auth_server::AuthServer;
 use rusted_proto::etcdserverpb::cluster_server::ClusterServer;
 use rusted_proto::etcdserverpb::kv_server::KvServer;
@@ -67,6 +68,8 @@ pub struct GrpcServices {
     pub lock: LockServer<LockService>,
     /// v3electionpb.Election
     pub election: ElectionServer<ElectionService>,
+    /// KV's unary methods, answered without tonic's generic path (`kv` takes the rest).
+    pub kv_calls: KvCalls,
 }
 
 struct Inner {
@@ -203,16 +206,23 @@ where
         let msgs_in = calls.msgs_in.clone();
         let req = req.map(|b| Counted::new(b, received).with_messages(msgs_in));
         let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
-        let answer = match service {
-            KvServer::<KvService>::NAME => grpc_call(g.kv.clone(), req),
-            WatchServer::<WatchService>::NAME => grpc_call(g.watch.clone(), req),
-            LeaseServer::<LeaseService>::NAME => grpc_call(g.lease.clone(), req),
-            ClusterServer::<ClusterService>::NAME => grpc_call(g.cluster.clone(), req),
-            MaintenanceServer::<MaintenanceService>::NAME => grpc_call(g.maintenance.clone(), req),
-            AuthServer::<AuthService>::NAME => grpc_call(g.auth.clone(), req),
-            HealthServer::<HealthService>::NAME => grpc_call(g.health.clone(), req),
-            LockServer::<LockService>::NAME => grpc_call(g.lock.clone(), req),
-            ElectionServer::<ElectionService>::NAME => grpc_call(g.election.clone(), req),
+        let kv_unary = KvUnary::of(path).filter(|_| unary::uncompressed(&req));
+        let answer: GrpcAnswer = match (kv_unary, service) {
+            (Some(method), _) => {
+                let calls = g.kv_calls.clone();
+                Box::pin(async move { Ok(calls.call(method, req).await) })
+            }
+            (_, KvServer::<KvService>::NAME) => grpc_call(g.kv.clone(), req),
+            (_, WatchServer::<WatchService>::NAME) => grpc_call(g.watch.clone(), req),
+            (_, LeaseServer::<LeaseService>::NAME) => grpc_call(g.lease.clone(), req),
+            (_, ClusterServer::<ClusterService>::NAME) => grpc_call(g.cluster.clone(), req),
+            (_, MaintenanceServer::<MaintenanceService>::NAME) => {
+                grpc_call(g.maintenance.clone(), req)
+            }
+            (_, AuthServer::<AuthService>::NAME) => grpc_call(g.auth.clone(), req),
+            (_, HealthServer::<HealthService>::NAME) => grpc_call(g.health.clone(), req),
+            (_, LockServer::<LockService>::NAME) => grpc_call(g.lock.clone(), req),
+            (_, ElectionServer::<ElectionService>::NAME) => grpc_call(g.election.clone(), req),
             // As any gRPC server answers a method it does not have.
             _ => {
                 let status: tonic::Status = ApiError::UnknownMethod(path.to_string()).into();
