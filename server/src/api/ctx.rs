@@ -202,9 +202,12 @@ impl Ctx {
     /// valid. A simple token names the raft index it was made at: this member waits until it
     /// has applied that far before looking it up.
     pub async fn who(&self, md: &tonic::metadata::MetadataMap) -> ApiResult<Who> {
-        let token = md
-            .get("token")
-            .or_else(|| md.get("authorization"))
+        // Names made at compile time: a lookup by `&str` parses the name on every call.
+        const TOKEN: http::HeaderName = http::HeaderName::from_static("token");
+        let h: &http::HeaderMap = md.as_ref();
+        let token = h
+            .get(TOKEN)
+            .or_else(|| h.get(http::header::AUTHORIZATION))
             .and_then(|v| v.to_str().ok())
             .map(|t| t.strip_prefix("Bearer ").unwrap_or(t));
         let Some(token) = token else { return Ok(None) };

@@ -101,6 +101,13 @@ impl ClientDispatch {
     }
 }
 
+// Header names made at compile time: a lookup by `&str` parses the name on every call.
+const CLIENT_API_VERSION: header::HeaderName =
+    header::HeaderName::from_static("client-api-version");
+const GRPC_TIMEOUT: header::HeaderName = header::HeaderName::from_static("grpc-timeout");
+const GRPC_STATUS: header::HeaderName = header::HeaderName::from_static("grpc-status");
+const GRPC_MESSAGE: header::HeaderName = header::HeaderName::from_static("grpc-message");
+
 type Answer = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 type GrpcAnswer =
     Pin<Box<dyn Future<Output = Result<Response<tonic::body::Body>, Infallible>> + Send>>;
@@ -145,10 +152,10 @@ fn grpc_timeout(v: &http::HeaderValue) -> Option<Duration> {
 /// streamed request's refusal travels in trailers and keeps tonic's words.
 fn as_grpc_go_size_refusal<B>(resp: &mut Response<B>) {
     let h = resp.headers();
-    if h.get("grpc-status").is_none_or(|v| v.as_bytes() != b"11") {
+    if h.get(GRPC_STATUS).is_none_or(|v| v.as_bytes() != b"11") {
         return;
     }
-    let Some(msg) = h.get("grpc-message") else { return };
+    let Some(msg) = h.get(GRPC_MESSAGE) else { return };
     let msg = percent_encoding::percent_decode(msg.as_bytes()).decode_utf8_lossy();
     let Some(found) = msg.strip_prefix("Error, decoded message length too large: found ") else {
         return;
@@ -162,8 +169,8 @@ fn as_grpc_go_size_refusal<B>(resp: &mut Response<B>) {
     let refusal = crate::api::errors::message_too_large(len as usize, limit as usize);
     if let Ok(v) = axum::http::HeaderValue::from_str(refusal.message()) {
         let h = resp.headers_mut();
-        h.insert("grpc-status", axum::http::HeaderValue::from_static("8"));
-        h.insert("grpc-message", v);
+        h.insert(GRPC_STATUS, axum::http::HeaderValue::from_static("8"));
+        h.insert(GRPC_MESSAGE, v);
     }
 }
 
@@ -198,9 +205,9 @@ where
         let uri = req.uri().clone();
         let path = uri.path();
         let metrics = self.0.metrics.clone();
-        let version = req.headers().get("client-api-version").and_then(|v| v.to_str().ok());
+        let version = req.headers().get(CLIENT_API_VERSION).and_then(|v| v.to_str().ok());
         let calls = metrics.grpc.started(path, version);
-        let deadline = req.headers().get("grpc-timeout").and_then(grpc_timeout);
+        let deadline = req.headers().get(GRPC_TIMEOUT).and_then(grpc_timeout);
         let started = std::time::Instant::now();
         let received = metrics.grpc.client_received.clone();
         let msgs_in = calls.msgs_in.clone();
@@ -250,7 +257,7 @@ where
             // count as OK unless they failed up front (tonic answers unary errors that way).
             let code = resp
                 .headers()
-                .get("grpc-status")
+                .get(GRPC_STATUS)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<i32>().ok())
                 .unwrap_or(0);

@@ -65,7 +65,8 @@ impl KvUnary {
 /// Whether a request may take this path: not compressed (tonic answers those, or refuses
 /// an encoding it lacks with its own words).
 pub fn uncompressed<B>(req: &Request<B>) -> bool {
-    req.headers().get("grpc-encoding").is_none_or(|v| v.as_bytes() == b"identity")
+    const GRPC_ENCODING: header::HeaderName = header::HeaderName::from_static("grpc-encoding");
+    req.headers().get(GRPC_ENCODING).is_none_or(|v| v.as_bytes() == b"identity")
 }
 
 /// The KV service and the request size limit (`--max-request-bytes` plus gRPC's overhead).
@@ -258,7 +259,8 @@ impl Body for OneMessage {
         }
         self.done = true;
         let mut trailers = HeaderMap::with_capacity(1);
-        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        const GRPC_STATUS: header::HeaderName = header::HeaderName::from_static("grpc-status");
+        trailers.insert(GRPC_STATUS, HeaderValue::from_static("0"));
         Poll::Ready(Some(Ok(Frame::trailers(trailers))))
     }
 
