@@ -90,33 +90,35 @@ impl KvCalls {
             Ok(m) => m,
             Err(s) => return s.into_http(),
         };
-        let metadata = MetadataMap::from_headers(parts.headers);
-        let ext = parts.extensions;
         let svc = &self.svc;
         match method {
-            KvUnary::Range => match decode(msg) {
-                Ok(m) => answer(svc.range(tonic::Request::from_parts(metadata, ext, m)).await),
-                Err(s) => s.into_http(),
-            },
-            KvUnary::Put => match decode(msg) {
-                Ok(m) => answer(svc.put(tonic::Request::from_parts(metadata, ext, m)).await),
-                Err(s) => s.into_http(),
-            },
-            KvUnary::DeleteRange => match decode(msg) {
-                Ok(m) => {
-                    answer(svc.delete_range(tonic::Request::from_parts(metadata, ext, m)).await)
-                }
-                Err(s) => s.into_http(),
-            },
-            KvUnary::Txn => match decode(msg) {
-                Ok(m) => answer(svc.txn(tonic::Request::from_parts(metadata, ext, m)).await),
-                Err(s) => s.into_http(),
-            },
-            KvUnary::Compact => match decode(msg) {
-                Ok(m) => answer(svc.compact(tonic::Request::from_parts(metadata, ext, m)).await),
-                Err(s) => s.into_http(),
-            },
+            KvUnary::Range => handle(msg, parts, |r| svc.range(r)).await,
+            KvUnary::Put => handle(msg, parts, |r| svc.put(r)).await,
+            KvUnary::DeleteRange => handle(msg, parts, |r| svc.delete_range(r)).await,
+            KvUnary::Txn => handle(msg, parts, |r| svc.txn(r)).await,
+            KvUnary::Compact => handle(msg, parts, |r| svc.compact(r)).await,
         }
+    }
+}
+
+/// Decodes `msg` as `M`, calls `method` with it and the request's metadata and extensions,
+/// and encodes what it answers.
+async fn handle<M, R, Fut>(
+    msg: Bytes,
+    parts: http::request::Parts,
+    method: impl FnOnce(tonic::Request<M>) -> Fut,
+) -> Response<tonic::body::Body>
+where
+    M: Message + Default,
+    R: Message,
+    Fut: std::future::Future<Output = Result<tonic::Response<R>, Status>>,
+{
+    match decode::<M>(msg) {
+        Ok(m) => {
+            let metadata = MetadataMap::from_headers(parts.headers);
+            answer(method(tonic::Request::from_parts(metadata, parts.extensions, m)).await)
+        }
+        Err(s) => s.into_http(),
     }
 }
 
