@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use crate::defrag::{DefragObserver, Recorder};
 use crate::error::{EngineError, IoContext, Result};
@@ -100,9 +100,20 @@ pub(crate) struct Snapshot {
     pub map: Arc<Map>,
     /// Which file (defrag swaps in a new one whose txids start over).
     pub epoch: u64,
+    /// Every bucket's root page as of `meta`, read from the catalog by the first reader that
+    /// needs one and shared by the rest (each read otherwise searched the catalog tree);
+    /// `None` inside when the catalog could not be read whole (readers then search it).
+    pub roots: Arc<OnceLock<Option<BucketRoots>>>,
 }
 
+/// Bucket names and their root pages, in catalog order.
+pub(crate) type BucketRoots = Box<[(Box<[u8]>, crate::node::NodeId)]>;
+
 impl Snapshot {
+    pub(crate) fn new(meta: Meta, map: Arc<Map>, epoch: u64) -> Self {
+        Snapshot { meta, map, epoch, roots: Arc::default() }
+    }
+
     pub(crate) fn pages(&self) -> Pages {
         Pages { map: self.map.clone(), page_size: self.meta.page_size as usize, hwm: self.meta.hwm }
     }
@@ -223,7 +234,7 @@ impl Db {
         let (meta, slot) = choose_meta(&file, &path, file_len, opts.page_size)?;
         let map =
             Arc::new(Map::new(&file, (file_len as usize).max(opts.initial_mmap_size)).at(&path)?);
-        let snap = Snapshot { meta, map, epoch: 0 };
+        let snap = Snapshot::new(meta, map, 0);
         let freelist = load_freelist(&snap)?;
         let inner = Arc::new(DbInner {
             state: Mutex::new(State {
@@ -385,7 +396,7 @@ impl Db {
         };
         let mut s = self.inner.lock();
         let epoch = s.snap.epoch;
-        s.snap = Snapshot { meta, map, epoch };
+        s.snap = Snapshot::new(meta, map, epoch);
         if let Some(slot) = slot {
             s.durable_txid = txid;
             s.durable_slot = slot;
@@ -548,7 +559,7 @@ impl Db {
                 Map::new(&file, (file_len as usize).max(self.opts.initial_mmap_size))
                     .at(&self.path)?,
             );
-            let freelist = load_freelist(&Snapshot { meta, map: map.clone(), epoch: 0 })?;
+            let freelist = load_freelist(&Snapshot::new(meta, map.clone(), 0))?;
             Ok((meta, slot, map, freelist, file_len))
         })();
         let (meta, slot, map, freelist, file_len) = match swapped {
@@ -561,7 +572,7 @@ impl Db {
         let old_writer = std::mem::replace(w, WriterState { freelist, file, file_len });
         let mut s = self.inner.lock();
         let epoch = s.snap.epoch + 1;
-        let old_snap = std::mem::replace(&mut s.snap, Snapshot { meta, map, epoch });
+        let old_snap = std::mem::replace(&mut s.snap, Snapshot::new(meta, map, epoch));
         // Readers of the old file keep their own txids; new ones count from the new file's.
         s.readers.clear();
         s.durable_txid = meta.txid;

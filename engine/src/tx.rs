@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, MutexGuard};
 
 use crate::cursor::{get, Cursor};
-use crate::db::{BucketChange, Db, DbInner, Snapshot, WriterState};
+use crate::db::{BucketChange, BucketRoots, Db, DbInner, Snapshot, WriterState};
 use crate::defrag::Op;
 use crate::error::{EngineError, Result};
 use crate::node::NodeId;
@@ -70,9 +70,28 @@ impl ReadTx {
     }
 
     fn root(&self, bucket: &[u8]) -> Result<NodeId> {
+        let roots = self.snap.roots.get_or_init(|| self.read_roots().ok());
+        if let Some(roots) = roots {
+            return match roots.iter().find(|(name, _)| **name == *bucket) {
+                Some((_, root)) => Ok(*root),
+                None => Err(not_found(bucket)),
+            };
+        }
         let v =
             get(self.pages(), self.snap.meta.catalog, bucket)?.ok_or_else(|| not_found(bucket))?;
         Ok(bucket_root(v, bucket)?.0)
+    }
+
+    /// Every bucket's root, from the catalog.
+    fn read_roots(&self) -> Result<BucketRoots> {
+        let mut c = Cursor::new(self.pages(), self.snap.meta.catalog);
+        let mut out = Vec::new();
+        let mut it = c.first()?;
+        while let Some((name, v)) = it {
+            out.push((Box::from(name), bucket_root(v, name)?.0));
+            it = c.next()?;
+        }
+        Ok(out.into_boxed_slice())
     }
 
     /// The bucket's sequence number.

@@ -409,3 +409,44 @@ fn a_file_of_another_format_version_is_refused() {
     std::fs::write(&path, &original).unwrap();
     assert!(Db::open(&path, opts()).is_ok());
 }
+
+#[test]
+fn each_reader_sees_the_buckets_of_its_own_snapshot() {
+    // Bucket roots are read once per snapshot and shared by its readers: a later commit that
+    // moves a root, creates or deletes a bucket must not show through to older readers.
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path().join("db"), opts()).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    tx.create_bucket(b"a").unwrap();
+    tx.create_bucket(b"gone").unwrap();
+    tx.put(b"a", b"k", b"1").unwrap();
+    tx.put(b"gone", b"k", b"g").unwrap();
+    tx.commit().unwrap();
+    let old = db.begin_read().unwrap();
+    let old_too = db.begin_read().unwrap();
+    assert_eq!(old.get(b"a", b"k").unwrap(), Some(&b"1"[..]));
+
+    let mut tx = db.begin_write().unwrap();
+    for i in 0..2000u32 {
+        // Enough to split the root: bucket a's root page changes.
+        tx.put(b"a", &i.to_be_bytes(), &[5u8; 64]).unwrap();
+    }
+    tx.put(b"a", b"k", b"2").unwrap();
+    tx.delete_bucket(b"gone").unwrap();
+    tx.create_bucket(b"new").unwrap();
+    tx.put(b"new", b"k", b"n").unwrap();
+    tx.commit().unwrap();
+    let now = db.begin_read().unwrap();
+
+    for r in [&old, &old_too] {
+        assert_eq!(r.get(b"a", b"k").unwrap(), Some(&b"1"[..]));
+        assert_eq!(r.get(b"a", &7u32.to_be_bytes()).unwrap(), None);
+        assert_eq!(r.get(b"gone", b"k").unwrap(), Some(&b"g"[..]));
+        assert!(matches!(r.get(b"new", b"k"), Err(EngineError::BucketNotFound(_))));
+    }
+    assert_eq!(now.get(b"a", b"k").unwrap(), Some(&b"2"[..]));
+    assert_eq!(now.get(b"a", &7u32.to_be_bytes()).unwrap(), Some(&[5u8; 64][..]));
+    assert!(matches!(now.get(b"gone", b"k"), Err(EngineError::BucketNotFound(_))));
+    assert_eq!(now.get(b"new", b"k").unwrap(), Some(&b"n"[..]));
+    assert_eq!(now.buckets().unwrap(), vec![b"a".to_vec(), b"new".to_vec()]);
+}
