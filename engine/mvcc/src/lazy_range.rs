@@ -153,7 +153,8 @@ impl LazyRange {
                         lease: kv.lease,
                     })
                 } else {
-                    let bytes = self.tx.get(KEY_BUCKET, &rev.to_key(false))?.ok_or_else(|| {
+                    let (key, n) = rev.key_bytes(false);
+                    let bytes = self.tx.get(KEY_BUCKET, &key[..n])?.ok_or_else(|| {
                         MvccError::Corrupt(format!("revision {rev:?} is indexed but not stored"))
                     })?;
                     let (k, value, create_revision, version, lease) =

@@ -33,14 +33,23 @@ impl Revision {
 
     /// The bucket key of this revision (with the tombstone marker when `tombstone`).
     pub fn to_key(self, tombstone: bool) -> Vec<u8> {
-        let mut b = Vec::with_capacity(TOMBSTONE_REV_BYTES);
-        b.extend_from_slice(&self.main.to_be_bytes());
-        b.push(b'_');
-        b.extend_from_slice(&self.sub.to_be_bytes());
+        let (b, n) = self.key_bytes(tombstone);
+        b[..n].to_vec()
+    }
+
+    /// [`Revision::to_key`] without allocating (a lookup's key): the bytes, and how many of
+    /// them are the key.
+    pub fn key_bytes(self, tombstone: bool) -> ([u8; TOMBSTONE_REV_BYTES], usize) {
+        let mut b = [0u8; TOMBSTONE_REV_BYTES];
+        b[..8].copy_from_slice(&self.main.to_be_bytes());
+        b[8] = b'_';
+        b[9..REV_BYTES].copy_from_slice(&self.sub.to_be_bytes());
         if tombstone {
-            b.push(b't');
+            b[REV_BYTES] = b't';
+            (b, TOMBSTONE_REV_BYTES)
+        } else {
+            (b, REV_BYTES)
         }
-        b
     }
 
     /// Decodes a bucket key; `None` unless it is exactly a revision (with or without the marker).

@@ -276,7 +276,8 @@ impl Inner {
 
     fn stored(&self, tx: &ReadTx, rev: Revision) -> Result<(KeyValue, bool)> {
         for tomb in [false, true] {
-            if let Some(b) = tx.get(KEY_BUCKET, &rev.to_key(tomb))? {
+            let (key, n) = rev.key_bytes(tomb);
+            if let Some(b) = tx.get(KEY_BUCKET, &key[..n])? {
                 return decode_change(b, rev, tomb);
             }
         }
