@@ -105,7 +105,7 @@ impl ClientDispatch {
 const CLIENT_API_VERSION: header::HeaderName =
     header::HeaderName::from_static("client-api-version");
 const GRPC_TIMEOUT: header::HeaderName = header::HeaderName::from_static("grpc-timeout");
-const GRPC_STATUS: header::HeaderName = header::HeaderName::from_static("grpc-status");
+pub(crate) const GRPC_STATUS: header::HeaderName = header::HeaderName::from_static("grpc-status");
 const GRPC_MESSAGE: header::HeaderName = header::HeaderName::from_static("grpc-message");
 
 type Answer = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
@@ -252,7 +252,10 @@ where
                 resp = resp.map(|_| tonic::body::Body::new(lazy));
             }
             let took = started.elapsed();
-            as_grpc_go_size_refusal(&mut resp);
+            if kv_unary.is_none() {
+                // net/unary.rs words its refusals as grpc-go already.
+                as_grpc_go_size_refusal(&mut resp);
+            }
             // A code sent in the trailers of a streamed answer is not seen here; such calls
             // count as OK unless they failed up front (tonic answers unary errors that way).
             let code = resp

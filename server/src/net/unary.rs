@@ -261,8 +261,7 @@ impl Body for OneMessage {
         }
         self.done = true;
         let mut trailers = HeaderMap::with_capacity(1);
-        const GRPC_STATUS: header::HeaderName = header::HeaderName::from_static("grpc-status");
-        trailers.insert(GRPC_STATUS, HeaderValue::from_static("0"));
+        trailers.insert(super::dispatch::GRPC_STATUS, HeaderValue::from_static("0"));
         Poll::Ready(Some(Ok(Frame::trailers(trailers))))
     }
 
