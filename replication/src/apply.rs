@@ -256,7 +256,7 @@ impl<S: StateMachine> Applier<S> {
                         rec.members.remove(&id);
                         rec.removed.insert(id);
                         if id == self.shared.id {
-                            self.shared.removed.store(true, Ordering::SeqCst);
+                            self.shared.removed.send_replace(true);
                         } else {
                             self.transport.remove_peer(id);
                         }

@@ -83,6 +83,8 @@ pub(crate) enum Input {
     },
     Status(oneshot::Sender<crate::status::RaftStatus>),
     Fatal(String),
+    /// A peer said the cluster removed this member.
+    Removed,
     Stop,
 }
 
@@ -335,6 +337,14 @@ impl<S: StateMachine> RaftLoop<S> {
                 }
             }
             Input::Net(NetInput::Step(mut m)) => {
+                // Meant for another member: a removed member's ID whose peer URL this member
+                // now has (raft-rs would take its heartbeat's commit index as this log's and
+                // panic on an empty log).
+                if m.to != self.raw.raft.id {
+                    tracing::warn!(to = %format!("{:x}", m.to), from = %format!("{:x}", m.from),
+                        "dropped a raft message for another member");
+                    return false;
+                }
                 // A follower's forwarded proposals join the leader's own: stepped at once,
                 // each would start a WAL write and a replication round of its own.
                 if m.get_msg_type() == raft::eraftpb::MessageType::MsgPropose
@@ -387,6 +397,12 @@ impl<S: StateMachine> RaftLoop<S> {
                 tracing::error!(reason = %m, "member stops");
                 self.shared.failure.send_replace(Some(m));
                 return true;
+            }
+            Input::Removed => {
+                if !*self.shared.removed.borrow() {
+                    tracing::warn!("a peer refused this member's messages: the cluster removed it");
+                    self.shared.removed.send_replace(true);
+                }
             }
             Input::Stop => return true,
         }

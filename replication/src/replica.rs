@@ -158,9 +158,27 @@ impl<S: StateMachine> Replica<S> {
         }
         let mut threads = Vec::new();
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            let (shared, what) = (shared.clone(), name.to_string());
             std::thread::Builder::new()
                 .name(format!("{name}-{:x}", cfg.id & 0xffff))
-                .spawn(f)
+                .spawn(move || {
+                    // A thread that panics has said why on stderr; the member must not go on
+                    // answering without it (a raft thread gone leaves the member mute to the
+                    // cluster but up for clients): it stops, and its process exits.
+                    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                        let why = p
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| p.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        tracing::error!(thread = %what, panic = %why, "thread panicked; the member stops");
+                        shared.stopped.store(true, Ordering::SeqCst);
+                        if shared.failure.borrow().is_none() {
+                            shared.failure.send_replace(Some(format!("{what} thread panicked: {why}")));
+                        }
+                        shared.fail_all(|| ReplicationError::Stopped);
+                    }
+                })
                 .map_err(|e| ReplicationError::Config(format!("cannot start thread {name}: {e}")))
         };
         let applier = Applier {
@@ -253,6 +271,11 @@ impl<S: StateMachine> Replica<S> {
         self.shared.cluster()
     }
 
+    /// Whether `id` was a member and has been removed (without a copy of the membership).
+    pub fn was_removed(&self, id: u64) -> bool {
+        self.shared.cluster.read().unwrap_or_else(|p| p.into_inner()).removed.contains(&id)
+    }
+
     /// The cluster ID (cheap: no copy of the membership).
     pub fn cluster_id(&self) -> u64 {
         self.shared.cluster_id.load(Ordering::Relaxed)
@@ -314,13 +337,21 @@ impl<S: StateMachine> Replica<S> {
         why
     }
 
+    /// Waits until this member learns that the cluster removed it (its own removal applied,
+    /// or a peer refusing its messages as a removed member's). etcd's member then stops.
+    pub async fn removed(&self) {
+        let mut rx = self.shared.removed.subscribe();
+        // The sender lives as long as the replica: an error is not reached while `self` exists.
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
     /// Whether the replica stopped (fatal error, removal or [`Replica::stop`]).
     pub fn is_stopped(&self) -> bool {
         self.shared.stopped.load(Ordering::SeqCst)
     }
 
     fn check_running(&self) -> Result<()> {
-        if self.shared.removed.load(Ordering::SeqCst) {
+        if *self.shared.removed.borrow() {
             return Err(ReplicationError::Removed);
         }
         if self.is_stopped() {

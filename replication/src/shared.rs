@@ -73,7 +73,9 @@ pub(crate) struct Shared<S: StateMachine> {
     pub stopped: AtomicBool,
     /// Why the replica stopped on its own (a fatal error), once it has.
     pub failure: watch::Sender<Option<String>>,
-    pub removed: AtomicBool,
+    /// Set once this member learns the cluster removed it (its own removal applied, or a
+    /// peer refusing its messages as a removed member's).
+    pub removed: watch::Sender<bool>,
     pub counters: Counters,
 }
 
@@ -95,7 +97,7 @@ impl<S: StateMachine> Shared<S> {
             cluster: RwLock::new(cluster),
             stopped: AtomicBool::new(false),
             failure: watch::channel(None).0,
-            removed: AtomicBool::new(false),
+            removed: watch::channel(false).0,
             counters: Counters::default(),
         }
     }

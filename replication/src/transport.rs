@@ -73,6 +73,11 @@ impl Mailbox {
         let _ = self.tx.send(crate::node::Input::Net(NetInput::Unreachable(to)));
     }
 
+    /// A peer refused this member's messages because the cluster removed it.
+    pub fn report_removed(&self) {
+        let _ = self.tx.send(crate::node::Input::Removed);
+    }
+
     /// How sending a snapshot to `to` ended.
     pub fn report_snapshot(&self, to: u64, ok: bool) {
         let _ = self.tx.send(crate::node::Input::Net(NetInput::SnapshotDone { to, ok }));

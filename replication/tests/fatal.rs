@@ -55,3 +55,42 @@ fn a_failed_wal_sync_stops_the_replica_with_its_cause() {
     r.stop();
     sm.close();
 }
+
+/// A raft message of a later term whose commit index runs past the end of this member's log
+/// (etcd's raft panics on it too: the log was lost or corrupted). Addressed to another member
+/// it is dropped; addressed to this one, raft-rs panics, and the replica stops with the panic
+/// as its cause instead of staying up without a raft thread.
+#[test]
+fn a_message_past_the_log_is_dropped_when_for_another_and_stops_the_replica_when_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec =
+        bootstrap_record(&[("m0".into(), vec!["http://127.0.0.1:12391".into()])], "t").unwrap();
+    let id = *rec.members.keys().next().unwrap();
+    let cfg = test_config(id, dir.path(), Bootstrap::New(rec));
+    let sm = KvMachine::open(&dir.path().join("db"));
+    let net = SimNet::new(1);
+    let r = Replica::start(cfg, sm.clone(), net.endpoint(id)).unwrap();
+    net.register(r.mailbox());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let put = |k: &str| rt.block_on(r.propose(&common::enc_put(k.as_bytes(), b"v")));
+    assert!(put("before").is_ok());
+    let heartbeat = |to: u64| {
+        let mut h = raft::eraftpb::Message::default();
+        h.set_msg_type(raft::eraftpb::MessageType::MsgHeartbeat);
+        (h.from, h.to, h.term, h.commit) = (id ^ 0x77, to, 1_000, 1_000_000);
+        h
+    };
+    assert!(r.mailbox().step(heartbeat(id ^ 0x5a5a)));
+    assert!(put("after a message for another member").is_ok());
+    assert!(r.failure().is_none());
+
+    assert!(r.mailbox().step(heartbeat(id)));
+    let why = rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), r.failed()).await })
+        .expect("the replica did not report the panic");
+    assert!(why.contains("raft thread panicked") && why.contains("out of range"), "{why}");
+    assert!(r.is_stopped());
+    assert!(put("after the panic").is_err(), "a stopped replica refuses proposals");
+    r.stop();
+    sm.close();
+}

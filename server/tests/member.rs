@@ -536,3 +536,64 @@ async fn leases_expiring_together_are_all_revoked() {
     }
     m.stop().await;
 }
+
+/// A raft stream addressed to another member ID (a removed member whose peer URL this member
+/// took over) or coming from a removed member is refused with etcd's words, and the member
+/// keeps serving: a heartbeat meant for the old ID would otherwise be taken as this member's,
+/// with a commit index past the end of its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_streams_for_another_or_from_a_removed_member_are_refused() {
+    use protobuf::Message as _;
+    use rusted_proto::etcdserverpb::cluster_client::ClusterClient;
+    use rusted_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+    use rusted_proto::etcdserverpb::{MemberAddRequest, MemberRemoveRequest, StatusRequest};
+    use rusted_proto::rustedpb::peer_client::PeerClient;
+    use rusted_proto::rustedpb::RaftBatch;
+
+    let dir = tempfile::tempdir().unwrap();
+    let m = start("127.0.0.36", dir.path(), StartOptions::default()).await;
+    let client = "http://127.0.0.36:2379";
+    let mut maint = MaintenanceClient::connect(client).await.unwrap();
+    let me = maint.status(StatusRequest {}).await.unwrap().into_inner().header.unwrap().member_id;
+    let mut cl = ClusterClient::connect(client).await.unwrap();
+    // A learner (the quorum stays this member alone), removed at once.
+    let urls = vec!["http://127.0.0.37:2380".to_string()];
+    let add = MemberAddRequest { peer_ur_ls: urls, is_learner: true };
+    let gone = cl.member_add(add).await.unwrap().into_inner().member.unwrap().id;
+    cl.member_remove(MemberRemoveRequest { id: gone }).await.unwrap();
+
+    // A heartbeat of a later term whose commit index is far past this member's log.
+    let heartbeat = |from: u64, to: u64| {
+        let mut h = raft::eraftpb::Message::default();
+        h.set_msg_type(raft::eraftpb::MessageType::MsgHeartbeat);
+        (h.from, h.to, h.term, h.commit) = (from, to, 1_000, 1_000_000);
+        h.write_to_bytes().unwrap()
+    };
+    let batch = |from: u64, to: u64, msg_to: u64| RaftBatch {
+        messages: vec![heartbeat(from, msg_to)],
+        from,
+        to,
+        cluster_id: 0,
+    };
+    let stranger = me ^ 0x5a5a;
+    let cases = [
+        // For another ID, on the batch.
+        (batch(stranger, gone, gone), "to field mismatch"),
+        // Addressed to this member, with a message inside for another.
+        (batch(stranger, me, gone), "to field mismatch"),
+        // From the removed member.
+        (batch(gone, me, me), "removed member"),
+    ];
+    let mut peer = PeerClient::connect("http://127.0.0.36:2380").await.unwrap();
+    for (b, words) in cases {
+        let s = peer.send(tokio_stream::iter(vec![b])).await.expect_err("a refused stream");
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition, "{s:?}");
+        assert_eq!(s.message(), words);
+    }
+    // Still the leader of its term, still serving writes.
+    let mut c = kv("127.0.0.36").await;
+    c.put(put("after", "refusals")).await.expect("a put after the refused streams");
+    let st = maint.status(StatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(st.leader, me);
+    m.stop().await;
+}

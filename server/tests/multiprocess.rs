@@ -1,6 +1,8 @@
 //! `rusted` processes on 127.0.0.1:
 //! - three under write load: SIGKILL the leader, a new one is elected, and every acknowledged
 //!   write is present on every member after the old leader returns from its data dir;
+//! - three: a follower paused while it is removed stops by itself once resumed, and a new
+//!   member joins on its peer URL;
 //! - three: a follower forwards lease renewals and time-to-live to the leader and serves
 //!   watches of writes made through the leader;
 //! - one with a tiny space quota: NOSPACE is raised, survives a SIGKILL and restart, and is
@@ -310,6 +312,97 @@ async fn followers_forward_lease_requests_and_serve_watches() {
     assert_eq!(t.ttl, -1);
     let header = t.header.unwrap();
     assert_ne!(header.member_id, 0);
+}
+
+/// etcd's member replacement with a twist: the member is paused (SIGSTOP) when it is removed,
+/// so it never applies its removal; resumed, its peers refuse it as removed and it stops by
+/// itself, exit 0, as etcd's. A new member then joins on the same peer URL at once (the others'
+/// links to the old ID may still be redialing it) and catches up without taking anything meant
+/// for the old ID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_stops_and_a_new_one_takes_its_url() {
+    use rusted_proto::etcdserverpb::cluster_client::ClusterClient;
+    use rusted_proto::etcdserverpb::{MemberAddRequest, MemberRemoveRequest};
+    let signal = |p: &Proc, sig: &str| {
+        let pid = p.child.as_ref().unwrap().id().to_string();
+        assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut procs = cluster(dir.path(), 25390);
+    for p in procs.iter_mut() {
+        p.start();
+    }
+    let (l, _) = wait_leader(&procs, Duration::from_secs(20)).await;
+    let leader = procs[l].client.clone();
+    let mut kv = KvClient::connect(leader.clone()).await.unwrap();
+    for i in 0..20 {
+        let req =
+            PutRequest { key: format!("k{i}").into(), value: b"v".to_vec(), ..Default::default() };
+        kv.put(req).await.unwrap();
+    }
+    let f = (l + 1) % 3;
+    let mut st = MaintenanceClient::connect(procs[f].client.clone()).await.unwrap();
+    let old = st.status(StatusRequest {}).await.unwrap().into_inner().header.unwrap().member_id;
+
+    signal(&procs[f], "-STOP");
+    let mut cl = ClusterClient::connect(leader.clone()).await.unwrap();
+    // The strict reconfiguration check wants the others connected for 5 s.
+    let end = Instant::now() + Duration::from_secs(20);
+    while let Err(e) = cl.member_remove(MemberRemoveRequest { id: old }).await {
+        assert!(Instant::now() < end, "member remove: {e:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    signal(&procs[f], "-CONT");
+    let end = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = procs[f].child.as_mut().unwrap().try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < end, "the removed member is still running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    procs[f].child = None;
+    assert!(status.success(), "the removed member exited with {status}");
+    let log = std::fs::read_to_string(&procs[f].log).unwrap();
+    assert!(log.contains("the member has been permanently removed from the cluster"), "{log}");
+
+    let peer = procs[f].args
+        [procs[f].args.iter().position(|a| a == "--listen-peer-urls").unwrap() + 1]
+        .clone();
+    let add = MemberAddRequest { peer_ur_ls: vec![peer], is_learner: false };
+    let new = cl.member_add(add).await.unwrap().into_inner().member.unwrap().id;
+    std::fs::remove_dir_all(dir.path().join(&procs[f].name)).unwrap();
+    procs[f].args.extend(["--initial-cluster-state".into(), "existing".into()]);
+    procs[f].start();
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = async {
+            let mut c = KvClient::connect(procs[f].client.clone()).await.ok()?;
+            let r = RangeRequest {
+                key: b"k".to_vec(),
+                range_end: b"l".to_vec(),
+                serializable: true,
+                count_only: true,
+                ..Default::default()
+            };
+            Some(c.range(r).await.ok()?.into_inner().count)
+        };
+        if got.await == Some(20) {
+            break;
+        }
+        assert!(Instant::now() < end, "the new member did not catch up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut st = MaintenanceClient::connect(procs[f].client.clone()).await.unwrap();
+    let me = st.status(StatusRequest {}).await.unwrap().into_inner().header.unwrap().member_id;
+    assert_eq!(me, new, "the new member runs under the added ID");
+    let mut kv = KvClient::connect(procs[f].client.clone()).await.unwrap();
+    let req = PutRequest { key: b"after".to_vec(), value: b"v".to_vec(), ..Default::default() };
+    kv.put(req).await.expect("a write through the new member");
+    assert!(
+        procs[f].child.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "the new member stopped"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

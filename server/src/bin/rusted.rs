@@ -89,6 +89,13 @@ fn main() -> std::process::ExitCode {
                 tracing::error!(cause = %why, "fatal: the member stops");
                 return std::process::ExitCode::FAILURE;
             }
+            () = member.removed() => {
+                tracing::warn!("the member has been permanently removed from the cluster");
+                tracing::warn!(
+                    "data-dir" = %cfg.data_dir().display(),
+                    "data-dir used by this member must be removed"
+                );
+            }
         }
         member.stop().await;
         tracing::info!("stopped");

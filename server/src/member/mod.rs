@@ -316,6 +316,14 @@ impl Member {
         }
     }
 
+    /// Waits until the cluster has removed this member, then ten heartbeats more (etcd's
+    /// delay, which lets the removal's commit reach the others when this member led). The
+    /// process should then stop the member and exit, as etcd's does.
+    pub async fn removed(&self) {
+        self.ctx.replica.removed().await;
+        tokio::time::sleep(self.ctx.replica.config().heartbeat * 10).await;
+    }
+
     /// Stops serving, stops the replica (every acknowledged write is in the synced WAL) and
     /// closes the store.
     pub async fn stop(self) {

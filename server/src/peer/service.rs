@@ -65,6 +65,12 @@ impl PeerService {
     }
 }
 
+/// A raft stream or message addressed to another member ID (etcd's words for its X-Raft-To
+/// check).
+pub const TO_MISMATCH: &str = "to field mismatch";
+/// A raft stream from a member the cluster removed (etcd answers its stream 410 Gone).
+pub const REMOVED_MEMBER: &str = "removed member";
+
 /// A forwarded request reached a member that is not the leader (leadership moved meanwhile).
 fn not_leader() -> Status {
     crate::api::errors::ApiError::Replication(rusted_replication::ReplicationError::NotLeader)
@@ -77,15 +83,30 @@ impl Peer for PeerService {
         let mut s = req.into_inner();
         let mb = self.mailbox();
         let cid = self.ctx.replica.cluster_id();
+        let me = mb.id();
         while let Some(batch) = s.next().await {
             let batch = batch?;
             if cid != 0 && batch.cluster_id != 0 && batch.cluster_id != cid {
                 return Err(Status::failed_precondition("etcdserver: cluster ID mismatch"));
             }
+            // Messages for a removed member that had this peer URL (as etcd's X-Raft-To check).
+            if batch.to != me {
+                tracing::warn!(
+                    got = %format!("{:x}", batch.to), want = %format!("{me:x}"),
+                    "streaming request ignored (ID mismatch)"
+                );
+                return Err(Status::failed_precondition(TO_MISMATCH));
+            }
+            if self.ctx.replica.was_removed(batch.from) {
+                return Err(Status::failed_precondition(REMOVED_MEMBER));
+            }
             let bytes = batch.messages.iter().map(Vec::len).sum();
             self.metrics.received(batch.from, bytes);
             for m in &batch.messages {
                 let m = decode(m)?;
+                if m.to != me {
+                    return Err(Status::failed_precondition(TO_MISMATCH));
+                }
                 // A snapshot message names a file that only the Snapshot RPC delivers.
                 if m.get_msg_type() == MessageType::MsgSnapshot {
                     return Err(Status::invalid_argument("MsgSnapshot must come through Snapshot"));

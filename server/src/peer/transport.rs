@@ -16,6 +16,7 @@ use rusted_proto::rustedpb::{ProbeRequest, RaftBatch, SnapshotChunk};
 use rusted_proto::tls::ClientTls;
 use rusted_replication::{Mailbox, Transport};
 
+use super::service::REMOVED_MEMBER;
 use crate::metrics::PeerMetrics;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
@@ -196,6 +197,11 @@ async fn peer_loop(
     let mut announced = false;
     let Some(metrics) = t.upgrade().map(|t| t.metrics.clone()) else { return };
     loop {
+        // The peer was removed: its queue's sender is gone. Whatever is still queued was meant
+        // for the removed ID and must not reach a new member that took over its URL.
+        if msgs.is_closed() {
+            return;
+        }
         let url = urls.borrow().first().cloned();
         let Some((tls, timeouts)) = t.upgrade().map(|t| (t.tls.clone(), t.timeouts)) else {
             return;
@@ -235,14 +241,14 @@ async fn peer_loop(
         }
         set_active(&active, Some(connected_at));
         metrics.set_active(from, to, true);
-        let mut call_done = false;
+        let mut ended = None;
         loop {
             let m = tokio::select! {
                 m = msgs.recv() => m,
                 // The peer went away (reset, restarted): notice without waiting for a send.
-                _ = &mut call => { call_done = true; break; }
+                r = &mut call => { ended = Some(r); break; }
             };
-            let Some(m) = m else {
+            let Some(m) = m.filter(|_| !msgs.is_closed()) else {
                 set_active(&active, None);
                 metrics.set_active(from, to, false);
                 prober.abort();
@@ -292,8 +298,17 @@ async fn peer_loop(
         if let Some(t) = t.upgrade() {
             t.report_unreachable(to);
         }
-        if !call_done {
-            let _ = call.await;
+        let ended = match ended {
+            Some(r) => r,
+            None => call.await,
+        };
+        if let Ok(Err(s)) = &ended {
+            if s.code() == tonic::Code::FailedPrecondition && s.message() == REMOVED_MEMBER {
+                // As etcd's member that a peer answers 410 Gone: the cluster removed it.
+                if let Some(t) = t.upgrade() {
+                    t.mailbox.report_removed();
+                }
+            }
         }
         // A peer that accepts and at once ends the stream (wrong port, stopping) is retried
         // with backoff, not in a tight loop.
