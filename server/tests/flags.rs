@@ -455,3 +455,27 @@ fn bootstrap_flags_are_checked_as_etcd() {
     assert_eq!(l.cfg.initial_cluster, "");
     l.cfg.check().unwrap();
 }
+
+/// Bytes that are not UTF-8 in the environment or on the command line do not stop the binary
+/// (Go's strings carry any bytes; `std::env::vars` would panic): a variable no flag reads is
+/// ignored, and an argument is read with replacement characters.
+#[test]
+fn the_binary_starts_with_bytes_that_are_not_utf8_around_it() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rusted"))
+        .arg("--version")
+        .env("RUSTED_TEST_BYTES", OsStr::from_bytes(b"\x90\xff"))
+        .env(OsStr::from_bytes(b"NAME_\xff"), "x")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("rusted "), "{out:?}");
+    // An argument that is not UTF-8: refused by the flag parser with a message, not a panic.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rusted"))
+        .arg(OsStr::from_bytes(b"--nam\xe9=x"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && !err.contains("panicked"), "{err}");
+}

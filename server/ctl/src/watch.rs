@@ -114,7 +114,7 @@ pub async fn run(ctl: &Ctl, a: &WatchArgs) -> CtlResult {
         return interactive(ctl, env).await;
     }
     // clap drops a trailing `--`; etcdctl refuses it.
-    let raw: Vec<String> = std::env::args().collect();
+    let raw: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
     let after = raw.iter().position(|s| s == "watch").map_or(&raw[..0], |i| &raw[i + 1..]);
     if after.last().is_some_and(|s| s == "--") {
         return Err(CtlError::args(ERR_SEPARATOR));

@@ -11,7 +11,7 @@ mod alloc_count;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use rusted_server::config::argv::{load, LoadError};
+use rusted_server::config::argv::{load, process_args, process_env, LoadError};
 use rusted_server::discovery::proxy;
 use rusted_server::logging;
 use rusted_server::member::bootstrap::FallBackToProxy;
@@ -20,7 +20,7 @@ use rusted_server::member::Member;
 fn main() -> std::process::ExitCode {
     #[cfg(feature = "alloc-count")]
     rusted_server::metrics::process::count_allocations_with(alloc_count::allocations);
-    let loaded = match load(std::env::args(), std::env::vars()) {
+    let loaded = match load(process_args(), process_env()) {
         Ok(l) => l,
         Err(LoadError::Usage(e)) => e.exit(),
         Err(LoadError::Invalid(e)) => {

@@ -34,6 +34,20 @@ pub enum LoadError {
 /// ones skipped, as etcd skips them), or — when `--config-file` / ETCD_CONFIG_FILE names one —
 /// only that file. `env` is the whole environment; clap reads none itself. Values are checked
 /// by [`ServerConfig::check`] at start, not here.
+/// This process's arguments; bytes that are not UTF-8 are replaced (U+FFFD), as Go's strings
+/// would carry them through, instead of failing the start (`std::env::args` panics on them).
+pub fn process_args() -> Vec<String> {
+    std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect()
+}
+
+/// This process's environment, as [`process_args`]: a variable whose name is not UTF-8 is
+/// left out (no flag reads it); a value that is not UTF-8 is kept, with replacements.
+pub fn process_env() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.to_string_lossy().into_owned())))
+        .collect()
+}
+
 pub fn load(
     argv: impl IntoIterator<Item = String>,
     env: impl IntoIterator<Item = (String, String)>,

@@ -75,7 +75,7 @@ async fn vars(State(ctx): State<Arc<Ctx>>) -> Response {
         .map(|p| (hex(p.id), json!({"match": p.matched, "next": p.next, "state": p.state})))
         .collect();
     let body = json!({
-        "cmdline": std::env::args().collect::<Vec<_>>(),
+        "cmdline": crate::config::argv::process_args(),
         "file_descriptor_limit": fd_limit(),
         "memory": memory(),
         "raft.status": {
@@ -184,7 +184,7 @@ async fn heap() -> Response {
 }
 
 async fn cmdline() -> Response {
-    plain(StatusCode::OK, std::env::args().collect::<Vec<_>>().join("\0"))
+    plain(StatusCode::OK, crate::config::argv::process_args().join("\0"))
 }
 
 /// Go's answer for a profile it does not have (goroutine, block, mutex, ... are Go's).
