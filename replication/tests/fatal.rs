@@ -11,25 +11,39 @@ use std::time::Duration;
 use common::{test_config, KvMachine};
 use rusted_replication::membership::bootstrap_record;
 use rusted_replication::sim::SimNet;
-use rusted_replication::{Bootstrap, Replica};
+use rusted_replication::{Bootstrap, Replica, ReplicaConfig};
 use rusted_wal::{make_backend, FaultPlan, FaultyBackend, IoBackend, IoMode, SyncStyle};
+
+/// A one-member replica in `dir` (its peer URL on `port`, never dialed), its configuration
+/// changed by `tweak` before it starts.
+fn one_member(
+    dir: &std::path::Path,
+    port: u16,
+    tweak: impl FnOnce(&mut ReplicaConfig),
+) -> (Replica<KvMachine>, Arc<KvMachine>, SimNet) {
+    let url = format!("http://127.0.0.1:{port}");
+    let rec = bootstrap_record(&[("m0".into(), vec![url])], "t").unwrap();
+    let id = *rec.members.keys().next().unwrap();
+    let mut cfg = test_config(id, dir, Bootstrap::New(rec));
+    tweak(&mut cfg);
+    let sm = KvMachine::open(&dir.join("db"));
+    let net = SimNet::new(1);
+    let r = Replica::start(cfg, sm.clone(), net.endpoint(id)).unwrap();
+    net.register(r.mailbox());
+    (r, sm, net)
+}
 
 #[test]
 fn a_failed_wal_sync_stops_the_replica_with_its_cause() {
     let dir = tempfile::tempdir().unwrap();
-    let rec =
-        bootstrap_record(&[("m0".into(), vec!["http://127.0.0.1:12390".into()])], "t").unwrap();
-    let id = *rec.members.keys().next().unwrap();
     let plan = Arc::new(FaultPlan::default());
-    let mut cfg = test_config(id, dir.path(), Bootstrap::New(rec));
     let p = plan.clone();
-    cfg.wal.backend_factory = Some(Arc::new(move || -> std::io::Result<Box<dyn IoBackend>> {
-        Ok(Box::new(FaultyBackend::new(make_backend(IoMode::Pwrite, SyncStyle::Dsync)?, p.clone())))
-    }));
-    let sm = KvMachine::open(&dir.path().join("db"));
-    let net = SimNet::new(1);
-    let r = Replica::start(cfg, sm.clone(), net.endpoint(id)).unwrap();
-    net.register(r.mailbox());
+    let (r, sm, _net) = one_member(dir.path(), 12390, move |cfg| {
+        cfg.wal.backend_factory = Some(Arc::new(move || -> std::io::Result<Box<dyn IoBackend>> {
+            let io = make_backend(IoMode::Pwrite, SyncStyle::Dsync)?;
+            Ok(Box::new(FaultyBackend::new(io, p.clone())))
+        }));
+    });
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let put = |k: &str| rt.block_on(r.propose(&common::enc_put(k.as_bytes(), b"v")));
     let mut ok = 0;
@@ -63,14 +77,8 @@ fn a_failed_wal_sync_stops_the_replica_with_its_cause() {
 #[test]
 fn a_message_past_the_log_is_dropped_when_for_another_and_stops_the_replica_when_not() {
     let dir = tempfile::tempdir().unwrap();
-    let rec =
-        bootstrap_record(&[("m0".into(), vec!["http://127.0.0.1:12391".into()])], "t").unwrap();
-    let id = *rec.members.keys().next().unwrap();
-    let cfg = test_config(id, dir.path(), Bootstrap::New(rec));
-    let sm = KvMachine::open(&dir.path().join("db"));
-    let net = SimNet::new(1);
-    let r = Replica::start(cfg, sm.clone(), net.endpoint(id)).unwrap();
-    net.register(r.mailbox());
+    let (r, sm, _net) = one_member(dir.path(), 12391, |_| {});
+    let id = r.id();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let put = |k: &str| rt.block_on(r.propose(&common::enc_put(k.as_bytes(), b"v")));
     assert!(put("before").is_ok());
