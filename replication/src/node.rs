@@ -337,12 +337,10 @@ impl<S: StateMachine> RaftLoop<S> {
                 }
             }
             Input::Net(NetInput::Step(mut m)) => {
-                // Meant for another member: a removed member's ID whose peer URL this member
-                // now has (raft-rs would take its heartbeat's commit index as this log's and
-                // panic on an empty log).
+                // For another ID (a removed member's, whose URL this one took): raft-rs would
+                // take its commit index for this log's.
                 if m.to != self.raw.raft.id {
-                    tracing::warn!(to = %format!("{:x}", m.to), from = %format!("{:x}", m.from),
-                        "dropped a raft message for another member");
+                    tracing::warn!(to = %format!("{:x}", m.to), "dropped a message for another ID");
                     return false;
                 }
                 // A follower's forwarded proposals join the leader's own: stepped at once,
@@ -399,9 +397,8 @@ impl<S: StateMachine> RaftLoop<S> {
                 return true;
             }
             Input::Removed => {
-                if !*self.shared.removed.borrow() {
+                if !self.shared.removed.send_replace(true) {
                     tracing::warn!("a peer refused this member's messages: the cluster removed it");
-                    self.shared.removed.send_replace(true);
                 }
             }
             Input::Stop => return true,
