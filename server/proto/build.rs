@@ -28,6 +28,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .codec_path("crate::codec::Codec1K")
+        // Raft messages stay slices of the received frame: entries' data is parsed from them
+        // without a copy (rust-protobuf's `bytes` support).
+        .bytes(".rustedpb.RaftBatch.messages")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -567,7 +567,7 @@ async fn raft_streams_for_another_or_from_a_removed_member_are_refused() {
         let mut h = raft::eraftpb::Message::default();
         h.set_msg_type(raft::eraftpb::MessageType::MsgHeartbeat);
         (h.from, h.to, h.term, h.commit) = (from, to, 1_000, 1_000_000);
-        h.write_to_bytes().unwrap()
+        h.write_to_bytes().unwrap().into()
     };
     let batch = |from: u64, to: u64, msg_to: u64| RaftBatch {
         messages: vec![heartbeat(from, msg_to)],

@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use protobuf::Message as PbMessage;
 use raft::eraftpb::{Message, MessageType};
 use rusted_proto::etcdserverpb as pb;
@@ -34,8 +35,8 @@ pub struct PeerService {
     metrics: crate::metrics::PeerMetrics,
 }
 
-fn decode(b: &[u8]) -> Result<Message, Status> {
-    Message::parse_from_bytes(b)
+fn decode(b: &Bytes) -> Result<Message, Status> {
+    Message::parse_from_carllerche_bytes(b)
         .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))
 }
 
@@ -100,7 +101,7 @@ impl Peer for PeerService {
             if self.ctx.replica.was_removed(batch.from) {
                 return Err(Status::failed_precondition(REMOVED_MEMBER));
             }
-            let bytes = batch.messages.iter().map(Vec::len).sum();
+            let bytes = batch.messages.iter().map(Bytes::len).sum();
             self.metrics.received(batch.from, bytes);
             for m in &batch.messages {
                 let m = decode(m)?;
@@ -129,7 +130,7 @@ impl Peer for PeerService {
             return Err(Status::invalid_argument("empty snapshot stream"));
         };
         let first = first?;
-        let msg = decode(&first.message)?;
+        let msg = decode(&Bytes::copy_from_slice(&first.message))?;
         if msg.get_msg_type() != MessageType::MsgSnapshot {
             return Err(Status::invalid_argument("first chunk is not a MsgSnapshot"));
         }

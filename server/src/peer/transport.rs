@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use protobuf::Message as PbMessage;
 use raft::eraftpb::{Message, MessageType};
 use rusted_proto::rustedpb::peer_client::PeerClient;
@@ -257,14 +258,14 @@ async fn peer_loop(
                 return;
             };
             let mut batch = Vec::with_capacity(16);
-            batch.push(m.write_to_bytes().unwrap_or_default());
+            batch.push(m.write_to_bytes().unwrap_or_default().into());
             while batch.len() < MAX_BATCH {
                 match msgs.try_recv() {
-                    Ok(m) => batch.push(m.write_to_bytes().unwrap_or_default()),
+                    Ok(m) => batch.push(m.write_to_bytes().unwrap_or_default().into()),
                     Err(_) => break,
                 }
             }
-            let (n, bytes) = (batch.len(), batch.iter().map(Vec::len).sum());
+            let (n, bytes) = (batch.len(), batch.iter().map(Bytes::len).sum());
             let batch = RaftBatch { messages: batch, from, to, cluster_id };
             match tokio::time::timeout(timeouts.write, btx.send(batch)).await {
                 Ok(Ok(())) => {}
