@@ -22,7 +22,10 @@
 # heap allocations (etcd: go_memstats_mallocs_total; rusted, built with --features alloc-count:
 # rusted_allocations_total; both from /metrics before and after the load); rows for RSS
 # after loading LOAD_KEYS keys and restart time with them (ratio rusted ÷ etcd, lower is better);
-# then the put 1-client p50 of both. Failed or timed-out runs print a message and count as n/a.
+# then the put 1-client p50 of both. Beside them: the load tool's own CPU per request (user +
+# system of the tool process) for each server, and rusted's CPU ceiling: nproc × 1 s ÷ (server +
+# tool CPU per request), the req/s at which the tool and the servers would fill every core.
+# Failed or timed-out runs print a message and count as n/a.
 #
 # Options (environment):
 #   RUNS=2                      A/B runs per (members, workload, tool): etcd, rusted, etcd, rusted ...
@@ -254,16 +257,21 @@ load() { # tool endpoint args logfile: run the tool under the timeout, print the
   # shellcheck disable=SC2086  # args is a word list from the workload table
   timeout "$TIMEOUT" "${TOOL_BIN[$tool]}" --endpoints="$ep" --precise "${CLIENT_TLS[@]}" "${TOOL_AUTH[@]}" $args >"$logf" 2>"$logf.err"
   rc=$?
+  # The tool's own CPU (user + system, seconds): this subshell's children are only it and timeout.
+  # (`times` into a file: in a pipe it would run in a fresh subshell, with no children.)
+  times >"$logf.times"
+  local tcpu; tcpu=$(awk 'NR == 2 {for (i = 1; i <= 2; i++) {split($i, a, /[ms]/); t += a[1] * 60 + a[2]}; print t}' "$logf.times")
   if ((rc == 124)); then log "FAILED: $tool timed out after ${TIMEOUT}s"; return 1; fi
   if ((rc != 0)); then log "FAILED: $tool exited with $rc; stderr tail:"; tail -3 "$logf.err" >&2; return 1; fi
   local res; res=$(parse "$logf")
   [ -n "$res" ] || { log "FAILED: no summary in $tool output"; return 1; }
-  echo "$res"
+  echo "$res $tcpu"
 }
 
-declare -A RPS P50 P99 CPU CSW ALLOC # key "workload|members|tool|server" -> space-separated values (n/a for failures)
-record() { # key rps p50 p99 [cpu_us_per_request ctx_switches_per_request allocations_per_request]
+declare -A RPS P50 P99 CPU CSW ALLOC TCPU # key "workload|members|tool|server" -> space-separated values (n/a for failures)
+record() { # key rps p50 p99 [cpu_us_per_request ctx_switches_per_request allocations_per_request tool_cpu_us_per_request]
   RPS[$1]+="$2 "; P50[$1]+="$3 "; P99[$1]+="$4 "; CPU[$1]+="${5:-n/a} "; CSW[$1]+="${6:-n/a} "; ALLOC[$1]+="${7:-n/a} "
+  TCPU[$1]+="${8:-n/a} "
 }
 
 cpu_ticks() { # the running servers' user + system CPU, in clock ticks
@@ -322,16 +330,17 @@ bench_one() { # members workload tool run server
   stop_cluster
   rm -rf "$dir"
   if [ -n "$res" ]; then
-    local rps p50 p99 errs total cpu reqs csw alloc
-    read -r rps p50 p99 errs total <<<"$res"
+    local rps p50 p99 errs total cpu reqs csw alloc tcpu
+    read -r rps p50 p99 errs total tcpu <<<"$res"
     reqs=$(awk -v r="$rps" -v t="$total" 'BEGIN {printf "%.0f", r * t}')
     # Server CPU (every member) per request, in microseconds.
     cpu=$(awk -v d="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" -v n="$reqs" \
       'BEGIN {if (n > 0) printf "%.1f\n", d / hz * 1e6 / n; else print "n/a"}')
     csw=$(per_request "$((x1 - x0))" "$reqs")
     if [ "$a0" = n/a ] || [ "$a1" = n/a ]; then alloc=n/a; else alloc=$(per_request "$((a1 - a0))" "$reqs"); fi
-    record "$key" "$rps" "$p50" "$p99" "$cpu" "$csw" "$alloc"
-    say "run $run | $n member(s) | $tool | $w | $server | $(printf '%.0f' "$rps") req/s | p50 $(fmt_ms "$p50") ms | p99 $(fmt_ms "$p99") ms | CPU $cpu µs/req | $csw ctx sw/req | $alloc allocs/req$( ((errs > 0)) && echo " | $errs ERRORS")"
+    tcpu=$(awk -v s="$tcpu" -v n="$reqs" 'BEGIN {if (n > 0 && s != "") printf "%.1f\n", s * 1e6 / n; else print "n/a"}')
+    record "$key" "$rps" "$p50" "$p99" "$cpu" "$csw" "$alloc" "$tcpu"
+    say "run $run | $n member(s) | $tool | $w | $server | $(printf '%.0f' "$rps") req/s | p50 $(fmt_ms "$p50") ms | p99 $(fmt_ms "$p99") ms | CPU $cpu µs/req | $csw ctx sw/req | $alloc allocs/req | tool CPU $tcpu µs/req$( ((errs > 0)) && echo " | $errs ERRORS")"
   else
     record "$key" n/a n/a n/a
     say "run $run | $n member(s) | $tool | $w | $server | FAILED (n/a)"
@@ -376,6 +385,10 @@ mean() { # "v1 v2 ..." -> mean of numeric values, "(k/n runs)" when some failed,
 ratio() { # etcd rusted (means, maybe with a note) -> "1.23×"
   awk -v a="${1%% *}" -v b="${2%% *}" 'BEGIN {if (a == "n/a" || b == "n/a" || a + 0 == 0) print "n/a"; else printf "%.2f×\n", b / a}'
 }
+ceiling() { # server CPU µs/req, tool CPU µs/req (means) -> req/s if every core did only this
+  awk -v a="${1%% *}" -v b="${2%% *}" -v c="$(nproc)" \
+    'BEGIN {if (a == "n/a" || b == "n/a" || a + b <= 0) print "n/a"; else printf "%.0f\n", c * 1e6 / (a + b)}'
+}
 num() { # mean with note -> formatted number, format $2 (rps|ms|plain)
   local v=${1%% *} note=""
   [[ "$1" == *" "* ]] && note=" ${1#* }"
@@ -413,15 +426,15 @@ if has "$WORKLOADS" resources && has "$MEMBERS" 1; then
 fi
 
 say ""
-say "| workload | members | tool | etcd req/s | rusted req/s | ratio | etcd p99 ms | rusted p99 ms | etcd CPU µs/req | rusted CPU µs/req | etcd ctx sw/req | rusted ctx sw/req | etcd allocs/req | rusted allocs/req |"
-say "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+say "| workload | members | tool | etcd req/s | rusted req/s | ratio | etcd p99 ms | rusted p99 ms | etcd CPU µs/req | rusted CPU µs/req | etcd ctx sw/req | rusted ctx sw/req | etcd allocs/req | rusted allocs/req | tool CPU µs/req (etcd, rusted) | rusted CPU ceiling req/s |"
+say "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for n in $MEMBERS; do
   for w in "${ALL_WORKLOADS[@]}"; do
     has "$WORKLOADS" "$w" || continue
     if [ "$n" = 1 ]; then [ -n "${WL_1MEMBER[$w]:-}" ] || continue; else [ -n "${WL_3MEMBERS[$w]:-}" ] || continue; fi
     for tool in $TOOLS; do
       e=$(mean "${RPS[$w|$n|$tool|etcd]:-}"); r=$(mean "${RPS[$w|$n|$tool|rusted]:-}")
-      say "| $w | $n | $tool | $(num "$e" rps) | $(num "$r" rps) | $(ratio "$e" "$r") | $(num "$(mean "${P99[$w|$n|$tool|etcd]:-}")" ms) | $(num "$(mean "${P99[$w|$n|$tool|rusted]:-}")" ms) | $(num "$(mean "${CPU[$w|$n|$tool|etcd]:-}")" plain) | $(num "$(mean "${CPU[$w|$n|$tool|rusted]:-}")" plain) | $(num "$(mean "${CSW[$w|$n|$tool|etcd]:-}")" plain) | $(num "$(mean "${CSW[$w|$n|$tool|rusted]:-}")" plain) | $(num "$(mean "${ALLOC[$w|$n|$tool|etcd]:-}")" plain) | $(num "$(mean "${ALLOC[$w|$n|$tool|rusted]:-}")" plain) |"
+      say "| $w | $n | $tool | $(num "$e" rps) | $(num "$r" rps) | $(ratio "$e" "$r") | $(num "$(mean "${P99[$w|$n|$tool|etcd]:-}")" ms) | $(num "$(mean "${P99[$w|$n|$tool|rusted]:-}")" ms) | $(num "$(mean "${CPU[$w|$n|$tool|etcd]:-}")" plain) | $(num "$(mean "${CPU[$w|$n|$tool|rusted]:-}")" plain) | $(num "$(mean "${CSW[$w|$n|$tool|etcd]:-}")" plain) | $(num "$(mean "${CSW[$w|$n|$tool|rusted]:-}")" plain) | $(num "$(mean "${ALLOC[$w|$n|$tool|etcd]:-}")" plain) | $(num "$(mean "${ALLOC[$w|$n|$tool|rusted]:-}")" plain) | $(num "$(mean "${TCPU[$w|$n|$tool|etcd]:-}")" plain), $(num "$(mean "${TCPU[$w|$n|$tool|rusted]:-}")" plain) | $(ceiling "$(mean "${CPU[$w|$n|$tool|rusted]:-}")" "$(mean "${TCPU[$w|$n|$tool|rusted]:-}")") |"
     done
   done
 done
