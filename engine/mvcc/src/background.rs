@@ -46,6 +46,14 @@ pub(crate) fn flush(inner: &Inner, w: &mut Writer) -> Result<()> {
     for (name, value) in &w.meta.meta {
         tx.put(META_BUCKET, name, value)?;
     }
+    for (key, value) in &w.meta.entries {
+        match value {
+            Some(v) => tx.put(META_BUCKET, key, v)?,
+            None => {
+                tx.delete(META_BUCKET, key)?;
+            }
+        }
+    }
     if let Some(a) = w.meta.applied {
         tx.put(META_BUCKET, CONSISTENT_INDEX, &a.index.to_be_bytes())?;
         tx.put(META_BUCKET, TERM, &a.term.to_be_bytes())?;
@@ -59,6 +67,7 @@ pub(crate) fn flush(inner: &Inner, w: &mut Writer) -> Result<()> {
     }
     w.meta.leases.clear();
     w.meta.meta.clear();
+    w.meta.entries.clear();
     w.meta.applied = None;
     if let Some(last) = last {
         inner.pending.drop_through(last);

@@ -77,6 +77,9 @@ pub struct PendingMeta {
     pub leases: BTreeMap<LeaseId, Option<LeaseRecord>>,
     /// Entries of the `meta` bucket to write.
     pub meta: BTreeMap<&'static [u8], Vec<u8>>,
+    /// Keyed families of `meta` entries (the v2 store's nodes, say) to write (`Some`) or
+    /// delete (`None`).
+    pub entries: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// The applied log position to record (`consistent_index` and `term`), encoded only at
     /// the flush: every apply moves it.
     pub applied: Option<crate::store::Applied>,
@@ -85,6 +88,9 @@ pub struct PendingMeta {
 impl PendingMeta {
     /// Anything to write?
     pub fn is_empty(&self) -> bool {
-        self.leases.is_empty() && self.meta.is_empty() && self.applied.is_none()
+        self.leases.is_empty()
+            && self.meta.is_empty()
+            && self.entries.is_empty()
+            && self.applied.is_none()
     }
 }

@@ -50,15 +50,51 @@ impl Store {
         Ok(())
     }
 
-    /// [`Store::apply_meta_blob`] for several blobs replaced by one entry, atomically.
-    pub fn apply_meta_blobs(&self, at: Applied, blobs: &[(&'static [u8], &[u8])]) -> Result<()> {
+    /// [`Store::apply_meta_blob`] for several blobs, plus keyed `meta` entries written
+    /// (`Some`) or deleted (`None`), all by one entry, atomically. Entry keys are a family under a prefix of the
+    /// caller's (`x-…/`), read back with [`Store::meta_entries`].
+    pub fn apply_meta_changes(
+        &self,
+        at: Applied,
+        blobs: &[(&'static [u8], &[u8])],
+        entries: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<()> {
         let mut w = self.begin_apply(at)?;
         for (key, blob) in blobs {
             debug_assert!(key.starts_with(b"x-") || *key == CLUSTER, "not a store meta key");
             w.meta.meta.insert(key, blob.to_vec());
         }
+        for (key, value) in entries {
+            debug_assert!(key.starts_with(b"x-") && key.contains(&b'/'), "not a keyed meta entry");
+            w.meta.entries.insert(key, value);
+        }
         drop(w);
         Ok(())
+    }
+
+    /// Every `meta` entry whose key starts with `prefix` (applied, flushed or not), in key
+    /// order.
+    pub fn meta_entries(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let w = self.inner.lock_writer();
+        let tx = self.inner.db.begin_read()?;
+        let mut out = std::collections::BTreeMap::new();
+        tx.scan(META_BUCKET, prefix, &[], |k, v| {
+            let more = k.starts_with(prefix);
+            if more {
+                out.insert(k.to_vec(), v.to_vec());
+            }
+            more
+        })?;
+        for (k, v) in w.meta.entries.range(prefix.to_vec()..) {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            match v {
+                Some(v) => out.insert(k.clone(), v.clone()),
+                None => out.remove(k),
+            };
+        }
+        Ok(out.into_iter().collect())
     }
 
     /// The latest blob under `key` (applied, flushed or not).

@@ -359,6 +359,39 @@ fn watch_from_a_compacted_revision_is_cancelled() {
 }
 
 #[test]
+fn keyed_meta_entries_read_back_pending_flushed_and_after_a_restart() {
+    let mut f = Fixture::new();
+    let e = |k: &str, v: Option<&str>| (k.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec()));
+    let want = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect::<Vec<_>>()
+    };
+    let at = f.at();
+    let first = vec![e("x-t/a", Some("1")), e("x-t/b", Some("2")), e("x-u/a", Some("other"))];
+    f.s().apply_meta_changes(at, &[(b"x-t", b"r1")], first).unwrap();
+    // Not flushed yet.
+    assert_eq!(f.s().meta_entries(b"x-t/").unwrap(), want(&[("x-t/a", "1"), ("x-t/b", "2")]));
+    f.s().hash().unwrap(); // flushes
+    let at = f.at();
+    f.s().apply_meta_changes(at, &[], vec![e("x-t/a", None), e("x-t/c", Some("3"))]).unwrap();
+    // Pending changes over flushed ones.
+    let now = want(&[("x-t/b", "2"), ("x-t/c", "3")]);
+    assert_eq!(f.s().meta_entries(b"x-t/").unwrap(), now);
+    f.reopen();
+    assert_eq!(f.s().meta_entries(b"x-t/").unwrap(), now);
+    assert_eq!(f.s().meta_entries(b"x-u/").unwrap(), want(&[("x-u/a", "other")]));
+    assert_eq!(f.s().meta_blob(b"x-t").unwrap().as_deref(), Some(&b"r1"[..]));
+    // The entries are applied ones: the index moved with them.
+    let at = Applied { index: f.index, term: 1 };
+    assert!(matches!(
+        f.s().apply_meta_changes(at, &[], vec![]),
+        Err(MvccError::AlreadyApplied { .. })
+    ));
+}
+
+#[test]
 fn restart_rebuilds_index_and_resumes_compaction() {
     let mut f = Fixture::new();
     for i in 0..200 {
