@@ -78,7 +78,7 @@ pub struct EtcdMachine {
     pub slow_applies: std::sync::atomic::AtomicU64,
     /// Users, roles, tokens (mirrors the store's `x-auth` blob).
     pub auth: Auth,
-    /// The v2 keys (mirrors the store's `x-v2` blob).
+    /// The v2 keys (mirrors the store's `x-v2` record and nodes).
     pub v2: crate::v2::V2Store,
 }
 
@@ -127,7 +127,8 @@ fn load_auth(s: &Store) -> Result<AuthState, MvccError> {
 }
 
 fn load_v2(s: &Store) -> Result<crate::v2::store::Tree, MvccError> {
-    crate::v2::codec::decode(s.meta_blob(crate::v2::codec::V2_KEY)?.as_deref())
+    use crate::v2::codec::{decode, NODE_PREFIX, V2_KEY};
+    decode(s.meta_blob(V2_KEY)?.as_deref(), s.meta_entries(NODE_PREFIX)?)
         .map_err(MvccError::Corrupt)
 }
 
@@ -356,12 +357,15 @@ impl EtcdMachine {
         Ok(match req {
             Request::Alarm(a) => return self.apply_alarm(s, at, &a),
             Request::V2(r) => {
-                // The tree changes before its blob is stored: a store that cannot take the
-                // blob has failed for good, and the member stops (it never answers from a
-                // tree its disk does not hold).
-                let (out, blob) = self.v2.apply(&r);
-                match blob {
-                    Some(b) => s.apply_meta_blob(at, crate::v2::codec::V2_KEY, &b)?,
+                // The tree changes before it is stored: a store that cannot take the write
+                // has failed for good, and the member stops (it never answers from a tree
+                // its disk does not hold).
+                let (out, save) = self.v2.apply(&r);
+                match save {
+                    Some(v) => {
+                        let record = [(crate::v2::codec::V2_KEY, v.meta.as_slice())];
+                        s.apply_meta_changes(at, &record, v.nodes)?
+                    }
                     None => s.apply_noop(at)?,
                 }
                 ApplyOut::V2(out)
@@ -463,8 +467,8 @@ impl StateMachine for EtcdMachine {
         };
         let v2 = self.v2.membership(old.as_ref(), &new);
         let blobs: [(&'static [u8], &[u8]); 2] =
-            [(rusted_mvcc::CLUSTER, record), (crate::v2::codec::V2_KEY, &v2)];
-        s.apply_meta_blobs(Applied { index, term }, &blobs).map_err(sm_err)
+            [(rusted_mvcc::CLUSTER, record), (crate::v2::codec::V2_KEY, &v2.meta)];
+        s.apply_meta_changes(Applied { index, term }, &blobs, v2.nodes).map_err(sm_err)
     }
 
     fn cluster(&self) -> rusted_replication::Result<Option<Vec<u8>>> {

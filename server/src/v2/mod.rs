@@ -6,8 +6,8 @@
 //! **Where a v2 write travels.** [`http`] parses the request as etcd's `parseKeyRequest`,
 //! proposes a `rustedpb.V2Request`; [`crate::apply::machine`] applies it with
 //! [`V2Store::apply`] on every member ([`store::Tree`] does the work), which records the
-//! event in the [`event::History`] that `wait=true` reads, and saves the tree as one meta
-//! blob ([`codec`]) at the entry's index.
+//! event in the [`event::History`] that `wait=true` reads, and saves the store's record and
+//! the nodes the write changed ([`codec`]) at the entry's index.
 //!
 //! **Invariants.** Every member applies the same requests to the same tree: times come in
 //! the request (expiry decided by the receiving member, SYNC's cutoff by the leader), never
@@ -150,8 +150,8 @@ impl V2Store {
     }
 
     /// Applies a request; returns its answer (none for a SYNC) and, when it changed the
-    /// tree, the blob to save.
-    pub fn apply(&self, r: &V2Request) -> (Option<V2Result>, Option<Vec<u8>>) {
+    /// tree, what to store.
+    pub fn apply(&self, r: &V2Request) -> (Option<V2Result>, Option<codec::Save>) {
         let now = now_nanos();
         let mut g = self.lock();
         let t = &mut g.tree;
@@ -189,9 +189,9 @@ impl V2Store {
                     self.stats.count(Op::Expire, true);
                     g.history.push(e);
                 }
-                let blob = codec::encode(&g.tree);
+                let save = codec::save(&mut g.tree);
                 self.index.send_replace(g.tree.index);
-                return (None, Some(blob));
+                return (None, Some(save));
             }
             _ => {
                 let cur = t.index;
@@ -202,9 +202,9 @@ impl V2Store {
         match res {
             Ok(e) => {
                 g.history.push(e.clone());
-                let blob = codec::encode(&g.tree);
+                let save = codec::save(&mut g.tree);
                 self.index.send_replace(g.tree.index);
-                (Some(Ok(e)), Some(blob))
+                (Some(Ok(e)), Some(save))
             }
             Err(e) => (Some(Err(e)), None),
         }
@@ -213,12 +213,12 @@ impl V2Store {
     /// etcd's v2 store also holds the membership (under `/0`): each member added, removed,
     /// or updated, each publish, and the cluster version's first setting is a write there
     /// that moves the index users see. `old` → `new` is one applied membership change;
-    /// the index moves as etcd's would, and the tree's blob is returned to be saved with it.
+    /// the index moves as etcd's would, and what to store is returned to be saved with it.
     pub fn membership(
         &self,
         old: Option<&rusted_replication::membership::ClusterRecord>,
         new: &rusted_replication::membership::ClusterRecord,
-    ) -> Vec<u8> {
+    ) -> codec::Save {
         let mut writes = 0u64;
         match old {
             None => writes += new.members.len() as u64,
@@ -247,9 +247,9 @@ impl V2Store {
         g.tree.index += writes;
         // The history holds every index; these events are under `/0`, which no keys watcher
         // can watch, so they are not kept: a wait from before them finds the next key event.
-        let blob = codec::encode(&g.tree);
+        let save = codec::save(&mut g.tree);
         self.index.send_replace(g.tree.index);
-        blob
+        save
     }
 
     /// A read of this member's tree (counted as etcd counts gets).

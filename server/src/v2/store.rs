@@ -16,7 +16,7 @@ use super::node::{Kind, Node};
 const MIN_EXPIRE: i64 = 946_684_800_000_000_000;
 
 /// etcd's v2 store.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Tree {
     /// The root directory ("/").
     pub root: Node,
@@ -26,7 +26,20 @@ pub struct Tree {
     ttl: BTreeSet<(i64, String)>,
     /// The index counts etcd's one write of the cluster version (see `V2Store::membership`).
     pub version_set: bool,
+    /// Paths of nodes made, changed or removed since [`Tree::take_changed`] last ran (what a
+    /// save writes).
+    changed: BTreeSet<String>,
 }
+
+/// Trees are equal when they hold the same nodes and indexes, whatever is yet to be saved.
+impl PartialEq for Tree {
+    fn eq(&self, o: &Self) -> bool {
+        (&self.root, self.index, &self.ttl, self.version_set)
+            == (&o.root, o.index, &o.ttl, o.version_set)
+    }
+}
+
+impl Eq for Tree {}
 
 impl Default for Tree {
     fn default() -> Self {
@@ -35,6 +48,7 @@ impl Default for Tree {
             index: 0,
             ttl: BTreeSet::new(),
             version_set: false,
+            changed: BTreeSet::new(),
         }
     }
 }
@@ -125,6 +139,17 @@ impl Tree {
             }
         }
         Ok(t)
+    }
+
+    /// The paths changed since the last call (made, changed or removed), and none from now.
+    pub fn take_changed(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// Counts every node as changed (a tree read from a format that is saved differently).
+    pub fn change_all(&mut self) {
+        let all: Vec<String> = self.nodes().into_iter().map(|n| n.path.clone()).collect();
+        self.changed.extend(all);
     }
 
     /// Every node but the root, parents first.
@@ -273,6 +298,7 @@ impl Tree {
                     let parent = self.node_mut(&at).and_then(Node::children_mut);
                     let parent = parent.ok_or_else(|| V2Error::new(NOT_DIR, at.clone(), cur))?;
                     parent.insert(c.to_string(), Node::dir(child.clone(), next, None));
+                    self.changed.insert(child.clone());
                 }
             }
             at = child;
@@ -302,6 +328,7 @@ impl Tree {
         if let Some(kids) = parent {
             kids.insert(name.to_string(), n);
         }
+        self.changed.insert(path.to_string());
         self.index = next;
         Ok(Event::new(action, out, prev, next))
     }
@@ -311,21 +338,23 @@ impl Tree {
         let (dir, name) = split(path);
         let dir = if dir.is_empty() { "/" } else { dir };
         let n = self.node_mut(dir)?.children_mut()?.remove(name)?;
-        fn forget(ttl: &mut BTreeSet<(i64, String)>, n: &Node) {
+        fn forget(ttl: &mut BTreeSet<(i64, String)>, changed: &mut BTreeSet<String>, n: &Node) {
             if let Some(e) = n.expire {
                 ttl.remove(&(e, n.path.clone()));
             }
+            changed.insert(n.path.clone());
             if let Some(c) = n.children() {
-                c.values().for_each(|k| forget(ttl, k));
+                c.values().for_each(|k| forget(ttl, changed, k));
             }
         }
-        forget(&mut self.ttl, &n);
+        forget(&mut self.ttl, &mut self.changed, &n);
         Some(n)
     }
 
     fn set_expiry(&mut self, path: &str, expire: Option<i64>) {
         let Some(n) = self.node_mut(path) else { return };
         let old = std::mem::replace(&mut n.expire, expire);
+        self.changed.insert(path.to_string());
         if let Some(e) = old {
             self.ttl.remove(&(e, path.to_string()));
         }
@@ -359,6 +388,7 @@ impl Tree {
                 n.modified = next;
             }
         }
+        // (set_expiry counts the node as changed.)
         self.set_expiry(&path, expiry(expire));
         let mut node = match self.node(&path) {
             Some(n) => n.repr(false, now),
@@ -420,6 +450,7 @@ impl Tree {
             n.kind = Kind::File(value);
             n.modified = next;
         }
+        // (set_expiry counts the node as changed.)
         self.set_expiry(&path, expiry(expire));
         let node = match self.node(&path) {
             Some(n) => n.repr(false, now),
@@ -571,6 +602,7 @@ mod tests {
         fn tree_matches_a_model(ops in proptest::collection::vec(op(), 1..60)) {
             let mut t = Tree::default();
             let mut m = Model::default();
+            let mut bucket = BTreeMap::new();
             for o in ops {
                 let (path, res) = match &o {
                     Op::Set(k, v) => (KEYS[*k], t.set(KEYS[*k], false, v.to_string(), None, false, 0)),
@@ -637,7 +669,16 @@ mod tests {
                     (got, want) => prop_assert!(false, "{:?}: got {:?}, want {:?}", o, got, want),
                 }
                 prop_assert_eq!(t.index, m.index);
-                let back = crate::v2::codec::decode(Some(&crate::v2::codec::encode(&t)));
+                // What each write saves, applied to a bucket, reads back as the tree.
+                let save = crate::v2::codec::save(&mut t);
+                for (k, v) in save.nodes {
+                    match v {
+                        Some(v) => bucket.insert(k, v),
+                        None => bucket.remove(&k),
+                    };
+                }
+                let entries = bucket.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                let back = crate::v2::codec::decode(Some(&save.meta), entries);
                 prop_assert_eq!(back.as_ref(), Ok(&t));
             }
         }
