@@ -332,8 +332,12 @@ async fn probe_loop(
 ) {
     loop {
         let t0 = Instant::now();
-        if client.probe(ProbeRequest { from, cluster_id }).await.is_ok() {
-            metrics.round_trip(to, t0.elapsed());
+        // Timed only when the member that answered is the one meant: its URL may have been
+        // taken over by a new member (a removed one replaced on the same address).
+        if let Ok(r) = client.probe(ProbeRequest { from, cluster_id }).await {
+            if r.get_ref().member_id == to {
+                metrics.round_trip(to, t0.elapsed());
+            }
         }
         tokio::time::sleep(PEER_PROBE_INTERVAL).await;
     }
