@@ -4,7 +4,7 @@
 //! - three: a follower paused while it is removed stops by itself once resumed, and a new
 //!   member joins on its peer URL;
 //! - three: a follower forwards lease renewals and time-to-live to the leader and serves
-//!   watches of writes made through the leader;
+//!   watches of writes made through the leader; `/v2/stats/self` counts the appends;
 //! - one with a tiny space quota: NOSPACE is raised, survives a SIGKILL and restart, and is
 //!   cleared by delete, compaction, defrag and disarm;
 //! - one configured by `--config-file` (other flags ignored) with periodic auto-compaction;
@@ -245,9 +245,10 @@ async fn followers_forward_lease_requests_and_serve_watches() {
     let dir = tempfile::tempdir().unwrap();
     let mut procs = cluster(dir.path(), 24890);
     for p in procs.iter_mut() {
+        p.args.push("--enable-v2".into());
         p.start();
     }
-    let (l, _) = wait_leader(&procs, Duration::from_secs(20)).await;
+    let (l, leader) = wait_leader(&procs, Duration::from_secs(20)).await;
     let f = (l + 1) % 3;
     let follower = procs[f].client.clone();
 
@@ -312,6 +313,29 @@ async fn followers_forward_lease_requests_and_serve_watches() {
     assert_eq!(t.ttl, -1);
     let header = t.header.unwrap();
     assert_ne!(header.member_id, 0);
+
+    // etcd's /v2/stats/self: the appends the leader sent and the follower received.
+    let stats = |i: usize| {
+        let url = procs[i].client.clone();
+        async move {
+            let body = common::http_get(&url, "/v2/stats/self").await;
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()
+        }
+    };
+    let s = stats(l).await;
+    assert_eq!(s["state"], "StateLeader", "{s}");
+    assert!(s["sendAppendRequestCnt"].as_u64().unwrap() > 0, "{s}");
+    let s = stats(f).await;
+    assert_eq!(s["state"], "StateFollower", "{s}");
+    assert!(s["recvAppendRequestCnt"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(s["sendAppendRequestCnt"], 0, "{s}");
+    assert_eq!(s["leaderInfo"]["leader"], format!("{leader:x}"), "{s}");
+    let keys: Vec<&str> = s.as_object().unwrap().keys().map(String::as_str).collect();
+    let want = ["name", "id", "state", "startTime", "leaderInfo", "recvAppendRequestCnt"];
+    assert_eq!(keys[..6], want, "etcd's field order: {s}");
+    // Then the receive rates while appends flow (etcd's omitempty), then the send count.
+    let rest: Vec<&str> = keys[6..].iter().copied().filter(|k| !k.starts_with("recv")).collect();
+    assert_eq!(rest, ["sendAppendRequestCnt"], "{s}");
 }
 
 /// etcd's member replacement with a twist: the member is paused (SIGSTOP) when it is removed,

@@ -8,6 +8,7 @@
 //! state, WAL, health) are here.
 #![forbid(unsafe_code)]
 
+pub mod appends;
 pub mod grpc;
 pub mod peer;
 pub mod process;

@@ -19,6 +19,8 @@ pub struct PeerMetrics {
     disconnected: IntCounterVec,
     snap_db_save: Histogram,
     snap_db_fsync: Histogram,
+    /// Appends sent and received (`/v2/stats/self`).
+    pub appends: super::appends::Appends,
 }
 
 fn hex(id: u64) -> String {
@@ -93,6 +95,7 @@ impl PeerMetrics {
             disconnected,
             snap_db_save,
             snap_db_fsync,
+            appends: Default::default(),
         })
     }
 

@@ -103,14 +103,19 @@ impl Peer for PeerService {
             }
             let bytes = batch.messages.iter().map(Bytes::len).sum();
             self.metrics.received(batch.from, bytes);
-            for m in &batch.messages {
-                let m = decode(m)?;
+            for raw in &batch.messages {
+                let m = decode(raw)?;
                 if m.to != me {
                     return Err(Status::failed_precondition(TO_MISMATCH));
                 }
                 // A snapshot message names a file that only the Snapshot RPC delivers.
-                if m.get_msg_type() == MessageType::MsgSnapshot {
-                    return Err(Status::invalid_argument("MsgSnapshot must come through Snapshot"));
+                match m.get_msg_type() {
+                    MessageType::MsgSnapshot => {
+                        let e = "MsgSnapshot must come through Snapshot";
+                        return Err(Status::invalid_argument(e));
+                    }
+                    MessageType::MsgAppend => self.metrics.appends.received(m.from, raw.len()),
+                    _ => {}
                 }
                 if !mb.step(m) {
                     return Err(Status::unavailable("etcdserver: server stopped"));

@@ -258,10 +258,10 @@ async fn peer_loop(
                 return;
             };
             let mut batch = Vec::with_capacity(16);
-            batch.push(m.write_to_bytes().unwrap_or_default().into());
+            batch.push(encode(&m, from, &metrics));
             while batch.len() < MAX_BATCH {
                 match msgs.try_recv() {
-                    Ok(m) => batch.push(m.write_to_bytes().unwrap_or_default().into()),
+                    Ok(m) => batch.push(encode(&m, from, &metrics)),
                     Err(_) => break,
                 }
             }
@@ -323,6 +323,15 @@ async fn peer_loop(
 }
 
 /// Measures the round trip to a connected peer now and then (etcd_network_peer_round_trip_time).
+/// `m` on the wire; appends are counted (`/v2/stats/self`).
+fn encode(m: &Message, from: u64, metrics: &PeerMetrics) -> Bytes {
+    let b: Bytes = m.write_to_bytes().unwrap_or_default().into();
+    if m.get_msg_type() == MessageType::MsgAppend {
+        metrics.appends.sent(from, b.len());
+    }
+    b
+}
+
 async fn probe_loop(
     mut client: PeerClient<Channel>,
     from: u64,

@@ -25,21 +25,37 @@ pub async fn stats_self(State(ctx): State<Arc<Ctx>>, method: Method) -> Response
     let nanos = |t: std::time::SystemTime| {
         t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
     };
-    let up = started.elapsed().unwrap_or_default();
     let state = if ctx.replica.is_leader() { "StateLeader" } else { "StateFollower" };
-    let v = json!({
+    let appends = ctx.metrics.peer.appends.view();
+    // Since this member first saw the current leader append (or began appending itself);
+    // before any append, since it started (as etcd's).
+    let leader = ctx.replica.leader();
+    let since = appends.leader.filter(|l| l.0 == leader).map_or(started, |l| l.1);
+    let up = since.elapsed().unwrap_or_default();
+    let mut v = json!({
         "name": name.unwrap_or_default(),
         "id": format!("{id:x}"),
         "state": state,
         "startTime": rfc3339_nano(nanos(started)),
         "leaderInfo": {
-            "leader": format!("{:x}", ctx.replica.leader()),
+            "leader": format!("{leader:x}"),
             "uptime": rusted_proto::duration::format_go_duration(up),
-            "startTime": rfc3339_nano(nanos(started)),
+            "startTime": rfc3339_nano(nanos(since)),
         },
-        "recvAppendRequestCnt": 0,
-        "sendAppendRequestCnt": 0,
+        "recvAppendRequestCnt": appends.received,
     });
+    // Rates only while appends flow (etcd's omitempty), each after its count.
+    if let Value::Object(o) = &mut v {
+        if let Some((pkts, bytes)) = appends.recv_rate {
+            o.insert("recvPkgRate".into(), pkts.into());
+            o.insert("recvBandwidthRate".into(), bytes.into());
+        }
+        o.insert("sendAppendRequestCnt".into(), appends.sent.into());
+        if let Some((pkts, bytes)) = appends.send_rate {
+            o.insert("sendPkgRate".into(), pkts.into());
+            o.insert("sendBandwidthRate".into(), bytes.into());
+        }
+    }
     plain_json(&v)
 }
 
