@@ -1,7 +1,8 @@
 //! etcd's access control of plain HTTP on a client URL (`--cors`, `--host-whitelist`): CORS
 //! headers for allowed origins, OPTIONS preflights answered, and on a listener without TLS a
-//! request whose Host is not whitelisted refused with 421 (DNS rebinding, CVE-2018-5702).
-//! gRPC calls never pass here (see `dispatch`), as in etcd.
+//! request whose Host is not whitelisted refused with 421 (DNS rebinding, CVE-2018-5702); then
+//! unclean paths redirected as Go's ServeMux does (`clean_path`). gRPC calls never pass here
+//! (see `dispatch`), as in etcd.
 #![forbid(unsafe_code)]
 
 use std::collections::HashSet;
@@ -143,6 +144,8 @@ pub async fn layer(State(access): State<Arc<Access>>, req: Request, next: Next) 
     };
     let mut resp = if req.method() == Method::OPTIONS {
         StatusCode::OK.into_response()
+    } else if let Some(r) = super::clean_path::redirect(req.method(), req.uri()) {
+        r
     } else {
         // axum lists the allowed methods; etcd's gateway does not (its v2 handlers do).
         let v2 = req.uri().path().starts_with("/v2/");

@@ -105,6 +105,10 @@ scenarios() {
     step "DELETE root" raw -X DELETE "$(K /)?dir=true"
     step "DELETE compare" raw -X DELETE "$(K /r)?prevValue=nv"
     step "PATCH" raw -X PATCH "$(K /r)"
+    step "GET an unclean path" raw --path-as-is "$(K //r/../r)?recursive=true"
+    step "PUT an unclean path" raw --path-as-is -X PUT "$(K /./u)" -d value=x
+    step "an unclean gateway path" raw --path-as-is -X POST "http://$A:2379/v3//kv/range" -d '{}'
+    step "an unclean health path" raw --path-as-is "http://$A:2379/metrics/../health"
     step "wait for an old index" sh -c "curl -s -o /dev/null http://$A:2379/v2/keys/x -XPUT -d value=1; curl -s 'http://$A:2379/v2/keys/x?wait=true&waitIndex=1'"
     step "waitIndex in history" raw "$(K /r)?wait=true&waitIndex=1&recursive=false"
     step "members" raw "http://$A:2379/v2/members"
