@@ -127,9 +127,17 @@ async fn scrape(State(st): State<HttpState>) -> Response {
     }
 }
 
+/// Go's `http.Error`: `text` as plain text, with `nosniff`, as every Go handler's error.
+pub fn go_error(code: StatusCode, text: &'static str) -> Response {
+    let h = [
+        (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ];
+    (code, h, text).into_response()
+}
+
 /// Go's plain 404, for paths nothing serves (the gateway's own prefixes answer differently,
 /// see `json::not_found`).
 pub async fn page_not_found() -> Response {
-    let h = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
-    (StatusCode::NOT_FOUND, h, "404 page not found\n").into_response()
+    go_error(StatusCode::NOT_FOUND, "404 page not found\n")
 }

@@ -492,8 +492,7 @@ pub async fn not_found(req: axum::extract::Request) -> Response {
     } else {
         "404 page not found\n"
     };
-    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body)
-        .into_response()
+    super::http::go_error(StatusCode::NOT_FOUND, body)
 }
 
 /// A CORS preflight (etcd answers OPTIONS on any path with 200; the CORS headers are added
@@ -504,8 +503,7 @@ async fn preflight() -> StatusCode {
 
 /// A known path with a method other than POST.
 pub async fn method_not_allowed() -> Response {
-    let h = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
-    (StatusCode::METHOD_NOT_ALLOWED, h, "Method Not Allowed\n").into_response()
+    super::http::go_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n")
 }
 
 /// A bidirectional stream over HTTP: the body's JSON requests feed `serve`, whose answers go

@@ -157,8 +157,7 @@ pub async fn members(
             }
         }
         Method::DELETE if rest.is_empty() => {
-            let h = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
-            (StatusCode::METHOD_NOT_ALLOWED, h, "Method Not Allowed\n").into_response()
+            crate::gateway::http::go_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n")
         }
         Method::DELETE => {
             let Some(id) = id_of(rest) else {

@@ -17,7 +17,7 @@ raw() {
         /^HTTP\// && !head { print $1 " " $2; head = 1; next }
         body { print; next }
         /^$/ { body = 1; close("sort"); next }
-        tolower($0) ~ /^(x-etcd-index|content-type|allow|location):/ { print tolower($0) | "sort" }
+        tolower($0) ~ /^(x-etcd-index|content-type|allow|location|x-content-type-options):/ { print tolower($0) | "sort" }
         tolower($0) ~ /^(x-etcd-cluster-id|x-raft-index|x-raft-term):/ { sub(/:.*/, ": SET"); print tolower($0) | "sort" }'
 }
 K() { echo "http://$A:2379/v2/keys$1"; }
