@@ -322,7 +322,6 @@ async fn peer_loop(
     }
 }
 
-/// Measures the round trip to a connected peer now and then (etcd_network_peer_round_trip_time).
 /// `m` on the wire; appends are counted (`/v2/stats/self`).
 fn encode(m: &Message, from: u64, metrics: &PeerMetrics) -> Bytes {
     let b: Bytes = m.write_to_bytes().unwrap_or_default().into();
@@ -332,6 +331,7 @@ fn encode(m: &Message, from: u64, metrics: &PeerMetrics) -> Bytes {
     b
 }
 
+/// Measures the round trip to a connected peer now and then (etcd_network_peer_round_trip_time).
 async fn probe_loop(
     mut client: PeerClient<Channel>,
     from: u64,
