@@ -51,8 +51,8 @@ impl Store {
     }
 
     /// [`Store::apply_meta_blob`] for several blobs, plus keyed `meta` entries written
-    /// (`Some`) or deleted (`None`), all by one entry, atomically. Entry keys are a family under a prefix of the
-    /// caller's (`x-…/`), read back with [`Store::meta_entries`].
+    /// (`Some`) or deleted (`None`), all by one entry, atomically. Entry keys are a family
+    /// under a prefix of the caller's (`x-…/`), read back with [`Store::meta_entries`].
     pub fn apply_meta_changes(
         &self,
         at: Applied,
