@@ -43,11 +43,7 @@ impl Store {
     /// server's alarm list, say): stored with `at` as the applied index, atomically. `key` must
     /// not be one of the store's own meta keys.
     pub fn apply_meta_blob(&self, at: Applied, key: &'static [u8], blob: &[u8]) -> Result<()> {
-        debug_assert!(key.starts_with(b"x-") || key == CLUSTER, "not a store meta key");
-        let mut w = self.begin_apply(at)?;
-        w.meta.meta.insert(key, blob.to_vec());
-        drop(w);
-        Ok(())
+        self.apply_meta_changes(at, &[(key, blob)], Vec::new())
     }
 
     /// [`Store::apply_meta_blob`] for several blobs, plus keyed `meta` entries written

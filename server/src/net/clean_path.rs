@@ -7,6 +7,7 @@
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
+use percent_encoding::{percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 /// Go's `cleanPath`: rooted, `path.Clean`ed, its trailing slash kept (but for the root).
 fn clean(p: &[u8]) -> Vec<u8> {
@@ -31,19 +32,22 @@ fn clean(p: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Go's path escaping of a URL (`url.URL.EscapedPath` with no raw path).
-fn escape_path(p: &[u8]) -> String {
-    let mut s = String::with_capacity(p.len());
-    for &b in p {
-        let keep = b.is_ascii_alphanumeric() || b"-_.~$&+,/:;=@".contains(&b);
-        if keep {
-            s.push(b as char);
-        } else {
-            s.push_str(&format!("%{b:02X}"));
-        }
-    }
-    s
-}
+/// What Go escapes in a URL's path (`url.URL.EscapedPath` with no raw path): all but
+/// letters, digits, `-_.~` and `$&+,/:;=@`.
+const PATH: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b'/')
+    .remove(b':')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b'@');
 
 /// Go's `htmlEscape` (what `http.Redirect` writes in its note).
 fn html_escape(s: &str) -> String {
@@ -74,7 +78,7 @@ fn location(uri: &Uri) -> Option<String> {
     if clean == decoded {
         return None;
     }
-    let mut loc = escape_path(&clean);
+    let mut loc = percent_encode(&clean, PATH).to_string();
     if let Some(q) = uri.query().filter(|q| !q.is_empty()) {
         loc.push('?');
         loc.push_str(q);

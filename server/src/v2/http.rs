@@ -235,12 +235,15 @@ pub fn cluster_header(ctx: &Ctx, h: &mut HeaderMap) {
 
 /// Go's `http.Error` for a method a handler does not take.
 pub fn method_not_allowed(allow: &str) -> Response {
-    let h = [
-        (header::ALLOW, allow.to_string()),
-        (header::CONTENT_TYPE, "text/plain; charset=utf-8".into()),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".into()),
-    ];
-    (StatusCode::METHOD_NOT_ALLOWED, h, "Method Not Allowed\n").into_response()
+    let mut r =
+        crate::gateway::http::go_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
+    // Allow first: Go writes headers sorted.
+    let rest = std::mem::take(r.headers_mut());
+    if let Ok(v) = HeaderValue::from_str(allow) {
+        r.headers_mut().insert(header::ALLOW, v);
+    }
+    r.headers_mut().extend(rest);
+    r
 }
 
 fn event_response(ctx: &Ctx, e: Event, no_value: bool, head: bool) -> Response {
